@@ -1,0 +1,297 @@
+"""Packed uint16 training shards (the paper's packing, App. F.1).
+
+Each record ``{"problem": prompt text, "solution": text, "answer": int}`` becomes the token sequence
+``[PROBLEM] problem [SOLUTION] solution [ANSWER] answer [EOS]`` (:meth:`IGSMTokenizer.encode_example`). The
+sequences are concatenated in record order into one stream, which is cut into consecutive windows of
+``context`` tokens; an example may straddle two windows, exactly as when the paper concatenates problems and
+cuts the stream at the window's right end.
+
+Decisions (all counted, never silent):
+
+- an example longer than ``context`` tokens is dropped (``n_dropped_too_long``); one of exactly ``context``
+  tokens is kept;
+- the trailing partial window (fewer than ``context`` tokens left at the end of the stream) is dropped, not
+  padded (``n_tail_tokens_dropped``); windows never hold ``[PAD]``.
+
+Counters: ``n_records`` = records read; ``n_examples`` = records that entered the stream;
+``n_tokens`` = tokens of the stream (all entered examples) = ``n_windows * context + n_tail_tokens_dropped``.
+
+On disk (:func:`write_shards`): ``shard_00000.npy``, ``shard_00001.npy``, ... (``np.save`` of a 2-D
+``uint16`` array ``(n_windows, context)``, readable with ``np.load(path, mmap_mode="r")``), ``meta.json`` and
+the tokenizer (``tokenizer.json`` + the transformers configs). Every file is written to a temporary name in
+the same directory and moved into place with ``os.replace``; ``meta.json`` is written last, so a directory
+without it is an interrupted write and :func:`read_shards` refuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping
+
+import numpy as np
+
+from probekit.tokenizer import IGSMTokenizer, UnknownWordError
+
+DTYPE = np.uint16
+META_FILE = "meta.json"
+SHARD_FORMAT = "probekit-shards-v1"
+DEFAULT_SHARD_WINDOWS = 8192
+_ENCODE_BATCH = 1024
+
+
+def shard_name(i: int) -> str:
+    """File name of shard ``i``: ``shard_00000.npy``."""
+    return f"shard_{i:05d}.npy"
+
+
+@dataclass
+class PackResult:
+    """Windows packed from a list of records, and what was counted on the way (see the module doc)."""
+
+    windows: np.ndarray  # uint16, (n_windows, context)
+    context: int
+    n_records: int
+    n_examples: int
+    n_dropped_too_long: int
+    n_tokens: int
+    n_tail_tokens_dropped: int
+
+    @property
+    def n_windows(self) -> int:
+        return int(self.windows.shape[0])
+
+
+def _check_context(context: int) -> int:
+    if isinstance(context, bool) or not isinstance(context, (int, np.integer)):
+        raise TypeError(f"context must be an int, got {type(context).__name__}")
+    if context < 2:
+        raise ValueError(f"context must be at least 2 tokens, got {context}")
+    return int(context)
+
+
+def _check_tokenizer(tokenizer: IGSMTokenizer) -> None:
+    if tokenizer.vocab_size > np.iinfo(DTYPE).max + 1:
+        raise ValueError(f"vocabulary of {tokenizer.vocab_size} ids does not fit {np.dtype(DTYPE).name}")
+
+
+def _triple(index: int, record: Mapping) -> tuple[str, str, int | str]:
+    try:
+        return record["problem"], record["solution"], record["answer"]
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"record {index} needs keys 'problem', 'solution' and 'answer': {err!r}") from None
+
+
+def encode_records(records: Iterable[Mapping], tokenizer: IGSMTokenizer, batch: int = _ENCODE_BATCH) -> Iterator[list[int]]:
+    """Token sequences of ``records`` in order (batched); an unknown word raises with the record's index."""
+    it = iter(records)
+    start = 0
+    while True:
+        chunk = list(islice(it, batch))
+        if not chunk:
+            return
+        triples = [_triple(start + k, r) for k, r in enumerate(chunk)]
+        try:
+            seqs = tokenizer.encode_examples(triples)
+        except (UnknownWordError, ValueError):
+            for k, triple in enumerate(triples):  # find the first failing record, re-raise with its index
+                try:
+                    tokenizer.encode_example(*triple)
+                except UnknownWordError as err:
+                    raise UnknownWordError(err.words, err.text, record_index=start + k) from err
+                except ValueError as err:
+                    raise ValueError(f"record {start + k}: {err}") from err
+            raise
+        yield from seqs
+        start += len(chunk)
+
+
+class _Packer:
+    """Concatenate sequences and hand out full windows; keeps the counters."""
+
+    def __init__(self, context: int):
+        self.context = context
+        self._pending: list[np.ndarray] = []
+        self._pending_len = 0
+        self.n_records = self.n_examples = self.n_dropped_too_long = self.n_tokens = 0
+
+    def add(self, ids: list[int]) -> None:
+        self.n_records += 1
+        if len(ids) > self.context:
+            self.n_dropped_too_long += 1
+            return
+        self.n_examples += 1
+        self.n_tokens += len(ids)
+        self._pending.append(np.asarray(ids, dtype=DTYPE))
+        self._pending_len += len(ids)
+
+    @property
+    def full_windows(self) -> int:
+        return self._pending_len // self.context
+
+    def take(self, max_windows: int | None = None) -> np.ndarray:
+        """Remove and return up to ``max_windows`` full windows (all of them when None)."""
+        n = self.full_windows if max_windows is None else min(max_windows, self.full_windows)
+        if n == 0:
+            return np.empty((0, self.context), dtype=DTYPE)
+        stream = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        cut = n * self.context
+        rest = stream[cut:]
+        self._pending = [rest] if rest.size else []
+        self._pending_len = int(rest.size)
+        return stream[:cut].reshape(n, self.context).copy()
+
+    @property
+    def tail(self) -> int:
+        return self._pending_len
+
+
+def pack_records(records: Iterable[Mapping], tokenizer: IGSMTokenizer, context: int) -> PackResult:
+    """Pack ``records`` into ``(n, context)`` uint16 windows in memory (see the module doc for the rules)."""
+    context = _check_context(context)
+    _check_tokenizer(tokenizer)
+    packer = _Packer(context)
+    for ids in encode_records(records, tokenizer):
+        packer.add(ids)
+    windows = packer.take()
+    return PackResult(
+        windows=windows,
+        context=context,
+        n_records=packer.n_records,
+        n_examples=packer.n_examples,
+        n_dropped_too_long=packer.n_dropped_too_long,
+        n_tokens=packer.n_tokens,
+        n_tail_tokens_dropped=packer.tail,
+    )
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Call ``write(binary file)`` on a temp file next to ``path``, fsync, then ``os.replace`` it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _previous_outputs(out_dir: Path) -> list[Path]:
+    return sorted(
+        [*out_dir.glob("shard_*.npy"), *out_dir.glob(".shard_*.tmp"), *out_dir.glob(META_FILE), *out_dir.glob(f".{META_FILE}.*.tmp")]
+    )
+
+
+def write_shards(
+    records_iter: Iterable[Mapping],
+    tokenizer: IGSMTokenizer,
+    out_dir: str | os.PathLike,
+    context: int,
+    shard_windows: int = DEFAULT_SHARD_WINDOWS,
+    overwrite: bool = False,
+) -> dict:
+    """Pack ``records_iter`` (streamed; any iterable) into shard files of ``shard_windows`` windows each.
+
+    Writes ``shard_NNNNN.npy`` files (the last may hold fewer windows), the tokenizer and finally
+    ``meta.json``; returns the meta dict. ``out_dir`` must not already hold shards or a ``meta.json`` unless
+    ``overwrite`` is set, which deletes them first. If encoding fails midway (for instance
+    :class:`UnknownWordError`, carrying ``record_index``) no ``meta.json`` is written.
+    """
+    context = _check_context(context)
+    _check_tokenizer(tokenizer)
+    if shard_windows < 1:
+        raise ValueError(f"shard_windows must be at least 1, got {shard_windows}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    old = _previous_outputs(out)
+    if old:
+        if not overwrite:
+            raise FileExistsError(f"{out} already holds shard output ({old[0].name}, ...); pass overwrite=True")
+        for path in old:
+            path.unlink()
+    tokenizer.save(out)
+
+    packer = _Packer(context)
+    shards: list[dict] = []
+
+    def flush(windows: np.ndarray) -> None:
+        name = shard_name(len(shards))
+        _atomic_write(out / name, lambda fh: np.save(fh, windows, allow_pickle=False))
+        shards.append({"file": name, "n_windows": int(windows.shape[0])})
+
+    for ids in encode_records(records_iter, tokenizer):
+        packer.add(ids)
+        while packer.full_windows >= shard_windows:
+            flush(packer.take(shard_windows))
+    last = packer.take()
+    if last.shape[0]:
+        flush(last)
+
+    n_windows = sum(s["n_windows"] for s in shards)
+    meta = {
+        "format": SHARD_FORMAT,
+        "dtype": np.dtype(DTYPE).name,
+        "context": context,
+        "vocab_size": tokenizer.vocab_size,
+        "tokenizer_fingerprint": tokenizer.fingerprint,
+        "layout": "[PROBLEM] problem [SOLUTION] solution [ANSWER] answer [EOS], concatenated, cut into windows",
+        "shard_windows": shard_windows,
+        "n_shards": len(shards),
+        "n_windows": n_windows,
+        "n_records": packer.n_records,
+        "n_examples": packer.n_examples,
+        "n_dropped_too_long": packer.n_dropped_too_long,
+        "n_tokens": packer.n_tokens,
+        "n_window_tokens": n_windows * context,
+        "n_tail_tokens_dropped": packer.tail,
+        "shards": shards,
+    }
+    _atomic_write(out / META_FILE, lambda fh: fh.write((json.dumps(meta, indent=2) + "\n").encode()))
+    return meta
+
+
+def load_meta(shard_dir: str | os.PathLike) -> dict:
+    """The ``meta.json`` of a shard directory; a missing one means the write never completed."""
+    path = Path(shard_dir) / META_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} missing: not a shard directory, or its write did not complete")
+    meta = json.loads(path.read_text())
+    if meta.get("format") != SHARD_FORMAT:
+        raise ValueError(f"{path}: unknown shard format {meta.get('format')!r}")
+    return meta
+
+
+def read_shards(shard_dir: str | os.PathLike, tokenizer: IGSMTokenizer | None = None) -> list[np.ndarray]:
+    """Memory-mapped ``(n_windows, context)`` uint16 arrays of every shard, in order, checked against meta.
+
+    With ``tokenizer``, also checks that it is the tokenizer the shards were written with (fingerprint).
+    """
+    shard_dir = Path(shard_dir)
+    meta = load_meta(shard_dir)
+    if tokenizer is not None and tokenizer.fingerprint != meta["tokenizer_fingerprint"]:
+        raise ValueError(
+            f"{shard_dir} was written with tokenizer {meta['tokenizer_fingerprint'][:12]}, "
+            f"not {tokenizer.fingerprint[:12]}"
+        )
+    arrays = []
+    for entry in meta["shards"]:
+        arr = np.load(shard_dir / entry["file"], mmap_mode="r", allow_pickle=False)
+        expected = (entry["n_windows"], meta["context"])
+        if arr.dtype != np.dtype(meta["dtype"]) or arr.shape != expected:
+            raise ValueError(f"{entry['file']}: {arr.dtype} {arr.shape}, meta says {meta['dtype']} {expected}")
+        arrays.append(arr)
+    return arrays
+
+
+def iter_windows(shard_dir: str | os.PathLike) -> Iterator[np.ndarray]:
+    """Every window of a shard directory in order (each a memory-mapped ``(context,)`` uint16 row)."""
+    for arr in read_shards(shard_dir):
+        yield from arr
