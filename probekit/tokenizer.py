@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import os
 import tempfile
 from functools import lru_cache
@@ -297,7 +298,11 @@ class IGSMTokenizer:
 
     @staticmethod
     def _answer_text(answer) -> str:
-        return str(answer).strip() if not isinstance(answer, str) else answer
+        if isinstance(answer, str):
+            return answer
+        if isinstance(answer, bool) or not isinstance(answer, numbers.Integral):
+            raise TypeError(f"answer must be an int or a str, got {answer!r}")
+        return str(int(answer))
 
     def _layout(self, p: list[int], s: list[int], a: list[int]) -> list[int]:
         sp = self._special

@@ -192,7 +192,7 @@ def test_redefined_parameter():
 
 
 def test_redefined_symbol():
-    sentence = "Define Trader Joe's's Bird House as d; e = a + b = 5 + 8 = 13; a = e + c = 13 + 10 = 0; so d = 2 + a = 2 + 0 = 2"
+    sentence = SENTENCES[3].replace("f = e + c", "a = e + c").replace("2 + f", "2 + a")
     verdict = judge(replaced(3, sentence))
     assert verdict.mistakes[0].kind == "redefined"
     assert verdict.first_error == "Trader Joe's's Bird House"
@@ -208,8 +208,8 @@ def test_wrong_dependency_set_with_right_value():
 def test_wrong_constant_is_wrong_value():
     sentences = list(SENTENCES)
     sentences[2] = "Define Night & Day Zoo's Old-growth Pen as c; so c = 6 * b = 6 * 8 = 2"
-    sentences[3] = "Define Trader Joe's's Bird House as d; e = a + b = 5 + 8 = 13; f = e + c = 13 + 2 = 15; so d = 2 + f = 2 + 15 = 17"
-    sentences[7] = "Define Trader Joe's's Animal as j; k = d * h = 17 * 5 = 16; l = g * i = 20 * 8 = 22; so j = k + l = 16 + 22 = 15"
+    sentences[3] = SENTENCES[3].replace("13 + 10 = 0", "13 + 2 = 15").replace("2 + 0 = 2", "2 + 15 = 17")
+    sentences[7] = SENTENCES[7].replace("2 * 5 = 10", "17 * 5 = 16").replace("10 + 22 = 9", "16 + 22 = 15")
     verdict = judge(solution(sentences))
     assert [(m.param, m.kind) for m in verdict.mistakes] == [
         ("Night & Day Zoo's Old-growth Pen", "wrong_value"),
@@ -221,7 +221,7 @@ def test_wrong_constant_is_wrong_value():
 
 
 def test_wrong_operation_is_wrong_value():
-    last = "Define Trader Joe's's Animal as j; k = d * h = 2 * 5 = 10; l = g * i = 20 * 8 = 22; so j = k * l = 10 * 22 = 13"
+    last = SENTENCES[7].replace("so j = k + l = 10 + 22 = 9", "so j = k * l = 10 * 22 = 13")
     verdict = judge(replaced(7, last))
     assert kinds(verdict) == {"wrong_value", "wrong_answer"}
 

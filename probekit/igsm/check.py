@@ -28,6 +28,11 @@ A sentence that does not parse makes the authors' whole parse fail; probekit mar
 `unparseable` (it defines nothing) and keeps checking the others, so more mistakes are reported, with
 the same verdict.
 
+Reporting: mistakes are listed sentence by sentence, then ``not_query_at_end`` and ``wrong_answer``.
+``wrong_value`` is reported only for a sentence with no other mistake (a parameter that uses a wrong value
+consistently gets its own ``wrong_value``); ``wrong_dependency_set`` is skipped when a reference could not
+be resolved. A parameter's dependency set is read through temporaries, including earlier sentences' ones.
+
 Accepted step forms: temporaries ``"T = X op Y = n op m = r"``; the last part ``"so S = n"`` (constant),
 ``"so S = T = n"`` (copy) or ``"so S = X op Y = n op m = r"``; ``op`` is ``+``, ``-`` or ``*`` with one
 space each side, ``X``/``Y`` are one ASCII letter or a number, numbers are ``0``..``22`` written plainly.

@@ -1,0 +1,185 @@
+"""The ``probekit`` command. Each subcommand parses its options and calls one library function.
+
+Results go to stdout (``--json``: machine-readable), progress bars and logs to stderr. Heavy modules are
+imported inside the subcommands so that ``probekit --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+
+
+def _progress(total: int | None, desc: str, quiet: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="rec", file=sys.stderr, disable=quiet, dynamic_ncols=True)
+
+
+def _print_summary(title: str, rows: dict, as_json: bool, stream=None) -> None:
+    if as_json:
+        print(json.dumps(rows), file=stream or sys.stdout)
+        return
+    stream = stream or sys.stderr
+    print(f"\n{title}", file=stream)
+    width = max(len(k) for k in rows)
+    for key, value in rows.items():
+        if isinstance(value, float):
+            value = f"{value:.4f}"
+        elif isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+        print(f"  {key:<{width}}  {value}", file=stream)
+
+
+# ---------------------------------------------------------------------------- generate
+def cmd_generate(args) -> int:
+    from probekit.igsm.generate import GenerationConfig
+    from probekit.igsm.jobs import generate_records
+    from probekit.records import atomic_output, dumps
+
+    config = GenerationConfig(args.preset, args.op, args.format, args.reask, args.split, args.seed)
+    records, ops = [], Counter()
+    start = time.perf_counter()
+    with atomic_output(args.out) as out, _progress(args.n, "generate", args.quiet) as bar:
+        for record in generate_records(config, args.n, args.workers, args.start):
+            out.write(dumps(record) + "\n")
+            ops[record["op"]] += 1
+            if args.tokens:
+                records.append(record)
+            bar.update()
+    elapsed = time.perf_counter() - start
+    summary = {
+        "out": args.out or "-",
+        "n": args.n,
+        "seconds": round(elapsed, 3),
+        "problems_per_second": round(args.n / elapsed, 1) if elapsed else None,
+        "op_histogram": dict(sorted(ops.items())),
+    }
+    if args.tokens:
+        from probekit.shards import write_shards
+        from probekit.tokenizer import default_tokenizer
+
+        meta = write_shards(records, default_tokenizer(), args.tokens, args.context)
+        summary["tokens"] = {k: meta[k] for k in ("out_dir", "n_windows", "n_examples", "n_dropped_too_long") if k in meta}
+    _print_summary("generated", summary, args.json, sys.stdout if args.json else None)
+    return 0
+
+
+# ---------------------------------------------------------------------------- check / labels
+def _run_records(args, job, on_result=None) -> int:
+    from probekit.records import atomic_output, dumps, read_jsonl
+
+    try:
+        lines = list(read_jsonl(args.input))
+    except OSError as err:
+        print(f"probekit: cannot read {args.input}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    if not lines:
+        print(f"probekit: {args.input} is empty: nothing to do", file=sys.stderr)
+    with atomic_output(args.out) as out, _progress(len(lines), args.command, args.quiet) as bar:
+        for line in lines:
+            result = job(line)
+            if on_result:
+                on_result(result)
+            out.write(dumps(result) + "\n")
+            bar.update()
+    return 0
+
+
+def cmd_check(args) -> int:
+    from probekit.igsm.jobs import CheckSummary, check_record, unparseable
+
+    summary = CheckSummary()
+
+    def judge(line):
+        return check_record(line.record) if line.record is not None else unparseable(f"line {line.number}: {line.error}")
+
+    status = _run_records(args, judge, summary.add)
+    if status == 0:
+        _print_summary("check", summary.to_dict(), args.json, sys.stdout if args.json and args.out else None)
+    return status
+
+
+def cmd_labels(args) -> int:
+    from probekit.igsm.jobs import labels_record
+
+    def label(line):
+        return labels_record(line.record) if line.record is not None else {"error": f"line {line.number}: {line.error}"}
+
+    return _run_records(args, label)
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="probekit", description="iGSM problems, checker and probe labels.")
+    from probekit import __version__
+
+    parser.add_argument("--version", action="version", version=f"probekit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p, results=True):
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        if results:
+            p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+
+    g = sub.add_parser("generate", help="generate iGSM problems with reference solutions (JSONL)")
+    g.add_argument("--preset", choices=["med", "hard"], default="med", help="med: op<=15, ip<=20; hard: op<=21, ip<=28")
+    g.add_argument("--op", type=int, help="force the number of operations (evaluation sets 'op = K')")
+    g.add_argument("--format", choices=["pq", "qp"], default="pq", help="problem then question, or the reverse")
+    g.add_argument("--reask", action="store_true", help="re-ask a parameter drawn uniformly from the problem")
+    g.add_argument("--split", choices=["train", "test", "all"], default="train", help="template-hash split")
+    g.add_argument("--n", type=int, required=True, help="number of problems")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--start", type=int, default=0, help="first index (records are a function of seed and index)")
+    g.add_argument("--out", help="output JSONL file (default: stdout); written atomically")
+    g.add_argument("--workers", type=int, default=1, help="worker processes (output is identical for any value)")
+    g.add_argument("--tokens", metavar="DIR", help="also write packed uint16 training shards to DIR")
+    g.add_argument("--context", type=int, default=768, help="window length of the training shards")
+    common(g)
+    g.set_defaults(func=cmd_generate)
+
+    c = sub.add_parser("check", help="judge solutions with the full-solution checker")
+    c.add_argument("--input", required=True, help="JSONL with 'problem', 'solution' and optional 'categories'")
+    c.add_argument("--out", help="verdicts JSONL, one line per input line (default: stdout)")
+    common(c)
+    c.set_defaults(func=cmd_check)
+
+    lab = sub.add_parser("labels", help="compute the six probe labels along each solution")
+    lab.add_argument("--input", required=True, help="JSONL with 'problem', optional 'solution' and 'categories'")
+    lab.add_argument("--out", help="labels JSONL, one line per input line (default: stdout)")
+    common(lab, results=False)
+    lab.set_defaults(func=cmd_labels)
+    return parser
+
+
+def _validate(parser, args) -> None:
+    if args.command == "generate":
+        if args.n < 0:
+            parser.error("--n must be >= 0")
+        if args.workers < 1:
+            parser.error("--workers must be >= 1")
+        if args.op is not None and not 1 <= args.op <= 52:
+            parser.error("--op must be between 1 and 52 (one fresh letter per step)")
+        if args.tokens and args.context < 2:
+            parser.error("--context must be >= 2")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _validate(parser, args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("probekit: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, RuntimeError, OSError) as err:
+        print(f"probekit {args.command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""JSONL records in and out: tolerant reading (a bad line is reported, never dropped) and atomic writing."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, TextIO
+
+
+@dataclass(frozen=True)
+class Line:
+    """One input line: its 1-based number and either the decoded object or why it could not be read."""
+
+    number: int
+    record: dict | None
+    error: str | None = None
+
+
+def read_jsonl(path: str | Path) -> Iterator[Line]:
+    """Yield every line of a JSONL file; blank or malformed lines come back with ``error`` set."""
+    with open(path, encoding="utf-8") as fh:
+        for number, raw in enumerate(fh, 1):
+            text = raw.strip()
+            if not text:
+                yield Line(number, None, "empty line")
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as err:
+                yield Line(number, None, f"not JSON: {err.msg} at column {err.colno}")
+                continue
+            if not isinstance(obj, dict):
+                yield Line(number, None, f"expected a JSON object, got {type(obj).__name__}")
+            else:
+                yield Line(number, obj)
+
+
+def require(record: dict, *fields: str) -> None:
+    """Raise ``KeyError``-free, readable errors for missing or mistyped text fields."""
+    for name in fields:
+        if name not in record:
+            raise ValueError(f"missing field {name!r}")
+        if not isinstance(record[name], str):
+            raise ValueError(f"field {name!r} must be a string, got {type(record[name]).__name__}")
+
+
+@contextmanager
+def atomic_output(path: str | Path | None) -> Iterator[TextIO]:
+    """A text stream that becomes ``path`` only when the block finishes; ``None`` means stdout.
+
+    A killed or failing run leaves no half-written file under the final name.
+    """
+    if path is None:
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(", ", ": "))
