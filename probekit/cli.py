@@ -19,19 +19,19 @@ def _progress(total: int | None, desc: str, quiet: bool):
     return tqdm(total=total, desc=desc, unit="rec", file=sys.stderr, disable=quiet, dynamic_ncols=True)
 
 
-def _print_summary(title: str, rows: dict, as_json: bool, stream=None) -> None:
+def _print_summary(title: str, rows: dict, as_json: bool, stdout_free: bool) -> None:
+    """A summary: JSON on stdout when asked and stdout is not carrying records, else a table on stderr."""
     if as_json:
-        print(json.dumps(rows), file=stream or sys.stdout)
+        print(json.dumps(rows), file=sys.stdout if stdout_free else sys.stderr)
         return
-    stream = stream or sys.stderr
-    print(f"\n{title}", file=stream)
+    print(f"\n{title}", file=sys.stderr)
     width = max(len(k) for k in rows)
     for key, value in rows.items():
         if isinstance(value, float):
             value = f"{value:.4f}"
         elif isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
-        print(f"  {key:<{width}}  {value}", file=stream)
+        print(f"  {key:<{width}}  {value}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------- generate
@@ -41,30 +41,33 @@ def cmd_generate(args) -> int:
     from probekit.records import atomic_output, dumps
 
     config = GenerationConfig(args.preset, args.op, args.format, args.reask, args.split, args.seed)
-    records, ops = [], Counter()
+    ops: Counter = Counter()
+    summary = {"out": args.out or "-", "n": args.n}
     start = time.perf_counter()
     with atomic_output(args.out) as out, _progress(args.n, "generate", args.quiet) as bar:
-        for record in generate_records(config, args.n, args.workers, args.start):
-            out.write(dumps(record) + "\n")
-            ops[record["op"]] += 1
-            if args.tokens:
-                records.append(record)
-            bar.update()
-    elapsed = time.perf_counter() - start
-    summary = {
-        "out": args.out or "-",
-        "n": args.n,
-        "seconds": round(elapsed, 3),
-        "problems_per_second": round(args.n / elapsed, 1) if elapsed else None,
-        "op_histogram": dict(sorted(ops.items())),
-    }
-    if args.tokens:
-        from probekit.shards import write_shards
-        from probekit.tokenizer import default_tokenizer
 
-        meta = write_shards(records, default_tokenizer(), args.tokens, args.context)
-        summary["tokens"] = {k: meta[k] for k in ("out_dir", "n_windows", "n_examples", "n_dropped_too_long") if k in meta}
-    _print_summary("generated", summary, args.json, sys.stdout if args.json else None)
+        def written():
+            for record in generate_records(config, args.n, args.workers, args.start):
+                out.write(dumps(record) + "\n")
+                ops[record["op"]] += 1
+                bar.update()
+                yield record
+
+        if args.tokens:
+            from probekit.shards import write_shards
+            from probekit.tokenizer import default_tokenizer
+
+            meta = write_shards(written(), default_tokenizer(), args.tokens, args.context)
+            keys = ("n_shards", "n_windows", "n_examples", "n_dropped_too_long", "n_tail_tokens_dropped")
+            summary["tokens"] = {"dir": args.tokens, **{k: meta[k] for k in keys}}
+        else:
+            for _ in written():
+                pass
+    elapsed = time.perf_counter() - start
+    summary["seconds"] = round(elapsed, 3)
+    summary["problems_per_second"] = round(args.n / elapsed, 1) if elapsed else None
+    summary["op_histogram"] = dict(sorted(ops.items()))
+    _print_summary("generated", summary, args.json, stdout_free=args.out is not None)
     return 0
 
 
@@ -99,7 +102,7 @@ def cmd_check(args) -> int:
 
     status = _run_records(args, judge, summary.add)
     if status == 0:
-        _print_summary("check", summary.to_dict(), args.json, sys.stdout if args.json and args.out else None)
+        _print_summary("check", summary.to_dict(), args.json, stdout_free=args.out is not None)
     return status
 
 
@@ -173,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     _validate(parser, args)
     try:
         return args.func(args)
+    except BrokenPipeError:  # stdout closed early (e.g. `| head`): stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print("probekit: interrupted", file=sys.stderr)
         return 130

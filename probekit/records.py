@@ -23,9 +23,13 @@ class Line:
 
 def read_jsonl(path: str | Path) -> Iterator[Line]:
     """Yield every line of a JSONL file; blank or malformed lines come back with ``error`` set."""
-    with open(path, encoding="utf-8") as fh:
+    with open(path, "rb") as fh:
         for number, raw in enumerate(fh, 1):
-            text = raw.strip()
+            try:
+                text = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as err:
+                yield Line(number, None, f"not UTF-8: byte {err.start}")
+                continue
             if not text:
                 yield Line(number, None, "empty line")
                 continue

@@ -114,10 +114,16 @@ def _size_weights(s: int, max_edge: int) -> tuple[float, ...]:
     return tuple(itertools.accumulate(weights))
 
 
+@lru_cache(maxsize=None)
+def _min_of_two_table(high: int, low: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    values = tuple(range(low, high + 1))
+    return values, tuple(itertools.accumulate(2 * (high - v) + 1 for v in values))
+
+
 def _min_of_two_at_least(rng: random.Random, high: int, low: int) -> int:
     """min(U{1..high}, U{1..high}) conditioned on being >= low: P(v) ~ 2(high - v) + 1."""
-    values = list(range(low, high + 1))
-    return rng.choices(values, [2 * (high - v) + 1 for v in values])[0]
+    values, cum = _min_of_two_table(high, low)
+    return rng.choices(values, cum_weights=cum)[0]
 
 
 def _draw_knobs(rng: random.Random, preset: Preset, target_op: int, forced: bool) -> _Knobs:
@@ -151,36 +157,28 @@ class _Draft:
 
     # -- structure graph G_s
     def _draw_structure(self):
-        rng, d = self.rng, self.d
-        self.l = [self.w0] * d
+        rng, d, e = self.rng, self.d, self.e
+        sizes = self.l = [self.w0] * d
         while True:
-            max_v = sum(self.l[i] * self.l[i + 1] for i in range(d - 1))
-            min_v = sum(self.l[1:])
-            if max_v < self.e:
+            max_v = sum(a * b for a, b in zip(sizes, sizes[1:]))
+            if max_v < e:
                 self._add_vertex()
-            elif min_v == self.e:
+            elif sum(sizes) - sizes[0] == e:
                 break
-            elif rng.random() < self.p:
-                if self._add_vertex():
-                    break
-            else:
+            elif rng.random() >= self.p or self._add_vertex():
                 break
-        free = [(i, j, k) for i in range(d - 1) for j in range(self.l[i]) for k in range(self.l[i + 1])]
-        self.remain: list[tuple[int, int, int]] = []
-        taken = set()
-        for i in range(d - 1):
-            for k in range(self.l[i + 1]):
-                edge = (i, rng.randrange(self.l[i]), k)
-                taken.add(edge)
-                self.remain.append(edge)
-        free = [t for t in free if t not in taken]
-        self.remain += rng.sample(free, self.e - len(self.remain))
-        self.edges = sorted(self.remain)
-        self.kids: dict[tuple[int, int], list[int]] = {(i, j): [] for i in range(d - 1) for j in range(self.l[i])}
+        # one random parent for every item below the top layer, then e - (l_2 + ... + l_d) more edges
+        remain = [(i, int(rng.random() * sizes[i]), k) for i in range(d - 1) for k in range(sizes[i + 1])]
+        taken = set(remain)
+        free = [(i, j, k) for i in range(d - 1) for j in range(sizes[i]) for k in range(sizes[i + 1])]
+        remain += rng.sample([t for t in free if t not in taken], e - len(remain))
+        self.remain = remain
+        self.edges = sorted(remain)
+        self.kids = kids = {(i, j): [] for i in range(d - 1) for j in range(sizes[i])}
         for i, j, k in self.edges:
-            self.kids[(i, j)].append(k)
-        total = len(self.remain)
-        for (i, j), ks in self.kids.items():
+            kids[(i, j)].append(k)
+        total = len(remain)
+        for (i, _), ks in kids.items():
             c = len(ks)
             total += max(2 * c - 1, 0) * (d - i - 2) + (c - 1 if c > 1 else c)
         self.total = total
@@ -193,7 +191,7 @@ class _Draft:
         return False
 
     # -- step A and B: choose the necessary parameters
-    def _try_abstract(self, rec, triple, count_only=False) -> int:
+    def _try_abstract(self, rec, triple) -> int:
         """Add abstract (i, j, k) and everything it needs to ``rec``; return its op cost (authors' count)."""
         remain, inter, chosen = rec
         i, j, k = triple
@@ -291,15 +289,24 @@ class _Draft:
 
     # -- step C: Topo, built backwards from the query
     def reasonable_sort(self) -> bool:
+        """Place parameters right to left from the query; False when the process gets stuck.
+
+        Only parameters already needed by placed ones (the stack) and with nothing unplaced depending on
+        them can be placed next. Placing an instance parameter adds, with probability p0 (always when
+        nothing else could be placed), an edge from a remaining parameter drawn with weight
+        exp(bias * [abstract] + bias * [not yet needed]).
+        """
         rng = self.rng
         p0 = rng.random()
         bias = abs(rng.gauss(0.0, 1.0))
+        weight_of = (1.0, math.exp(bias), math.exp(2 * bias))  # by [abstract] + [not on the stack]
         out_degree = {v: len(s) for v, s in self.succs.items()}
         zero_out = [v for v, c in out_degree.items() if c == 0]
         stack: list[Param] = []
+        on_stack: set[Param] = set()
         remain = list(self.preds)
         order: list[Param] = []
-        pool = list(zero_out)
+        pool = zero_out
         while remain:
             if not pool:
                 return False
@@ -311,24 +318,25 @@ class _Draft:
                 out_degree[v] -= 1
                 if out_degree[v] == 0:
                     zero_out.append(v)
-            if param in stack:
+            if param in on_stack:
                 stack.remove(param)
-            need_to_pick = not any(v in zero_out for v in stack)
+                on_stack.discard(param)
             if param[0] == INSTANCE:
+                need_to_pick = not any(v in on_stack for v in zero_out)
                 if (rng.random() < p0 or need_to_pick) and remain:
                     candidates = zero_out if need_to_pick else remain
-                    if candidates:
-                        weights = [bias * (c[0] == ABSTRACT) + bias * (c not in stack) for c in candidates]
-                        top = max(weights)
-                        pick = rng.choices(candidates, [math.exp(w - top) for w in weights])[0]
-                        self.add_edge(pick, param)  # into a placed parameter: pick stays placeable
-                        if pick not in stack:
-                            stack.append(pick)
+                    weights = [weight_of[(c[0] == ABSTRACT) + (c not in on_stack)] for c in candidates]
+                    pick = rng.choices(candidates, weights)[0]
+                    self.add_edge(pick, param)  # into a placed parameter: pick stays placeable
+                    if pick not in on_stack:
+                        stack.append(pick)
+                        on_stack.add(pick)
             else:
                 for v in self.preds[param]:
-                    if v not in stack:
+                    if v not in on_stack:
                         stack.append(v)
-            pool = [v for v in zero_out if v in stack]
+                        on_stack.add(v)
+            pool = [v for v in zero_out if v in on_stack]
         order.reverse()
         self.topo = order
         return True

@@ -39,8 +39,11 @@ def problem_of(record: dict) -> Problem:
     """Parse a record's ``problem`` text, using its optional ``categories``."""
     require(record, "problem")
     categories = record.get("categories")
-    if categories is not None and not isinstance(categories, dict):
-        raise ValueError("field 'categories' must be an object {category: [items]}")
+    if categories is not None and not (
+        isinstance(categories, dict)
+        and all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in categories.values())
+    ):
+        raise ValueError("field 'categories' must be an object {category: [item, ...]} of strings")
     return parse_problem(record["problem"], categories)
 
 

@@ -167,7 +167,12 @@ def solution_text(problem: Problem, order: list[Param], symbols: Iterator[str]) 
 
 
 def template_bin(problem: Problem, order: list[Param]) -> int:
-    """Hash bin (0..22) of the solution template: SHA-256 of the sketch, mod 23 (paper fn. 11)."""
+    """Hash bin (0..22) of the solution template: SHA-256 of the sketch, mod 23 (paper fn. 11).
+
+    The sketch is byte for byte the authors' (``to_sketch``): the solution with its leading space and
+    final period, names replaced by ``Inst`` / ``Inter``, numbers by ``0``, ``;`` by ``.`` and symbols
+    renamed a, b, c... by first appearance; so a template falls in the same bin as in their generator.
+    """
     writer = _SolutionWriter(problem, iter(SYMBOLS), sketch=True)
-    sketch = ". ".join(writer.sentence(p) for p in order).replace(";", ".")
+    sketch = " " + ". ".join(writer.sentence(p) for p in order).replace(";", ".") + "."
     return int(hashlib.sha256(sketch.encode()).hexdigest(), 16) % HASH_BINS
