@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="generate iGSM problems with reference solutions (JSONL)")
     g.add_argument("--preset", choices=["med", "hard"], default="med", help="med: op<=15, ip<=20; hard: op<=21, ip<=28")
-    g.add_argument("--op", type=int, help="force the number of operations (evaluation sets 'op = K')")
+    g.add_argument("--op", type=int, help="force the number of operations (evaluation sets 'op = K'); with --reask, the op of the problem "
+        "before its question is replaced (the paper's reask sets), after which op is recounted")
     g.add_argument("--format", choices=["pq", "qp"], default="pq", help="problem then question, or the reverse")
     g.add_argument("--reask", action="store_true", help="re-ask a parameter drawn uniformly from the problem")
     g.add_argument("--split", choices=["train", "test", "all"], default="train", help="template-hash split")

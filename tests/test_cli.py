@@ -214,6 +214,14 @@ def test_generate_to_stdout_without_out(capsys):
     assert out == [dumps(generate_record(GenerationConfig(seed=SEED), i)) for i in range(3)]
 
 
+def test_generate_json_without_out_keeps_stdout_for_records(capsys):
+    capsys.readouterr()
+    assert main(["generate", "--n", "3", "--seed", str(SEED), "--json", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [dumps(generate_record(GenerationConfig(seed=SEED), i)) for i in range(3)]
+    assert '"op_histogram"' in captured.err  # the summary went to stderr instead
+
+
 @pytest.mark.parametrize(
     "bad",
     [["--n", "-1"], ["--n", "2", "--workers", "0"], ["--n", "2", "--op", "0"], ["--n", "2", "--op", "53"],
@@ -451,16 +459,38 @@ def test_check_invalid_utf8_line_is_one_unparseable_verdict(tmp_path, ref_path):
     assert proc.returncode == 0, proc.stderr
     verdicts = records_of(out)
     assert [v["correct"] for v in verdicts] == [True, False, True]
+    assert [m["kind"] for m in verdicts[1]["mistakes"]] == ["unparseable"]
+    assert "line 2" in verdicts[1]["mistakes"][0]["detail"]
+    assert main(["labels", "--input", str(inp), "--out", str(out), "--quiet"]) == 0
+    labels = records_of(out)
+    assert len(labels) == 3 and "line 2" in labels[1]["error"] and "error" not in labels[2]
 
 
 @pytest.mark.parametrize("command", ["check", "labels"])
 def test_bad_categories_values_do_not_stop_the_run(tmp_path, ref_records, command):
     good = ref_records[0]
-    bad = dict(good, categories={k: None for k in good["categories"]})
-    inp, out = write_jsonl(tmp_path / "cats.jsonl", [good, bad, good]), tmp_path / "out.jsonl"
+    keys = list(good["categories"])
+    bad = [
+        dict(good, categories={k: None for k in keys}),
+        dict(good, categories={k: 5 for k in keys}),
+        dict(good, categories={k: [[x] for x in v] for k, v in good["categories"].items()}),
+        dict(good, categories={k: [1, 2] for k in keys}),
+    ]
+    inp, out = write_jsonl(tmp_path / "cats.jsonl", [good, *bad, good]), tmp_path / "out.jsonl"
     proc = run_cli(command, "--input", inp, "--out", out, "--quiet")
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    assert len(lines_of(out)) == 3
+    results = records_of(out)
+    assert len(results) == len(bad) + 2
+    for result in results[1:-1]:
+        if command == "check":
+            assert result["correct"] is False and [m["kind"] for m in result["mistakes"]] == ["unparseable"]
+            assert "categories" in result["mistakes"][0]["detail"]
+        else:
+            assert set(result) == {"error"}
+    if command == "check":
+        assert results[0]["correct"] and results[-1]["correct"]
+    else:
+        assert "error" not in results[0] and "error" not in results[-1]
 
 
 # ---------------------------------------------------------------------------------------------- labels

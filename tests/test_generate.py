@@ -186,3 +186,20 @@ def test_world_vocabulary_has_the_papers_shape_and_safe_names():
         for sep in (". ", "'s", ", ", " and ", " as ", " each ", "; ", " = "):
             assert sep not in f" {name} ", (name, sep)
     assert len(set(world.item_home)) == sum(len(layer.items) for chain in world.chains for layer in chain)
+
+
+def test_steps_a_and_b_spend_at_least_min_n_e_ops():
+    """The bound behind skipping knobs early: op before step D is >= min(n, e) for every structure."""
+    from probekit.igsm import generate as g
+
+    rng = g.FastRandom(99)
+    for _ in range(3000):
+        preset = g.PRESETS[rng.choice(["med", "hard"])]
+        knobs = g._draw_knobs(rng, preset, rng.randint(1, preset.max_op), forced=False)
+        draft = g._Draft(rng, knobs)
+        try:
+            draft.choose_params(knobs.n, knobs.m)
+        except g._Infeasible:
+            continue
+        op_min = sum(g._authors_cost(draft, p) for p in draft.chosen)
+        assert min(knobs.n, draft.e) <= op_min <= knobs.m

@@ -280,12 +280,14 @@ class _Draft:
         return out
 
     def setup_template(self):
-        for p in self.chosen:
-            self.add_node(p)
+        """G_nece before step C: the chosen parameters and the structural inputs of the abstract ones."""
+        preds = self.preds = {p: [] for p in self.chosen}
+        succs = self.succs = {p: [] for p in self.chosen}
         for p in self.chosen:
             if p[0] == ABSTRACT:
-                for q in self.structural_inputs(p):
-                    self.add_edge(q, p)
+                for q in self.structural_inputs(p):  # each input is chosen, and listed once
+                    preds[p].append(q)
+                    succs[q].append(p)
 
     # -- step C: Topo, built backwards from the query
     def reasonable_sort(self) -> bool:
@@ -304,7 +306,7 @@ class _Draft:
         zero_out = [v for v, c in out_degree.items() if c == 0]
         stack: list[Param] = []
         on_stack: set[Param] = set()
-        remain = list(self.preds)
+        remain = dict.fromkeys(self.preds)  # ordered set
         order: list[Param] = []
         pool = zero_out
         while remain:
@@ -312,7 +314,7 @@ class _Draft:
                 return False
             param = rng.choice(pool)
             order.append(param)
-            remain.remove(param)
+            del remain[param]
             zero_out.remove(param)
             for v in self.preds[param]:
                 out_degree[v] -= 1
@@ -324,7 +326,7 @@ class _Draft:
             if param[0] == INSTANCE:
                 need_to_pick = not any(v in on_stack for v in zero_out)
                 if (rng.random() < p0 or need_to_pick) and remain:
-                    candidates = zero_out if need_to_pick else remain
+                    candidates = zero_out if need_to_pick else list(remain)
                     weights = [weight_of[(c[0] == ABSTRACT) + (c not in on_stack)] for c in candidates]
                     pick = rng.choices(candidates, weights)[0]
                     self.add_edge(pick, param)  # into a placed parameter: pick stays placeable
@@ -526,6 +528,11 @@ def _draw_names(rng: random.Random, world: World, sizes: list[int]) -> tuple[lis
 def _draw_problem(rng: random.Random, preset: Preset, target_op: int, forced: bool, world: World):
     """One draw of knobs and up to TRIES_PER_DRAW structures; returns (problem, G_d nodes) or None."""
     knobs = _draw_knobs(rng, preset, target_op, forced)
+    edges = min(max(knobs.e, (knobs.d - 1) * knobs.w0), (knobs.d - 1) * knobs.w1**2)
+    if knobs.s > target_op and min(knobs.n, edges) > target_op:
+        # Steps A and B always spend at least min(n, e) ops, and s > target leaves op = target only
+        # when step D runs out of room: no structure drawn with these knobs can be kept.
+        return None
     for _ in range(TRIES_PER_DRAW):
         draft = _Draft(rng, knobs)
         try:
