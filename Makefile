@@ -14,7 +14,7 @@ $(BIN)/probekit: setup.cfg pyproject.toml
 
 ## demo: generate 500 iGSM-med problems, judge them with the checker, write their probe labels to $(OUT)/
 demo: $(BIN)/probekit
-	$(BIN)/probekit generate --preset med --n 500 --seed 0 --workers 2 --out $(OUT)/problems.jsonl --tokens $(OUT)/tokens --context 768
+	$(BIN)/probekit generate --preset med --n 500 --seed 0 --workers 2 --out $(OUT)/problems.jsonl --tokens $(OUT)/tokens --context 768 --overwrite
 	$(BIN)/probekit generate --preset med --op 15 --split test --n 100 --seed 1 --out $(OUT)/test-op15.jsonl
 	$(BIN)/probekit check --input $(OUT)/problems.jsonl --out $(OUT)/verdicts.jsonl
 	$(BIN)/probekit check --input $(OUT)/test-op15.jsonl --out $(OUT)/verdicts-op15.jsonl

@@ -57,7 +57,7 @@ def cmd_generate(args) -> int:
             from probekit.shards import write_shards
             from probekit.tokenizer import default_tokenizer
 
-            meta = write_shards(written(), default_tokenizer(), args.tokens, args.context)
+            meta = write_shards(written(), default_tokenizer(), args.tokens, args.context, overwrite=args.overwrite)
             keys = ("n_shards", "n_windows", "n_examples", "n_dropped_too_long", "n_tail_tokens_dropped")
             summary["tokens"] = {"dir": args.tokens, **{k: meta[k] for k in keys}}
         else:
@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, default=1, help="worker processes (output is identical for any value)")
     g.add_argument("--tokens", metavar="DIR", help="also write packed uint16 training shards to DIR")
     g.add_argument("--context", type=int, default=768, help="window length of the training shards")
+    g.add_argument("--overwrite", action="store_true", help="replace shards already in the --tokens directory")
     common(g)
     g.set_defaults(func=cmd_generate)
 

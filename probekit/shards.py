@@ -214,7 +214,7 @@ def write_shards(
     old = _previous_outputs(out)
     if old:
         if not overwrite:
-            raise FileExistsError(f"{out} already holds shard output ({old[0].name}, ...); pass overwrite=True")
+            raise FileExistsError(f"{out} already holds shard output ({old[0].name}, ...); pass overwrite=True (CLI: --overwrite)")
         for path in old:
             path.unlink()
     tokenizer.save(out)
