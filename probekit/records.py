@@ -9,7 +9,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import IO, Iterator
 
 
 @dataclass(frozen=True)
@@ -54,10 +54,10 @@ def require(record: dict, *fields: str) -> None:
 
 
 @contextmanager
-def atomic_output(path: str | Path | None) -> Iterator[TextIO]:
-    """A text stream that becomes ``path`` only when the block finishes; ``None`` means stdout.
+def atomic_output(path: str | Path | None, binary: bool = False) -> Iterator[IO]:
+    """A stream that becomes ``path`` only when the block finishes; ``None`` means stdout (text only).
 
-    A killed or failing run leaves no half-written file under the final name.
+    A killed or failing run leaves no half-written file under the final name (temp file, fsync, rename).
     """
     if path is None:
         yield sys.stdout
@@ -67,7 +67,7 @@ def atomic_output(path: str | Path | None) -> Iterator[TextIO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
@@ -75,6 +75,12 @@ def atomic_output(path: str | Path | None) -> Iterator[TextIO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Write a whole file atomically."""
+    with atomic_output(path, binary=isinstance(data, bytes)) as fh:
+        fh.write(data)
 
 
 def dumps(obj) -> str:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 
+from probekit.records import atomic_output, write_atomic
 from probekit.tokenizer import IGSMTokenizer, UnknownWordError
 
 DTYPE = np.uint16
@@ -169,21 +169,6 @@ def pack_records(records: Iterable[Mapping], tokenizer: IGSMTokenizer, context: 
     )
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(binary file)`` on a temp file next to ``path``, fsync, then ``os.replace`` it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _previous_outputs(out_dir: Path) -> list[Path]:
     return sorted(
         [*out_dir.glob("shard_*.npy"), *out_dir.glob(".shard_*.tmp"), *out_dir.glob(META_FILE), *out_dir.glob(f".{META_FILE}.*.tmp")]
@@ -224,7 +209,8 @@ def write_shards(
 
     def flush(windows: np.ndarray) -> None:
         name = shard_name(len(shards))
-        _atomic_write(out / name, lambda fh: np.save(fh, windows, allow_pickle=False))
+        with atomic_output(out / name, binary=True) as fh:
+            np.save(fh, windows, allow_pickle=False)
         shards.append({"file": name, "n_windows": int(windows.shape[0])})
 
     for ids in encode_records(records_iter, tokenizer):
@@ -254,7 +240,7 @@ def write_shards(
         "n_tail_tokens_dropped": packer.tail,
         "shards": shards,
     }
-    _atomic_write(out / META_FILE, lambda fh: fh.write((json.dumps(meta, indent=2) + "\n").encode()))
+    write_atomic(out / META_FILE, json.dumps(meta, indent=2) + "\n")
     return meta
 
 

@@ -56,12 +56,13 @@ import hashlib
 import json
 import numbers
 import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
+
+from probekit.records import write_atomic
 
 SPECIAL_TOKENS: tuple[str, ...] = (
     "[PAD]",
@@ -194,20 +195,6 @@ def build_tokenizer(world=None) -> Tokenizer:
 def probe_suffix(a: str, b: str | None = None) -> str:
     """The probe markers as text: ``" [START] a [END]"`` or, for a pair task, ``" [START] a [MID] b [END]"``."""
     return f" [START] {a} [END]" if b is None else f" [START] {a} [MID] {b} [END]"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class IGSMTokenizer:
@@ -368,9 +355,9 @@ class IGSMTokenizer:
             "model_input_names": ["input_ids", "attention_mask"],
             "probekit_fingerprint": self.fingerprint,
         }
-        _atomic_write_text(directory / TOKENIZER_FILE, self.tokenizer.to_str(pretty=True))
-        _atomic_write_text(directory / "special_tokens_map.json", json.dumps(specials, indent=2) + "\n")
-        _atomic_write_text(directory / "tokenizer_config.json", json.dumps(config, indent=2) + "\n")
+        write_atomic(directory / TOKENIZER_FILE, self.tokenizer.to_str(pretty=True))
+        write_atomic(directory / "special_tokens_map.json", json.dumps(specials, indent=2) + "\n")
+        write_atomic(directory / "tokenizer_config.json", json.dumps(config, indent=2) + "\n")
         return directory
 
     @classmethod
