@@ -3,13 +3,21 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out/demo
+# The test path pins the CPU build of torch (on these machines it installs from local disk in seconds);
+# users installing probekit get whatever torch their platform resolves.
+TORCH_CPU ?= torch==2.13.0
 
 .PHONY: demo test bench clean
 
 $(BIN)/probekit: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.test-deps: $(BIN)/probekit
+	$(BIN)/python -m pip install -q $(TORCH_CPU)
+	$(BIN)/python -m pip install -q -e '.[train,probe,test]'
 	touch $@
 
 ## demo: generate 500 iGSM-med problems, judge them with the checker, write their probe labels to $(OUT)/
@@ -22,11 +30,11 @@ demo: $(BIN)/probekit
 	@echo "demo outputs in $(OUT)/"
 
 ## test: the CPU test suite (what CI runs)
-test: $(BIN)/probekit
+test: $(VENV)/.test-deps
 	$(BIN)/python -m pytest
 
 ## bench: generator and checker throughput (figures in benchmarks/RESULTS.md)
-bench: $(BIN)/probekit
+bench: $(VENV)/.test-deps
 	$(BIN)/python benchmarks/bench_igsm.py
 
 clean:

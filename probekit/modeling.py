@@ -1,0 +1,212 @@
+"""Model shapes, Hugging Face model builders and probekit checkpoints.
+
+Two architectures, both standard Hugging Face classes so that ``AutoModelForCausalLM`` and TransformerLens'
+``TransformerBridge.boot_transformers`` load a checkpoint offline:
+
+- ``gpt2``: the paper's "GPT2 with rotary embeddings" = ``GPTNeoXForCausalLM`` with a sequential residual
+  (``use_parallel_residual=False``), rotary on every head dimension (``partial_rotary_factor=1.0``),
+  LayerNorm, GELU, MLP 4x;
+- ``llama``: ``LlamaForCausalLM`` (RMSNorm, SwiGLU with an MLP width of 8/3 d rounded to 64, so that a
+  LLaMA of the same depth and width has about the same parameter count).
+
+GPT2-l-h has l layers, h heads of dimension 64, hidden size 64 h. Shapes live in ``models/<name>.yaml``.
+A checkpoint is a plain HF folder: ``config.json``, ``model.safetensors``, the tokenizer files and
+``probekit.json`` (training config, data preset, step, git revision: the run's provenance).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import yaml
+
+from probekit.tokenizer import IGSMTokenizer
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+PROVENANCE_FILE = "probekit.json"
+ARCHS = ("gpt2", "llama")
+VOCAB_MULTIPLE = 64  # embedding rows are padded to a multiple of 64 (faster matmuls); ids >= vocab never occur
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A transformer shape. ``context`` is the largest position the model supports."""
+
+    name: str
+    arch: str = "gpt2"
+    n_layer: int = 12
+    n_head: int = 12
+    head_dim: int = 64
+    context: int = 2048
+    rope_theta: float = 10000.0
+
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"model {self.name!r}: arch must be one of {ARCHS}, not {self.arch!r}")
+        for key in ("n_layer", "n_head", "head_dim", "context"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"model {self.name!r}: {key} must be a positive integer, not {value!r}")
+
+    @property
+    def d_model(self) -> int:
+        return self.n_head * self.head_dim
+
+    @property
+    def d_mlp(self) -> int:
+        if self.arch == "gpt2":
+            return 4 * self.d_model
+        return -(-8 * self.d_model // 3 // 64) * 64
+
+    def non_embedding_params(self) -> int:
+        """Parameters outside the embeddings (attention + MLP + norms), as in the paper's size columns."""
+        d, f = self.d_model, self.d_mlp
+        mlp = 2 * d * f + f + d if self.arch == "gpt2" else 3 * d * f
+        attn = 4 * d * d + (4 * d if self.arch == "gpt2" else 0)
+        norms = (4 if self.arch == "gpt2" else 2) * d
+        return self.n_layer * (attn + mlp + norms)
+
+
+def load_model_config(name_or_path: str | os.PathLike) -> ModelConfig:
+    """A shape from ``models/<name>.yaml`` (or any YAML path); unknown keys are refused by name."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = MODELS_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in MODELS_DIR.glob("*.yaml"))
+        raise ValueError(f"no model config {name_or_path!r}; known: {', '.join(known)}")
+    data = yaml.safe_load(path.read_text()) or {}
+    allowed = {f.name for f in fields(ModelConfig)}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    data.setdefault("name", path.stem)
+    return ModelConfig(**data)
+
+
+def padded_vocab(vocab_size: int) -> int:
+    return -(-vocab_size // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+
+
+def hf_config(cfg: ModelConfig, tokenizer: IGSMTokenizer):
+    """The ``transformers`` config for a shape and a tokenizer."""
+    from transformers import GPTNeoXConfig, LlamaConfig
+
+    common = dict(
+        vocab_size=padded_vocab(tokenizer.vocab_size),
+        hidden_size=cfg.d_model,
+        num_hidden_layers=cfg.n_layer,
+        num_attention_heads=cfg.n_head,
+        intermediate_size=cfg.d_mlp,
+        max_position_embeddings=cfg.context,
+        bos_token_id=tokenizer.special("[PROBLEM]"),
+        eos_token_id=tokenizer.special("[EOS]"),
+        pad_token_id=tokenizer.special("[PAD]"),
+        tie_word_embeddings=False,
+    )
+    rope = {"rope_type": "default", "rope_theta": cfg.rope_theta}
+    if cfg.arch == "gpt2":
+        config = GPTNeoXConfig(
+            **common,
+            hidden_act="gelu",
+            use_parallel_residual=False,
+            rope_parameters={**rope, "partial_rotary_factor": 1.0},
+            attention_dropout=0.0,
+            hidden_dropout=0.0,
+        )
+        if config.rope_parameters.get("partial_rotary_factor") != 1.0:
+            raise RuntimeError("transformers did not keep partial_rotary_factor=1.0 (full rotary)")
+    else:
+        config = LlamaConfig(**common, num_key_value_heads=cfg.n_head, hidden_act="silu", rope_parameters=rope)
+    config._attn_implementation = "sdpa"
+    return config
+
+
+def build_model(cfg: ModelConfig, tokenizer: IGSMTokenizer, seed: int = 0):
+    """A randomly initialised model of shape ``cfg`` (deterministic for a seed)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return AutoModelForCausalLM.from_config(hf_config(cfg, tokenizer), attn_implementation="sdpa")
+
+
+def git_revision() -> str | None:
+    """The package's git revision (with ``-dirty`` for uncommitted changes), or None outside a checkout."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if rev.returncode:
+        return None
+    return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def save_checkpoint(model, tokenizer: IGSMTokenizer, out_dir: str | os.PathLike, provenance: dict) -> Path:
+    """Write an HF checkpoint folder atomically (a temp folder renamed into place)."""
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save(tmp)
+        record = {"git_revision": git_revision(), **provenance}
+        (tmp / PROVENANCE_FILE).write_text(json.dumps(record, indent=2, default=_jsonable) + "\n")
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _jsonable(obj):
+    if hasattr(obj, "__dataclass_fields__"):
+        return asdict(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in {PROVENANCE_FILE}")
+
+
+def load_checkpoint(path: str | os.PathLike, device: str = "cpu", dtype=None):
+    """Load ``(model, tokenizer, provenance)`` from a checkpoint folder, offline."""
+    from transformers import AutoModelForCausalLM
+
+    path = Path(path)
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{path} is not a checkpoint folder (no config.json)")
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype, attn_implementation="sdpa")
+    model.to(device).eval()
+    provenance_file = path / PROVENANCE_FILE
+    provenance = json.loads(provenance_file.read_text()) if provenance_file.exists() else {}
+    tokenizer = checkpoint_tokenizer(path, model.get_input_embeddings().num_embeddings)
+    return model, tokenizer, provenance
+
+
+def checkpoint_tokenizer(path: Path, embedding_rows: int) -> IGSMTokenizer:
+    """The checkpoint's own tokenizer, or probekit's default for a foreign checkpoint (e.g. a LLaMA
+    folder written by another tool), after checking that the embedding has a row for every token."""
+    from probekit.tokenizer import default_tokenizer
+
+    tokenizer = IGSMTokenizer.load(path) if (path / "tokenizer.json").exists() else default_tokenizer()
+    if tokenizer.vocab_size > embedding_rows:
+        raise ValueError(
+            f"{path}: the tokenizer has {tokenizer.vocab_size} tokens but the model embeds only {embedding_rows}"
+        )
+    return tokenizer

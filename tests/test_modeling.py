@@ -1,0 +1,148 @@
+"""Model shapes, HF checkpoints (exact round trip, offline loading) and TransformerLens hooks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from probekit.modeling import (  # noqa: E402
+    MODELS_DIR,
+    build_model,
+    load_checkpoint,
+    load_model_config,
+    save_checkpoint,
+)
+from probekit.tokenizer import default_tokenizer  # noqa: E402
+
+PAPER_NON_EMBEDDING_M = {  # paper-facts.md 1.11 (~12 l d^2; ours adds biases and norms)
+    "gpt2-4-21": 86.7, "gpt2-8-15": 88.5, "gpt2-12-12": 84.9, "gpt2-16-10": 78.6, "gpt2-20-9": 79.6,
+    "gpt2-4-30": 176.9, "gpt2-8-21": 173.4, "gpt2-12-17": 170.5, "gpt2-16-15": 176.9, "gpt2-20-13": 166.1,
+}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return default_tokenizer()
+
+
+def _prompt_ids(tokenizer):
+    prompt = "The number of each Mercy Infirmary's Red Intensive Unit equals 3. How many Red Intensive Unit does Mercy Infirmary have?"
+    solution = "Define Mercy Infirmary's Red Intensive Unit as a; so a = 3."
+    return torch.tensor([tokenizer.encode_example(prompt, solution, 3)])
+
+
+def test_every_shipped_shape_loads_and_matches_the_papers_sizes():
+    names = sorted(p.stem for p in MODELS_DIR.glob("*.yaml"))
+    assert {f"{a}-{k}" for a in ("gpt2", "llama") for k in ("12-12", "tiny")} <= set(names)
+    for name in names:
+        cfg = load_model_config(name)
+        assert cfg.name == name
+    for name, millions in PAPER_NON_EMBEDDING_M.items():
+        cfg = load_model_config(name)
+        assert cfg.head_dim == 64 and cfg.d_model == 64 * cfg.n_head
+        assert abs(cfg.non_embedding_params() / 1e6 - millions) / millions < 0.01
+        llama = load_model_config(name.replace("gpt2", "llama"))
+        assert abs(llama.non_embedding_params() / cfg.non_embedding_params() - 1) < 0.03
+
+
+def test_bad_model_config_is_refused_by_name(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("arch: gpt2\nn_layers: 4\n")
+    with pytest.raises(ValueError, match="n_layers"):
+        load_model_config(bad)
+    with pytest.raises(ValueError, match="known"):
+        load_model_config("gpt2-999-1")
+    bad.write_text("arch: mamba\n")
+    with pytest.raises(ValueError, match="arch"):
+        load_model_config(bad)
+
+
+def test_gpt2_is_sequential_neox_with_full_rotary(tokenizer):
+    model = build_model(load_model_config("gpt2-tiny"), tokenizer)
+    assert type(model).__name__ == "GPTNeoXForCausalLM"
+    assert model.config.use_parallel_residual is False
+    assert model.config.rope_parameters["partial_rotary_factor"] == 1.0
+    head_dim = model.config.hidden_size // model.config.num_attention_heads
+    assert model.gpt_neox.rotary_emb.inv_freq.numel() == head_dim // 2  # rotary on every dimension
+    assert model.get_input_embeddings().num_embeddings % 64 == 0
+    assert model.get_input_embeddings().num_embeddings >= tokenizer.vocab_size
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_checkpoint_round_trip_is_exact(tmp_path, tokenizer, arch):
+    model = build_model(load_model_config(f"{arch}-tiny"), tokenizer, seed=3).eval()
+    ids = _prompt_ids(tokenizer)
+    with torch.no_grad():
+        before = model(ids).logits
+    path = save_checkpoint(model, tokenizer, tmp_path / "ckpt", {"step": 7, "data": {"preset": "med"}})
+    assert {"config.json", "model.safetensors", "tokenizer.json", "probekit.json"} <= {p.name for p in path.iterdir()}
+    loaded, tok, provenance = load_checkpoint(path)
+    assert provenance["step"] == 7 and "git_revision" in provenance
+    assert tok.fingerprint == tokenizer.fingerprint
+    with torch.no_grad():
+        after = loaded(ids).logits
+    assert torch.equal(before, after)
+    for (name, a), (_, b) in zip(model.named_buffers(), loaded.named_buffers()):
+        assert torch.equal(a, b), name  # rotary inv_freq included
+
+
+def test_checkpoint_loads_offline_with_plain_auto_classes(tmp_path, tokenizer, monkeypatch):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    path = save_checkpoint(build_model(load_model_config("gpt2-tiny"), tokenizer), tokenizer, tmp_path / "c", {})
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+    hf_tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    text = "Define Mercy Infirmary's Red Intensive Unit as a; so a = 3."
+    assert hf_tok(text, add_special_tokens=False)["input_ids"] == tokenizer.encode(text)
+    assert model.config.vocab_size >= len(hf_tok)
+
+
+def test_saving_over_a_checkpoint_replaces_it_whole(tmp_path, tokenizer):
+    path = tmp_path / "c"
+    save_checkpoint(build_model(load_model_config("gpt2-tiny"), tokenizer, seed=1), tokenizer, path, {"step": 1})
+    save_checkpoint(build_model(load_model_config("gpt2-tiny"), tokenizer, seed=2), tokenizer, path, {"step": 2})
+    assert json.loads((path / "probekit.json").read_text())["step"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # no temp or old folders left
+
+
+def test_foreign_llama_checkpoint_without_tokenizer_loads(tmp_path, tokenizer):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=1024, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "llama")
+    model, tok, provenance = load_checkpoint(tmp_path / "llama")
+    assert provenance == {} and tok.vocab_size == tokenizer.vocab_size
+    small = LlamaConfig(vocab_size=100, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                        num_attention_heads=2, num_key_value_heads=2)
+    LlamaForCausalLM(small).save_pretrained(tmp_path / "small")
+    with pytest.raises(ValueError, match="embeds only 100"):
+        load_checkpoint(tmp_path / "small")
+
+
+def test_transformer_bridge_hooks_match_hf_and_pass_gradients(tmp_path, tokenizer):
+    bridge_mod = pytest.importorskip("transformer_lens.model_bridge")
+    model = build_model(load_model_config("gpt2-tiny"), tokenizer, seed=5).eval()
+    path = save_checkpoint(model, tokenizer, tmp_path / "c", {})
+    bridge = bridge_mod.TransformerBridge.boot_transformers(str(path), device="cpu")
+    ids = _prompt_ids(tokenizer)
+    logits, cache = bridge.run_with_cache(ids)
+    with torch.no_grad():
+        reference = model(ids).logits
+    assert torch.allclose(logits, reference, atol=1e-5)
+    names = {"embed.hook_out", "ln_final.hook_out"} | {f"blocks.{i}.hook_resid_post" for i in range(2)}
+    assert names <= set(cache.keys())
+
+    for p in bridge.parameters():
+        p.requires_grad_(False)
+    delta = torch.zeros(ids.shape[1], model.config.hidden_size, requires_grad=True)
+    frozen = {k: v.clone() for k, v in bridge.state_dict().items()}
+    out = bridge.run_with_hooks(ids, fwd_hooks=[("embed.hook_out", lambda act, hook: act + delta)])
+    out[0, -1].sum().backward()
+    assert delta.grad is not None and delta.grad.abs().sum() > 0
+    assert all(torch.equal(v, bridge.state_dict()[k]) for k, v in frozen.items())
