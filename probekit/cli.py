@@ -117,7 +117,9 @@ def cmd_labels(args) -> int:
 
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="probekit", description="iGSM problems, checker and probe labels.")
+    parser = argparse.ArgumentParser(
+        prog="probekit", description="iGSM problems, checker, probe labels, model training, evaluation and V-probes."
+    )
     from probekit import __version__
 
     parser.add_argument("--version", action="version", version=f"probekit {__version__}")
@@ -157,6 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--out", help="labels JSONL, one line per input line (default: stdout)")
     common(lab, results=False)
     lab.set_defaults(func=cmd_labels)
+
+    from probekit.evaluate.command import register as register_eval
+    from probekit.train.command import register as register_train
+
+    register_train(sub)
+    register_eval(sub)
+    try:
+        from probekit.probe.command import register as register_probe
+    except ImportError:  # the probe package is optional until it lands
+        pass
+    else:
+        register_probe(sub)
     return parser
 
 

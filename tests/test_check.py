@@ -127,6 +127,8 @@ def test_reference_solution_is_correct():
         "first_error": None,
         "mistakes": [],
         "unnecessary": [],
+        "first_error_sentence": None,
+        "n_sentences": len(SENTENCES),
     }
 
 

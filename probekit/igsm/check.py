@@ -123,6 +123,8 @@ class Verdict:
     first_error: str | None
     mistakes: tuple[Mistake, ...]
     unnecessary: tuple[str, ...]
+    first_error_sentence: int | None = None  # 0-based; = n_sentences when only the ending is wrong
+    n_sentences: int = 0
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
@@ -133,6 +135,8 @@ class Verdict:
             "first_error": self.first_error,
             "mistakes": [{"param": m.param, "kind": m.kind, "detail": m.detail} for m in self.mistakes],
             "unnecessary": list(self.unnecessary),
+            "first_error_sentence": self.first_error_sentence,
+            "n_sentences": self.n_sentences,
         }
 
 
@@ -290,13 +294,17 @@ def check_solution(problem: Problem, solution: str) -> Verdict:
     mistakes: list[Mistake] = []
     unnecessary: list[str] = []
     last_name = None
+    first_bad: int | None = None
     if not sentences:
         mistakes.append(Mistake(None, "unparseable", "no sentence"))
-    for sentence in sentences:
+    for i, sentence in enumerate(sentences):
         if sentence.error is not None:
             mistakes.append(Mistake(sentence.name, "unparseable", sentence.error))
+            first_bad = i if first_bad is None else first_bad
             continue
         found = _check_sentence(ctx, sentence, symbols, defined)
+        if found and first_bad is None:
+            first_bad = i
         mistakes.extend(Mistake(sentence.name, kind, detail) for kind, detail in found)
         last_name = sentence.name
         if not found and sentence.name not in ctx.necessary:
@@ -307,6 +315,8 @@ def check_solution(problem: Problem, solution: str) -> Verdict:
         mistakes.append(Mistake(last_name, "not_query_at_end", f"last defined {last_name!r}, query is {ctx.query!r}"))
     if answer != ctx.answer:
         mistakes.append(Mistake(None, "wrong_answer", f"answer {answer}, expected {ctx.answer}"))
+    if mistakes and first_bad is None:
+        first_bad = len(sentences)  # every sentence is right; the solution stops early or ends wrongly
     return Verdict(
         correct=not mistakes,
         answer=answer,
@@ -314,6 +324,8 @@ def check_solution(problem: Problem, solution: str) -> Verdict:
         first_error=mistakes[0].param if mistakes else None,
         mistakes=tuple(mistakes),
         unnecessary=tuple(unnecessary),
+        first_error_sentence=first_bad,
+        n_sentences=len(sentences),
     )
 
 

@@ -1,0 +1,478 @@
+"""Judge and aggregate: run a solution generator on evaluation sets, judge every solution, summarise.
+
+"Produce solutions" and "judge and aggregate" are separate. A **generator** is any callable
+``generate(prompts: list[str]) -> list[(solution, answer)]`` (one pair or :class:`~.generation.Completion` per
+prompt, ``answer`` the text after ``[ANSWER]`` or None); a **sampler** is
+``sample(prompts) -> list[list[(solution, answer)]]`` (N per prompt). Tests pass plain functions (e.g. one
+returning the reference solutions); :class:`~.generation.ModelGenerator` is the model-backed one. A callable
+with ``budgeted = True`` is also given ``max_new_tokens``: ``tokens_per_op * max(nominal op, largest reference
+op in the set) + extra_tokens`` (40 and 64 by default: reference solutions take about 18 tokens per op).
+
+Per set (:func:`evaluate_set`) the row holds: ``n``, ``correct``, ``accuracy`` with its Wilson 95% interval
+(``ci_low``, ``ci_high``), ``unnecessary_per_correct`` (paper Fig. 4), ``mistake_kinds`` (solutions showing each
+checker mistake kind), ``first_mistake_kinds``, ``no_answer`` (no ``[ANSWER]`` emitted), ``answer_mismatch``
+(emitted answer differs from the true one), ``unfinished`` (no ``[EOS]`` within the budget),
+``first_error_position`` (mean over wrong solutions, see :mod:`.metrics`), ``accuracy_by_op``
+(``{op: [n, correct]}``), the single-step fit over the set's op bins (``step_accuracy`` with its interval and
+the fit's chi-square, p-value and R^2) and, with a sampler, ``samples``, ``pass_at_1`` (greedy), ``pass_at_n``,
+``pass_ratio_at_n`` with intervals and ``step_accuracy_sampled`` (the fit on sampled counts, as Xwin-Math does).
+:func:`evaluate_sets` adds a pooled single-step fit over every non-reask set (``step_fit``).
+
+Per-problem records (``records.jsonl``) are ``probekit generate`` records of the problem, except that
+``solution`` is the **generated** solution (so ``probekit check`` and ``probekit labels`` work on the file
+directly, labels along what the model wrote) and ``reference_solution`` the reference; plus ``set``,
+``emitted_answer``, ``correct``, ``verdict``, ``first_error_index``, ``n_sentences``, ``n_tokens``, ``finished``
+and, with sampling, ``samples``: ``[{solution, answer, correct, mistakes: [kinds]}]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from probekit.evaluate import metrics
+from probekit.evaluate.judge import judge
+from probekit.evaluate.sets import EvalSet, draw_set
+from probekit.igsm.check import MISTAKE_KINDS
+from probekit.igsm.generate import to_record
+from probekit.igsm.problem import Problem
+from probekit.igsm.render import prompt_text
+
+TOKENS_PER_OP = 40
+EXTRA_TOKENS = 64
+
+Drawn = Sequence[tuple[Problem, str]]
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _as_pair(item) -> tuple[str, str | None, int | None, bool]:
+    """(solution, answer, n_tokens, finished) from a Completion or a (solution, answer) pair."""
+    solution, answer = tuple(item)[:2] if not hasattr(item, "solution") else (item.solution, item.answer)
+    return (
+        "" if solution is None else str(solution),
+        None if answer is None else str(answer),
+        getattr(item, "n_tokens", None),
+        bool(getattr(item, "finished", True)),
+    )
+
+
+def _call(fn, prompts: list[str], budget: int | None):
+    if getattr(fn, "budgeted", False):
+        return fn(prompts, max_new_tokens=budget)
+    return fn(prompts)
+
+
+def generation_budget(eval_set: EvalSet, drawn: Drawn, tokens_per_op: int = TOKENS_PER_OP,
+                      extra_tokens: int = EXTRA_TOKENS) -> int:
+    """``tokens_per_op * max(nominal op, largest reference op) + extra_tokens`` (reask ops are recounted)."""
+    ops = [p.op_count() for p, _ in drawn]
+    return tokens_per_op * max([eval_set.nominal_op, *ops]) + extra_tokens
+
+
+def _nan_to_none(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- one set
+@dataclass
+class SetResult:
+    """One evaluation set's summary ``row``, its per-problem ``records`` and ``(op, correct)`` pairs."""
+
+    eval_set: EvalSet
+    row: dict
+    records: list[dict]
+    ops: list[int]
+    correct: list[bool]
+
+
+def summarize(
+    eval_set: EvalSet,
+    judged: list[dict],
+    ops: list[int],
+    completions: list[tuple] | None = None,
+    sampled: list[list[dict]] | None = None,
+) -> dict:
+    """The summary row of one set from its judgements (see the module docstring for the keys)."""
+    correct = [j["correct"] for j in judged]
+    verdicts = [j["verdict"] for j in judged]
+    row = {**eval_set.to_dict(), **metrics.proportion(correct)}
+    row["unnecessary_per_correct"] = metrics.unnecessary_per_correct([v["unnecessary"] for v in verdicts], correct)
+    wrong = [j for j in judged if not j["correct"]]
+    row["first_error_position"] = metrics.mean_first_error_position(
+        [j["first_error_index"] for j in wrong], [j["n_sentences"] for j in wrong]
+    )
+    row["mistake_kinds"] = metrics.mistake_kind_counts(verdicts, MISTAKE_KINDS)
+    row["first_mistake_kinds"] = metrics.first_mistake_kind_counts(verdicts)
+    if completions is not None:
+        row["no_answer"] = sum(c[1] is None for c in completions)
+        row["unfinished"] = sum(not c[3] for c in completions)
+        tokens = [c[2] for c in completions if c[2] is not None]
+        row["mean_generated_tokens"] = sum(tokens) / len(tokens) if tokens else math.nan
+    row["answer_mismatch"] = sum(not j["answer_ok"] for j in judged)
+    steps, n, k = metrics.counts_by_steps(ops, correct)
+    row["accuracy_by_op"] = {int(s): [int(a), int(b)] for s, a, b in zip(steps, n, k)}
+    row.update(_fit_columns(metrics.fit_step_accuracy(steps, n, k), "step_accuracy"))
+    if sampled is not None:
+        table = [[s["correct"] for s in per_problem] for per_problem in sampled]
+        row.update(metrics.stability_metrics(table, correct, seed=eval_set.seed))
+        counts = [sum(r) for r in table]
+        trials = [len(r) for r in table]
+        fit = metrics.fit_step_accuracy(*metrics.counts_by_steps(ops, counts, trials))
+        row.update(_fit_columns(fit, "step_accuracy_sampled", short=True))
+    return row
+
+
+def _fit_columns(fit: metrics.StepFit, prefix: str, short: bool = False) -> dict:
+    out = {prefix: fit.step_accuracy, f"{prefix}_ci_low": fit.ci_low, f"{prefix}_ci_high": fit.ci_high}
+    if not short:
+        out.update({"step_fit_chi2": fit.chi2, "step_fit_dof": fit.dof, "step_fit_p": fit.p_value, "step_fit_r2": fit.r2})
+    return out
+
+
+def evaluate_set(
+    eval_set: EvalSet,
+    drawn: Drawn,
+    generate: Callable,
+    sample: Callable | None = None,
+    *,
+    max_new_tokens: int | None = None,
+) -> SetResult:
+    """Generate (greedy, and samples when ``sample`` is given), judge and summarise one set.
+
+    ``drawn`` is the set's ``[(problem, reference_solution)]`` (:func:`~.sets.draw_set`); ``max_new_tokens`` is
+    passed to budgeted generators (default: :func:`generation_budget`).
+    """
+    budget = max_new_tokens if max_new_tokens is not None else generation_budget(eval_set, drawn)
+    prompts = [prompt_text(p, eval_set.format) for p, _ in drawn]
+    start = time.perf_counter()
+    raw = list(_call(generate, prompts, budget)) if prompts else []
+    if len(raw) != len(prompts):
+        raise RuntimeError(f"generator returned {len(raw)} solutions for {len(prompts)} prompts")
+    seconds = time.perf_counter() - start
+    completions = [_as_pair(c) for c in raw]
+    judged = [judge(p, c[0], c[1]) for (p, _), c in zip(drawn, completions)]
+
+    sampled = None
+    sample_seconds = None
+    if sample is not None:
+        start = time.perf_counter()
+        raw_samples = list(_call(sample, prompts, budget)) if prompts else []
+        sample_seconds = time.perf_counter() - start
+        if len(raw_samples) != len(prompts):
+            raise RuntimeError(f"sampler returned {len(raw_samples)} lists for {len(prompts)} prompts")
+        sampled = []
+        for (problem, _), per_problem in zip(drawn, raw_samples):
+            items = []
+            for item in per_problem:
+                sol, ans, _, _ = _as_pair(item)
+                j = judge(problem, sol, ans)
+                kinds = sorted(metrics.verdict_kinds(j["verdict"]))
+                items.append({"solution": sol, "answer": ans, "correct": j["correct"], "mistakes": kinds})
+            sampled.append(items)
+        if len({len(s) for s in sampled}) > 1:
+            raise RuntimeError("the sampler returned different numbers of samples per prompt")
+
+    ops = [p.op_count() for p, _ in drawn]
+    row = summarize(eval_set, judged, ops, completions, sampled)
+    if sample is not None:
+        row["temperature"] = getattr(sample, "temperature", None)
+    tokens = sum(c[2] for c in completions if c[2] is not None)
+    row.update(
+        max_new_tokens=budget,
+        seconds=seconds,
+        problems_per_s=len(prompts) / seconds if seconds > 0 else math.nan,
+        tokens_per_s=tokens / seconds if seconds > 0 and tokens else math.nan,
+    )
+    if sample_seconds is not None:
+        row["sample_seconds"] = sample_seconds
+
+    records = []
+    config = eval_set.config()
+    for index, ((problem, reference), c, j) in enumerate(zip(drawn, completions, judged)):
+        rec = to_record(problem, reference, config, index)
+        rec["reference_solution"] = rec.pop("solution")
+        rec = {"set": eval_set.name, **rec}
+        rec.update(
+            solution=c[0],
+            emitted_answer=c[1],
+            correct=j["correct"],
+            verdict=j["verdict"],
+            first_error_index=j["first_error_index"],
+            n_sentences=j["n_sentences"],
+            n_tokens=c[2],
+            finished=c[3],
+        )
+        if sampled is not None:
+            rec["samples"] = sampled[index]
+        records.append(rec)
+    return SetResult(eval_set, row, records, ops, [j["correct"] for j in judged])
+
+
+# ---------------------------------------------------------------------------------------------- many sets
+@dataclass
+class EvalReport:
+    """Rows (one per set, in order), the pooled single-step fit over the non-reask sets, and the results."""
+
+    rows: list[dict]
+    step_fit: dict | None
+    results: list[SetResult] = field(default_factory=list)
+
+    def json_rows(self) -> list[dict]:
+        """The rows with NaN as None (valid JSON)."""
+        return [_nan_to_none(r) for r in self.rows]
+
+
+def evaluate_sets(
+    prepared: Sequence[tuple[EvalSet, Drawn]],
+    generate: Callable,
+    sample: Callable | None = None,
+    *,
+    tokens_per_op: int = TOKENS_PER_OP,
+    extra_tokens: int = EXTRA_TOKENS,
+    max_new_tokens: int | None = None,
+    on_records: Callable[[list[dict]], None] | None = None,
+    keep_records: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> EvalReport:
+    """:func:`evaluate_set` on each ``(set, drawn)`` pair; records go to ``on_records`` as each set finishes."""
+    rows, results, pooled_ops, pooled_correct = [], [], [], []
+    for eval_set, drawn in prepared:
+        budget = max_new_tokens or generation_budget(eval_set, drawn, tokens_per_op, extra_tokens)
+        if log:
+            log(f"set {eval_set.name}: {len(drawn)} problems, max {budget} new tokens")
+        result = evaluate_set(eval_set, drawn, generate, sample, max_new_tokens=budget)
+        if on_records:
+            on_records(result.records)
+        if not keep_records:
+            result.records = []
+        rows.append(result.row)
+        results.append(result)
+        if not eval_set.reask:
+            pooled_ops += result.ops
+            pooled_correct += result.correct
+        if log:
+            r = result.row
+            log(f"set {eval_set.name}: accuracy {r['accuracy']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+                f" in {r['seconds']:.1f}s")
+    step_fit = None
+    if pooled_ops:
+        fit = metrics.fit_step_accuracy(*metrics.counts_by_steps(pooled_ops, pooled_correct))
+        step_fit = {"sets": [s.name for s, _ in prepared if not s.reask], **fit.to_dict()}
+    return EvalReport(rows, step_fit, results)
+
+
+# ---------------------------------------------------------------------------------------------- output
+SUMMARY_COLUMNS = (
+    "set", "preset", "format", "op", "reask", "split", "seed", "n", "correct", "accuracy", "ci_low", "ci_high",
+    "unnecessary_per_correct", "first_error_position", "step_accuracy", "step_accuracy_ci_low",
+    "step_accuracy_ci_high", "step_fit_chi2", "step_fit_dof", "step_fit_p", "step_fit_r2",
+)
+
+
+def tidy_rows(rows: list[dict]) -> list[dict]:
+    """Flat rows for a table: mistake kinds as ``kind_<name>`` columns, nested values as JSON strings."""
+    out = []
+    for row in rows:
+        flat = {}
+        for key, value in row.items():
+            if key == "mistake_kinds":
+                flat.update({f"kind_{k}": v for k, v in value.items()})
+            elif isinstance(value, (dict, list)):
+                flat[key] = json.dumps(value, sort_keys=True)
+            else:
+                flat[key] = value
+        out.append(flat)
+    return out
+
+
+def write_summary(rows: list[dict], out_dir: str | Path) -> Path:
+    """``OUT/summary.parquet`` when pandas and pyarrow are installed, else ``OUT/summary.csv`` (atomic)."""
+    from probekit.records import atomic_output
+
+    out_dir = Path(out_dir)
+    flat = tidy_rows(rows)
+    try:
+        import pandas as pd
+        import pyarrow  # noqa: F401
+    except ImportError:
+        import csv
+
+        columns = list(dict.fromkeys(k for r in flat for k in r))
+        path = out_dir / "summary.csv"
+        with atomic_output(path) as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            for r in flat:
+                writer.writerow({k: ("" if v is None else v) for k, v in r.items()})
+        return path
+    path = out_dir / "summary.parquet"
+    frame = pd.DataFrame(flat)
+    if "op" in frame:
+        frame["op"] = frame["op"].astype("Int64")
+    with atomic_output(path, binary=True) as fh:
+        frame.to_parquet(fh, index=False)
+    return path
+
+
+def format_table(rows: list[dict], step_fit: dict | None = None) -> str:
+    """A fixed-width text table of the rows (and the pooled fit), for stderr."""
+
+    def num(v, digits=4):
+        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+    sampling = any("pass_at_n" in r for r in rows)
+    header = ["set", "n", "accuracy", "95% CI", "unnec/corr", "1st-err pos", "step acc", "no [EOS]", "top mistake"]
+    if sampling:
+        header += ["N", "pass@1", "pass@N", "ratio@N"]
+    lines = []
+    for r in rows:
+        kinds = {k: v for k, v in r.get("mistake_kinds", {}).items() if v}
+        top = max(kinds, key=kinds.get) if kinds else "-"
+        cells = [
+            r["set"], str(r["n"]), num(r["accuracy"]), f"[{num(r['ci_low'])}, {num(r['ci_high'])}]",
+            num(r["unnecessary_per_correct"], 3), num(r["first_error_position"], 3), num(r["step_accuracy"]),
+            str(r.get("unfinished", "-")), f"{top} ({kinds[top]})" if kinds else "-",
+        ]
+        if sampling:
+            cells += [str(r.get("samples", "-")), num(r.get("pass_at_1")), num(r.get("pass_at_n")),
+                      num(r.get("pass_ratio_at_n"))]
+        lines.append(cells)
+    widths = [max(len(h), *(len(c[i]) for c in lines)) if lines else len(h) for i, h in enumerate(header)]
+    text = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    text += ["  ".join(c.ljust(w) for c, w in zip(cells, widths)) for cells in lines]
+    if step_fit and step_fit.get("n"):
+        text.append(
+            f"single-step fit over {', '.join(step_fit['sets'])}: step accuracy {num(step_fit['step_accuracy'], 5)} "
+            f"[{num(step_fit['ci_low'], 5)}, {num(step_fit['ci_high'], 5)}], chi2 {num(step_fit['chi2'], 2)} "
+            f"on {step_fit['dof']} dof (p {num(step_fit['p_value'], 3)}), R^2 {num(step_fit['r2'], 3)}"
+        )
+    return "\n".join(text)
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+def read_provenance(checkpoint: str | Path) -> dict:
+    """A checkpoint folder's ``probekit.json`` ({} when absent or unreadable), without loading the model."""
+    from probekit.modeling import PROVENANCE_FILE
+
+    path = Path(checkpoint) / PROVENANCE_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def provenance_value(provenance: dict, key: str, allowed: Sequence[str]) -> str | None:
+    """``key`` from a checkpoint's ``probekit.json``: top level, then under ``data``, then anywhere (depth first);
+    only values in ``allowed`` count."""
+
+    def ok(v):
+        return isinstance(v, str) and v in allowed
+
+    if ok(provenance.get(key)):
+        return provenance[key]
+    data = provenance.get("data")
+    if isinstance(data, dict) and ok(data.get(key)):
+        return data[key]
+    stack = [provenance]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if ok(node.get(key)):
+                return node[key]
+            stack.extend(reversed(list(node.values())))
+        elif isinstance(node, list):
+            stack.extend(reversed(node))
+    return None
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    sets: Sequence[EvalSet],
+    *,
+    out: str | Path | None = None,
+    batch_size: int = 32,
+    device: str | None = None,
+    samples: int = 0,
+    temperature: float = 1.0,
+    workers: int = 1,
+    tokens_per_op: int = TOKENS_PER_OP,
+    extra_tokens: int = EXTRA_TOKENS,
+    max_new_tokens: int | None = None,
+    progress: bool = True,
+    keep_records: bool = False,
+) -> EvalReport:
+    """Evaluate a checkpoint folder on ``sets``: draw the problems, load the model, generate, judge, write.
+
+    With ``out``: ``records.jsonl``, ``summary.parquet`` (or ``.csv``), ``step_fit.json`` and ``eval.json``
+    (the evaluation's settings and the checkpoint's provenance). Problems are drawn before the model is loaded
+    (``workers`` forked processes).
+    """
+    from probekit.records import atomic_output, dumps
+
+    def log(msg):
+        if progress:
+            print(f"probekit eval: {msg}", file=sys.stderr)
+
+    prepared = []
+    for s in sets:
+        start = time.perf_counter()
+        prepared.append((s, draw_set(s, workers)))
+        log(f"drew {s.n} problems for {s.name} in {time.perf_counter() - start:.1f}s")
+
+    from probekit.evaluate.generation import ModelGenerator, default_device
+    from probekit.modeling import load_checkpoint
+
+    device = device or default_device()
+    model, tokenizer, provenance = load_checkpoint(checkpoint, device=device)
+    gen = ModelGenerator(model, tokenizer, batch_size=batch_size, device=device, seed=sets[0].seed if sets else 0,
+                         progress=progress)
+    sampler = gen.sampler(samples, temperature) if samples else None
+
+    out_dir = Path(out) if out is not None else None
+    with contextlib.ExitStack() as stack:
+        fh = stack.enter_context(atomic_output(out_dir / "records.jsonl")) if out_dir else None
+
+        def write(records):
+            for rec in records:
+                fh.write(dumps(rec) + "\n")
+
+        report = evaluate_sets(
+            prepared, gen, sampler, tokens_per_op=tokens_per_op, extra_tokens=extra_tokens,
+            max_new_tokens=max_new_tokens, on_records=write if fh else None, keep_records=keep_records, log=log,
+        )
+    for row in report.rows:
+        row["checkpoint"] = str(checkpoint)
+    if out_dir:
+        from probekit.records import write_atomic
+
+        write_summary(report.rows, out_dir)
+        write_atomic(out_dir / "step_fit.json", json.dumps(_nan_to_none(report.step_fit), indent=2) + "\n")
+        settings = {
+            "checkpoint": str(checkpoint),
+            "sets": [s.to_dict() | {"n": s.n} for s in sets],
+            "batch_size": batch_size,
+            "device": str(device),
+            "samples": samples,
+            "temperature": temperature if samples else None,
+            "tokens_per_op": tokens_per_op,
+            "extra_tokens": extra_tokens,
+            "max_new_tokens": max_new_tokens,
+            "decoding": "greedy" + (f" + {samples} samples at T={temperature}" if samples else ""),
+            "generator_stats": gen.stats,
+            "provenance": provenance,
+        }
+        write_atomic(out_dir / "eval.json", json.dumps(settings, indent=2, default=str) + "\n")
+    return report

@@ -1,0 +1,149 @@
+"""Evaluation sets: which problems a model is judged on (paper 1.10 / 1.13), drawn from the TEST split.
+
+The paper's suite for a preset (``default_suite``), ``max`` = 15 (med) or 21 (hard):
+
+| set name         | GenerationConfig                                | meaning                                    |
+|------------------|-------------------------------------------------|--------------------------------------------|
+| ``op<=max``      | ``op=None`` (unforced: the training op draw)    | in distribution                            |
+| ``op=max``       | ``op=max``                                      | in distribution, hardest op                |
+| ``op=K``         | ``op=K``, K in OOD_OPS (med 20..23, hard 28..32)| out of distribution: longer than training  |
+| ``reask op=K``   | ``op=K, reask=True`` for the same K             | OOD: a new query on an op=K problem        |
+
+Every set uses ``split="test"`` (template hash bins 16..22, never seen in training), the checkpoint's format
+(pq / qp) and the same ``seed``: problem ``i`` of a set is ``draw_problem(config, i)``, so a run is a pure
+function of (sets, n, seed). With one seed, ``op=K`` and ``reask op=K`` start from the same random stream,
+so problem ``i`` of the reask set is usually problem ``i`` of the op=K set re-asked (paired sets; the
+reask's own rejections can make them drift apart). A reask problem's op is recounted (it is not K); the
+single-step fit bins it by its own op.
+
+``parse_sets`` reads the ``--sets`` option: a comma list of ``default`` (the suite above), ``id``
+(``op<=max`` and ``op=max``), ``ood`` (the OOD ops), ``reask`` (their reask versions), ``unforced``
+(``op<=max``), ``K`` (``op=K``) and ``rK`` (``reask op=K``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+from probekit.igsm.generate import PRESETS, GenerationConfig, draw_problem
+from probekit.igsm.problem import Problem
+
+OOD_OPS = {"med": (20, 21, 22, 23), "hard": (28, 29, 30, 31, 32)}
+DEFAULT_N = 4096  # problems per evaluation cell (paper F.1)
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """One evaluation cell: ``n`` test-split problems of ``preset`` at ``op`` (None: unforced), maybe re-asked."""
+
+    preset: str = "med"
+    op: int | None = None
+    reask: bool = False
+    format: str = "pq"
+    seed: int = 0
+    n: int = DEFAULT_N
+    split: str = "test"
+
+    def __post_init__(self):
+        self.config()  # validates preset, op, format, split
+        if self.n < 0:
+            raise ValueError(f"n must be >= 0, not {self.n}")
+        if self.reask and self.op is None:
+            raise ValueError("a reask set needs a forced op (the paper re-asks op=K problems)")
+
+    @property
+    def name(self) -> str:
+        if self.op is None:
+            return f"op<={PRESETS[self.preset].max_op}"
+        return f"reask op={self.op}" if self.reask else f"op={self.op}"
+
+    @property
+    def nominal_op(self) -> int:
+        """The op that sizes the generation budget: the forced op, or the preset's maximum when unforced."""
+        return self.op if self.op is not None else PRESETS[self.preset].max_op
+
+    @property
+    def in_distribution(self) -> bool:
+        return not self.reask and self.nominal_op <= PRESETS[self.preset].max_op
+
+    def config(self) -> GenerationConfig:
+        return GenerationConfig(self.preset, self.op, self.format, self.reask, self.split, self.seed)
+
+    def to_dict(self) -> dict:
+        return {
+            "set": self.name,
+            "preset": self.preset,
+            "op": self.op,
+            "reask": self.reask,
+            "format": self.format,
+            "split": self.split,
+            "seed": self.seed,
+        }
+
+
+def default_suite(preset: str = "med", n: int = DEFAULT_N, seed: int = 0, format: str = "pq") -> list[EvalSet]:
+    """The paper's evaluation suite for ``preset`` (see the module docstring)."""
+    return parse_sets("default", preset, n, seed, format)
+
+
+def parse_sets(spec: str, preset: str = "med", n: int = DEFAULT_N, seed: int = 0, format: str = "pq") -> list[EvalSet]:
+    """Evaluation sets from a ``--sets`` spec (comma list; see the module docstring), duplicates dropped."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, not {preset!r}")
+    base = EvalSet(preset, None, False, format, seed, n)
+    max_op, ood = PRESETS[preset].max_op, OOD_OPS[preset]
+    out: list[EvalSet] = []
+    for raw in spec.split(","):
+        token = raw.strip().lower()
+        if not token:
+            continue
+        if token == "default":
+            specs = [(None, False), (max_op, False), *((k, False) for k in ood), *((k, True) for k in ood)]
+        elif token == "id":
+            specs = [(None, False), (max_op, False)]
+        elif token == "ood":
+            specs = [(k, False) for k in ood]
+        elif token == "reask":
+            specs = [(k, True) for k in ood]
+        elif token == "unforced":
+            specs = [(None, False)]
+        elif token.isdigit():
+            specs = [(int(token), False)]
+        elif token[0] == "r" and token[1:].isdigit():
+            specs = [(int(token[1:]), True)]
+        else:
+            raise ValueError(
+                f"unknown evaluation set {raw.strip()!r}: use default, id, ood, reask, unforced, K (op=K) or rK (reask op=K)"
+            )
+        for op, reask in specs:
+            item = replace(base, op=op, reask=reask)
+            if item not in out:
+                out.append(item)
+    if not out:
+        raise ValueError("no evaluation set given")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- drawing
+def _draw(args: tuple[GenerationConfig, int]) -> tuple[Problem, str]:
+    return draw_problem(*args)
+
+
+def draw_set(eval_set: EvalSet, workers: int = 1) -> list[tuple[Problem, str]]:
+    """The set's problems with their reference solutions, ``draw_problem(config, i)`` for ``i < n``, in order.
+
+    Call this before loading a model when ``workers > 1`` (worker processes are forked).
+    """
+    return list(iter_set(eval_set, workers))
+
+
+def iter_set(eval_set: EvalSet, workers: int = 1) -> Iterator[tuple[Problem, str]]:
+    config = eval_set.config()
+    jobs = ((config, i) for i in range(eval_set.n))
+    if workers <= 1 or eval_set.n < 64:
+        yield from map(_draw, jobs)
+        return
+    with multiprocessing.Pool(workers) as pool:
+        yield from pool.imap(_draw, jobs, chunksize=max(1, min(64, eval_set.n // (workers * 8) or 1)))

@@ -1,0 +1,512 @@
+"""Tests for probekit.evaluate: metrics by hand, judge/aggregate with fake generators, generation, end to end.
+
+The metric and judge tests need no torch; generation and end-to-end tests use a random ``gpt2-tiny`` /
+``llama-tiny`` (CPU) and a scripted fake language model that emits fixed token sequences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import io
+import json
+import math
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from probekit.evaluate import metrics
+from probekit.evaluate.judge import judge
+from probekit.evaluate.run import evaluate_set, evaluate_sets, format_table, provenance_value, tidy_rows, write_summary
+from probekit.evaluate.sets import EvalSet, default_suite, draw_set, parse_sets
+from probekit.igsm.check import MISTAKE_KINDS, check_solution, parse_solution
+from probekit.igsm.jobs import check_record
+
+Z2 = metrics.Z95**2
+
+
+# ============================================================================================== metrics
+def test_wilson_edges_and_hand_values():
+    assert metrics.wilson_interval(0, 10) == (0.0, pytest.approx(Z2 / (10 + Z2)))
+    assert metrics.wilson_interval(10, 10) == (pytest.approx(10 / (10 + Z2)), 1.0)
+    low, high = metrics.wilson_interval(5, 10)
+    assert low == pytest.approx(1 - high) and low == pytest.approx(0.2366, abs=1e-4)
+    assert all(math.isnan(x) for x in metrics.wilson_interval(0, 0))
+    # 1/1: low = 1 / (1 + z^2)
+    assert metrics.wilson_interval(1, 1) == (pytest.approx(1 / (1 + Z2)), 1.0)
+    with pytest.raises(ValueError):
+        metrics.wilson_interval(3, 2)
+    p = metrics.proportion([True, False, True, True])
+    assert (p["n"], p["correct"], p["accuracy"]) == (4, 3, 0.75) and p["ci_low"] < 0.75 < p["ci_high"]
+
+
+@pytest.mark.parametrize(
+    "table,pass_n,ratio",
+    [
+        ([[0, 0, 0], [0, 0, 0]], 0.0, 0.0),  # all wrong
+        ([[1, 1], [1, 1], [1, 1]], 1.0, 1.0),  # all right
+        ([[1], [0], [1], [1]], 0.75, 0.75),  # N = 1: both are the accuracy
+        ([[1, 0, 0], [0, 0, 0], [1, 1, 1], [0, 1, 0]], 0.75, (1 / 3 + 0 + 1 + 1 / 3) / 4),  # mixed
+    ],
+)
+def test_pass_at_n_and_pass_ratio(table, pass_n, ratio):
+    assert metrics.pass_at_n(table) == pytest.approx(pass_n)
+    assert metrics.pass_ratio_at_n(table) == pytest.approx(ratio)
+    n = len(table[0])
+    assert metrics.pass_at_k(table, n) == pytest.approx(pass_n)  # the unbiased estimator at k = N
+    assert metrics.pass_at_k(table, 1) == pytest.approx(ratio)  # ... and at k = 1
+    s = metrics.stability_metrics(table, [row[0] for row in table])
+    assert s["samples"] == n and s["pass_at_n"] == pytest.approx(pass_n)
+    assert s["pass_at_n_ci_low"] <= pass_n <= s["pass_at_n_ci_high"]
+    assert s["pass_ratio_ci_low"] <= ratio + 1e-12 and ratio - 1e-12 <= s["pass_ratio_ci_high"]
+    assert s["pass_at_1"] == pytest.approx(np.mean([row[0] for row in table]))
+
+
+def test_pass_at_k_hand_value_and_ratio_interval():
+    # one problem, 4 samples, 1 correct: pass@2 = 1 - C(3,2)/C(4,2) = 1 - 3/6
+    assert metrics.pass_at_k([[1, 0, 0, 0]], 2) == pytest.approx(0.5)
+    assert metrics.stability_metrics([[1, 1]] * 5)["pass_ratio_ci_low"] == 1.0  # constant ratios: point interval
+    rng = np.random.default_rng(0)
+    table = rng.random((400, 8)) < 0.3
+    s = metrics.stability_metrics(table)
+    normal = metrics.normal_mean_interval(table.mean(axis=1))
+    assert s["pass_ratio_ci_low"] == pytest.approx(normal[0], abs=0.01)
+    assert s["pass_ratio_ci_high"] == pytest.approx(normal[1], abs=0.01)
+    with pytest.raises(ValueError):
+        metrics.pass_at_n([[1, 0], [1]])
+
+
+def test_step_accuracy_fit_recovers_known_value():
+    steps = np.arange(1, 21)
+    n = np.full(20, 2000)
+    k = np.round(n * 0.95**steps).astype(int)
+    fit = metrics.fit_step_accuracy(steps, n, k)
+    assert fit.step_accuracy == pytest.approx(0.95, abs=2e-4)
+    assert fit.ci_low < 0.95 < fit.ci_high and fit.ci_high - fit.ci_low < 0.005
+    assert fit.r2 > 0.999 and fit.dof == 19 and fit.p_value > 0.99  # exact expectations: chi2 ~ 0
+    assert [b["steps"] for b in fit.bins] == list(range(1, 21))
+    assert max(abs(b["residual"]) for b in fit.bins) < 1e-3
+
+    # binomial draws from per-problem results
+    rng = np.random.default_rng(1)
+    ops = rng.integers(1, 24, size=20000)
+    correct = rng.random(ops.size) < 0.97**ops
+    fit = metrics.fit_step_accuracy(*metrics.counts_by_steps(ops, correct))
+    assert fit.ci_low < 0.97 < fit.ci_high
+    assert 0.001 < fit.p_value  # the model is right, so the chi-square test does not reject it
+
+    # a wrong model (accuracy flat in op) fits badly
+    flat = rng.random(ops.size) < 0.6
+    bad = metrics.fit_step_accuracy(*metrics.counts_by_steps(ops, flat))
+    assert bad.p_value < 1e-6 and bad.r2 < 0.5
+
+
+def test_step_accuracy_fit_edges():
+    one = metrics.fit_step_accuracy([4], [100], [81])
+    assert one.step_accuracy == pytest.approx(0.81**0.25, abs=1e-9)  # one bin: p^s = k/n
+    assert one.dof == 0 and math.isnan(one.p_value) and math.isnan(one.r2)
+    assert metrics.fit_step_accuracy([1, 2], [5, 5], [5, 5]).step_accuracy == 1.0
+    zero = metrics.fit_step_accuracy([1, 2], [5, 5], [0, 0])
+    assert zero.step_accuracy == 0.0 and zero.ci_high > 0
+    assert math.isnan(metrics.fit_step_accuracy([], [], []).step_accuracy)
+    steps, n, k = metrics.counts_by_steps([3, 1, 3, 3], [1, 0, 0, 1])
+    assert (steps.tolist(), n.tolist(), k.tolist()) == ([1, 3], [1, 3], [0, 2])
+    steps, n, k = metrics.counts_by_steps([2, 2], [3, 1], trials=[4, 4])
+    assert (n.tolist(), k.tolist()) == ([8], [4])
+
+
+def test_chi2_tail():
+    assert metrics._chi2_sf(3.841458820694124, 1) == pytest.approx(0.05, abs=1e-7)
+    assert metrics._chi2_sf(18.307038053275146, 10) == pytest.approx(0.05, abs=1e-7)
+    assert metrics._chi2_sf(0.5, 3) == pytest.approx(0.918891, abs=1e-6)
+    assert metrics._chi2_sf(0.0, 4) == 1.0
+
+
+def test_first_error_position_and_unnecessary():
+    pos = metrics.first_error_positions([0, 2, 3, None, 0], [4, 4, 3, 5, 0])
+    assert pos[:3].tolist() == [0.0, 0.5, 1.0] and math.isnan(pos[3]) and pos[4] == 0.0
+    assert metrics.mean_first_error_position([0, 2, 3, None], [4, 4, 3, 5]) == pytest.approx(0.5)
+    assert math.isnan(metrics.mean_first_error_position([None], [3]))
+    with pytest.raises(ValueError):
+        metrics.first_error_positions([5], [4])
+    assert metrics.unnecessary_per_correct([0, 2, 1, ["a", "b", "c"]], [True, True, False, True]) == pytest.approx(5 / 3)
+    assert math.isnan(metrics.unnecessary_per_correct([1], [False]))
+
+
+def test_mistake_kind_counts_from_dicts_and_verdicts():
+    problem, reference = _drawn("med", 4)[0]
+    verdicts = [check_solution(problem, reference), check_solution(problem, "garbage"),
+                check_solution(problem, "garbage").to_dict()]
+    counts = metrics.mistake_kind_counts(verdicts, MISTAKE_KINDS)
+    assert list(counts)[: len(MISTAKE_KINDS)] == list(MISTAKE_KINDS)
+    assert counts["unparseable"] == 2 and counts["arithmetic_error"] == 0
+    assert metrics.first_mistake_kind_counts(verdicts) == {"unparseable": 2}
+
+
+# ============================================================================================== sets
+def test_suites():
+    med = default_suite("med", n=5, seed=3)
+    assert [s.name for s in med] == ["op<=15", "op=15", "op=20", "op=21", "op=22", "op=23",
+                                     "reask op=20", "reask op=21", "reask op=22", "reask op=23"]
+    assert all(s.split == "test" and s.n == 5 and s.seed == 3 for s in med)
+    hard = default_suite("hard")
+    assert [s.name for s in hard][:2] == ["op<=21", "op=21"] and len(hard) == 12
+    assert [s.op for s in hard if s.reask] == [28, 29, 30, 31, 32]
+    assert [s.name for s in parse_sets("7, r20,7,ood", "med")] == ["op=7", "reask op=20", "op=20", "op=21", "op=22", "op=23"]
+    with pytest.raises(ValueError):
+        parse_sets("op=7")
+    with pytest.raises(ValueError):
+        EvalSet("med", None, reask=True)
+
+
+def test_provenance_lookup():
+    assert provenance_value({"format": "qp"}, "format", ("pq", "qp")) == "qp"
+    assert provenance_value({"data": {"format": "qp", "preset": "hard"}}, "preset", ("med", "hard")) == "hard"
+    assert provenance_value({"train": {"data": [{"format": "qp"}]}}, "format", ("pq", "qp")) == "qp"
+    assert provenance_value({"format": "xx"}, "format", ("pq", "qp")) is None
+
+
+# ============================================================================================== judge / aggregate
+_CACHE: dict = {}
+
+
+def _drawn(preset: str, op: int | None, n: int = 6, reask: bool = False):
+    key = (preset, op, n, reask)
+    if key not in _CACHE:
+        _CACHE[key] = draw_set(EvalSet(preset, op, reask, n=n, seed=5))
+    return _CACHE[key]
+
+
+def _reference_generator(drawn):
+    by_prompt = {}
+    from probekit.igsm.render import prompt_text
+
+    for problem, reference in drawn:
+        by_prompt[prompt_text(problem, "pq")] = (reference, str(problem.answer))
+    return lambda prompts: [by_prompt[p] for p in prompts]
+
+
+def _corrupt_sentence(solution: str, k: int) -> str:
+    """Sentence ``k`` of a solution with its last number changed (an arithmetic or value error)."""
+    sentences = solution[:-1].split(". ")
+    head, last = sentences[k].rsplit(" ", 1)
+    sentences[k] = f"{head} {(int(last) + 1) % 23}"
+    return ". ".join(sentences) + "."
+
+
+def test_reference_solutions_score_one():
+    eval_set = EvalSet("med", 6, n=6, seed=5)
+    drawn = _drawn("med", 6)
+    result = evaluate_set(eval_set, drawn, _reference_generator(drawn))
+    row = result.row
+    assert (row["n"], row["correct"], row["accuracy"], row["ci_high"]) == (6, 6, 1.0, 1.0)
+    assert row["unnecessary_per_correct"] == 0.0
+    assert all(v == 0 for v in row["mistake_kinds"].values())
+    assert math.isnan(row["first_error_position"]) and row["answer_mismatch"] == 0
+    assert row["step_accuracy"] == 1.0 and row["accuracy_by_op"] == {6: [6, 6]}
+    assert len(result.records) == 6
+    rec = result.records[0]
+    assert rec["solution"] == rec["reference_solution"] and rec["correct"] and rec["set"] == "op=6"
+    assert check_record(rec) == rec["verdict"]  # records re-check with `probekit check` as they are
+
+
+def test_corrupted_solutions_score_zero_and_count_kinds():
+    eval_set = EvalSet("med", 6, n=6, seed=5)
+    drawn = _drawn("med", 6)
+    refs = _reference_generator(drawn)
+
+    def corrupted(prompts):
+        out = []
+        for i, (solution, answer) in enumerate(refs(prompts)):
+            kind = i % 4
+            if kind == 0:  # right chain of thought, wrong emitted answer: NOT correct
+                out.append((solution, str((int(answer) + 1) % 23)))
+            elif kind == 1:  # no [ANSWER]
+                out.append((solution, None))
+            elif kind == 2:  # a wrong number in sentence 1
+                out.append((_corrupt_sentence(solution, 1), answer))
+            else:  # garbage
+                out.append(("Define Define as ; so", answer))
+        return out
+
+    row = evaluate_set(eval_set, drawn, corrupted).row
+    assert row["correct"] == 0 and row["accuracy"] == 0.0 and row["ci_low"] == 0.0
+    assert math.isnan(row["unnecessary_per_correct"])
+    assert row["answer_mismatch"] == 4  # kinds 0 and 1
+    kinds = row["mistake_kinds"]
+    assert kinds["unparseable"] == 1
+    assert kinds["arithmetic_error"] + kinds["wrong_value"] + kinds["wrong_value_carried"] >= 2
+    # kind 0/1 solutions are checker-correct: error only at the end (position 1); kind 2 at 1/sentences
+    assert 0 < row["first_error_position"] < 1
+    table = format_table([row])
+    assert "op=6" in table and "0.0000" in table
+
+
+def test_first_wrong_sentence_is_exact():
+    def first(solution):
+        verdict = check_solution(problem, solution)
+        return verdict.first_error_sentence, verdict.n_sentences
+
+    for problem, reference in _drawn("med", 6):
+        n = len(parse_solution(reference))
+        assert first(reference) == (None, n)
+        for k in range(n):
+            assert first(_corrupt_sentence(reference, k)) == (k, n)
+        # a correct sentence repeated: the repetition is the first wrong one (redefined), not the original
+        sentences = reference[:-1].split(". ")
+        repeated = ". ".join(sentences[:1] + sentences[:1] + sentences[1:]) + "."
+        assert first(repeated) == (1, n + 1)
+        j = judge(problem, reference, str(problem.answer))
+        assert j["correct"] and j["first_error_index"] is None
+        j = judge(problem, reference, str((problem.answer + 1) % 23))
+        assert not j["correct"] and j["verdict"]["correct"] and j["first_error_index"] == n
+
+
+def test_sampling_metrics_with_fake_sampler_and_suite_fit():
+    drawn = {op: _drawn("med", op) for op in (2, 5)}
+    refs = {op: _reference_generator(d) for op, d in drawn.items()}
+
+    def generate(prompts):
+        for r in refs.values():
+            with contextlib.suppress(KeyError):
+                return r(prompts)
+        raise KeyError
+
+    def sample(prompts):  # 3 samples: right, wrong, right
+        return [[pair, ("garbage", "1"), pair] for pair in generate(prompts)]
+
+    sample.temperature = 0.7
+    prepared = [(EvalSet("med", op, n=6, seed=5), d) for op, d in drawn.items()]
+    seen = []
+    report = evaluate_sets(prepared, generate, sample, on_records=seen.extend)
+    assert len(seen) == 12 and len(seen[0]["samples"]) == 3
+    for row in report.rows:
+        assert row["samples"] == 3 and row["temperature"] == 0.7
+        assert row["pass_at_1"] == 1.0 and row["pass_at_n"] == 1.0
+        assert row["pass_ratio_at_n"] == pytest.approx(2 / 3)
+        assert row["pass_ratio_ci_low"] == row["pass_ratio_ci_high"] == pytest.approx(2 / 3)
+        assert row["step_accuracy_sampled"] == pytest.approx((2 / 3) ** (1 / row["op"]), abs=1e-6)
+    assert report.step_fit["sets"] == ["op=2", "op=5"] and report.step_fit["step_accuracy"] == 1.0
+    assert "pass@N" in format_table(report.rows, report.step_fit)
+    json.dumps(report.json_rows(), allow_nan=False)
+
+
+def test_summary_file(tmp_path):
+    drawn = _drawn("med", 3)
+    row = evaluate_set(EvalSet("med", 3, n=6, seed=5), drawn, _reference_generator(drawn)).row
+    flat = tidy_rows([row])[0]
+    assert flat["kind_unparseable"] == 0 and json.loads(flat["accuracy_by_op"]) == {"3": [6, 6]}
+    path = write_summary([row, row], tmp_path)
+    assert path.exists() and path.name in ("summary.parquet", "summary.csv")
+
+
+def test_summary_falls_back_to_csv(tmp_path, monkeypatch):
+    import csv
+
+    drawn = _drawn("med", 3)
+    row = evaluate_set(EvalSet("med", 3, n=6, seed=5), drawn, _reference_generator(drawn)).row
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow -> ImportError
+    path = write_summary([row], tmp_path)
+    assert path.name == "summary.csv"
+    (read,) = list(csv.DictReader(path.open()))
+    assert read["set"] == "op=3" and float(read["accuracy"]) == 1.0 and read["kind_wrong_answer"] == "0"
+
+
+def test_budgeted_generators_get_the_op_budget():
+    drawn = _drawn("med", 6, reask=True)
+    refs = _reference_generator(drawn)
+    seen = []
+
+    def generate(prompts, max_new_tokens=None):
+        seen.append(max_new_tokens)
+        return refs(prompts)
+
+    generate.budgeted = True
+    eval_set = EvalSet("med", 6, reask=True, n=6, seed=5)
+    evaluate_sets([(eval_set, drawn)], generate)
+    assert seen == [40 * max(6, *(p.op_count() for p, _ in drawn)) + 64]
+    evaluate_sets([(eval_set, drawn)], generate, tokens_per_op=10, extra_tokens=1)
+    evaluate_sets([(eval_set, drawn)], generate, max_new_tokens=17)
+    assert seen[1:] == [10 * max(6, *(p.op_count() for p, _ in drawn)) + 1, 17]
+
+
+# ============================================================================================== generation
+HAS_TORCH = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("transformers") is not None
+needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="needs torch and transformers")
+
+if HAS_TORCH:
+    import torch
+
+    from probekit.evaluate.generation import Completion, ModelGenerator, greedy_reference, split_completion
+    from probekit.modeling import build_model, load_model_config, padded_vocab, save_checkpoint
+    from probekit.tokenizer import default_tokenizer
+
+    TOK = default_tokenizer()
+
+    class ScriptedLM(torch.nn.Module):
+        """A fake causal LM with the HF call signature: row r emits ``scripts[prompt length of r]`` step by step."""
+
+        def __init__(self, scripts: dict[int, list[int]], vocab: int):
+            super().__init__()
+            self.anchor = torch.nn.Parameter(torch.zeros(1))
+            self.scripts, self.vocab = scripts, vocab
+            self.config = SimpleNamespace(max_position_embeddings=4096)
+
+        def forward(self, input_ids, attention_mask, position_ids, past_key_values, use_cache, logits_to_keep):
+            if past_key_values is None:
+                past_key_values = {"step": 0, "lengths": attention_mask.sum(-1).tolist()}
+            step = past_key_values["step"]
+            logits = torch.zeros(input_ids.shape[0], 1, self.vocab)
+            for r, length in enumerate(past_key_values["lengths"]):
+                script = self.scripts[length]
+                logits[r, 0, script[min(step, len(script) - 1)]] = 1.0
+            past_key_values["step"] += 1
+            return SimpleNamespace(logits=logits, past_key_values=past_key_values)
+
+
+@needs_torch
+def test_split_completion_is_robust():
+    t = TOK
+    sol = t.encode("so a = 5.")
+    answer = t.special("[ANSWER]")
+    c = split_completion([*sol, answer, *t.encode("12"), t.eos_id, 77, 78], t)
+    assert c == Completion("so a = 5.", "12", len(sol) + 3, True)
+    assert tuple(c) == ("so a = 5.", "12")
+    c = split_completion([*sol, t.vocab_size + 5, 99999], t)  # padded-embedding ids, no [ANSWER], no [EOS]
+    assert c.answer is None and not c.finished and "[UNK]" in c.solution and c.n_tokens == len(sol) + 2
+    c = split_completion([t.eos_id], t)
+    assert c == Completion("", None, 1, True)
+    c = split_completion([answer, answer, t.eos_id], t)
+    assert c.solution == "" and c.answer == "[ANSWER]"
+
+
+@needs_torch
+def test_generation_loop_with_scripted_model():
+    t = TOK
+    answer = t.special("[ANSWER]")
+    body = t.encode("so a = 5.")
+    scripts = {
+        5: [*body, answer, *t.encode("5"), t.eos_id],  # finishes early
+        7: [*body, *body, *body, answer, *t.encode("7"), t.eos_id],  # finishes later
+        6: [padded_vocab(t.vocab_size) - 1] * 3 + [t.pad_id] * 2,  # never finishes: garbage to the budget
+    }
+    lm = ScriptedLM(scripts, padded_vocab(t.vocab_size))
+    prompts = [[t.eos_id] * n for n in (5, 7, 6)]
+    for batch_size in (1, 3):
+        gen = ModelGenerator(lm, t, batch_size=batch_size, progress=False)
+        rows = gen.generate_ids(prompts, max_new_tokens=40)
+        assert rows[0] == scripts[5] and rows[1] == scripts[7] and len(rows[2]) == 40
+        done = [split_completion(r, t) for r in rows]
+        assert [c.answer for c in done] == ["5", "7", None] and [c.finished for c in done] == [True, True, False]
+        assert done[0].solution == "so a = 5."
+    assert gen.generate_ids(prompts, max_new_tokens=3) == [scripts[5][:3], scripts[7][:3], scripts[6][:3]]
+
+
+@pytest.fixture(scope="module")
+def tiny_models():
+    if not HAS_TORCH:
+        pytest.skip("needs torch and transformers")
+    return {name: build_model(load_model_config(name), TOK, seed=3).eval() for name in ("gpt2-tiny", "llama-tiny")}
+
+
+def _prompts(k=3):
+    from probekit.igsm.render import prompt_text
+
+    return [prompt_text(p, "pq") for p, _ in _drawn("med", 3, n=k)] + [prompt_text(p, "pq") for p, _ in _drawn("med", 8, n=1)]
+
+
+@needs_torch
+@pytest.mark.parametrize("name", ["gpt2-tiny", "llama-tiny"])
+def test_kv_cache_matches_no_cache_reference(tiny_models, name):
+    model = tiny_models[name]
+    ids = [TOK.prompt_ids(p) for p in _prompts()]
+    reference = [greedy_reference(model, p, 12, TOK.eos_id) for p in ids]
+    for batch_size in (1, 4):  # unpadded and left-padded batches
+        rows = ModelGenerator(model, TOK, batch_size=batch_size, progress=False).generate_ids(ids, 12)
+        assert rows == reference
+
+
+@needs_torch
+def test_greedy_is_deterministic_and_sampling_seeded(tiny_models):
+    model = tiny_models["gpt2-tiny"]
+    prompts = _prompts()
+    first = ModelGenerator(model, TOK, batch_size=3, progress=False)(prompts, max_new_tokens=16)
+    again = ModelGenerator(model, TOK, batch_size=6, progress=False)(prompts, max_new_tokens=16)
+    assert first == again and all(isinstance(c, Completion) for c in first)
+    s1 = ModelGenerator(model, TOK, batch_size=8, seed=4, progress=False).sample(prompts[:2], 3, 1.0, max_new_tokens=8)
+    s2 = ModelGenerator(model, TOK, batch_size=8, seed=4, progress=False).sample(prompts[:2], 3, 1.0, max_new_tokens=8)
+    assert s1 == s2 and [len(s) for s in s1] == [3, 3]
+
+
+@needs_torch
+def test_prompt_longer_than_context_is_counted_not_dropped():
+    model = build_model(load_model_config("gpt2-tiny"), TOK)
+    gen = ModelGenerator(model, TOK, batch_size=2, progress=False)
+    gen.context = 40  # shorter than any iGSM prompt
+    out = gen(_prompts(2)[:2], max_new_tokens=5)
+    assert out == [Completion("", None, 0, False)] * 2
+
+
+# ============================================================================================== end to end
+def _run_eval(argv: list[str]) -> tuple[int, str]:
+    from probekit.evaluate.command import register
+
+    parser = argparse.ArgumentParser(prog="probekit")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["eval", *argv])
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        status = args.func(args)
+    return status, stdout.getvalue()
+
+
+@needs_torch
+def test_end_to_end_tiny_checkpoint(tmp_path, tiny_models):
+    ckpt = save_checkpoint(tiny_models["gpt2-tiny"], TOK, tmp_path / "ckpt", {"data": {"preset": "med", "format": "qp"}})
+    out = tmp_path / "out"
+    status, stdout = _run_eval([str(ckpt), "--sets", "2,r3", "--n", "3", "--max-new-tokens", "24", "--out", str(out),
+                                "--json", "--quiet", "--workers", "1", "--samples", "2", "--temperature", "1.0"])
+    assert status == 0
+    rows = json.loads(stdout)
+    assert [r["set"] for r in rows] == ["op=2", "reask op=3"]
+    for row in rows:
+        for key in ("set", "n", "accuracy", "ci_low", "ci_high", "unnecessary_per_correct", "pass_at_n",
+                    "pass_ratio_at_n", "pass_at_1", "step_accuracy", "mistake_kinds"):
+            assert key in row
+        assert row["n"] == 3 and row["format"] == "qp" and 0 <= row["accuracy"] <= 1
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 6 and {r["set"] for r in records} == {"op=2", "reask op=3"}
+    for rec in records:
+        for key in ("set", "index", "seed", "problem", "question", "categories", "solution", "emitted_answer",
+                    "verdict", "reference_solution", "first_error_index", "n_sentences"):
+            assert key in rec
+        assert len(rec["samples"]) == 2
+        assert check_record(rec) == rec["verdict"]
+    assert any((out / name).exists() for name in ("summary.parquet", "summary.csv"))
+    assert json.loads((out / "eval.json").read_text())["provenance"]["data"]["format"] == "qp"
+
+    # greedy decoding is deterministic: the same command gives the same solutions
+    out2 = tmp_path / "out2"
+    status, _ = _run_eval([str(ckpt), "--op", "2", "--n", "3", "--max-new-tokens", "24", "--out", str(out2), "--quiet",
+                           "--workers", "1"])
+    again = [json.loads(line) for line in (out2 / "records.jsonl").read_text().splitlines()]
+    assert status == 0 and [r["solution"] for r in again] == [r["solution"] for r in records[:3]]
+
+
+def test_command_rejects_bad_options(tmp_path):
+    status, _ = _run_eval([str(tmp_path), "--n", "2"])
+    assert status == 2
+    (tmp_path / "config.json").write_text("{}")
+    assert _run_eval([str(tmp_path), "--reask"])[0] == 2
+    assert _run_eval([str(tmp_path), "--samples", "2", "--temperature", "0"])[0] == 2
+
+
+def test_imports_stay_light():
+    code = ("import sys, probekit.evaluate, probekit.evaluate.command, probekit.evaluate.metrics; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
