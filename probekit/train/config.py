@@ -1,0 +1,487 @@
+"""The training configuration: typed sections, YAML loading, ``key=value`` overrides, checks and defaults.
+
+A config file is YAML with up to five sections; every key is optional and has the default below (the paper's
+recipe, App. F.1). ``None`` on a "by preset" key means: take the value of ``data.preset``::
+
+    model:    name (models/<name>.yaml or a YAML path), arch / n_layer / n_head / head_dim / rope_theta
+              (override the named shape), init_from (HF folder to fine-tune from), seed (init)
+    data:     source (generate | shards), preset (med | hard), max_op / max_edge (a smaller problem
+              family), format (pq | qp), seed, shards (dir, source=shards), shuffle (shards), context,
+              batch_size (global sequences per step), micro_batch_size (per rank and forward pass),
+              workers (generator processes per rank; 0 = in the loader thread), prefetch (batches queued),
+              length_check_samples, max_drop_fraction
+    optim:    lr, betas, eps, weight_decay, decay_embeddings, grad_clip, fused
+    schedule: steps, warmup_steps, min_lr_ratio, decay (cosine | linear | constant)
+    run:      out, device, dtype, compile, tf32, seed, log_every, checkpoint_every, save_final,
+              keep_checkpoints, stop_at_step, peak_tflops, tensorboard, progress
+
+Preset defaults (``None`` keys): med: context 768, batch 512, 100k steps, weight decay 0.05; hard: context
+1024, batch 256, 200k steps, weight decay 0.03.
+
+Overrides are ``section.key=value`` with ``value`` read as YAML (``optim.lr=3e-3``, ``data.max_op=4``,
+``optim.betas=[0.9,0.95]``, ``data.max_op=null``). Unknown keys and wrong types raise :class:`ConfigError`
+naming the key, the allowed keys or the expected type, and the value given.
+
+This module does not import torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message says which key and why."""
+
+
+PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "med": {"context": 768, "batch_size": 512, "steps": 100_000, "weight_decay": 0.05},
+    "hard": {"context": 1024, "batch_size": 256, "steps": 200_000, "weight_decay": 0.03},
+}
+MIN_MAX_EDGE = 12  # the generator needs room for (depth - 1) * min width = 3 * 4 structure edges
+
+
+@dataclass
+class ModelSection:
+    name: str = "gpt2-12-12"
+    """A shape in ``models/<name>.yaml`` (or a YAML path)."""
+    arch: Literal["gpt2", "llama"] | None = None
+    n_layer: int | None = None
+    n_head: int | None = None
+    head_dim: int | None = None
+    rope_theta: float | None = None
+    """arch .. rope_theta: override the named shape (e.g. ``model.n_layer=8``)."""
+    init_from: str | None = None
+    """An HF checkpoint folder to start from (fine-tuning); the shape then comes from that folder."""
+    seed: int = 0
+    """Initialisation seed of a fresh model."""
+
+
+@dataclass
+class DataSection:
+    source: Literal["generate", "shards"] = "generate"
+    preset: Literal["med", "hard"] = "med"
+    max_op: int | None = None
+    """Restrict the op range (a custom preset ``med-op4``); None: the preset's max op."""
+    max_edge: int | None = None
+    """Restrict the instance parameters (structure edges, >= 12); None: the preset's."""
+    format: Literal["pq", "qp"] = "pq"
+    seed: int = 0
+    """Data seed: problem ``i`` of lane ``j`` is generated with this seed (see probekit.train.data)."""
+    shards: str | None = None
+    """Directory written by ``probekit generate --tokens DIR`` (source: shards)."""
+    shuffle: bool = True
+    """Shards: visit windows in a fresh seeded permutation every epoch."""
+    context: int | None = None
+    """Window length in tokens; None: by preset (med 768, hard 1024) or the shards' context."""
+    batch_size: int | None = None
+    """Global batch in sequences per optimizer step (all ranks); None: by preset (512 / 256)."""
+    micro_batch_size: int | None = None
+    """Sequences per rank per forward pass; None: the whole per-rank batch (no accumulation)."""
+    workers: int | None = None
+    """Generator processes per rank; 0: generate in the loader thread; None: auto (CUDA: the cores, CPU: 1)."""
+    prefetch: int = 4
+    """Batches prepared ahead by the loader thread."""
+    length_check_samples: int = 300
+    """Problems drawn at the max op to check the context before training (0: skip the check)."""
+    max_drop_fraction: float = 0.05
+    """Refuse a context that would drop more than this fraction of max-op problems (too long)."""
+
+
+@dataclass
+class OptimSection:
+    lr: float = 0.002
+    """Peak learning rate."""
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-8
+    weight_decay: float | None = None
+    """None: by preset (med 0.05, hard 0.03). Applied to matrices only (see decay_embeddings)."""
+    decay_embeddings: bool = True
+    """Decay the embedding and output matrices too (HF Trainer convention); norms and biases never."""
+    grad_clip: float | None = 1.0
+    """Clip the global gradient norm (HF Trainer default); None: no clipping."""
+    fused: bool | None = None
+    """Fused AdamW kernel; None: on for CUDA."""
+
+
+@dataclass
+class ScheduleSection:
+    steps: int | None = None
+    """Optimizer steps; None: by preset (med 100k, hard 200k)."""
+    warmup_steps: int = 1000
+    min_lr_ratio: float = 0.01
+    """The LR decays to this fraction of the peak at the last step."""
+    decay: Literal["cosine", "linear", "constant"] = "cosine"
+
+
+@dataclass
+class RunSection:
+    out: str = "out/train"
+    """Run folder: log.jsonl, tb/, checkpoints/step_NNNNNN/, checkpoints/latest."""
+    device: str = "auto"
+    """auto (CUDA when available), cpu, cuda."""
+    dtype: Literal["auto", "bf16", "fp32"] = "auto"
+    """Autocast dtype; auto: bf16 on CUDA, fp32 on CPU. Weights and optimizer state stay fp32."""
+    compile: bool | Literal["auto"] = "auto"
+    """torch.compile; auto: on for CUDA, off for CPU."""
+    tf32: bool = True
+    """Allow TF32 matmuls on CUDA (fp32 parts outside autocast)."""
+    seed: int = 0
+    """Seed of the torch / python / numpy RNGs (the data stream has its own seed)."""
+    log_every: int = 10
+    checkpoint_every: int = 1000
+    """Steps between checkpoints; 0: only at the end."""
+    save_final: bool = True
+    keep_checkpoints: int | None = None
+    """Keep only the newest N checkpoints; None: keep all."""
+    stop_at_step: int | None = None
+    """Stop (and checkpoint) at this step; the LR schedule still runs over schedule.steps."""
+    peak_tflops: float | None = None
+    """Peak FLOP/s per device for MFU; None: auto (H100/H200 bf16: 989, A100 bf16: 312; else no MFU)."""
+    tensorboard: bool = True
+    """Also log to OUT/tb when torch.utils.tensorboard imports."""
+    progress: bool = True
+    """A tqdm progress bar on stderr (rank 0)."""
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelSection,
+    "data": DataSection,
+    "optim": OptimSection,
+    "schedule": ScheduleSection,
+    "run": RunSection,
+}
+
+
+@dataclass
+class TrainConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    schedule: ScheduleSection = field(default_factory=ScheduleSection)
+    run: RunSection = field(default_factory=RunSection)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["optim"]["betas"] = list(self.optim.betas)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict | None, where: str = "config") -> TrainConfig:
+        cfg = cls()
+        apply(cfg, data or {}, where)
+        return cfg
+
+    def replace(self, **sections) -> TrainConfig:
+        return dataclasses.replace(self, **sections)
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def preset_name(self) -> str:
+        """``med``, or ``med-op4`` / ``med-op4-ip12`` when max_op / max_edge restrict the preset."""
+        return preset_name(self.data.preset, self.data.max_op, self.data.max_edge)
+
+
+def preset_name(base: str, max_op: int | None, max_edge: int | None) -> str:
+    name = base
+    if max_op is not None:
+        name += f"-op{max_op}"
+    if max_edge is not None:
+        name += f"-ip{max_edge}"
+    return name
+
+
+# ---------------------------------------------------------------------------- typing
+def _hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return "a list of " + ", ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    return {bool: "a bool", int: "an int", float: "a float", str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _coerce(value, tp):
+    """``value`` as type ``tp`` or raise _Mismatch (ints for floats, numeric strings like '3e-3' for floats)."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg)
+            except _Mismatch:
+                pass
+        raise _Mismatch
+    if origin is Literal:
+        if any(value == a and type(value) is type(a) for a in typing.get_args(tp)):
+            return value
+        raise _Mismatch
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise _Mismatch
+        return tuple(_coerce(v, a) for v, a in zip(value, args))
+    if tp is type(None):
+        if value is None:
+            return None
+        raise _Mismatch
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise _Mismatch
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:  # 1e5 in YAML is a float
+            return int(value)
+        raise _Mismatch
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads 3e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise _Mismatch from None
+        raise _Mismatch
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise _Mismatch
+    raise TypeError(f"unsupported config type {tp}")
+
+
+def _suggest(key: str, allowed) -> str:
+    close = difflib.get_close_matches(key, list(allowed), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def set_key(cfg: TrainConfig, dotted: str, value, where: str = "override") -> None:
+    """Set ``section.key`` (type-checked); raises :class:`ConfigError` naming the key and what was wrong."""
+    parts = dotted.split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"{where}: key {dotted!r} must be 'section.key'; sections: {', '.join(SECTIONS)}")
+    section, key = parts
+    if section not in SECTIONS:
+        raise ConfigError(f"{where}: unknown section {section!r}{_suggest(section, SECTIONS)}; allowed: {', '.join(SECTIONS)}")
+    obj = getattr(cfg, section)
+    hints = _hints(type(obj))
+    if key not in hints:
+        raise ConfigError(
+            f"{where}: unknown key {dotted!r}{_suggest(key, hints)}; allowed keys in {section!r}: {', '.join(hints)}"
+        )
+    try:
+        setattr(obj, key, _coerce(value, hints[key]))
+    except _Mismatch:
+        raise ConfigError(
+            f"{where}: {dotted} expects {_type_name(hints[key])}, got {value!r} ({type(value).__name__})"
+        ) from None
+
+
+def apply(cfg: TrainConfig, data: dict, where: str = "config") -> TrainConfig:
+    """Apply a nested ``{section: {key: value}}`` mapping onto ``cfg`` (checked)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of sections ({', '.join(SECTIONS)}), got {type(data).__name__}")
+    for section, values in data.items():
+        if section not in SECTIONS:
+            raise ConfigError(
+                f"{where}: unknown section {section!r}{_suggest(str(section), SECTIONS)}; allowed: {', '.join(SECTIONS)}"
+            )
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: section {section!r} must be a mapping of keys, got {values!r}")
+        for key, value in values.items():
+            set_key(cfg, f"{section}.{key}", value, where)
+    return cfg
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"optim.lr=3e-3"`` -> ``("optim.lr", "3e-3")``; the value is read as YAML (``null``, lists, bools)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """Read a YAML config (None: all defaults) and apply ``key=value`` overrides, checking every key."""
+    cfg = TrainConfig()
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"no config file {str(p)!r}")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{p}: not valid YAML: {err}") from None
+        apply(cfg, data, str(p))
+    for text in overrides:
+        key, value = parse_override(text)
+        set_key(cfg, key, value, f"override {text!r}")
+    return cfg
+
+
+# ---------------------------------------------------------------------------- resolution
+@dataclass(frozen=True)
+class Layout:
+    """How the global batch is split: ``batch_size = world_size * accumulation * micro_batch_size``."""
+
+    batch_size: int
+    world_size: int
+    per_rank: int
+    micro_batch_size: int
+    accumulation: int
+
+
+def resolve(cfg: TrainConfig, world_size: int = 1) -> tuple[TrainConfig, Layout]:
+    """Fill the by-preset defaults and check every value that does not need data or a model.
+
+    Returns a new config (``None`` preset keys replaced) and the batch layout; raises :class:`ConfigError`.
+    """
+    cfg = TrainConfig.from_dict(cfg.to_dict())  # a deep copy
+    d, o, s, r = cfg.data, cfg.optim, cfg.schedule, cfg.run
+    defaults = PRESET_DEFAULTS[d.preset]
+
+    if d.source == "shards":
+        if not d.shards:
+            raise ConfigError("data.source is 'shards' but data.shards (the directory) is not set")
+    elif d.shards:
+        raise ConfigError("data.shards is set but data.source is 'generate'; set data.source=shards to train on shards")
+    if d.context is None and d.source == "generate":
+        d.context = defaults["context"]
+    if d.batch_size is None:
+        d.batch_size = defaults["batch_size"]
+    if o.weight_decay is None:
+        o.weight_decay = defaults["weight_decay"]
+    if s.steps is None:
+        s.steps = defaults["steps"]
+
+    def positive(key, value, minimum=1):
+        if value is not None and value < minimum:
+            raise ConfigError(f"{key} must be >= {minimum}, got {value}")
+
+    positive("data.context", d.context, 2)
+    positive("data.batch_size", d.batch_size)
+    positive("data.micro_batch_size", d.micro_batch_size)
+    positive("data.max_op", d.max_op)
+    positive("data.workers", d.workers, 0)
+    positive("data.prefetch", d.prefetch)
+    positive("data.length_check_samples", d.length_check_samples, 0)
+    positive("schedule.steps", s.steps)
+    positive("schedule.warmup_steps", s.warmup_steps, 0)
+    positive("run.log_every", r.log_every)
+    positive("run.checkpoint_every", r.checkpoint_every, 0)
+    positive("run.keep_checkpoints", r.keep_checkpoints)
+    positive("run.stop_at_step", r.stop_at_step)
+    for key in ("n_layer", "n_head", "head_dim"):
+        positive(f"model.{key}", getattr(cfg.model, key))
+    if d.max_op is not None and d.max_op > 52:
+        raise ConfigError(f"data.max_op must be <= 52 (one fresh letter per solution step), got {d.max_op}")
+    if d.max_edge is not None and d.max_edge < MIN_MAX_EDGE:
+        raise ConfigError(f"data.max_edge must be >= {MIN_MAX_EDGE} (the generator's smallest graphs need it), got {d.max_edge}")
+    if not 0 <= d.max_drop_fraction <= 1:
+        raise ConfigError(f"data.max_drop_fraction must be in [0, 1], got {d.max_drop_fraction}")
+    if o.lr <= 0:
+        raise ConfigError(f"optim.lr must be > 0, got {o.lr}")
+    if not all(0 <= b < 1 for b in o.betas):
+        raise ConfigError(f"optim.betas must be in [0, 1), got {list(o.betas)}")
+    if o.weight_decay < 0:
+        raise ConfigError(f"optim.weight_decay must be >= 0, got {o.weight_decay}")
+    if o.grad_clip is not None and o.grad_clip <= 0:
+        raise ConfigError(f"optim.grad_clip must be > 0 or null, got {o.grad_clip}")
+    if not 0 <= s.min_lr_ratio <= 1:
+        raise ConfigError(f"schedule.min_lr_ratio must be in [0, 1], got {s.min_lr_ratio}")
+    if s.warmup_steps > s.steps:
+        raise ConfigError(f"schedule.warmup_steps ({s.warmup_steps}) exceeds schedule.steps ({s.steps})")
+    if r.stop_at_step is not None and r.stop_at_step > s.steps:
+        raise ConfigError(f"run.stop_at_step ({r.stop_at_step}) exceeds schedule.steps ({s.steps})")
+    if r.device not in ("auto", "cpu", "cuda") and not r.device.startswith("cuda:"):
+        raise ConfigError(f"run.device must be auto, cpu or cuda, got {r.device!r}")
+    if r.peak_tflops is not None and r.peak_tflops <= 0:
+        raise ConfigError(f"run.peak_tflops must be > 0, got {r.peak_tflops}")
+
+    if world_size < 1:
+        raise ConfigError(f"world size must be >= 1, got {world_size}")
+    if d.batch_size % world_size:
+        raise ConfigError(
+            f"data.batch_size={d.batch_size} is not divisible by the {world_size} processes (WORLD_SIZE); "
+            "the batch size is global"
+        )
+    per_rank = d.batch_size // world_size
+    micro = d.micro_batch_size if d.micro_batch_size is not None else per_rank
+    if per_rank % micro:
+        divisors = [m for m in range(1, per_rank + 1) if per_rank % m == 0]
+        raise ConfigError(
+            f"data.micro_batch_size={micro} does not divide the per-process batch of {per_rank} sequences "
+            f"(data.batch_size={d.batch_size} over {world_size} process(es)); "
+            f"use one of {', '.join(map(str, divisors))}"
+        )
+    d.micro_batch_size = micro
+    return cfg, Layout(d.batch_size, world_size, per_rank, micro, per_rank // micro)
+
+
+def smaller_micro_batch(per_rank: int, micro: int) -> int | None:
+    """The largest divisor of ``per_rank`` that is at most half of ``micro`` (OOM hint)."""
+    for m in range(micro // 2, 0, -1):
+        if per_rank % m == 0:
+            return m
+    return None
+
+
+# keys whose change would make a resumed run follow a different data stream or model
+RESUME_FIXED = (
+    "model.name", "model.arch", "model.n_layer", "model.n_head", "model.head_dim", "model.rope_theta",
+    "model.init_from", "data.source", "data.preset", "data.max_op", "data.max_edge", "data.format", "data.seed",
+    "data.shards", "data.shuffle", "data.context", "data.batch_size",
+)
+
+
+def flat(cfg_dict: dict) -> dict[str, Any]:
+    return {f"{s}.{k}": v for s, values in cfg_dict.items() for k, v in values.items()}
+
+
+def resume_differences(saved: dict, current: TrainConfig) -> tuple[list[str], list[str]]:
+    """(blocking, other) differences between a checkpoint's config and the current one."""
+    old, new = flat(saved), flat(current.to_dict())
+    blocking, other = [], []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, (list, tuple)):
+            a = list(a)
+        if isinstance(b, (list, tuple)):
+            b = list(b)
+        if a != b:
+            (blocking if key in RESUME_FIXED else other).append(f"{key}: {a!r} -> {b!r}")
+    return blocking, other
+
+
+def field_names(section: str) -> list[str]:
+    return [f.name for f in fields(SECTIONS[section])]

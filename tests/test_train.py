@@ -1,0 +1,387 @@
+"""``probekit train``: learning, exact checkpoints and resume, DDP (2 CPU processes), config errors, --init-from.
+
+Tiny everything: gpt2-tiny (2 layers, d 64) on med problems with op <= 2 and at most 12 structure edges,
+context 256, a few sequences per step. torch runs on one thread (a shared 2-core machine: spinning OpenMP
+threads next to the data generator are many times slower).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from probekit.modeling import load_checkpoint
+from probekit.train import data as data_mod
+from probekit.train import loop
+from probekit.train.command import register
+from probekit.train.config import ConfigError, ScheduleSection, load_config, resolve
+from probekit.train.flops import flops_per_token, matmul_params
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "model.name=gpt2-tiny",
+    "data.max_op=2",
+    "data.max_edge=12",
+    "data.context=256",
+    "data.max_drop_fraction=0.5",
+    "data.length_check_samples=40",
+    "data.batch_size=4",
+    "data.workers=0",
+    "schedule.steps=12",
+    "schedule.warmup_steps=3",
+    "optim.lr=0.003",
+    "run.log_every=1",
+    "run.progress=false",
+    "run.tensorboard=false",
+    "run.checkpoint_every=0",
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _isolated():
+    """One torch thread; custom presets (med-op2-ip12) registered by the runs are removed afterwards."""
+    from probekit.igsm.generate import PRESETS
+
+    presets = dict(PRESETS)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    old = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    yield
+    torch.set_num_threads(before)
+    if old is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
+    else:
+        os.environ["OMP_NUM_THREADS"] = old
+    PRESETS.clear()
+    PRESETS.update(presets)
+
+
+def cfg(out, *extra):
+    return load_config(None, [*TINY, f"run.out={out}", *extra])
+
+
+def losses(out) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in loop.read_log(out) if "loss" in r}
+
+
+def cli(*argv) -> int:
+    parser = argparse.ArgumentParser(prog="probekit")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", *map(str, argv)])
+    return args.func(args)
+
+
+# ---------------------------------------------------------------------------------------------- learning
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("learn")
+    config = cfg(out, "schedule.steps=200", "schedule.warmup_steps=20", "data.workers=1", "run.checkpoint_every=100")
+    return loop.train(config)
+
+
+def test_loss_falls_on_small_problems(trained):
+    curve = losses(trained.out)
+    assert sorted(curve) == list(range(1, 201))
+    first = np.mean([curve[s] for s in range(1, 11)])
+    last = np.mean([curve[s] for s in range(181, 201)])
+    assert first > 6.0  # about ln(vocab) at initialisation
+    assert last < 0.7 * first, (first, last)
+    records = loop.read_log(trained.out)
+    start = records[0]
+    assert start["event"] == "start" and "6*N + 12*L*d*T" in start["flops_formula"]
+    step = [r for r in records if "loss" in r][-1]
+    for key in ("step", "loss", "lr", "tokens", "tokens_per_s", "mfu", "data_wait_fraction", "problems", "dropped_too_long"):
+        assert key in step
+    assert step["mfu"] is None  # no peak on CPU
+    assert 0 <= step["data_wait_fraction"] <= 1
+    assert step["tokens"] == step["step"] * 4 * 256
+
+
+def test_checkpoint_round_trip_identical_logits(trained):
+    ckpt = trained.out / "checkpoints" / "step_000200"
+    assert (trained.out / "checkpoints" / "latest").read_text().strip() == "step_000200"
+    assert (ckpt / loop.STATE_FILE).exists() and (trained.out / "checkpoints" / "step_000100").is_dir()
+    model, tok, provenance = load_checkpoint(ckpt)
+    assert provenance["step"] == 200 and provenance["tokens_seen"] == 200 * 4 * 256
+    assert provenance["data_preset"] == {"name": "med-op2-ip12", "max_op": 2, "max_edge": 12}
+    assert provenance["training_config"]["data"]["max_op"] == 2 and "git_revision" in provenance
+    ids = torch.tensor([tok.prompt_ids(_a_prompt())])
+    trained.model.eval()
+    with torch.no_grad():
+        want = trained.model(input_ids=ids).logits
+        got = model(input_ids=ids).logits
+    assert torch.equal(want, got)
+    for name, buf in model.named_buffers():
+        assert torch.isfinite(buf).all(), name
+    state = torch.load(ckpt / loop.STATE_FILE, weights_only=True)
+    assert state["step"] == 200 and state["data"]["kind"] == "generate" and len(state["data"]["lanes"]) == 4
+
+
+def _a_prompt() -> str:
+    from probekit.igsm.generate import GenerationConfig, generate_record
+
+    return generate_record(GenerationConfig("med", op=3, split="test", seed=5), 0)["problem"]
+
+
+# ---------------------------------------------------------------------------------------------- resume
+def test_resume_is_exact(tmp_path):
+    extra = ("data.micro_batch_size=2", "run.checkpoint_every=3")  # 2 micro-batches per step
+    straight = loop.train(cfg(tmp_path / "a", *extra))
+    first = loop.train(cfg(tmp_path / "b", *extra, "run.stop_at_step=6"))
+    assert first.step == 6 and (tmp_path / "b/checkpoints/latest").read_text().strip() == "step_000006"
+    resumed = loop.train(cfg(tmp_path / "b", *extra), resume=True)
+    assert resumed.step == 12
+    a, b = losses(tmp_path / "a"), losses(tmp_path / "b")
+    assert sorted(b) == list(range(1, 13))  # the resumed run's log continues the first one
+    for step in range(7, 13):
+        assert abs(a[step] - b[step]) < 1e-6, (step, a[step], b[step])
+    sa, sb = straight.model.state_dict(), resumed.model.state_dict()
+    for key in sa:
+        torch.testing.assert_close(sa[key], sb[key], rtol=0, atol=1e-6)
+    # without --resume an existing run is refused; with a changed data stream, resume is refused
+    with pytest.raises(ConfigError, match="already holds checkpoints"):
+        loop.train(cfg(tmp_path / "b", *extra))
+    with pytest.raises(ConfigError, match="data.seed"):
+        loop.train(cfg(tmp_path / "b", *extra, "data.seed=3", "schedule.steps=20"), resume=True)
+
+
+def test_checkpoint_is_atomic(tmp_path, monkeypatch):
+    real = loop._write_trainer_state
+    calls = []
+
+    def failing(state, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        real(state, path)
+
+    monkeypatch.setattr(loop, "_write_trainer_state", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        loop.train(cfg(tmp_path, "schedule.steps=4", "run.checkpoint_every=2"))
+    ckpts = tmp_path / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["latest", "step_000002"]  # no partial folder left
+    assert (ckpts / "latest").read_text().strip() == "step_000002"
+    assert (ckpts / "step_000002" / loop.STATE_FILE).exists()
+    monkeypatch.setattr(loop, "_write_trainer_state", real)
+    assert loop.train(cfg(tmp_path, "schedule.steps=4", "run.checkpoint_every=2"), resume=True).step == 4
+
+
+# ---------------------------------------------------------------------------------------------- data stream
+def _batches(stream, n):
+    out = [stream.next_batch() for _ in range(n)]
+    stream.close()
+    return out
+
+
+def test_stream_is_independent_of_world_size_and_resumable():
+    data = resolve(load_config(None, TINY))[0].data
+    whole = _batches(data_mod.GeneratedStream(data, 256, 4, range(4), workers=0), 3)
+    half0 = _batches(data_mod.GeneratedStream(data, 256, 4, range(2), workers=0), 3)
+    half1 = _batches(data_mod.GeneratedStream(data, 256, 4, range(2, 4), workers=0), 3)
+    for (w, _, _), (h0, s0, _), (h1, s1, _) in zip(whole, half0, half1):
+        assert np.array_equal(w, np.concatenate([h0, h1]))
+    # windows are packed problems: [PROBLEM] ... [EOS] [PROBLEM] ...
+    tok = data_mod.default_tokenizer()
+    assert whole[0][0][0, 0] == tok.special("[PROBLEM]")
+    # resume from the merged position after the first batch
+    state = data_mod.merge_states([half0[0][1], half1[0][1]])
+    again = _batches(data_mod.GeneratedStream(data, 256, 4, range(4), workers=0, state=state), 2)
+    for (w, _, _), (r, _, _) in zip(whole[1:], again):
+        assert np.array_equal(w, r)
+    # worker processes give the same stream
+    forked = _batches(data_mod.GeneratedStream(data, 256, 4, range(4), workers=1), 2)
+    assert all(np.array_equal(w[0], f[0]) for w, f in zip(whole, forked))
+
+
+def test_shards_source(tmp_path):
+    from probekit.igsm.generate import GenerationConfig
+    from probekit.igsm.jobs import generate_records
+    from probekit.shards import write_shards
+
+    name = data_mod.ensure_preset("med", 2, 12)
+    records = generate_records(GenerationConfig(name, seed=1), 60)
+    write_shards(records, data_mod.default_tokenizer(), tmp_path / "shards", 256, shard_windows=16)
+    shards = ("data.source=shards", f"data.shards={tmp_path / 'shards'}", "data.context=null")  # from meta.json
+    loop.train(cfg(tmp_path / "run", *shards, "schedule.steps=3", "run.stop_at_step=2", "run.checkpoint_every=1"))
+    result = loop.train(cfg(tmp_path / "run", *shards, "schedule.steps=3"), resume=True)
+    assert result.step == 3 and sorted(losses(tmp_path / "run")) == [1, 2, 3]
+    data = resolve(load_config(None, [*TINY, "data.source=shards", f"data.shards={tmp_path / 'shards'}"]))[0].data
+    tok = data_mod.default_tokenizer()
+    one = data_mod.ShardStream(data, 256, 4, range(4), tok)
+    two = [data_mod.ShardStream(data, 256, 4, range(r * 2, r * 2 + 2), tok) for r in range(2)]
+    assert one.n_windows < 40
+    for _ in range(25):  # 100 windows: more than two epochs, a new permutation each
+        a = one.next_batch()[0]
+        assert np.array_equal(a, np.concatenate([s.next_batch()[0] for s in two]))
+
+
+# ---------------------------------------------------------------------------------------------- DDP
+DDP_SCRIPT = """
+import os, sys, torch
+from probekit.train.config import load_config
+from probekit.train.loop import train
+
+if __name__ == "__main__":
+    out, overrides = sys.argv[1], sys.argv[2:]
+    result = train(load_config(None, overrides))
+    rank = int(os.environ["RANK"])
+    torch.save({k: v.detach().cpu() for k, v in result.model.state_dict().items()}, os.path.join(out, f"rank{rank}.pt"))
+"""
+
+
+def test_ddp_two_processes_match_one(tmp_path):
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT)
+    common = [*TINY, "schedule.steps=4", "data.micro_batch_size=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+         str(tmp_path), *common, f"run.out={tmp_path / 'ddp'}"],
+        capture_output=True, text=True, env=env, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    start = loop.read_log(tmp_path / "ddp")[0]
+    assert start["world_size"] == 2 and start["layout"]["accumulation"] == 2
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    for key in r0:
+        assert torch.equal(r0[key], r1[key]), key
+    single = loop.train(load_config(None, [*common, f"run.out={tmp_path / 'one'}"]))  # accumulation 4
+    one, two = losses(tmp_path / "one"), losses(tmp_path / "ddp")
+    assert sorted(one) == sorted(two) == [1, 2, 3, 4]
+    for step in one:
+        assert abs(one[step] - two[step]) < 1e-5, (step, one[step], two[step])
+    s1 = single.model.state_dict()
+    for key in r0:
+        torch.testing.assert_close(r0[key], s1[key], rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- config errors
+def _err(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_config_errors_are_clear(tmp_path, capsys):
+    base = [f"run.out={tmp_path / 'x'}", "model.name=gpt2-tiny", "run.progress=false"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim:\n  learning_rate: 0.001\n")
+    assert cli(bad, *base) == 2
+    err = _err(capsys)
+    assert "optim.learning_rate" in err and "allowed keys in 'optim': lr," in err
+
+    assert cli(REPO / "experiments/train/cpu-tiny.yaml", *base, "data.batch_size=big") == 2
+    err = _err(capsys)
+    assert "data.batch_size" in err and "an int" in err and "'big'" in err
+
+    assert cli(REPO / "experiments/train/cpu-tiny.yaml", *base, "data.batch_size=6", "data.micro_batch_size=4") == 2
+    err = _err(capsys)
+    assert "data.micro_batch_size=4" in err and "6" in err and "1, 2, 3, 6" in err
+
+    assert cli(REPO / "experiments/train/cpu-tiny.yaml", *base, "data.context=64", "data.length_check_samples=30") == 2
+    err = _err(capsys)
+    assert "data.context=64" in err and "longest has" in err and "med-op2-ip12" in err
+    longest = int(err.split("longest has ")[1].split()[0])
+    assert longest > 64
+
+    assert cli(REPO / "experiments/train/cpu-tiny.yaml", *base, "nosuch.key=1") == 2
+    assert "unknown section 'nosuch'" in _err(capsys)
+    assert not (tmp_path / "x").exists()  # nothing started
+
+
+def test_command_module_does_not_import_torch():
+    code = (
+        "import argparse, sys; from probekit.train.command import register; p = argparse.ArgumentParser(); "
+        "register(p.add_subparsers()); assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# ---------------------------------------------------------------------------------------------- --init-from
+def _tiny_llama(path: Path, vocab: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(path)
+    return model.eval()
+
+
+def test_init_from_llama(tmp_path, capsys):
+    llama = _tiny_llama(tmp_path / "llama", 1024)  # no tokenizer: the probekit one is used
+    model, tok, own = loop.init_model(tmp_path / "llama", 256)
+    assert not own and tok.vocab_size <= 1024
+    ids = torch.tensor([tok.prompt_ids(_a_prompt())])
+    with torch.no_grad():
+        assert torch.equal(model.eval()(input_ids=ids).logits, llama(input_ids=ids).logits)
+    # step 1's loss is the loaded model's loss on the first batch
+    out = tmp_path / "ft"
+    assert cli(REPO / "experiments/train/cpu-tiny.yaml", f"run.out={out}", *TINY, "schedule.steps=3", "--init-from", tmp_path / "llama") == 0
+    config = resolve(cfg(out))[0]
+    batch = data_mod.GeneratedStream(config.data, 256, 4, range(4), workers=0).next_batch()[0]
+    with torch.no_grad():
+        want = loop.CausalLMLoss(llama)(torch.from_numpy(batch.astype(np.int64))).item()
+    assert abs(losses(out)[1] - want) < 1e-5
+    trained, _, provenance = load_checkpoint(out / "checkpoints" / "step_000003")
+    assert type(trained).__name__ == "LlamaForCausalLM" and provenance["init_from"] == str(tmp_path / "llama")
+    # an embedding too small for the probekit tokenizer is refused clearly
+    _tiny_llama(tmp_path / "small", 512)
+    assert cli(REPO / "experiments/train/cpu-tiny.yaml", f"run.out={tmp_path / 'ft2'}", *TINY, "--init-from", tmp_path / "small") == 2
+    err = _err(capsys)
+    assert "512 rows" in err and str(tok.vocab_size) in err
+
+
+def test_cuda_oom_suggests_a_smaller_micro_batch(tmp_path, monkeypatch, capsys):
+    def oom(self, ids):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(loop.CausalLMLoss, "forward", oom)
+    assert cli(REPO / "experiments/train/cpu-tiny.yaml", *TINY, f"run.out={tmp_path}", "data.batch_size=12") == 1
+    err = _err(capsys)
+    assert "out of memory" in err and "data.micro_batch_size=12" in err and "try data.micro_batch_size=6" in err
+
+
+def test_rotary_buffers_are_repaired():
+    model = loop.build_model(loop.model_config(load_config(None, TINY).model), data_mod.default_tokenizer())
+    rotary = model.gpt_neox.rotary_emb
+    good = rotary.inv_freq.clone()
+    rotary.inv_freq.fill_(float("nan"))
+    assert loop.fix_rotary(model) == ["gpt_neox.rotary_emb.inv_freq"]
+    assert torch.equal(rotary.inv_freq, good)
+    assert loop.fix_rotary(model) == []
+
+
+# ---------------------------------------------------------------------------------------------- units
+def test_schedule_and_flops():
+    s = ScheduleSection(steps=1000, warmup_steps=100, min_lr_ratio=0.01)
+    assert loop.lr_at(0, 2e-3, s) == pytest.approx(2e-5)
+    assert loop.lr_at(99, 2e-3, s) == pytest.approx(2e-3)
+    assert loop.lr_at(999, 2e-3, s) == pytest.approx(2e-5)
+    lrs = [loop.lr_at(i, 2e-3, s) for i in range(100, 1000)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    model = loop.build_model(loop.model_config(load_config(None, TINY).model), data_mod.default_tokenizer())
+    n = sum(p.numel() for p in model.parameters())
+    assert matmul_params(model) == n - model.get_input_embeddings().weight.numel()
+    assert flops_per_token(100, 2, 64, 256) == 600 + 12 * 2 * 64 * 256
+    groups = loop.param_groups(model, 0.05, True)
+    assert all(p.ndim >= 2 for p in groups[0]["params"]) and all(p.ndim == 1 for p in groups[1]["params"])
+    # the default config is the paper's recipe
+    paper, layout = resolve(load_config(REPO / "experiments/train/med-gpt2-12-12.yaml"), world_size=8)
+    assert (paper.optim.lr, paper.optim.betas, paper.optim.weight_decay) == (0.002, (0.9, 0.98), 0.05)
+    assert (paper.data.batch_size, paper.data.context, paper.schedule.steps) == (512, 768, 100_000)
+    assert layout.per_rank == 64
+    hard = resolve(load_config(None, ["data.preset=hard"]))[0]
+    assert (hard.optim.weight_decay, hard.data.batch_size, hard.data.context, hard.schedule.steps) == (0.03, 256, 1024, 200_000)
