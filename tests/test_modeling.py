@@ -146,3 +146,17 @@ def test_transformer_bridge_hooks_match_hf_and_pass_gradients(tmp_path, tokenize
     out[0, -1].sum().backward()
     assert delta.grad is not None and delta.grad.abs().sum() > 0
     assert all(torch.equal(v, bridge.state_dict()[k]) for k, v in frozen.items())
+
+
+def test_shipped_cpu_checkpoint_loads_and_writes_checkable_solutions():
+    from probekit.evaluate.generation import ModelGenerator
+    from probekit.igsm.check import check_solution
+    from probekit.igsm.generate import GenerationConfig, draw_problem
+    from probekit.igsm.render import prompt_text
+
+    model, tok, provenance = load_checkpoint(MODELS_DIR / "igsm-med-op4-gpt2-4-2-cpu")
+    assert provenance["step"] == 500 and provenance["data_preset"]["max_op"] == 4
+    drawn = [draw_problem(GenerationConfig("med", op=2, split="test", seed=9), i) for i in range(4)]
+    outputs = ModelGenerator(model, tok, batch_size=4, progress=False)([prompt_text(p) for p, _ in drawn], 96)
+    kinds = [{m.kind for m in check_solution(p, out.solution).mistakes} for (p, _), out in zip(drawn, outputs)]
+    assert sum("unparseable" not in k for k in kinds) >= 3  # it writes the solution grammar
