@@ -161,16 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     lab.set_defaults(func=cmd_labels)
 
     from probekit.evaluate.command import register as register_eval
+    from probekit.probe.command import register as register_probe
     from probekit.train.command import register as register_train
 
     register_train(sub)
     register_eval(sub)
-    try:
-        from probekit.probe.command import register as register_probe
-    except ImportError:  # the probe package is optional until it lands
-        pass
-    else:
-        register_probe(sub)
+    register_probe(sub)
     return parser
 
 

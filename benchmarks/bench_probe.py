@@ -1,0 +1,124 @@
+"""V-probe training throughput: examples/s of forward + backward to the rank-r embedding update.
+
+    python benchmarks/bench_probe.py [--models gpt2-tiny,gpt2-4-2] [--device cpu|cuda] [--steps 4]
+                                     [--batch-size 32] [--backends hf,bridge] [--json]
+
+For each model (random weights of a shipped shape; speed does not depend on the weights) it builds real
+iGSM-med probe examples (``can_next``: positions inside the solution, the longest inputs), fits
+``VProbe(rank=8, layer=-1)`` for ``--steps`` steps per back-end after one warm-up step, and prints training
+examples/s (the median step, standardisation pass excluded; on CPU also per CPU-second of the process,
+which is steadier than wall time on a shared machine), plus the rank-0 path's feature extraction
+examples/s (one forward, no backward). The back-ends are timed in turns (hf, bridge, hf, bridge, ...) so
+that load drift on a shared machine hits both alike. On CUDA the default is bf16 autocast; ``--compile``
+adds ``torch.compile``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from probekit.igsm.generate import GenerationConfig
+from probekit.modeling import build_model, load_model_config
+from probekit.probe import hooks
+from probekit.probe.data import examples_from_config
+from probekit.probe.layers import collect_features
+from probekit.probe.vprobe import VProbe, _pad_id, pad_batch
+from probekit.tokenizer import default_tokenizer
+
+
+def step_times(probe: VProbe, model, data, steps: int, batch_size: int, seed: int) -> list[tuple[float, float]]:
+    """(wall, process CPU) seconds per training step (forward + backward + AdamW) on random batches."""
+    rng = np.random.default_rng(seed)
+    probe.fit(model, data.select(np.arange(min(len(data), 2 * batch_size))))  # set-up (and 1 warm step)
+    features = probe._features_fn()
+    opt, _ = probe._optimizer()
+    amp = probe._amp_dtype()
+    micro = probe._micro()
+    out = []
+    for _ in range(steps):
+        idx = np.sort(rng.choice(len(data), batch_size, replace=False))
+        idx = idx[np.argsort(data.lengths[idx], kind="stable")]
+        if probe.device_.type == "cuda":
+            torch.cuda.synchronize()
+        start, cpu = time.perf_counter(), time.process_time()
+        opt.zero_grad(set_to_none=True)
+        for k in range(0, len(idx), micro):
+            chunk = idx[k : k + micro]
+            ids, end = pad_batch([data.ids[i] for i in chunk], _pad_id(model), probe._pad_multiple(), probe.device_)
+            y = torch.as_tensor(data.labels[chunk], device=probe.device_)
+            with torch.autocast(probe.device_.type, dtype=amp, enabled=amp is not None):
+                feats = features(ids, end)
+            loss = torch.nn.functional.cross_entropy(probe.params_.logits(feats), y, reduction="sum") / len(idx)
+            loss.backward()
+        opt.step()
+        if probe.device_.type == "cuda":
+            torch.cuda.synchronize()
+        out.append((time.perf_counter() - start, time.process_time() - cpu))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="gpt2-tiny,gpt2-4-2,llama-4-2")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--micro-batch-size", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per back-end")
+    parser.add_argument("--backends", default="hf,bridge")
+    parser.add_argument("--n-problems", type=int, default=60)
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    tok = default_tokenizer()
+    data = examples_from_config(GenerationConfig("med", seed=0), args.n_problems, tasks="can_next", tokenizer=tok)
+    backends = [b for b in args.backends.split(",") if b]
+    if "bridge" in backends:
+        try:
+            import transformer_lens.model_bridge  # noqa: F401
+        except ImportError:
+            backends.remove("bridge")
+    results = []
+    for name in args.models.split(","):
+        model = build_model(load_model_config(name), tok, seed=0).to(args.device).eval()
+        times: dict[str, list[tuple[float, float]]] = {b: [] for b in backends}
+        for r in range(args.rounds):
+            for backend in backends:
+                probe = VProbe("can_next", rank=8, layer=-1, steps=1, batch_size=args.batch_size, device=args.device,
+                               backend=backend, compile=args.compile, micro_batch_size=args.micro_batch_size)
+                times[backend] += step_times(probe, model, data, args.steps, args.batch_size, seed=r)
+        row = {"model": name, "device": args.device, "batch_size": args.batch_size,
+               "mean_tokens": float(data.lengths.mean()), "threads": torch.get_num_threads()}
+        wall = {b: statistics.median(t[0] for t in ts) for b, ts in times.items()}
+        cpu = {b: statistics.median(t[1] for t in ts) for b, ts in times.items()}
+        for backend in backends:
+            row[f"train_examples_per_s_{backend}"] = round(args.batch_size / wall[backend], 2)
+            if args.device == "cpu":
+                row[f"train_examples_per_cpu_s_{backend}"] = round(args.batch_size / cpu[backend], 2)
+        if len(backends) == 2:
+            row["bridge_wall_ratio"] = round(wall["bridge"] / wall["hf"], 2)
+            if args.device == "cpu":
+                row["bridge_cpu_ratio"] = round(cpu["bridge"] / cpu["hf"], 2)
+        start = time.perf_counter()
+        n = min(len(data), 4 * args.batch_size)
+        collect_features(model, data.select(np.arange(n)), [hooks.resid_name(i) for i in range(hooks.n_layers(model))])
+        row["rank0_feature_examples_per_s_all_layers"] = round(n / (time.perf_counter() - start), 1)
+        results.append(row)
+        if not args.json:
+            print(json.dumps(row))
+    if args.json:
+        print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

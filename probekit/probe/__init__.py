@@ -1,0 +1,40 @@
+"""V-probing (paper §4): probe data, residual-stream hooks, the ``VProbe`` estimator, per-layer probing.
+
+Submodules: :mod:`~probekit.probe.data` (examples and labels; no torch), :mod:`~probekit.probe.hooks`
+(TransformerLens-named hidden states, HF and bridge back-ends), :mod:`~probekit.probe.vprobe` (``VProbe``),
+:mod:`~probekit.probe.layers` (``probe_layers``, ``random_init_like``), :mod:`~probekit.probe.command`
+(``probekit probe``). Importing this package does not import torch; the names below load on first use.
+"""
+
+from __future__ import annotations
+
+_LAZY = {
+    "TASKS": "data", "ProbeData": "data", "ProblemText": "data", "ProbeBuilder": "data", "build_examples": "data",
+    "examples_from_config": "data", "examples_from_records": "data", "train_test_data": "data",
+    "probe_pool": "data", "VProbe": "vprobe", "probe_layers": "layers", "random_init_like": "layers",
+    "collect_features": "layers",
+}
+
+__all__ = [
+    "ProbeBuilder",
+    "ProbeData",
+    "ProblemText",
+    "TASKS",
+    "VProbe",
+    "build_examples",
+    "collect_features",
+    "examples_from_config",
+    "examples_from_records",
+    "probe_layers",
+    "probe_pool",
+    "random_init_like",
+    "train_test_data",
+]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"probekit.probe.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'probekit.probe' has no attribute {name!r}")

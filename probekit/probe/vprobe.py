@@ -1,0 +1,550 @@
+"""The V-probe (paper §4, App. F.2): a frozen LM, a rank-r update of its input embedding, a linear head.
+
+Trainable parts (everything else is frozen: ``requires_grad`` False, eval mode, weights never change):
+
+- the **embedding update** ``E + U V^T`` with ``U``: (embedding rows x r), zero-initialised, and ``V``:
+  (d x r) ~ N(0, 0.02). The zero ``U`` makes the update start at exactly 0, so step 0 probes the unmodified
+  model; the random ``V`` lets ``U`` receive gradients from the first step (``U = V = 0`` would be a
+  saddle). It applies to *every* input token, including ``[START]``, ``[MID]``, ``[END]`` (the rows the probe
+  most needs to move: the pretrained model never saw them). It is run as ``inputs_embeds = E[ids] +
+  U[ids] V^T``, which is exactly the model with embedding matrix ``E + U V^T``. ``rank=0``: no update, a plain
+  linear probe.
+- the **linear head** on the hidden state at the final ``[END]`` of hook ``layer`` (``layer=-1``: the last
+  block's ``resid_post``, the paper's "last layer"; see :mod:`probekit.probe.hooks`). Its weight starts at
+  zero and its bias at the log prior of the train labels (the untrained probe answers the majority class; see
+  ``_init_bias``). Its input is standardised with a *fixed* per-feature mean and standard deviation measured once, before
+  training, on (up to 1024) training examples of the unmodified model: a reparametrisation of the same linear
+  head (``W (h - mu) / sigma + b`` is linear in ``h``) that makes one learning rate fit every layer and model
+  (residual norms differ by orders of magnitude between layers, pretrained and random models).
+  ``standardize=False`` reads the raw hidden state.
+
+Training (paper App. F.2 = pretraining setup with these changes): AdamW, betas (0.9, 0.98), LR 0.002, no
+warm-up, linear decay to 0 over ``steps``, weight decay 0.01 (on U, V and the head's weight, not its bias),
+batch 256 examples, cross-entropy (2 classes; 24 for ``value``). Batches are drawn by epochs of random
+permutations of the training set; a batch is split into ``micro_batch_size`` chunks (gradient accumulation,
+sorted by length to cut padding). Inputs are right-padded and run *without* an attention mask: causal
+attention keeps padding out of every real position, and position ids stay 0..n-1 (tests check that a padded
+batch equals the unpadded runs). The forward runs only the blocks up to the read layer, so the backward to
+the embedding update does too. On CUDA: bf16 autocast (``amp="auto"``) and optional ``torch.compile``.
+
+``rank=0`` takes a cheap path: the frozen features are computed once, then only the head is trained.
+
+Scores: ``accuracy``; ``accuracy_pos`` / ``accuracy_neg`` (accuracy on examples whose true label is 1 / 0;
+NaN for ``value``); ``majority``: the accuracy of always answering the most frequent class *of the training
+labels* (fixed at ``fit``), measured on the scored data, so it is the baseline a probe that learned nothing
+but the label prior would reach; ``n``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from probekit.probe import hooks
+from probekit.probe.data import ProbeData, check_task, n_classes
+
+PROBE_WEIGHTS = "probe.safetensors"
+PROBE_CONFIG = "probe.json"
+STANDARDIZE_EXAMPLES = 1024
+
+
+def _default_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def pad_batch(seqs, pad_id: int, multiple: int = 1, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad int sequences: ``(ids (B, L), end (B,))`` with ``end`` the index of each last token."""
+    lengths = [len(s) for s in seqs]
+    width = max(lengths)
+    width = -(-width // multiple) * multiple
+    out = np.full((len(seqs), width), pad_id, dtype=np.int64)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = s
+    ids = torch.from_numpy(out)
+    end = torch.tensor(lengths, dtype=torch.long) - 1
+    if device is not None:
+        ids, end = ids.to(device, non_blocking=True), end.to(device, non_blocking=True)
+    return ids, end
+
+
+class ProbeParams(nn.Module):
+    """The trainable parameters: ``U`` (rows x r), ``V`` (d x r), the head and the fixed standardisation."""
+
+    def __init__(self, vocab_rows: int, d_model: int, rank: int, classes: int, generator: torch.Generator | None = None):
+        super().__init__()
+        self.rank = rank
+        if rank:
+            self.U = nn.Parameter(torch.zeros(vocab_rows, rank))
+            self.V = nn.Parameter(torch.randn(d_model, rank, generator=generator) * 0.02)
+        self.head = nn.Linear(d_model, classes)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+        self.register_buffer("mean", torch.zeros(d_model))
+        self.register_buffer("scale", torch.ones(d_model))
+
+    def delta(self, ids: torch.Tensor) -> torch.Tensor | None:
+        """``U[ids] V^T``: the embedding update for these tokens (None for rank 0)."""
+        if not self.rank:
+            return None
+        return self.U[ids] @ self.V.T
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head((features.float() - self.mean) / self.scale)
+
+
+class VProbe:
+    """V-probe estimator (module doc). ``VProbe(task, rank=8, layer=-1).fit(model, train).score(test)``.
+
+    ``model`` may be an HF causal LM or a checkpoint path (loaded with ``load_checkpoint``). ``data`` is a
+    :class:`~probekit.probe.data.ProbeData`; examples of other tasks are ignored.
+    """
+
+    def __init__(self, task: str = "nece", rank: int = 8, layer: int | str = -1, steps: int = 1000,
+                 lr: float = 2e-3, batch_size: int = 256, weight_decay: float = 0.01, seed: int = 0,
+                 device: str | None = None, amp: str | None = "auto", compile: bool = False,
+                 micro_batch_size: int | None = None, eval_batch_size: int | None = None,
+                 standardize: bool = True, backend: str = "hf", betas: tuple[float, float] = (0.9, 0.98),
+                 progress: bool | str = False):
+        self.task = check_task(task)
+        if not isinstance(rank, int) or rank < 0:
+            raise ValueError(f"rank must be an integer >= 0, not {rank!r}")
+        if steps < 1 or batch_size < 1:
+            raise ValueError("steps and batch_size must be >= 1")
+        self.rank, self.layer, self.steps, self.lr = rank, layer, int(steps), float(lr)
+        self.batch_size, self.weight_decay, self.seed = int(batch_size), float(weight_decay), int(seed)
+        self.device, self.amp, self.compile = device, amp, compile
+        self.micro_batch_size, self.eval_batch_size = micro_batch_size, eval_batch_size
+        self.standardize, self.backend, self.betas, self.progress = standardize, backend, tuple(betas), progress
+        self.params_: ProbeParams | None = None
+        self.model_ = None
+        self.model_path_: str | None = None
+        self.history_: list[float] = []
+        self.layer_name_: str | None = None
+        self._reader = None
+
+    # ------------------------------------------------------------------ set-up
+    def _hparams(self) -> dict:
+        keys = ("task", "rank", "layer", "steps", "lr", "batch_size", "weight_decay", "seed", "amp", "compile",
+                "micro_batch_size", "eval_batch_size", "standardize", "backend", "betas")
+        return {k: getattr(self, k) for k in keys}
+
+    def _attach(self, model):
+        """Resolve ``model`` (object or checkpoint path), move it to the device, remember it."""
+        if isinstance(model, (str, os.PathLike)):
+            from probekit.modeling import load_checkpoint
+
+            self.model_path_ = str(Path(model).resolve())
+            model = load_checkpoint(model, device=self.device or ("cuda" if torch.cuda.is_available() else "cpu"))[0]
+        if self.device is not None and _default_device(model) != torch.device(self.device):
+            model.to(self.device)
+        model.eval()
+        self.model_ = model
+        self.device_ = _default_device(model)
+        self.layer_name_ = hooks.layer_name(self.layer, hooks.n_layers(model))
+        self._reader = None
+        if self.params_ is not None:
+            self._check_shapes(model)
+            self.params_.to(self.device_)
+        return model
+
+    def _check_shapes(self, model):
+        d, rows = model.config.hidden_size, model.get_input_embeddings().num_embeddings
+        if self.params_.head.in_features != d or (self.rank and self.params_.U.shape[0] != rows):
+            raise ValueError(f"probe shapes (d={self.params_.head.in_features}) do not fit this model "
+                             f"(d={d}, {rows} embedding rows)")
+
+    def _model(self, model=None):
+        if model is not None:
+            return self._attach(model) if model is not self.model_ else model
+        if self.model_ is None:
+            if self.model_path_ and Path(self.model_path_).exists():
+                return self._attach(self.model_path_)
+            raise RuntimeError("this probe has no model: pass model= (or fit it first)")
+        return self.model_
+
+    def _amp_dtype(self):
+        if self.amp == "auto":
+            return torch.bfloat16 if self.device_.type == "cuda" else None
+        if self.amp in (None, False, "none", "fp32"):
+            return None
+        if self.amp in ("bf16", "bfloat16", True):
+            return torch.bfloat16
+        raise ValueError(f"amp must be 'auto', 'bf16' or None, not {self.amp!r}")
+
+    def _features_fn(self):
+        """``fn(ids, end) -> (B, d)`` float32 hidden states at ``end`` (differentiable w.r.t. U and V)."""
+        if self._reader is None:
+            reader = hooks.make_reader(self.model_, self.layer_name_, self.backend)
+            params = self.params_
+
+            def features(ids, end):
+                h = reader(ids, params.delta(ids))
+                return h[torch.arange(ids.shape[0], device=ids.device), end].float()
+
+            if self.compile and self.device_.type == "cuda":
+                features = torch.compile(features, dynamic=True)
+            self._reader = features
+        return self._reader
+
+    def _pad_multiple(self) -> int:
+        return 64 if self.compile and self.device_.type == "cuda" else 1
+
+    def _micro(self) -> int:
+        if self.micro_batch_size:
+            return int(self.micro_batch_size)
+        return self.batch_size if self.device_.type == "cuda" else 32
+
+    def _eval_batch(self) -> int:
+        if self.eval_batch_size:
+            return int(self.eval_batch_size)
+        return 256 if self.device_.type == "cuda" else 64
+
+    def _task_data(self, data: ProbeData) -> ProbeData:
+        if not isinstance(data, ProbeData):
+            raise TypeError(f"expected ProbeData, got {type(data).__name__}")
+        if data.tasks != [self.task]:
+            data = data.task(self.task)
+        if not len(data):
+            raise ValueError(f"no {self.task!r} examples in the data")
+        return data
+
+    def _check_labels(self, y: np.ndarray):
+        bad = (y < 0) | (y >= self.n_classes_)
+        if bad.any():
+            raise ValueError(f"labels outside 0..{self.n_classes_ - 1} for task {self.task!r}")
+
+    def _new_params(self, vocab_rows: int, d_model: int, labels: np.ndarray):
+        """Fresh trainable parameters (seeded), the train-label majority class and the prior bias."""
+        self.n_classes_ = n_classes(self.task)
+        self._check_labels(labels)
+        gen = torch.Generator().manual_seed(self.seed)
+        self.params_ = ProbeParams(vocab_rows, d_model, self.rank, self.n_classes_, gen).to(self.device_)
+        self._reader = None
+        self.majority_class_ = int(np.bincount(labels, minlength=self.n_classes_).argmax())
+        self._init_bias(labels)
+
+    def _set_standardization(self, feats: torch.Tensor):
+        if not self.standardize:
+            return
+        mean = feats.mean(0)
+        scale = feats.std(0, unbiased=False)
+        scale = scale.clamp_min(1e-4 * float(scale.median()) + 1e-12)  # (near-)constant dimensions stay finite
+        self.params_.mean.copy_(mean.to(self.device_))
+        self.params_.scale.copy_(scale.to(self.device_))
+
+    def _optimizer(self):
+        p = self.params_
+        decay = [p.head.weight] + ([p.U, p.V] if self.rank else [])
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.weight_decay}, {"params": [p.head.bias], "weight_decay": 0.0}],
+            lr=self.lr, betas=self.betas)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / self.steps))
+        return opt, sched
+
+    def _bar(self, total: int, desc: str):
+        import sys
+
+        from tqdm import tqdm
+
+        disable = not self.progress
+        label = self.progress if isinstance(self.progress, str) else desc
+        return tqdm(total=total, desc=label, file=sys.stderr, disable=disable, dynamic_ncols=True, leave=False)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, model, data: ProbeData) -> "VProbe":
+        """Train U, V and the head on ``data``. The model's weights are never modified (its ``requires_grad``
+        flags are restored after fitting); with ``device=`` set, the model is moved to that device."""
+        self.params_ = None
+        model = self._attach(model)
+        data = self._task_data(data)
+        labels = np.asarray(data.labels, dtype=np.int64)
+        self._new_params(model.get_input_embeddings().num_embeddings, model.config.hidden_size, labels)
+        flags = [p.requires_grad for p in model.parameters()]
+        for p in model.parameters():
+            p.requires_grad_(False)
+        start = time.perf_counter()
+        try:
+            if self.rank == 0:
+                feats = self._collect(data)
+                self._fit_head(feats, labels)
+            else:
+                self._fit_full(data, labels)
+        finally:
+            for p, f in zip(model.parameters(), flags):
+                p.requires_grad_(f)
+        self.fit_seconds_ = time.perf_counter() - start
+        self.n_train_ = len(data)
+        self.examples_per_second_ = self.steps * self.batch_size / self.fit_seconds_ if self.rank else None
+        return self
+
+    def fit_features(self, features: torch.Tensor, labels, model=None) -> "VProbe":
+        """Rank-0 fit from precomputed [END] features ``(N, d)`` (the per-layer cache path)."""
+        if self.rank:
+            raise ValueError("fit_features is the rank-0 path; use fit(model, data) for rank > 0")
+        self.params_ = None
+        if model is not None:
+            model = self._attach(model)
+        else:
+            self.device_ = torch.device(self.device) if self.device else features.device
+            self.layer_name_ = self.layer if isinstance(self.layer, str) else None
+        labels = np.asarray(labels, dtype=np.int64)
+        if len(labels) != len(features):
+            raise ValueError(f"{len(features)} feature rows but {len(labels)} labels")
+        self._new_params(0, features.shape[1], labels)
+        start = time.perf_counter()
+        self._fit_head(features, labels)
+        self.fit_seconds_ = time.perf_counter() - start
+        self.n_train_ = len(labels)
+        self.examples_per_second_ = None
+        return self
+
+    def _init_bias(self, labels: np.ndarray):
+        """Head bias = log prior of the train labels (add-one smoothed): the untrained probe answers the
+        majority class. With zero-mean (standardised) features only the bias can carry the prior, and at
+        LR 0.002 it moves by about 0.002 per step: learning log-odds of 4 (``value``: 76% unknown) from 0 would
+        take thousands of steps."""
+        counts = np.bincount(labels, minlength=self.n_classes_).astype(np.float64) + 1.0
+        prior = np.log(counts / counts.sum())
+        with torch.no_grad():
+            self.params_.head.bias.copy_(torch.as_tensor(prior - prior.mean(), dtype=torch.float32))
+
+    def _fit_head(self, feats: torch.Tensor, labels: np.ndarray):
+        with _cpu_threads(1 if self.device_.type == "cpu" else None):
+            self._fit_head_loop(feats, labels)
+
+    def _fit_head_loop(self, feats: torch.Tensor, labels: np.ndarray):
+        feats = feats.to(self.device_, torch.float32)
+        self._set_standardization(feats)
+        y = torch.as_tensor(labels, device=self.device_)
+        opt, sched = self._optimizer()
+        gen = np.random.default_rng(self.seed)
+        order, pos = gen.permutation(len(y)), 0
+        self.history_ = []
+        with self._bar(self.steps, f"probe {self.task}") as bar:
+            for _ in range(self.steps):
+                idx, order, pos = _next_batch(order, pos, self.batch_size, gen)
+                idx_t = torch.as_tensor(idx, device=self.device_)
+                loss = F.cross_entropy(self.params_.logits(feats[idx_t]), y[idx_t])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                self.history_.append(float(loss.detach()))
+                bar.update()
+
+    def _fit_full(self, data: ProbeData, labels: np.ndarray):
+        gen = np.random.default_rng(self.seed)
+        n = len(labels)
+        sample = gen.choice(n, size=min(n, STANDARDIZE_EXAMPLES), replace=False)
+        with torch.no_grad():  # U = 0 here: the unmodified model's features
+            self._set_standardization(self._collect(data.select(np.sort(sample))))
+        features = self._features_fn()
+        opt, sched = self._optimizer()
+        amp = self._amp_dtype()
+        pad_id, multiple, micro = _pad_id(self.model_), self._pad_multiple(), self._micro()
+        lengths = data.lengths
+        y_all = torch.as_tensor(labels)
+        order, pos = gen.permutation(n), 0
+        self.history_ = []
+        with self._bar(self.steps, f"probe {self.task} r={self.rank}") as bar:
+            for _ in range(self.steps):
+                idx, order, pos = _next_batch(order, pos, self.batch_size, gen)
+                idx = idx[np.argsort(lengths[idx], kind="stable")]
+                opt.zero_grad(set_to_none=True)
+                total = 0.0
+                for k in range(0, len(idx), micro):
+                    chunk = idx[k : k + micro]
+                    ids, end = pad_batch([data.ids[i] for i in chunk], pad_id, multiple, self.device_)
+                    y = y_all[chunk].to(self.device_, non_blocking=True)
+                    with torch.autocast(self.device_.type, dtype=amp, enabled=amp is not None):
+                        feats = features(ids, end)
+                    loss = F.cross_entropy(self.params_.logits(feats), y, reduction="sum") / len(idx)
+                    loss.backward()
+                    total += float(loss.detach())
+                opt.step()
+                sched.step()
+                self.history_.append(total)
+                bar.update()
+                bar.set_postfix(loss=f"{total:.3f}", refresh=False)
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def _collect(self, data: ProbeData) -> torch.Tensor:
+        """[END] features ``(N, d)`` float32 with the current embedding update, in data order."""
+        features = self._features_fn()
+        amp = self._amp_dtype()
+        pad_id, multiple, bs = _pad_id(self.model_), self._pad_multiple(), self._eval_batch()
+        order = np.argsort(data.lengths, kind="stable")
+        out = torch.empty(len(data), self.model_.config.hidden_size, dtype=torch.float32, device=self.device_)
+        for k in range(0, len(order), bs):
+            chunk = order[k : k + bs]
+            ids, end = pad_batch([data.ids[i] for i in chunk], pad_id, multiple, self.device_)
+            with torch.autocast(self.device_.type, dtype=amp, enabled=amp is not None):
+                out[torch.as_tensor(chunk, device=self.device_)] = features(ids, end)
+        return out
+
+    def _require_fit(self):
+        if self.params_ is None:
+            raise RuntimeError("this probe is not fitted yet")
+
+    @torch.no_grad()
+    def decision_function(self, data: ProbeData, model=None) -> np.ndarray:
+        """Logits ``(N, classes)`` for the task's examples of ``data``."""
+        self._require_fit()
+        self._model(model)
+        data = self._task_data(data)
+        return self.params_.logits(self._collect(data)).cpu().numpy()
+
+    def predict(self, data: ProbeData, model=None) -> np.ndarray:
+        """Predicted classes (``argmax`` of the logits) for the task's examples of ``data``."""
+        return self.decision_function(data, model).argmax(1)
+
+    @torch.no_grad()
+    def predict_features(self, features: torch.Tensor) -> np.ndarray:
+        """Predicted classes from precomputed features ``(N, d)`` (rank 0)."""
+        self._require_fit()
+        return self.params_.logits(features.to(self.params_.mean.device)).argmax(1).cpu().numpy()
+
+    def score(self, data: ProbeData, model=None):
+        """One-row DataFrame: task, layer, rank, accuracy, accuracy_pos, accuracy_neg, majority, n, n_pos."""
+        data = self._task_data(data)
+        return self.score_predictions(self.predict(data, model), data.labels)
+
+    def score_predictions(self, pred, labels):
+        """:meth:`score` from predictions and true labels."""
+        import pandas as pd
+
+        self._require_fit()
+        return pd.DataFrame([score_row(self.task, pred, labels, self.majority_class_,
+                                       layer=hooks.layer_label(self.layer_name_) if self.layer_name_ else self.layer,
+                                       rank=self.rank)])
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write ``probe.safetensors`` (U, V, head, standardisation) and ``probe.json`` (everything else)."""
+        from safetensors.torch import save_file
+
+        from probekit.records import write_atomic
+
+        self._require_fit()
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.params_.state_dict().items()}
+        save_file(tensors, str(out / PROBE_WEIGHTS))
+        config = self.model_.config if self.model_ is not None else None
+        record = {
+            "format": "probekit-vprobe",
+            "version": 1,
+            "hparams": self._hparams(),
+            "layer_name": self.layer_name_,
+            "n_classes": self.n_classes_,
+            "d_model": int(self.params_.head.in_features),
+            "vocab_rows": int(self.params_.U.shape[0]) if self.rank else None,
+            "majority_class": self.majority_class_,
+            "model_path": self.model_path_,
+            "model": None if config is None else {
+                "model_type": config.model_type, "n_layer": config.num_hidden_layers, "d_model": config.hidden_size},
+            "fit": {"n_train": getattr(self, "n_train_", None), "seconds": getattr(self, "fit_seconds_", None),
+                    "final_loss": self.history_[-1] if self.history_ else None},
+        }
+        write_atomic(out / PROBE_CONFIG, json.dumps(record, indent=2) + "\n")
+        return out
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, model=None, device: str | None = None) -> "VProbe":
+        """Load a probe written by :meth:`save`. ``model`` (object or path) is attached now or at the first
+        ``predict``; without it the checkpoint path recorded at ``fit`` is used when it exists."""
+        from safetensors.torch import load_file
+
+        path = Path(directory)
+        record = json.loads((path / PROBE_CONFIG).read_text())
+        if record.get("format") != "probekit-vprobe":
+            raise ValueError(f"{path} does not hold a probekit V-probe")
+        hp = dict(record["hparams"])
+        hp["betas"] = tuple(hp["betas"])
+        if device is not None:
+            hp["device"] = device
+        probe = cls(**hp)
+        tensors = load_file(str(path / PROBE_WEIGHTS))
+        rows = record["vocab_rows"] or 0
+        probe.n_classes_ = record["n_classes"]
+        probe.params_ = ProbeParams(rows, record["d_model"], probe.rank, probe.n_classes_)
+        probe.params_.load_state_dict(tensors)
+        probe.majority_class_ = record["majority_class"]
+        probe.layer_name_ = record["layer_name"]
+        probe.model_path_ = record.get("model_path")
+        probe.history_ = [record["fit"]["final_loss"]] if record["fit"].get("final_loss") is not None else []
+        probe.device_ = torch.device(device or "cpu")
+        probe.params_.to(probe.device_)
+        if model is not None:
+            probe._model(model)
+        return probe
+
+    def __repr__(self) -> str:
+        state = "fitted" if self.params_ is not None else "unfitted"
+        return f"VProbe(task={self.task!r}, rank={self.rank}, layer={self.layer!r}, steps={self.steps}, {state})"
+
+
+@contextlib.contextmanager
+def _cpu_threads(n: int | None):
+    """Run with ``n`` intra-op threads (restored after). The head-only loop does tiny matmuls, where
+    multi-threading costs more than it gains (up to 30x slower on a loaded 2-core machine)."""
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _pad_id(model) -> int:
+    pad = getattr(model.config, "pad_token_id", None)
+    return 0 if pad is None else int(pad)
+
+
+def _next_batch(order: np.ndarray, pos: int, size: int, gen: np.random.Generator):
+    """The next ``size`` indices of an endless sequence of random permutations."""
+    out = []
+    while size:
+        take = order[pos : pos + size]
+        out.append(take)
+        size -= len(take)
+        pos += len(take)
+        if pos >= len(order):
+            order, pos = gen.permutation(len(order)), 0
+    return np.concatenate(out), order, pos
+
+
+def score_row(task: str, pred, labels, majority_class: int, **extra) -> dict:
+    """The score columns for predictions ``pred`` against ``labels`` (module doc)."""
+    pred, labels = np.asarray(pred), np.asarray(labels)
+    n = len(labels)
+    correct = pred == labels
+    binary = task != "value"
+    pos, neg = labels == 1, labels == 0
+
+    def mean(mask):
+        return float(correct[mask].mean()) if binary and mask.any() else math.nan
+
+    return {
+        "task": task,
+        **extra,
+        "accuracy": float(correct.mean()) if n else math.nan,
+        "accuracy_pos": mean(pos),
+        "accuracy_neg": mean(neg),
+        "majority": float((labels == majority_class).mean()) if n else math.nan,
+        "n": int(n),
+        "n_pos": int(pos.sum()) if binary else None,
+    }

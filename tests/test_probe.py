@@ -1,0 +1,440 @@
+"""V-probe: probe positions and labels, hooks (HF = bridge), the estimator, per-layer probing and the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("pandas")
+
+from probekit.igsm.generate import GenerationConfig, draw_problem, to_record  # noqa: E402
+from probekit.igsm.labels import UNKNOWN_VALUE, compute_labels  # noqa: E402
+from probekit.igsm.problem import ABSTRACT, INSTANCE  # noqa: E402
+from probekit.igsm.render import prompt_text, statements_text  # noqa: E402
+from probekit.modeling import build_model, load_model_config, save_checkpoint  # noqa: E402
+from probekit.probe import hooks  # noqa: E402
+from probekit.probe.data import (  # noqa: E402
+    TASKS,
+    ProbeBuilder,
+    ProbeData,
+    ProblemText,
+    build_examples,
+    examples_from_config,
+    examples_from_records,
+    probe_pool,
+    problems_from_config,
+)
+from probekit.probe.layers import collect_features, probe_layers, random_init_like  # noqa: E402
+from probekit.probe.vprobe import VProbe, pad_batch, score_row  # noqa: E402
+from probekit.tokenizer import default_tokenizer, probe_suffix  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return default_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def gpt2(tok):
+    return build_model(load_model_config("gpt2-tiny"), tok, seed=0).eval()
+
+
+def _item(fmt="pq", index=0, op=4):
+    config = GenerationConfig("med", op=op, format=fmt, seed=3)
+    problem, solution = draw_problem(config, index)
+    return ProblemText(problem, prompt_text(problem, fmt), solution, fmt, index, 3, "train")
+
+
+def _small_data(n_problems=12, tasks="nece", seed=0, split="train"):
+    return examples_from_config(GenerationConfig("med", op=3, seed=seed, split=split), n_problems, tasks=tasks, seed=seed)
+
+
+# ---------------------------------------------------------------------------- data: pool and positions
+def test_probe_pool_is_the_dependency_graph():
+    for index in range(6):
+        problem = _item(index=index).problem
+        pool = set(probe_pool(problem))
+        assert pool <= set(problem.params)
+        assert {p for p in problem.params if p[0] == INSTANCE} <= pool  # every stated instance parameter
+        assert problem.necessary <= pool
+        referenced = {r for st in problem.statements.values() for r in st.refs}
+        assert referenced <= pool
+        for p in pool:
+            if p[0] == ABSTRACT and p not in problem.necessary and p not in referenced:
+                # brought in only as an input of a referenced or necessary abstract parameter
+                assert any(p in problem.ancestors[q] for q in pool if q[0] == ABSTRACT)
+
+
+@pytest.mark.parametrize("fmt", ["pq", "qp"])
+def test_every_task_probes_where_the_paper_says(tok, fmt):
+    item = _item(fmt)
+    problem, prompt, solution = item.problem, item.prompt, item.solution
+    b = ProbeBuilder(item, tok)
+    labels = compute_labels(problem, solution)
+    head = [tok.eos_id, tok.special("[PROBLEM]")]
+    prompt_ids = tok.prompt_ids(prompt)  # [EOS] [PROBLEM] prompt [SOLUTION]
+    assert prompt_ids[:2] == head and prompt_ids[-1] == tok.special("[SOLUTION]")
+    statements = statements_text(problem)
+    a, a2 = b.pool_names[0], b.pool_names[-1]
+
+    # dep: end of the statements; pq: the question is not shown yet; qp: the whole prompt (no [SOLUTION])
+    ids, y, meta = b.example("dep", a, a2)
+    if fmt == "qp":
+        prefix = prompt_ids[:-1]  # question then statements: the statements end the qp prompt
+        assert prefix == head + tok.encode(problem.question() + " " + statements)
+    else:
+        prefix = head + tok.encode(statements)
+        assert tok.decode(prefix).endswith(statements) and "How many" not in tok.decode(prefix)
+        assert prompt_ids[: len(prefix)] == prefix and prompt_ids[len(prefix)] == tok.token_to_id("▁How")
+    suffix = [tok.special("[START]"), *tok.encode(a), tok.special("[MID]"), *tok.encode(a2), tok.special("[END]")]
+    assert ids == prefix + suffix == tok.probe_ids(prefix, a, a2)
+    assert tok.decode(ids).endswith(statements + probe_suffix(a, a2))
+    assert y == int((a, a2) in set(labels.dep)) and meta["task"] == "dep"
+
+    # nece: end of the question = end of the prompt, right before [SOLUTION]
+    ids, y, _ = b.example("nece", a)
+    assert ids == prompt_ids[:-1] + [tok.special("[START]"), *tok.encode(a), tok.special("[END]")]
+    last_prompt_token = tok.id_to_token(ids[-len(tok.encode(a)) - 3])
+    assert last_prompt_token == ("?" if fmt == "pq" else ".")
+    assert y == int(a in labels.nece)
+
+    # solution tasks: after sentence t (t = 0: right after [SOLUTION]), for every t
+    sentences = solution[:-1].split(". ")
+    assert len(sentences) == b.n_steps == len(labels.steps) - 1 >= 3
+    for t in range(b.n_steps + 1):
+        text = ". ".join(sentences[:t]) + "." if t else ""
+        expected_prefix = prompt_ids + (tok.encode(text) if t else [])
+        for task in ("known", "value", "can_next", "nece_next"):
+            ids, y, meta = b.example(task, a, t=t)
+            assert ids == tok.probe_ids(expected_prefix, a)
+            assert ids[len(expected_prefix) - 1] == (tok.token_to_id(".") if t else tok.special("[SOLUTION]"))
+            step = labels.steps[t]
+            want = {"known": int(a in step["known"]), "can_next": int(a in step["can_next"]),
+                    "nece_next": int(a in step["nece_next"]), "value": labels.value_label(t, a)}[task]
+            assert y == want and meta["t"] == t
+    # the last position knows every necessary parameter; value = the true value or 23 before
+    q = problem.name(problem.query)
+    assert b.label("known", q, t=b.n_steps) == 1 and b.label("value", q, t=b.n_steps) == problem.answer
+    assert b.label("value", q, t=0) == UNKNOWN_VALUE
+
+
+def test_sampled_examples_match_compute_labels(tok):
+    items = [_item(index=i) for i in range(5)]
+    data = build_examples(items, tokenizer=tok, per_problem=10, seed=7)
+    frame = data.frame()
+    assert set(frame.task) == set(TASKS)
+    for (index, task), group in frame.groupby(["problem", "task"]):
+        assert len(group) <= 10
+        keys = list(zip(group.a, group.b.fillna(""), group.t.fillna(-1)))
+        assert len(set(keys)) == len(keys)  # without replacement
+        if task == "dep":
+            assert (group.a != group.b).all()
+    by_index = {it.index: (it, compute_labels(it.problem, it.solution)) for it in items}
+    for row, y in zip(frame.itertuples(), data.labels):
+        item, labels = by_index[row.problem]
+        pool = {item.problem.name(p) for p in probe_pool(item.problem)}
+        assert row.a in pool
+        if row.task == "nece":
+            assert y == (row.a in labels.nece)
+        elif row.task == "dep":
+            assert row.b in pool and y == ((row.a, row.b) in labels.dep)
+        elif row.task == "value":
+            assert y == labels.value_label(row.t, row.a)
+        else:
+            assert y == (row.a in labels.steps[row.t][row.task])
+        assert row.necessary == (row.a in labels.nece)
+        assert (row.distance is pd_na() or np.isnan(row.distance)) if not row.necessary else \
+            row.distance == labels.distance[row.a]
+    # the draw is a pure function of (seed, problem, task)
+    again = build_examples(items, tokenizer=tok, per_problem=10, seed=7)
+    assert all(np.array_equal(x, z) for x, z in zip(data.ids, again.ids))
+
+
+def pd_na():
+    import pandas as pd
+
+    return pd.NA
+
+
+def test_positions_follow_a_models_own_solution(tok):
+    item = _item(index=0)
+    sentences = item.solution[:-1].split(". ")
+    # the model swapped two sentences, repeated one and stopped mid-sentence (no final ".")
+    own = ". ".join([sentences[1], sentences[0], sentences[0]]) + ". Define"
+    b = ProbeBuilder(ProblemText(item.problem, item.prompt, own, source="model"), tok)
+    labels = compute_labels(item.problem, own)
+    assert b.n_steps == 4 == len(labels.steps) - 1
+    prompt_ids = tok.prompt_ids(item.prompt)
+    for t in range(b.n_steps + 1):
+        cut = own if t == 4 else (". ".join(own.split(". ")[:t]) + "." if t else "")
+        ids, _, _ = b.example("known", b.pool_names[0], t=t)
+        assert ids == tok.probe_ids(prompt_ids + (tok.encode(cut) if t else []), b.pool_names[0])
+        for name in b.pool_names:
+            assert b.label("can_next", name, t=t) == (name in labels.steps[t]["can_next"])
+
+
+def test_records_give_the_same_examples_as_fresh_problems(tok):
+    config = GenerationConfig("med", op=5, format="qp", seed=11)
+    fresh = examples_from_config(config, 4, tokenizer=tok)
+    records = [to_record(*draw_problem(config, i), config, i) for i in range(4)]
+    from_records = examples_from_records([json.loads(json.dumps(r)) for r in records], tokenizer=tok)
+    assert len(fresh) == len(from_records) > 0
+    assert all(np.array_equal(x, z) for x, z in zip(fresh.ids, from_records.ids))
+    assert np.array_equal(fresh.labels, from_records.labels)
+
+
+def test_too_long_examples_are_counted_not_silently_dropped(tok):
+    items = list(problems_from_config(GenerationConfig("med", op=6, seed=2), 3))
+    full = build_examples(items, tokenizer=tok)
+    limit = int(np.median(full.lengths))
+    with pytest.warns(UserWarning, match="longer than max_len"):
+        short = build_examples(items, tokenizer=tok, max_len=limit)
+    assert short.lengths.max() <= limit
+    assert sum(short.n_too_long.values()) == int((full.lengths > limit).sum()) > 0
+    assert len(short) + sum(short.n_too_long.values()) == len(full)
+    summary = short.summary()
+    assert sum(v["n_too_long"] for v in summary.values()) == sum(short.n_too_long.values())
+
+
+# ---------------------------------------------------------------------------- hooks
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_hf_hooks_and_transformer_bridge_give_the_same_hidden_states(tok, arch):
+    pytest.importorskip("transformer_lens.model_bridge")
+    model = build_model(load_model_config(f"{arch}-tiny"), tok, seed=4).eval()
+    bridge = hooks.make_bridge(model, tok)
+    assert model.config._attn_implementation == "sdpa"  # the caller's model is left as it was
+    n = hooks.n_layers(model)
+    names = [hooks.EMBED] + [hooks.resid_name(i) for i in range(n)] + [hooks.FINAL]
+    data = _small_data(2, tasks="dep")
+    ids, _ = pad_batch(data.ids[:3], 0)
+    delta = torch.randn(*ids.shape, model.config.hidden_size, generator=torch.Generator().manual_seed(0)) * 0.05
+    for d in (None, delta):
+        hf = hooks.hidden_states(model, ids, names, d)
+        tl = hooks.bridge_hidden_states(bridge, ids, names, d)
+        for name in names:
+            assert torch.allclose(hf[name], tl[name], atol=1e-5, rtol=1e-4), (arch, name)
+            assert torch.equal(hooks.HiddenReader(model, name)(ids, d), hf[name])  # the training path
+    hf = hooks.hidden_states(model, ids, names)
+    with torch.no_grad():  # and HF's own hidden_states (block outputs; its last entry is after the norm)
+        own = model(ids, output_hidden_states=True).hidden_states
+    assert torch.equal(own[0], hf[hooks.EMBED])
+    for i in range(n - 1):
+        assert torch.allclose(own[i + 1], hf[hooks.resid_name(i)], atol=1e-6)
+    assert torch.allclose(own[-1], hf[hooks.FINAL], atol=1e-6)
+    # gradients to the embedding update agree too
+    grads = []
+    for reader in (hooks.HiddenReader(model, hooks.resid_name(0)), hooks.BridgeReader(bridge, hooks.resid_name(0))):
+        x = delta.clone().requires_grad_(True)
+        reader(ids, x)[:, -1].square().sum().backward()
+        grads.append(x.grad)
+    assert torch.allclose(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+def test_layer_names_follow_transformer_lens():
+    assert hooks.layer_name(-1, 4) == "blocks.3.hook_resid_post"
+    assert hooks.layer_name(0, 4) == "blocks.0.hook_resid_post"
+    assert hooks.layer_name("-2", 4) == "blocks.2.hook_resid_post"
+    assert hooks.layer_name("ln_final", 4) == hooks.FINAL and hooks.layer_name("embed", 4) == hooks.EMBED
+    for bad in (4, -5, "blocks.4.hook_resid_post", "mlp"):
+        with pytest.raises(ValueError):
+            hooks.layer_name(bad, 4)
+
+
+def test_right_padding_equals_unpadded_runs(gpt2):
+    data = _small_data(3, tasks="nece")
+    reader = hooks.HiddenReader(gpt2, hooks.resid_name(-1 % 2))
+    ids, end = pad_batch(data.ids[:6], 0)
+    assert len(set(data.lengths[:6].tolist())) > 1
+    with torch.no_grad():
+        batched = reader(ids)[torch.arange(6), end]
+        for i in range(6):
+            single = reader(torch.as_tensor(data.ids[i], dtype=torch.long)[None])[0, -1]
+            assert torch.allclose(batched[i], single, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- estimator
+def _planted_task(tok, seed=0):
+    """A linearly readable signal planted in a tiny random model.
+
+    Candidate tokens: the first tokens of world item names that never occur inside an item or category name.
+    S ("secret") is a random half of them. The planted model is a copy of a random gpt2-tiny whose embedding
+    rows for S are shifted by 5x the mean row norm along one fixed direction w. Inputs are
+    ``[EOS] [PROBLEM] [START] A [END]`` (short: a random block attends almost uniformly, so every extra token
+    dilutes the signal) with parameter names ``A = "X's Y"`` (X an item, Y
+    an item of the next layer or a deeper category, Y holding no token of S); the label is "X's first token
+    is in S". Train and test use *disjoint* sets of first tokens, so a probe can score on the test set only by
+    reading the shared direction w from the [END] state (the blocks attend back to A's first token): the
+    planted model has it; the unplanted random model has no shared direction, so its probe (which can
+    memorise the train tokens) stays at chance on the test tokens.
+    """
+    from probekit.igsm.world import load_world
+
+    rng = np.random.default_rng(seed)
+    chains = load_world().chains
+    enc = {}
+    inner = set()
+    for chain in chains:
+        for layer in chain:
+            inner.update(tok.encode(layer.category))
+            for item in layer.items:
+                enc[item] = tok.encode(item)
+                inner.update(enc[item][1:])
+    firsts = rng.permutation(sorted({ids[0] for ids in enc.values()} - inner))
+    half = len(firsts) // 2
+    train_tokens, test_tokens = set(firsts[:half].tolist()), set(firsts[half:].tolist())
+    secret = set(firsts[:half:2].tolist()) | set(firsts[half::2].tolist())
+    names = []  # (X's first token, ids of "X's Y")
+    for chain in chains:
+        for i, layer in enumerate(chain[:-1]):
+            tails = [enc[y] for y in chain[i + 1].items if enc[y][0] not in secret]
+            tails += [tok.encode(deeper.category) for deeper in chain[i + 2:]]
+            for x in layer.items:
+                if enc[x][0] in train_tokens or enc[x][0] in test_tokens:
+                    names.append((enc[x][0], enc[x], tails))
+
+    def make(n, tokens):
+        pool = [name for name in names if name[0] in tokens]
+        ids, labels = [], []
+        for _ in range(n):
+            first, x, tails = pool[rng.integers(len(pool))]
+            a = x + [tok.token_to_id("'s")] + tails[rng.integers(len(tails))]
+            ids.append(np.array([tok.eos_id, tok.special("PROBLEM"), tok.special("START"), *a,
+                                 tok.special("END")], dtype=np.int32))
+            labels.append(int(first in secret))
+        return ProbeData(ids, np.array(labels), {"task": ["nece"] * n})
+
+    return make(800, train_tokens), make(400, test_tokens), sorted(secret)
+
+
+def test_probe_reads_a_planted_signal_and_not_a_random_model(tok, gpt2):
+    train, test, secret = _planted_task(tok)
+    assert 0.3 < train.labels.mean() < 0.7 and 0.3 < test.labels.mean() < 0.7
+    planted = copy.deepcopy(gpt2)
+    w = torch.randn(planted.config.hidden_size, generator=torch.Generator().manual_seed(1))
+    emb = planted.get_input_embeddings().weight
+    with torch.no_grad():
+        emb[secret] += 5 * emb.norm(dim=1).mean() * w / w.norm()
+    scores = {}
+    for label, model in (("planted", planted), ("random", gpt2)):
+        probe = VProbe("nece", rank=0, layer=-1, steps=300, batch_size=64, seed=0).fit(model, train)
+        scores[label] = probe.score(test).iloc[0]
+    assert scores["planted"].accuracy > 0.88
+    assert scores["random"].accuracy < scores["random"].majority + 0.1
+    assert scores["planted"].majority == scores["random"].majority  # same train prior, same test set
+
+
+def test_fit_trains_only_u_v_and_the_head(gpt2):
+    model = copy.deepcopy(gpt2)
+    model.get_input_embeddings().weight.requires_grad_(True)  # even a trainable flag is not trained through
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    data = _small_data(6, tasks="can_next")
+    probe = VProbe("can_next", rank=4, steps=3, batch_size=16, micro_batch_size=8, seed=1).fit(model, data)
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # bit-identical
+    assert all(p.grad is None for p in model.parameters())
+    assert model.get_input_embeddings().weight.requires_grad  # flags restored
+    assert probe.params_.U.abs().sum() > 0 and probe.params_.head.weight.abs().sum() > 0
+    assert {n for n, p in probe.params_.named_parameters()} == {"U", "V", "head.weight", "head.bias"}
+    assert len(probe.history_) == 3
+
+
+def test_save_load_round_trip_gives_identical_predictions(tmp_path, tok, gpt2):
+    ckpt = save_checkpoint(gpt2, tok, tmp_path / "ckpt", {})
+    train = _small_data(6, tasks="value")
+    test = _small_data(3, tasks="value", seed=1, split="test")
+    probe = VProbe("value", rank=2, layer=0, steps=2, batch_size=16, seed=2).fit(str(ckpt), train)
+    pred = probe.predict(test)
+    probe.save(tmp_path / "probe")
+    loaded = VProbe.load(tmp_path / "probe")  # re-opens the checkpoint recorded at fit
+    assert np.array_equal(loaded.predict(test), pred)
+    assert np.array_equal(VProbe.load(tmp_path / "probe", model=gpt2).decision_function(test),
+                          probe.decision_function(test))
+    row = loaded.score(test).iloc[0]
+    assert row["layer"] == 0 and row["rank"] == 2 and np.isnan(row.accuracy_pos) and row.n == len(test)
+
+
+def test_majority_uses_the_train_prior():
+    row = score_row("nece", np.array([1, 1, 0, 0]), np.array([1, 1, 1, 0]), majority_class=0)
+    assert row["accuracy"] == 0.75 and row["majority"] == 0.25
+    assert row["accuracy_pos"] == pytest.approx(2 / 3) and row["accuracy_neg"] == 1.0
+
+
+def test_rank0_layer_cache_matches_a_single_probe(gpt2):
+    train = _small_data(8, tasks="dep")
+    test = _small_data(4, tasks="dep", seed=1, split="test")
+    frame = probe_layers(gpt2, train, test, "dep", layers="all", rank=0, steps=50, batch_size=32)
+    assert list(frame.layer) == [0, 1] and list(frame.hook) == [hooks.resid_name(0), hooks.resid_name(1)]
+    single = VProbe("dep", rank=0, layer=1, steps=50, batch_size=32).fit(gpt2, train).score(test).iloc[0]
+    assert frame.iloc[1].accuracy == single.accuracy
+    feats = collect_features(gpt2, test, [hooks.resid_name(1)])[hooks.resid_name(1)]
+    direct = VProbe("dep", rank=0, layer=1, steps=1).fit(gpt2, train)
+    assert torch.allclose(direct._collect(test), feats, atol=1e-6)
+
+
+def test_random_init_baseline_has_the_same_shape_and_new_weights(gpt2):
+    fresh = random_init_like(gpt2, seed=5)
+    assert type(fresh) is type(gpt2) and not fresh.training
+    shapes = {k: v.shape for k, v in gpt2.state_dict().items()}
+    assert {k: v.shape for k, v in fresh.state_dict().items()} == shapes
+    w = "gpt_neox.layers.0.mlp.dense_h_to_4h.weight"
+    assert not torch.equal(fresh.state_dict()[w], gpt2.state_dict()[w])
+    assert torch.equal(random_init_like(gpt2, seed=5).state_dict()[w], fresh.state_dict()[w])
+
+
+# ---------------------------------------------------------------------------- CLI
+def test_cli_probe_end_to_end(tmp_path, tok, gpt2, capsys):
+    import sys
+
+    from probekit.probe import command
+
+    assert "torch" in sys.modules  # (already imported by this file; command.py itself imports no torch)
+    ckpt = save_checkpoint(gpt2, tok, tmp_path / "ckpt", {"data": {"preset": "med"}})
+    parser = argparse.ArgumentParser(prog="probekit")
+    command.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["probe", str(ckpt), "--task", "nece,dep", "--layers", "all", "--rank", "0",
+                              "--baseline", "random-init", "--steps", "20", "--n-train", "12", "--n-test", "6",
+                              "--op", "3", "--device", "cpu", "--out", str(tmp_path / "out"), "--json", "--quiet"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing noisy
+        assert args.func(args) == 0
+    captured = capsys.readouterr()
+    records = json.loads(captured.out)
+    assert len(records) == 2 * 2 * 2  # models x tasks x layers
+    for r in records:
+        assert {"task", "layer", "model", "accuracy", "accuracy_pos", "accuracy_neg", "majority", "n"} <= r.keys()
+        assert 0 <= r["accuracy"] <= 1 and 0 <= r["majority"] <= 1 and r["n"] > 0
+    assert {(r["model"], r["task"], r["layer"]) for r in records} == {
+        (m, t, layer) for m in ("pretrained", "random-init") for t in ("nece", "dep") for layer in (0, 1)}
+    assert "accuracy" in captured.err  # the table goes to stderr
+    out = tmp_path / "out"
+    assert len((out / "results.jsonl").read_text().splitlines()) == 8
+    assert (out / "probes" / "pretrained-nece-blocks1" / "probe.json").exists()
+    assert json.loads((out / "data.json").read_text())["train"]["nece"]["n"] > 0
+
+
+def test_cli_rank_update_on_one_layer(tmp_path, tok, gpt2, capsys):
+    from probekit.probe import command
+
+    ckpt = save_checkpoint(gpt2, tok, tmp_path / "ckpt", {})
+    parser = argparse.ArgumentParser(prog="probekit")
+    command.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["probe", str(ckpt), "--task", "known", "--rank", "2", "--steps", "2",
+                              "--batch-size", "8", "--n-train", "3", "--n-test", "2", "--op", "2", "--json", "--quiet"])
+    assert args.func(args) == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    assert record["model"] == "pretrained" and record["layer"] == 1 and record["rank"] == 2
+
+
+def test_bf16_autocast_path_runs_on_cpu(gpt2):
+    data = _small_data(3, tasks="nece")
+    probe = VProbe("nece", rank=2, steps=1, batch_size=8, amp="bf16").fit(gpt2, data)
+    assert probe._amp_dtype() is torch.bfloat16
+    assert probe._collect(data).dtype == torch.float32 and probe.predict(data).shape == (len(data),)
