@@ -23,9 +23,11 @@ import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
+from probekit.records import write_atomic
 from probekit.tokenizer import IGSMTokenizer
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
@@ -152,8 +154,12 @@ def git_revision() -> str | None:
     return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def save_checkpoint(model, tokenizer: IGSMTokenizer, out_dir: str | os.PathLike, provenance: dict) -> Path:
-    """Write an HF checkpoint folder atomically (a temp folder renamed into place)."""
+def save_checkpoint(model, tokenizer: IGSMTokenizer, out_dir: str | os.PathLike, provenance: dict,
+                    write_extra: Callable[[Path], None] | None = None) -> Path:
+    """Write an HF checkpoint folder atomically: everything goes to a temp folder renamed into place.
+
+    ``write_extra(folder)`` may add files (the training loop adds ``trainer_state.pt``) before the rename.
+    """
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -161,7 +167,12 @@ def save_checkpoint(model, tokenizer: IGSMTokenizer, out_dir: str | os.PathLike,
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save(tmp)
         record = {"git_revision": git_revision(), **provenance}
-        (tmp / PROVENANCE_FILE).write_text(json.dumps(record, indent=2, default=_jsonable) + "\n")
+        write_atomic(tmp / PROVENANCE_FILE, json.dumps(record, indent=2, default=_jsonable) + "\n")
+        if write_extra is not None:
+            write_extra(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700 folders
         if out.exists():
             old = out.with_name(f".{out.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -299,45 +299,15 @@ def latest_checkpoint(out: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
-def _write_trainer_state(state: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _readable(folder: Path) -> None:
-    """Temporary folders are created 0700; give the checkpoint the usual permissions (umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)
-
-
 def write_checkpoint(out: Path, step: int, model, tokenizer, provenance: dict, trainer_state: dict,
                      keep: int | None = None) -> Path:
     """Write ``OUT/checkpoints/step_NNNNNN`` atomically, then point ``latest`` at it (see the module doc)."""
     ckpt_dir = out / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    final = ckpt_dir / step_name(step)
-    staging = ckpt_dir / f".{final.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        save_checkpoint(model, tokenizer, staging, provenance)
-        _write_trainer_state(trainer_state, staging / STATE_FILE)
-        if final.exists():
-            old = ckpt_dir / f".{final.name}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            final.rename(old)
-            staging.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            staging.rename(final)
-        _readable(final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    final = save_checkpoint(
+        model, tokenizer, ckpt_dir / step_name(step), provenance,
+        write_extra=lambda folder: torch.save(trainer_state, folder / STATE_FILE),  # inside the temp folder
+    )
     write_atomic(ckpt_dir / LATEST, final.name + "\n")
     if keep is not None:
         for old in complete_checkpoints(ckpt_dir)[:-keep]:
