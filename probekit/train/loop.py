@@ -299,6 +299,10 @@ def latest_checkpoint(out: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
+def _write_trainer_state(state: dict, path: Path) -> None:
+    torch.save(state, path)  # inside save_checkpoint's temp folder: the folder rename makes it atomic
+
+
 def write_checkpoint(out: Path, step: int, model, tokenizer, provenance: dict, trainer_state: dict,
                      keep: int | None = None) -> Path:
     """Write ``OUT/checkpoints/step_NNNNNN`` atomically, then point ``latest`` at it (see the module doc)."""
@@ -306,7 +310,7 @@ def write_checkpoint(out: Path, step: int, model, tokenizer, provenance: dict, t
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     final = save_checkpoint(
         model, tokenizer, ckpt_dir / step_name(step), provenance,
-        write_extra=lambda folder: torch.save(trainer_state, folder / STATE_FILE),  # inside the temp folder
+        write_extra=lambda folder: _write_trainer_state(trainer_state, folder / STATE_FILE),
     )
     write_atomic(ckpt_dir / LATEST, final.name + "\n")
     if keep is not None:
