@@ -3,7 +3,8 @@
 Submodules: :mod:`~probekit.probe.data` (examples and labels; no torch), :mod:`~probekit.probe.hooks`
 (TransformerLens-named hidden states, HF and bridge back-ends), :mod:`~probekit.probe.vprobe` (``VProbe``),
 :mod:`~probekit.probe.layers` (``probe_layers``, ``random_init_like``), :mod:`~probekit.probe.command`
-(``probekit probe``). Importing this package does not import torch; the names below load on first use.
+(``probekit probe``), :mod:`~probekit.probe.analysis` (mistakes against probes, nece by layer and depth).
+Importing this package does not import torch; the names below load on first use.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ _LAZY = {
     "TASKS": "data", "ProbeData": "data", "ProblemText": "data", "ProbeBuilder": "data", "build_examples": "data",
     "examples_from_config": "data", "examples_from_records": "data", "train_test_data": "data",
     "probe_pool": "data", "VProbe": "vprobe", "probe_layers": "layers", "random_init_like": "layers",
-    "collect_features": "layers",
+    "collect_features": "layers", "mistake_analysis": "analysis", "depth_analysis": "analysis",
 }
 
 __all__ = [
@@ -23,8 +24,10 @@ __all__ = [
     "VProbe",
     "build_examples",
     "collect_features",
+    "depth_analysis",
     "examples_from_config",
     "examples_from_records",
+    "mistake_analysis",
     "probe_layers",
     "probe_pool",
     "random_init_like",

@@ -1,0 +1,705 @@
+"""Probe analyses: a model's mistakes against its probes (paper §5, Fig. 8), nece by layer and depth (§6, Fig. 10).
+
+Everything takes a model's **own** solutions as ``probekit eval`` writes them (``records.jsonl``: ``problem``,
+``categories``, the generated ``solution``, ``verdict``, ``correct``, ``set``); a record without ``verdict`` is
+judged here with :func:`~probekit.igsm.check.check_solution`. Labels follow what the model wrote
+(:class:`~probekit.probe.data.ProbeBuilder` on ``ProblemText(problem, prompt, model_solution, source="model")``).
+Probes are anything with ``predict(data: ProbeData[, model]) -> array`` (a fitted
+:class:`~probekit.probe.vprobe.VProbe` or, in tests, a fake one); the CLI trains them on the usual probe data
+(reference solutions of train-split problems, :func:`mistake_probe_data`) or loads saved ones, and applies them to
+the model's own text. Examples come back as :class:`~probekit.probe.data.ProbeData` whose ``meta`` carries the
+analysis columns below, so :meth:`ProbeData.frame` gives a tidy per-example table.
+
+Mistakes (a): unnecessary parameters and the nece probe at the end of the question
+-------------------------------------------------------------------------------------
+For every record (every solution, correct or not) and every parameter of the probe pool (plus any problem parameter
+the model wrote that lies outside the pool), one ``nece`` example at the end of the question, in one ``group``:
+
+- ``necessary``: nece(A) = 1 (label 1);
+- ``written_unnecessary``: not necessary and defined by a *parseable* sentence of the model's solution (label 0),
+  whether or not that sentence is right; ``written_correctly`` marks those the checker lists in
+  ``verdict.unnecessary`` (a correct sentence computing an unnecessary parameter);
+- ``unwritten_unnecessary``: not necessary and never defined by the model (label 0).
+
+Per group, :func:`conditional_table` reports ``p_pred_true`` = P(probe says nece | group) with its Wilson 95%
+interval: the paper's comparison is ``written_unnecessary`` against ``unwritten_unnecessary``. Columns
+``solution_correct`` and ``written_correctly`` let a figure restrict to fully correct solutions
+(``conditional_table(frame[frame.solution_correct])``). ``nece_per_problem`` (default 10, ``None``: all) caps the
+necessary and the unwritten-unnecessary examples of one record, drawn uniformly without replacement (seeded);
+written unnecessary parameters, the rare group, are always all kept.
+
+Mistakes (b): the first wrong parameter and the can_next / nece_next probes before it
+---------------------------------------------------------------------------------------
+For every wrong solution (``correct`` false), the first wrong sentence ``k = verdict.first_error_sentence`` (0-based,
+as the checker counts sentences: ``" BACK"`` sentences skipped) and its parameter ``A = verdict.first_error``; one
+example per step task at position ``t = k`` (after the ``k`` correct sentences before it, i.e. just before A's
+sentence), ``group = "first_error"``. Its true label is computed along the model's text, whose first ``k`` sentences
+are all correct. Left out, and counted in ``skipped`` by reason: ``no_first_error`` (the chain is right, only the
+emitted ``[ANSWER]`` is wrong), ``ending`` (``k`` = number of sentences: every sentence is right but the solution
+stops early or its last parameter is not the query), ``no_parameter`` (the first wrong sentence names nothing
+readable) and ``not_a_parameter`` (it names something that is not a parameter of the problem, e.g.
+``unknown_parameter``: no probe label exists for it).
+
+The paper's Fig. 8(b) statistic is the probe's accuracy on the ``first_error`` rows whose **true label is 0**:
+P(probe says false | true label false). It is compared with two control groups, defined here:
+
+- ``correct_step``: the sentences the model wrote correctly *before its first mistake* (all sentences of a fully
+  correct solution; up to ``correct_per_problem``, default 10, per solution, drawn uniformly, seeded; ``None``:
+  all), each probed at its own position ``t = i`` (just before sentence i) on the parameter it defines.
+  Its can_next label is always 1 (a correct sentence's parents are known and it is new), so the can_next control is
+  P(probe says true | true label true) on the steps the model got right; nece_next is 1 for necessary parameters
+  and 0 for unnecessary ones the model wrote correctly (both rows are reported).
+- ``background``: up to ``background_per_problem`` (default 10) (t, B) pairs per solution and task with **true label
+  0**, drawn uniformly without replacement (seeded) from the pairs with t in the correct-prefix positions 0..k
+  (0..T for a correct solution) and B in the probe pool, excluding the first-error pair and every (i, parameter
+  of sentence i) of the correct prefix: the probe's accuracy on ordinary negatives along the same solutions, the
+  like-for-like baseline of P(probe says false | true label false).
+
+:func:`conditional_table` splits every group by true label, so ``first_error`` rows with true label 1 (A was
+ready but computed wrongly, e.g. an arithmetic error) are reported too.
+
+Depth (Fig. 10)
+---------------
+One nece probe per layer (:func:`depth_analysis`; ``rank=0`` takes the cached-feature path of ``probe_layers``),
+trained on train-split nece examples, scored on **every necessary parameter** of test-split problems
+(:func:`necessary_examples`, label 1) binned by ``distance`` = shortest dependency distance to the query
+(``compute_labels(...).distance``; the query itself is 0). Every distance present is a row (the paper plots
+1..8), so per layer the counts add up to the number of necessary-parameter test examples.
+
+Tables
+------
+- :func:`conditional_table`: ``task, <by...>, group, true_label, n, n_pred_true, p_pred_true, p_ci_low, p_ci_high,
+  n_correct, accuracy, ci_low, ci_high`` (``accuracy`` = P(prediction = true label); within a row the true label is
+  fixed, so accuracy is ``p_pred_true`` or ``1 - p_pred_true``). The ``by`` columns (default ``set``) are strings;
+  pooled rows have ``"all"``.
+- :func:`depth_table`: ``layer, hook, distance, n, n_correct, accuracy, ci_low, ci_high``
+  (:func:`depth_analysis` adds ``rank`` and ``n_train``).
+
+Intervals are Wilson 95% (:func:`probekit.evaluate.metrics.wilson_interval`).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from probekit.evaluate.metrics import wilson_interval
+from probekit.igsm.check import check_solution, parse_solution
+from probekit.probe.data import (
+    META_COLUMNS,
+    PER_PROBLEM,
+    STEP_TASKS,
+    ProbeBuilder,
+    ProbeData,
+    ProblemText,
+    _draw_rng,
+    check_task,
+)
+
+STEP_ANALYSIS_TASKS: tuple[str, ...] = ("can_next", "nece_next")
+MISTAKE_TASKS: tuple[str, ...] = ("nece", *STEP_ANALYSIS_TASKS)
+NECE_GROUPS: tuple[str, ...] = ("necessary", "written_unnecessary", "unwritten_unnecessary")
+STEP_GROUPS: tuple[str, ...] = ("first_error", "correct_step", "background")
+SKIP_REASONS: tuple[str, ...] = ("bad_record", "no_first_error", "ending", "no_parameter", "not_a_parameter")
+
+_DROP = ("b", "b_necessary")  # single-parameter tasks only
+NECE_COLUMNS = ("record", "set", "group", "written", "written_correctly", "solution_correct", "in_pool")
+STEP_COLUMNS = ("record", "set", "group", "first_error_kind", "first_error_sentence", "solution_correct", "in_pool")
+TABLE_COLUMNS = ("task", "group", "true_label", "n", "n_pred_true", "p_pred_true", "p_ci_low", "p_ci_high",
+                 "n_correct", "accuracy", "ci_low", "ci_high")
+DEPTH_COLUMNS = ("layer", "hook", "distance", "n", "n_correct", "accuracy", "ci_low", "ci_high")
+
+
+# ---------------------------------------------------------------------------- records
+def load_records(path: str | Path) -> list[dict]:
+    """The records of a ``probekit eval`` ``records.jsonl`` (or of the folder holding it). A line that is not a
+    JSON object raises ``ValueError`` naming the line."""
+    from probekit.records import read_jsonl
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "records.jsonl"
+    records = []
+    for line in read_jsonl(path):
+        if line.record is None:
+            raise ValueError(f"{path}:{line.number}: {line.error}")
+        records.append(line.record)
+    return records
+
+
+@dataclass
+class Solution:
+    """One record ready for analysis: the problem with the model's text, its verdict and where it came from."""
+
+    record: int  # row in the records list
+    item: ProblemText
+    verdict: dict
+    correct: bool
+    set: str
+    _builders: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def builder(self, tokenizer) -> ProbeBuilder:
+        """The problem's :class:`ProbeBuilder` along the model's text (built once per tokenizer)."""
+        b = self._builders.get(id(tokenizer))
+        if b is None:
+            b = self._builders[id(tokenizer)] = ProbeBuilder(self.item, tokenizer)
+        return b
+
+    @classmethod
+    def from_record(cls, record: dict, row: int) -> Solution:
+        if "solution" not in record or not isinstance(record["solution"], str):
+            raise ValueError("record has no generated 'solution' string")
+        item = ProblemText.from_record(record, solution=record["solution"], source="model")
+        if "index" not in record:
+            item.index = row
+        verdict = record.get("verdict")
+        if not isinstance(verdict, dict) or not {"first_error", "first_error_sentence", "n_sentences",
+                                                   "unnecessary", "correct"} <= verdict.keys():
+            verdict = check_solution(item.problem, item.solution).to_dict()
+        correct = bool(record.get("correct", verdict["correct"]))
+        return cls(row, item, verdict, correct, str(record.get("set") or "records"))
+
+
+def solutions_from_records(records: Iterable[dict], skipped: Counter | None = None, tokenizer=None) -> list[Solution]:
+    """:class:`Solution` per record. A record whose problem or text cannot be read raises ``ValueError``, or, with
+    ``skipped`` (a Counter), is left out and counted as ``skipped["bad_record"]``."""
+    from probekit.tokenizer import default_tokenizer
+
+    tokenizer = tokenizer or default_tokenizer()
+    out = []
+    for row, record in enumerate(records):
+        try:
+            sol = Solution.from_record(record, row)
+            sol.builder(tokenizer)
+            out.append(sol)
+        except (ValueError, KeyError, TypeError) as err:
+            if skipped is None:
+                raise ValueError(f"record {row}: {err}") from err
+            skipped["bad_record"] += 1
+    return out
+
+
+# ---------------------------------------------------------------------------- example collection
+class _Collector:
+    """Accumulates examples (ids, label, ProbeData meta + analysis columns) into a ProbeData."""
+
+    def __init__(self, extra: Sequence[str], max_len: int | None):
+        self.columns = [c for c in META_COLUMNS if c not in _DROP] + list(extra)
+        self.ids: list[np.ndarray] = []
+        self.labels: list[int] = []
+        self.meta: dict[str, list] = {c: [] for c in self.columns}
+        self.too_long: Counter = Counter()
+        self.max_len = max_len
+
+    def add(self, builder: ProbeBuilder, task: str, a: str, t: int | None = None, **extra) -> bool:
+        x, y, m = builder.example(task, a, t=t)
+        if self.max_len is not None and len(x) > self.max_len:
+            self.too_long[task] += 1
+            return False
+        self.ids.append(np.asarray(x, dtype=np.int32))
+        self.labels.append(y)
+        m.update(extra)
+        for c in self.columns:
+            self.meta[c].append(m.get(c))
+        return True
+
+    def data(self, tasks: Sequence[str]) -> ProbeData:
+        too_long = {t: int(self.too_long.get(t, 0)) for t in tasks}
+        if sum(too_long.values()):
+            warnings.warn(f"{sum(too_long.values())} analysis examples longer than max_len={self.max_len} tokens "
+                          "were left out: " + ", ".join(f"{k}={v}" for k, v in too_long.items() if v), stacklevel=3)
+        return ProbeData(self.ids, np.asarray(self.labels, dtype=np.int64), self.meta, too_long, self.max_len)
+
+
+def _written(solution: str, params: set[str]) -> list[str]:
+    """Problem parameters defined by the parseable sentences of ``solution``, in order, once each."""
+    names = [s.name for s in parse_solution(solution) if s.error is None]
+    return list(dict.fromkeys(n for n in names if n in params))
+
+
+def unnecessary_examples(solutions: Sequence[Solution], tokenizer=None, max_len: int | None = None,
+                         nece_per_problem: int | None = PER_PROBLEM, seed: int = 0) -> ProbeData:
+    """The nece examples of analysis (a) (module doc): groups necessary / written_unnecessary /
+    unwritten_unnecessary, at the end of the question of each record."""
+    from probekit.tokenizer import default_tokenizer
+
+    tokenizer = tokenizer or default_tokenizer()
+    out = _Collector(NECE_COLUMNS, max_len)
+    for sol in solutions:
+        builder = sol.builder(tokenizer)
+        params = set(builder.labels.params)
+        nece = set(builder.labels.nece)
+        written = _written(sol.item.solution, params)
+        written_set = set(written)
+        correctly = set(sol.verdict.get("unnecessary") or ())
+        pool = builder.pool_names
+        pool_set = set(pool)
+        names = pool + [n for n in written if n not in pool_set]
+        groups: dict[str, list[str]] = {g: [] for g in NECE_GROUPS}
+        for name in names:
+            if name in nece:
+                groups["necessary"].append(name)
+            elif name in written_set:
+                groups["written_unnecessary"].append(name)
+            else:
+                groups["unwritten_unnecessary"].append(name)
+        if nece_per_problem is not None:
+            for g in ("necessary", "unwritten_unnecessary"):
+                if len(groups[g]) > nece_per_problem:
+                    rng = _draw_rng(seed, sol.record, f"analysis-{g}")
+                    keep = set(rng.sample(range(len(groups[g])), nece_per_problem))
+                    groups[g] = [n for i, n in enumerate(groups[g]) if i in keep]
+        for g in NECE_GROUPS:
+            for name in groups[g]:
+                out.add(builder, "nece", name, record=sol.record, set=sol.set, group=g, written=name in written_set,
+                        written_correctly=name in correctly, solution_correct=sol.correct, in_pool=name in pool_set)
+    return out.data(["nece"])
+
+
+def first_error_examples(solutions: Sequence[Solution], tasks: Sequence[str] = STEP_ANALYSIS_TASKS, tokenizer=None,
+                         max_len: int | None = None, background_per_problem: int = PER_PROBLEM,
+                         seed: int = 0, skipped: Counter | None = None,
+                         correct_per_problem: int | None = PER_PROBLEM) -> ProbeData:
+    """The step-task examples of analysis (b) (module doc): groups first_error / correct_step / background.
+
+    ``skipped`` (a Counter) receives the number of wrong solutions left out of the first_error group, by reason.
+    """
+    from probekit.tokenizer import default_tokenizer
+
+    tasks = [check_task(t) for t in tasks]
+    for t in tasks:
+        if t not in STEP_TASKS:
+            raise ValueError(f"the first-error analysis probes step tasks ({', '.join(STEP_TASKS)}), not {t!r}")
+    tokenizer = tokenizer or default_tokenizer()
+    skipped = Counter() if skipped is None else skipped
+    out = _Collector(STEP_COLUMNS, max_len)
+    for sol in solutions:
+        builder = sol.builder(tokenizer)
+        T = builder.n_steps
+        sentences = parse_solution(sol.item.solution)
+        params = set(builder.labels.params)
+        pool_set = set(builder.pool_names)
+        v = sol.verdict
+        k = v.get("first_error_sentence")
+        first: str | None = None
+        kind = None
+        if sol.correct:
+            prefix = T
+        elif k is None:
+            prefix = T
+            skipped["no_first_error"] += 1
+        else:
+            k = int(k)
+            prefix = min(k, T)
+            if k >= T:
+                skipped["ending"] += 1
+            else:
+                first = v.get("first_error") or sentences[k].name
+                kind = (v.get("mistakes") or [{}])[0].get("kind")
+                if first is None:
+                    skipped["no_parameter"] += 1
+                elif first not in params:
+                    skipped["not_a_parameter"] += 1
+                    first = None
+        common = {"record": sol.record, "set": sol.set, "solution_correct": sol.correct}
+        steps = [(i, sentences[i].name) for i in range(prefix)]
+        if correct_per_problem is not None and len(steps) > correct_per_problem:
+            rng = _draw_rng(seed, sol.record, "analysis-correct-steps")
+            steps = [steps[j] for j in sorted(rng.sample(range(len(steps)), correct_per_problem))]
+        for task in tasks:
+            if first is not None:
+                out.add(builder, task, first, t=k, group="first_error", first_error_kind=kind, first_error_sentence=k,
+                        in_pool=first in pool_set, **common)
+            for i, name in steps:
+                out.add(builder, task, name, t=i, group="correct_step", first_error_kind=None,
+                        first_error_sentence=None, in_pool=name in pool_set, **common)
+            if background_per_problem:
+                taken = {(i, sentences[i].name) for i in range(prefix)}
+                if first is not None:
+                    taken.add((k, first))
+                pairs = [(t, b) for t in range(prefix + 1) for b in builder.pool_names
+                         if (t, b) not in taken and builder.label(task, b, t=t) == 0]
+                rng = _draw_rng(seed, sol.record, f"analysis-background-{task}")
+                for j in sorted(rng.sample(range(len(pairs)), min(background_per_problem, len(pairs)))):
+                    t, b = pairs[j]
+                    out.add(builder, task, b, t=t, group="background", first_error_kind=None,
+                            first_error_sentence=None, in_pool=True, **common)
+    return out.data(tasks)
+
+
+# ---------------------------------------------------------------------------- predictions and tables
+def predict_frame(data: ProbeData, probes: Mapping[str, object], model=None):
+    """``data.frame()`` with ``pred`` (the probe of each row's task) and ``probe_correct`` (pred == label)."""
+    import pandas as pd
+
+    frame = data.frame()
+    for col in ("first_error_sentence", "record"):
+        if col in frame:
+            frame[col] = pd.array(frame[col].tolist(), dtype="Int64")
+    pred = np.full(len(data), -1, dtype=np.int64)
+    tasks = np.asarray(data.meta.get("task", []), dtype=object)
+    for task in data.tasks:
+        if task not in probes:
+            raise ValueError(f"no {task!r} probe given (have: {', '.join(probes) or 'none'})")
+        mask = tasks == task
+        probe = probes[task]
+        sub = data.select(mask)
+        got = probe.predict(sub) if model is None else probe.predict(sub, model)
+        got = np.asarray(got).reshape(-1)
+        if len(got) != int(mask.sum()):
+            raise RuntimeError(f"the {task!r} probe returned {len(got)} predictions for {int(mask.sum())} examples")
+        pred[mask] = got
+    frame["pred"] = pred
+    frame["probe_correct"] = frame["pred"] == frame["label"]
+    return frame
+
+
+def _rate(k: int, n: int) -> tuple[float, float, float]:
+    low, high = wilson_interval(k, n)
+    return (k / n if n else math.nan), low, high
+
+
+def conditional_table(frame, by: Sequence[str] = ("set",), pooled: bool = True):
+    """Per (task, ``by``..., group, true label): counts, P(probe says true) and accuracy with Wilson intervals
+    (module doc). ``frame`` is a :func:`predict_frame` output (columns task, group, label, pred, ``by``)."""
+    import pandas as pd
+
+    by = list(by)
+    columns = ["task", *by, *TABLE_COLUMNS[1:]]
+    if frame is None or not len(frame):
+        return pd.DataFrame(columns=columns)
+    frame = frame.copy()
+    for c in by:
+        frame[c] = frame[c].astype(str)
+    parts = [frame]
+    if pooled and by:
+        parts.append(frame.assign(**{c: "all" for c in by}))
+    data = pd.concat(parts, ignore_index=True)
+    groups = [g for g in (*NECE_GROUPS, *STEP_GROUPS) if g in set(data["group"])]
+    groups += sorted(set(data["group"]) - set(groups))
+    rows = []
+    for key, sub in data.groupby(["task", *by, "group", "label"], sort=False):
+        n = len(sub)
+        n_true = int((sub["pred"] == 1).sum())
+        n_ok = int((sub["pred"] == sub["label"]).sum())
+        p, p_low, p_high = _rate(n_true, n)
+        acc, low, high = _rate(n_ok, n)
+        rows.append(dict(zip(["task", *by, "group", "true_label"], key), n=n, n_pred_true=n_true, p_pred_true=p,
+                         p_ci_low=p_low, p_ci_high=p_high, n_correct=n_ok, accuracy=acc, ci_low=low, ci_high=high))
+    table = pd.DataFrame(rows, columns=columns)
+    task_order = {t: i for i, t in enumerate(MISTAKE_TASKS)}
+    group_order = {g: i for i, g in enumerate(groups)}
+    by_order = []
+    for c in by:  # keep the order of first appearance, pooled "all" last
+        seen = list(dict.fromkeys(frame[c]))
+        order = {v: i for i, v in enumerate(seen)}
+        order.setdefault("all", len(seen))
+        by_order.append(table[c].map(order))
+    sort = pd.DataFrame({"_task": table["task"].map(lambda t: task_order.get(t, 99)),
+                         **{f"_by{i}": s for i, s in enumerate(by_order)},
+                         "_group": table["group"].map(group_order), "_label": -table["true_label"]})
+    table = table.iloc[np.lexsort([sort[c].to_numpy() for c in reversed(sort.columns)])].reset_index(drop=True)
+    table["true_label"] = table["true_label"].astype(int)
+    return table
+
+
+# ---------------------------------------------------------------------------- the mistake analysis
+@dataclass
+class MistakeAnalysis:
+    """Results of :func:`mistake_analysis`: summary tables, per-example frames and bookkeeping counts."""
+
+    unnecessary: object  # DataFrame (conditional_table of analysis (a))
+    first_error: object  # DataFrame (conditional_table of analysis (b))
+    unnecessary_examples: object  # DataFrame, one row per nece example, with pred
+    first_error_examples: object  # DataFrame, one row per step example, with pred
+    counts: dict = field(default_factory=dict)
+
+    def records(self, **extra) -> list[dict]:
+        """Both tables as JSON-ready records with an ``analysis`` key (``unnecessary`` / ``first_error``)."""
+        return [r for name, table in (("unnecessary", self.unnecessary), ("first_error", self.first_error))
+                for r in table_records(table, analysis=name, **extra)]
+
+    def save(self, out_dir: str | Path) -> list[Path]:
+        """Write ``unnecessary.*``, ``first_error.*``, ``unnecessary_examples.*``, ``first_error_examples.*``
+        (CSV, and parquet when pyarrow is installed) and ``counts.json`` under ``out_dir``."""
+        import json
+
+        from probekit.records import write_atomic
+
+        out = Path(out_dir)
+        paths = []
+        for name in ("unnecessary", "first_error", "unnecessary_examples", "first_error_examples"):
+            paths += save_table(getattr(self, name), out / name)
+        write_atomic(out / "counts.json", json.dumps(self.counts, indent=2) + "\n")
+        return paths + [out / "counts.json"]
+
+
+def mistake_analysis(records: Iterable[dict], probes: Mapping[str, object], model=None, tokenizer=None,
+                     tasks: Sequence[str] = STEP_ANALYSIS_TASKS, max_len: int | None = None,
+                     nece_per_problem: int | None = PER_PROBLEM, correct_per_problem: int | None = PER_PROBLEM,
+                     background_per_problem: int = PER_PROBLEM, seed: int = 0,
+                     by: Sequence[str] = ("set",)) -> MistakeAnalysis:
+    """Analyses (a) and (b) of the module doc on a model's own solutions.
+
+    ``probes``: ``{"nece": ..., "can_next": ..., "nece_next": ...}`` (any object with ``predict``); ``model`` is
+    passed to ``probe.predict(data, model)`` when given (probes loaded from disk need it). ``max_len``: the model's
+    context (longer examples are left out and counted).
+    """
+    from probekit.tokenizer import default_tokenizer
+
+    tokenizer = tokenizer or default_tokenizer()
+    skipped: Counter = Counter()
+    solutions = solutions_from_records(records, skipped, tokenizer)
+    nece_data = unnecessary_examples(solutions, tokenizer, max_len, nece_per_problem, seed)
+    step_data = first_error_examples(solutions, tasks, tokenizer, max_len, background_per_problem, seed, skipped,
+                                     correct_per_problem)
+    nece_frame = predict_frame(nece_data, probes, model) if len(nece_data) else _empty_frame(NECE_COLUMNS)
+    step_frame = predict_frame(step_data, probes, model) if len(step_data) else _empty_frame(STEP_COLUMNS)
+    wrong = sum(not s.correct for s in solutions)
+    counts = {
+        "records": len(solutions) + skipped.get("bad_record", 0),
+        "solutions": len(solutions),
+        "correct": len(solutions) - wrong,
+        "wrong": wrong,
+        "first_error_used": int(step_frame[step_frame["group"] == "first_error"]["record"].nunique())
+        if len(step_frame) else 0,
+        "skipped": {r: int(skipped.get(r, 0)) for r in SKIP_REASONS},
+        "n_too_long": {**nece_data.n_too_long, **step_data.n_too_long},
+        "examples": {"nece": len(nece_data), **{t: int((step_frame["task"] == t).sum()) if len(step_frame) else 0
+                                                  for t in tasks}},
+    }
+    return MistakeAnalysis(conditional_table(nece_frame, by), conditional_table(step_frame, by), nece_frame,
+                           step_frame, counts)
+
+
+def _empty_frame(extra: Sequence[str]):
+    import pandas as pd
+
+    cols = [c for c in META_COLUMNS if c not in _DROP] + list(extra) + ["label", "length", "pred", "probe_correct"]
+    return pd.DataFrame(columns=list(dict.fromkeys(cols)))
+
+
+def train_probes(model, train: ProbeData, tasks: Sequence[str] = MISTAKE_TASKS, **probe_kwargs) -> dict:
+    """``{task: VProbe(task, **probe_kwargs).fit(model, train)}`` for each task."""
+    from probekit.probe.vprobe import VProbe
+
+    return {task: VProbe(task, **probe_kwargs).fit(model, train) for task in tasks}
+
+
+def mistake_probe_data(preset: str = "med", fmt: str = "pq", n_train: int = 1000, seed: int = 0,
+                       op: int | None = None, tasks: Sequence[str] = MISTAKE_TASKS, **kwargs) -> ProbeData:
+    """Train-split probe data for the mistake probes (as ``train_test_data``'s train half)."""
+    from probekit.igsm.generate import GenerationConfig
+    from probekit.probe.data import examples_from_config
+
+    return examples_from_config(GenerationConfig(preset, op, fmt, False, "train", seed), n_train, tasks=list(tasks),
+                                seed=seed, **kwargs)
+
+
+def find_probe(directory: str | Path, task: str, layer: str | None = None) -> Path:
+    """The folder of a saved ``task`` probe under ``directory`` (a probe folder, a ``probekit probe --out`` folder
+    or its ``probes/``); with several, ``layer`` (hook name) picks one, else a pretrained-model probe of the
+    deepest block. Raises ``FileNotFoundError`` when there is none."""
+    import json
+
+    from probekit.probe.vprobe import PROBE_CONFIG
+
+    root = Path(directory)
+    candidates = []
+    for folder in [root, *sorted(p for p in root.glob("*") if p.is_dir()),
+                   *sorted(p for p in (root / "probes").glob("*") if p.is_dir())]:
+        cfg = folder / PROBE_CONFIG
+        if not cfg.exists():
+            continue
+        rec = json.loads(cfg.read_text())
+        if rec.get("hparams", {}).get("task") != task:
+            continue
+        if layer is not None and rec.get("layer_name") != layer:
+            continue
+        candidates.append((folder, rec))
+    if not candidates:
+        raise FileNotFoundError(f"no saved {task!r} probe{'' if layer is None else f' at {layer}'} under {root}")
+    if len(candidates) > 1:
+        pretrained = [c for c in candidates if not c[0].name.startswith("random-init")]
+        candidates = pretrained or candidates
+
+    def depth(c):
+        from probekit.probe.hooks import layer_label
+
+        label = layer_label(c[1].get("layer_name") or "")
+        return label if isinstance(label, int) else -1
+
+    return max(candidates, key=depth)[0]
+
+
+# ---------------------------------------------------------------------------- depth
+def necessary_examples(problems: Iterable[ProblemText], tokenizer=None, max_len: int | None = None,
+                       progress=None) -> ProbeData:
+    """A nece example for **every** necessary parameter of each problem (label 1, ``distance`` to the query)."""
+    from probekit.tokenizer import default_tokenizer
+
+    tokenizer = tokenizer or default_tokenizer()
+    out = _Collector((), max_len)
+    for item in problems:
+        builder = ProbeBuilder(item, tokenizer)
+        for name in builder.labels.nece:
+            out.add(builder, "nece", name)
+        if progress is not None:
+            progress(1)
+    return out.data(["nece"])
+
+
+def depth_data(preset: str = "med", fmt: str = "pq", n_train: int = 1000, n_test: int = 400, seed: int = 0,
+               op: int | None = None, test_op: int | None = None, reask: bool = False, tokenizer=None,
+               per_problem: int = 10, max_len: int | None = None, progress=None) -> tuple[ProbeData, ProbeData]:
+    """Train: the usual nece probe data of ``n_train`` train-split problems (seed ``seed``). Test: every necessary
+    parameter of ``n_test`` test-split problems (seed ``seed + 1``, ``test_op`` / ``reask`` as in
+    ``train_test_data``)."""
+    from probekit.igsm.generate import GenerationConfig
+    from probekit.probe.data import examples_from_config, problems_from_config
+
+    train = examples_from_config(GenerationConfig(preset, op, fmt, False, "train", seed), n_train, tasks=["nece"],
+                                 seed=seed, tokenizer=tokenizer, per_problem=per_problem, max_len=max_len,
+                                 progress=progress)
+    test_cfg = GenerationConfig(preset, op if test_op is None else test_op, fmt, reask, "test", seed + 1)
+    test = necessary_examples(problems_from_config(test_cfg, n_test), tokenizer, max_len, progress)
+    return train, test
+
+
+def depth_table(frame):
+    """Per (layer, distance): n, n_correct, accuracy and its Wilson interval, from a frame with columns layer,
+    hook, distance, label, pred (the rows of necessary parameters)."""
+    import pandas as pd
+
+    rows = []
+    if len(frame):
+        for (layer, hook, distance), sub in frame.groupby(["layer", "hook", "distance"], sort=True):
+            n = len(sub)
+            k = int((sub["pred"] == sub["label"]).sum())
+            acc, low, high = _rate(k, n)
+            rows.append({"layer": layer, "hook": hook, "distance": int(distance), "n": n, "n_correct": k,
+                         "accuracy": acc, "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=list(DEPTH_COLUMNS))
+
+
+def depth_analysis(model, train: ProbeData, test: ProbeData, layers="all", rank: int = 0,
+                   return_probes: bool = False, progress: bool | str = False, **probe_kwargs):
+    """Fig. 10: one nece probe per layer fitted on ``train``, scored on the necessary-parameter examples of
+    ``test`` (label 1 with a distance; others are ignored), binned by distance: a :func:`depth_table` DataFrame
+    with ``rank``. ``rank=0`` caches every layer's [END] features in one forward (``probe_layers``' cheap path).
+    ``return_probes=True`` returns ``(table, {hook: VProbe})``."""
+    import pandas as pd
+
+    from probekit.probe import hooks
+    from probekit.probe.layers import collect_features, resolve_layers
+    from probekit.probe.vprobe import VProbe
+
+    train = train.task("nece")
+    test = test.task("nece")
+    keep = np.array([y == 1 and d is not None for y, d in zip(test.labels, test.meta["distance"])], dtype=bool)
+    test = test.select(keep)
+    if not len(train):
+        raise ValueError("no nece training examples")
+    names = resolve_layers(layers, hooks.n_layers(model))
+    if probe_kwargs.get("device"):
+        model.to(probe_kwargs["device"])
+    preds, probes = {}, {}
+    if rank == 0:
+        amp = probe_kwargs.get("amp", "auto")
+        f_train = collect_features(model, train, names, probe_kwargs.get("eval_batch_size"), amp)
+        f_test = collect_features(model, test, names, probe_kwargs.get("eval_batch_size"), amp) if len(test) else None
+        for name in names:
+            probe = VProbe("nece", rank=0, layer=name, progress=progress, **probe_kwargs)
+            probe.fit_features(f_train[name], train.labels)
+            probe.layer_name_ = name
+            preds[name] = probe.predict_features(f_test[name]) if len(test) else np.zeros(0, dtype=np.int64)
+            probes[name] = probe
+    else:
+        for name in names:
+            probe = VProbe("nece", rank=rank, layer=name, progress=progress, **probe_kwargs).fit(model, train)
+            preds[name] = probe.predict(test) if len(test) else np.zeros(0, dtype=np.int64)
+            probes[name] = probe
+    distance = np.asarray([int(d) for d in test.meta["distance"]], dtype=np.int64)
+    frames = []
+    for name in names:
+        frames.append(pd.DataFrame({"layer": [hooks.layer_label(name)] * len(test), "hook": name,
+                                    "distance": distance, "label": test.labels, "pred": preds[name]}))
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["layer", "hook", "distance"])
+    if frame["layer"].map(type).nunique() > 1:
+        frame["layer"] = frame["layer"].astype(str)
+    table = depth_table(frame)
+    order = {name: i for i, name in enumerate(names)}
+    table = table.sort_values(["hook", "distance"], key=lambda s: s.map(order) if s.name == "hook" else s)
+    table = table.reset_index(drop=True)
+    table["rank"] = rank
+    table["n_train"] = len(train)
+    return (table, probes) if return_probes else table
+
+
+# ---------------------------------------------------------------------------- output
+def save_table(frame, stem: str | Path) -> list[Path]:
+    """Write ``stem.csv`` and, when pyarrow is installed, ``stem.parquet`` (both atomic); returns the paths."""
+    from probekit.records import atomic_output, write_atomic
+
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".csv")]
+    write_atomic(paths[0], frame.to_csv(index=False))
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return paths
+    path = stem.with_suffix(".parquet")
+    with atomic_output(path, binary=True) as fh:
+        frame.to_parquet(fh, index=False)
+    return paths + [path]
+
+
+def _clean(value):
+    if value is None:
+        return None
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    try:
+        import pandas as pd
+
+        if value is pd.NA:
+            return None
+    except ImportError:
+        pass
+    return value
+
+
+def table_records(table, **extra) -> list[dict]:
+    """A DataFrame as JSON-ready records (NaN / NA as None), ``extra`` keys first."""
+    return [{**extra, **{k: _clean(v) for k, v in r.items()}} for r in table.to_dict("records")]
+
+
+__all__ = [
+    "MistakeAnalysis",
+    "Solution",
+    "conditional_table",
+    "depth_analysis",
+    "depth_data",
+    "depth_table",
+    "find_probe",
+    "first_error_examples",
+    "load_records",
+    "mistake_analysis",
+    "mistake_probe_data",
+    "necessary_examples",
+    "predict_frame",
+    "save_table",
+    "solutions_from_records",
+    "table_records",
+    "train_probes",
+    "unnecessary_examples",
+]

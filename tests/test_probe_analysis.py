@@ -1,0 +1,410 @@
+"""Probe analyses: mistakes against probes (Fig. 8) and nece by layer and distance (Fig. 10).
+
+The bookkeeping is checked exactly on synthetic model solutions made by editing a reference solution (a known
+unnecessary parameter, a known first wrong parameter), with fake probes whose predictions are known; the depth
+table and the CLI run on real (tiny) models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pd = pytest.importorskip("pandas")
+
+from probekit.evaluate.judge import judge  # noqa: E402
+from probekit.evaluate.metrics import wilson_interval  # noqa: E402
+from probekit.igsm.generate import GenerationConfig, draw_problem, to_record  # noqa: E402
+from probekit.igsm.labels import compute_labels  # noqa: E402
+from probekit.igsm.render import prompt_text  # noqa: E402
+from probekit.modeling import build_model, load_model_config  # noqa: E402
+from probekit.probe import analysis  # noqa: E402
+from probekit.probe.data import ProbeBuilder, ProbeData, ProblemText, probe_pool, problems_from_config  # noqa: E402
+from probekit.probe.layers import probe_layers  # noqa: E402
+from probekit.tokenizer import default_tokenizer  # noqa: E402
+
+CFG = GenerationConfig("med", op=5, seed=7, split="test")
+CKPT = Path(__file__).resolve().parents[1] / "models" / "igsm-med-op4-gpt2-4-2-cpu"
+
+
+# ---------------------------------------------------------------------------- synthetic model solutions
+def _sentences(solution: str) -> list[str]:
+    body = solution.strip()
+    return (body.removesuffix(".")).split(". ")
+
+
+def _join(sentences) -> str:
+    return ". ".join(sentences) + "."
+
+
+def _record(problem, reference, solution, set_name, index, answer=None):
+    """A record as ``probekit eval`` writes it (generated ``solution``, ``verdict``, ``correct``, ``set``)."""
+    answer = str(problem.answer) if answer is None else answer
+    rec = to_record(problem, reference, CFG, index)
+    rec["reference_solution"] = rec.pop("solution")
+    judged = judge(problem, solution, answer)
+    return {"set": set_name, **rec, "solution": solution, "emitted_answer": answer, "correct": judged["correct"],
+            "verdict": judged["verdict"], "first_error_index": judged["first_error_index"]}
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return default_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def case():
+    """Six records of one op=5 problem (reference: k = 12; M = 1 + k; j = k + M; R = 22 * (j + M)).
+
+    0 (set A): an unnecessary constant parameter U written correctly first, then the reference without its first
+       sentence, so sentence 1 (Celtic Sword, needs Samurai Sword) is the first wrong one: used_before_defined;
+    1 (set A): the reference with a wrong constant in sentence 0 (wrong_value: Samurai Sword was ready);
+    2 (set B): the reference itself (correct);
+    3 (set B): a first sentence naming a non-parameter (unknown_parameter: skipped as not_a_parameter);
+    4 (set B): the reference with a wrong emitted answer (skipped as no_first_error);
+    5 (set B): the reference without its last sentence (every sentence right, no query: skipped as ending).
+    """
+    problem, ref = draw_problem(CFG, 0)
+    name = problem.name
+    ss = _sentences(ref)
+    unnecessary = "Darkroom Image Wing's Light Up Flip Cabinet"
+    (u,) = [p for p in problem.params if name(p) == unnecessary]
+    assert u not in problem.necessary and not problem.parents[u]
+    assert ss[0] == "Define Rotating Flip Cabinet's Samurai Sword as k; so k = 12"
+    assert ss[1].startswith("Define Rotating Flip Cabinet's Celtic Sword as M; so M = 1 + k")
+    solutions = [
+        _join([f"Define {unnecessary} as x; so x = {problem.values[u]}"] + ss[1:]),
+        _join([ss[0].replace("= 12", "= 13")] + ss[1:]),
+        ref,
+        _join(["Define Darkroom Image Wing's Celtic Sword as q; so q = 3"] + ss),
+        ref,
+        _join(ss[:-1]),
+    ]
+    sets = ["A", "A", "B", "B", "B", "B"]
+    records = [_record(problem, ref, s, st, i, answer="21" if i == 4 else None)
+               for i, (s, st) in enumerate(zip(solutions, sets))]
+    assert [r["correct"] for r in records] == [False, False, True, False, False, False]
+    assert records[0]["verdict"]["unnecessary"] == [unnecessary]
+    return {"problem": problem, "reference": ref, "records": records, "unnecessary": unnecessary,
+            "solutions": solutions, "ss": ss}
+
+
+class FakeProbe:
+    """Predictions from a rule on each example's meta (a, t, label): known in advance."""
+
+    def __init__(self, task, rule):
+        self.task, self.rule, self.calls = task, rule, 0
+
+    def predict(self, data, model=None):
+        self.calls += 1
+        assert data.tasks == [self.task]
+        return np.array([self.rule(a, t, y) for a, t, y in zip(data.meta["a"], data.meta["t"], data.labels)])
+
+
+# ---------------------------------------------------------------------------- (a) unnecessary parameters
+def test_unnecessary_groups_are_exactly_the_written_and_unwritten_parameters(case, tok):
+    problem, records, u = case["problem"], case["records"], case["unnecessary"]
+    name = problem.name
+    solutions = analysis.solutions_from_records(records[:1])
+    frame = analysis.unnecessary_examples(solutions, tok, nece_per_problem=None).frame()
+    pool = [name(p) for p in probe_pool(problem)]
+    necessary = {name(p) for p in problem.necessary}
+    by_group = {g: set(frame.loc[frame.group == g, "a"]) for g in analysis.NECE_GROUPS}
+    assert by_group["necessary"] == necessary
+    assert by_group["written_unnecessary"] == {u}
+    assert by_group["unwritten_unnecessary"] == set(pool) - necessary - {u}
+    assert len(frame) == len(pool) and frame["a"].is_unique  # every pool parameter once
+    assert (frame["label"] == frame["group"].eq("necessary").astype(int)).all()
+    assert set(frame.loc[frame.written, "a"]) == {u} | {name(p) for p in problem.necessary if p != problem.query} - {
+        "Rotating Flip Cabinet's Samurai Sword"} | {name(problem.query)}
+    assert frame.loc[frame.a == u, "written_correctly"].item()
+    assert frame["written_correctly"].sum() == 1
+    assert (frame["task"] == "nece").all() and frame["t"].isna().all() and (frame["set"] == "A").all()
+    # the input is the end of the question: prefix of the prompt, then [START] A [END]
+    builder = ProbeBuilder(ProblemText(problem, prompt_text(problem, "pq"), case["solutions"][0], source="model"), tok)
+    data = analysis.unnecessary_examples(solutions, tok, nece_per_problem=None)
+    i = data.meta["a"].index(u)
+    assert list(data.ids[i]) == builder.example("nece", u)[0]
+    # a cap keeps every written unnecessary parameter
+    capped = analysis.unnecessary_examples(solutions, tok, nece_per_problem=1).frame()
+    assert capped.group.value_counts().to_dict() == {"necessary": 1, "written_unnecessary": 1,
+                                                     "unwritten_unnecessary": 1}
+
+
+def test_unnecessary_conditional_probabilities_by_hand(case, tok):
+    records, u = case["records"], case["unnecessary"]
+    solutions = analysis.solutions_from_records(records[:3])
+    data = analysis.unnecessary_examples(solutions, tok, nece_per_problem=None)
+    frame = data.frame()
+    unwritten = sorted(set(frame.loc[frame.group == "unwritten_unnecessary", "a"]))
+    w = next(n for n in unwritten if n != u)
+    # the probe says nece for necessary parameters, for U and for one unwritten unnecessary parameter w
+    probe = FakeProbe("nece", lambda a, t, y: int(y == 1 or a in (u, w)))
+    pred = analysis.predict_frame(data, {"nece": probe})
+    table = analysis.conditional_table(pred)
+    n_unw_a = int(((frame.group == "unwritten_unnecessary") & (frame.set == "A")).sum())
+    n_unw_all = int((frame.group == "unwritten_unnecessary").sum())
+    n_nec = int((frame.group == "necessary").sum())
+
+    def row(set_name, group):
+        (r,) = table[(table.set == set_name) & (table.group == group)].to_dict("records")
+        return r
+
+    # set A: records 0 and 1 (U written only in record 0; w never written)
+    r = row("A", "written_unnecessary")
+    assert (r["n"], r["n_pred_true"], r["p_pred_true"], r["true_label"]) == (1, 1, 1.0, 0)
+    assert (r["p_ci_low"], r["p_ci_high"]) == pytest.approx(wilson_interval(1, 1))
+    assert r["accuracy"] == 0.0 and (r["ci_low"], r["ci_high"]) == pytest.approx(wilson_interval(0, 1))
+    r = row("A", "unwritten_unnecessary")
+    assert (r["n"], r["n_pred_true"]) == (n_unw_a, 3)  # w in records 0 and 1, U in record 1 (written in 0)
+    assert r["p_pred_true"] == pytest.approx(3 / n_unw_a)
+    assert (r["p_ci_low"], r["p_ci_high"]) == pytest.approx(wilson_interval(3, n_unw_a))
+    assert r["accuracy"] == pytest.approx(1 - 3 / n_unw_a) and r["n_correct"] == n_unw_a - 3
+    # pooled over sets: three records, w unwritten in all three, U unwritten in records 1 and 2
+    r = row("all", "unwritten_unnecessary")
+    assert (r["n"], r["n_pred_true"]) == (n_unw_all, 3 + 2)
+    r = row("all", "necessary")
+    assert (r["n"], r["n_pred_true"], r["accuracy"], r["true_label"]) == (n_nec, n_nec, 1.0, 1)
+    assert list(table.columns) == ["task", "set", *analysis.TABLE_COLUMNS[1:]]
+    assert probe.calls == 1
+
+
+# ---------------------------------------------------------------------------- (b) first wrong parameter
+def test_first_error_examples_pick_the_first_wrong_parameter_and_its_position(case, tok):
+    problem, records, u = case["problem"], case["records"], case["unnecessary"]
+    skipped = Counter()
+    solutions = analysis.solutions_from_records(records)
+    data = analysis.first_error_examples(solutions, tokenizer=tok, background_per_problem=0, skipped=skipped,
+                                         correct_per_problem=None)
+    frame = data.frame()
+    assert dict(skipped) == {"not_a_parameter": 1, "no_first_error": 1, "ending": 1}
+    first = frame[frame.group == "first_error"]
+    celtic, samurai = "Rotating Flip Cabinet's Celtic Sword", "Rotating Flip Cabinet's Samurai Sword"
+    got = {(r.record, r.task, r.a, r.t, r.label, r.first_error_kind) for r in first.itertuples()}
+    assert got == {
+        (0, "can_next", celtic, 1, 0, "used_before_defined"), (0, "nece_next", celtic, 1, 0, "used_before_defined"),
+        (1, "can_next", samurai, 0, 1, "wrong_value"), (1, "nece_next", samurai, 0, 1, "wrong_value"),
+    }
+    # the input is the model's own text cut right before the first wrong sentence
+    item = ProblemText(problem, prompt_text(problem, "pq"), case["solutions"][0], source="model")
+    builder = ProbeBuilder(item, tok)
+    for task in ("can_next", "nece_next"):
+        (i,) = [j for j in range(len(data)) if data.meta["group"][j] == "first_error" and data.meta["record"][j] == 0
+                and data.meta["task"][j] == task]
+        assert list(data.ids[i]) == builder.example(task, celtic, t=1)[0]
+        text = tok.decode(list(data.ids[i]))
+        assert f"as x; so x = {problem.values[next(p for p in problem.params if problem.name(p) == u)]}." in text
+        assert celtic + " as M" not in text  # its own sentence is not in the input
+    # true labels recomputed independently along the model's text
+    labels = compute_labels(problem, case["solutions"][0])
+    assert celtic not in labels.steps[1]["can_next"] and celtic not in labels.steps[1]["nece_next"]
+    # correct steps: the sentences before the first mistake, each at its own position
+    steps = frame[frame.group == "correct_step"]
+    got = {(r.record, r.task, r.a, r.t, r.label) for r in steps.itertuples()}
+    expect = {(0, "can_next", u, 0, 1), (0, "nece_next", u, 0, 0)}  # U is unnecessary: nece_next false
+    ref_names = [s.split(" as ")[0][len("Define "):] for s in case["ss"]]
+    for rec in (2, 4):  # correct reference; reference with only the emitted answer wrong
+        expect |= {(rec, task, n, i, 1) for i, n in enumerate(ref_names) for task in ("can_next", "nece_next")}
+    expect |= {(5, task, n, i, 1) for i, n in enumerate(ref_names[:-1]) for task in ("can_next", "nece_next")}
+    assert got == expect
+    assert set(frame.record) == {0, 1, 2, 4, 5}  # record 3's first sentence is already wrong
+    # a cap draws the same correct steps for both tasks, a subset of all of them
+    capped = analysis.first_error_examples(solutions, tokenizer=tok, background_per_problem=0,
+                                           correct_per_problem=2).frame()
+    capped = capped[capped.group == "correct_step"]
+    assert capped.groupby(["record", "task"]).size().to_dict() == {
+        (r, task): min(2, n) for r, n in ((0, 1), (2, 4), (4, 4), (5, 3)) for task in ("can_next", "nece_next")}
+    picked = {(r.record, r.task, r.a, r.t, r.label) for r in capped.itertuples()}
+    assert picked <= expect
+    by_task = {task: {(r, a, t) for r, tk, a, t, _ in picked if tk == task} for task in ("can_next", "nece_next")}
+    assert by_task["can_next"] == by_task["nece_next"]
+
+
+def test_background_examples_are_true_negatives_on_the_correct_prefix(case, tok):
+    solutions = analysis.solutions_from_records(case["records"])
+    data = analysis.first_error_examples(solutions, tokenizer=tok, background_per_problem=7, seed=3)
+    frame = data.frame()
+    bg = frame[frame.group == "background"]
+    assert (bg.label == 0).all()
+    prefix = {0: 1, 1: 0, 2: 4, 3: 0, 4: 4, 5: 3}  # k for wrong solutions, T for correct prefixes
+    assert all(r.t <= prefix[r.record] for r in bg.itertuples())
+    assert bg.groupby(["record", "task"]).size().eq(7).all() and len(bg) == 6 * 2 * 7
+    assert not {(0, 1, "Rotating Flip Cabinet's Celtic Sword")} & {(r.record, r.t, r.a) for r in bg.itertuples()}
+    again = analysis.first_error_examples(solutions, tokenizer=tok, background_per_problem=7, seed=3).frame()
+    pd.testing.assert_frame_equal(again, frame)  # seeded
+
+
+def test_first_error_conditional_accuracies_by_hand(case, tok):
+    probes = {
+        "nece": FakeProbe("nece", lambda a, t, y: y),
+        "can_next": FakeProbe("can_next", lambda a, t, y: 1),  # always "ready"
+        "nece_next": FakeProbe("nece_next", lambda a, t, y: 0),  # never "next and necessary"
+    }
+    result = analysis.mistake_analysis(case["records"], probes, tokenizer=tok, background_per_problem=2,
+                                       nece_per_problem=None, correct_per_problem=None)
+    t = result.first_error
+
+    def row(task, set_name, group, label):
+        sel = t[(t.task == task) & (t.set == set_name) & (t.group == group) & (t.true_label == label)]
+        (r,) = sel.to_dict("records")
+        return r
+
+    r = row("can_next", "A", "first_error", 0)  # record 0: the probe wrongly says ready
+    assert (r["n"], r["n_correct"], r["accuracy"], r["n_pred_true"]) == (1, 0, 0.0, 1)
+    r = row("nece_next", "A", "first_error", 0)
+    assert (r["n"], r["n_correct"], r["accuracy"]) == (1, 1, 1.0)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx(wilson_interval(1, 1))
+    r = row("nece_next", "all", "first_error", 1)  # record 1: Samurai Sword was ready and necessary
+    assert (r["n"], r["n_correct"]) == (1, 0)
+    r = row("can_next", "all", "correct_step", 1)
+    assert (r["n"], r["n_correct"]) == (1 + 4 + 4 + 3, 12)
+    r = row("nece_next", "all", "correct_step", 0)  # U, written correctly but unnecessary
+    assert (r["n"], r["n_correct"]) == (1, 1)
+    r = row("can_next", "all", "background", 0)
+    assert (r["n"], r["n_correct"], r["accuracy"]) == (6 * 2, 0, 0.0)
+    assert (r["ci_low"], r["ci_high"]) == pytest.approx(wilson_interval(0, 12))
+    assert row("can_next", "B", "background", 0)["n"] == 4 * 2
+    assert result.counts["first_error_used"] == 2 and result.counts["wrong"] == 5 and result.counts["correct"] == 1
+    assert result.counts["skipped"] == {"bad_record": 0, "no_first_error": 1, "ending": 1, "no_parameter": 0,
+                                        "not_a_parameter": 1}
+    # the tidy per-example frame matches the table
+    ex = result.first_error_examples
+    sel = ex[(ex.task == "can_next") & (ex.group == "correct_step")]
+    assert sel.probe_correct.all() and len(sel) == 12
+    rec = result.records(model="fake")
+    assert {r["analysis"] for r in rec} == {"unnecessary", "first_error"}
+    json.dumps(rec)
+
+
+def test_records_without_verdicts_are_judged_and_bad_ones_counted(case, tok):
+    records = [dict(r) for r in case["records"][:2]]
+    for r in records:
+        r.pop("verdict")
+        r.pop("correct")
+    records.append({"problem": "not an iGSM problem", "solution": "x"})
+    probes = {t: FakeProbe(t, lambda a, t_, y: y) for t in analysis.MISTAKE_TASKS}
+    result = analysis.mistake_analysis(records, probes, tokenizer=tok, background_per_problem=0)
+    assert result.counts["skipped"]["bad_record"] == 1 and result.counts["solutions"] == 2
+    first = result.first_error_examples
+    assert set(first.loc[first.group == "first_error", "record"]) == {0, 1}
+    assert (result.first_error.accuracy == 1).all() and (result.unnecessary.accuracy == 1).all()
+
+
+# ---------------------------------------------------------------------------- depth
+@pytest.fixture(scope="module")
+def gpt2(tok):
+    return build_model(load_model_config("gpt2-tiny"), tok, seed=0).eval()
+
+
+def test_depth_table_counts_add_up_per_layer(gpt2, tok):
+    train, test = analysis.depth_data("med", "pq", n_train=8, n_test=5, seed=0, op=4, tokenizer=tok)
+    expected = Counter()  # distance -> necessary parameters of the test problems, from the labels
+    for p in problems_from_config(GenerationConfig("med", 4, "pq", False, "test", 1), 5):
+        labels = compute_labels(p.problem, p.solution)
+        expected.update(labels.distance[name] for name in labels.nece)
+    n_necessary = sum(expected.values())
+    assert len(test) == n_necessary and (test.labels == 1).all()
+    # negatives in the test data are ignored
+    mixed = ProbeData.concat([test, train.select(train.labels == 0)])
+    table = analysis.depth_analysis(gpt2, train, mixed, layers="all", rank=0, steps=20)
+    assert list(table.columns[:8]) == list(analysis.DEPTH_COLUMNS)
+    assert not table.duplicated(["layer", "distance"]).any()
+    assert set(table.layer) == {0, 1}
+    for layer, sub in table.groupby("layer"):
+        assert sub.set_index("distance").n.to_dict() == dict(expected)  # one row per distance present
+        assert sub.n.sum() == n_necessary
+    assert ((table.accuracy >= 0) & (table.accuracy <= 1)).all() and (table.ci_low <= table.accuracy).all()
+    # per layer, the pooled accuracy is the per-layer probe's accuracy on the same examples
+    per_layer = probe_layers(gpt2, train, test, "nece", layers="all", rank=0, steps=20)
+    pooled = table.groupby("layer")[["n_correct", "n"]].sum()
+    assert (pooled.n_correct / pooled.n).tolist() == pytest.approx(per_layer.accuracy.tolist())
+    # a rank > 0 probe on one layer takes the full path
+    one = analysis.depth_analysis(gpt2, train, test, layers="0", rank=2, steps=2, batch_size=8)
+    assert set(one.layer) == {0} and one.n.sum() == n_necessary and (one["rank"] == 2).all()
+
+
+def test_depth_table_accuracy_by_hand():
+    frame = pd.DataFrame({"layer": [0, 0, 0, 1, 1, 1], "hook": ["h0"] * 3 + ["h1"] * 3,
+                          "distance": [1, 1, 2, 1, 1, 2], "label": [1] * 6, "pred": [1, 0, 0, 1, 1, 1]})
+    table = analysis.depth_table(frame)
+    assert table[["layer", "distance", "n", "n_correct"]].values.tolist() == [[0, 1, 2, 1], [0, 2, 1, 0],
+                                                                            [1, 1, 2, 2], [1, 2, 1, 1]]
+    assert table.accuracy.tolist() == [0.5, 0.0, 1.0, 1.0]
+    assert (table.ci_low[0], table.ci_high[0]) == pytest.approx(wilson_interval(1, 2))
+
+
+# ---------------------------------------------------------------------------- CLI on the shipped checkpoint
+def _run(argv):
+    from probekit.probe import command
+
+    parser = argparse.ArgumentParser(prog="probekit")
+    command.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["probe", str(CKPT), *argv])
+    return args.func(args)
+
+
+@pytest.mark.skipif(not (CKPT / "model.safetensors").exists(), reason="shipped checkpoint missing")
+def test_cli_mistakes_on_the_shipped_checkpoint(tmp_path, case, capsys):
+    records = tmp_path / "eval" / "records.jsonl"
+    records.parent.mkdir()
+    records.write_text("".join(json.dumps(r) + "\n" for r in case["records"]))
+    tiny = ["--rank", "0", "--steps", "5", "--n-train", "4", "--per-problem", "4", "--op", "3", "--device", "cpu",
+            "--background-per-problem", "3", "--correct-per-problem", "all", "--nece-per-problem", "all",
+            "--json", "--quiet"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _run(["--analysis", "mistakes", "--records", str(records.parent), "--out", str(tmp_path / "a"),
+                     *tiny]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert {r["analysis"] for r in out} == {"unnecessary", "first_error"}
+    for r in out:
+        assert r["model"] == "pretrained" and r["n"] > 0 and 0 <= r["accuracy"] <= 1
+        assert {"task", "set", "group", "true_label", "p_pred_true", "ci_low", "ci_high"} <= r.keys()
+    first = [r for r in out if r["analysis"] == "first_error" and r["group"] == "first_error" and r["set"] == "all"]
+    assert {(r["task"], r["true_label"], r["n"]) for r in first} == {
+        ("can_next", 0, 1), ("can_next", 1, 1), ("nece_next", 0, 1), ("nece_next", 1, 1)}
+    assert "first errors probed: 2" in captured.err
+    folder = tmp_path / "a"
+    for name in ("unnecessary", "first_error", "unnecessary_examples", "first_error_examples"):
+        assert (folder / f"{name}.csv").exists()
+    assert json.loads((folder / "counts.json").read_text())["counts"]["pretrained"]["first_error_used"] == 2
+    # the probes saved by that run, loaded back, give the same numbers
+    assert _run(["--analysis", "mistakes", "--records", str(records), "--probes", str(folder), *tiny]) == 0
+    assert json.loads(capsys.readouterr().out) == out
+
+
+@pytest.mark.skipif(not (CKPT / "model.safetensors").exists(), reason="shipped checkpoint missing")
+def test_cli_depth_on_the_shipped_checkpoint(tmp_path, capsys):
+    assert _run(["--analysis", "depth", "--rank", "0", "--steps", "5", "--n-train", "4", "--n-test", "3",
+                 "--op", "3", "--device", "cpu", "--out", str(tmp_path / "d"), "--json", "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {r["layer"] for r in out} == {0, 1, 2, 3}  # four blocks
+    n = json.loads((tmp_path / "d" / "data.json").read_text())["n_necessary_test"]
+    for layer in range(4):
+        assert sum(r["n"] for r in out if r["layer"] == layer) == n
+    assert all(r["analysis"] == "depth" and r["model"] == "pretrained" and not math.isnan(r["accuracy"]) for r in out)
+    assert (tmp_path / "d" / "depth.csv").exists()
+
+
+@pytest.mark.skipif(not (CKPT / "model.safetensors").exists(), reason="shipped checkpoint missing")
+def test_cli_mistakes_generates_solutions_without_records(tmp_path, capsys):
+    assert _run(["--analysis", "mistakes", "--sets", "2,r3", "--n-eval", "2", "--max-new-tokens", "24", "--rank", "0",
+                 "--steps", "3", "--n-train", "3", "--device", "cpu", "--out", str(tmp_path / "g"), "--json",
+                 "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out and {r["analysis"] for r in out} <= {"unnecessary", "first_error"}
+    assert {r["set"] for r in out} <= {"op=2", "reask op=3", "all"}
+    records = (tmp_path / "g" / "eval" / "records.jsonl").read_text().splitlines()
+    assert len(records) == 4
+    counts = json.loads((tmp_path / "g" / "counts.json").read_text())["counts"]["pretrained"]
+    assert counts["records"] == 4 and sum(counts["skipped"].values()) + counts["first_error_used"] <= 4
