@@ -120,10 +120,8 @@ def _clean(value):
 def run_command(args) -> int:
     import warnings
 
-    import torch
     from tqdm import tqdm
 
-    from probekit.modeling import load_checkpoint
     from probekit.probe.data import parse_tasks, train_test_data
     from probekit.probe.layers import probe_layers, random_init_like
 
@@ -136,11 +134,7 @@ def run_command(args) -> int:
         raise ValueError("no task given")
     if args.rank < 0 or args.steps < 1 or args.n_train < 1 or args.n_test < 1:
         raise ValueError("--rank must be >= 0; --steps, --n-train and --n-test >= 1")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, tokenizer, provenance = load_checkpoint(args.ckpt, device=device)
-    trained_on = provenance.get("data") or (provenance.get("training_config") or {}).get("data") or {}
-    preset = args.preset or trained_on.get("preset") or "med"
-    context = int(model.config.max_position_embeddings)
+    device, model, tokenizer, preset, context = _load(args)
 
     with tqdm(total=args.n_train + args.n_test, desc="probe data", unit="problem", file=sys.stderr,
               disable=args.quiet, dynamic_ncols=True) as bar, warnings.catch_warnings():
@@ -209,15 +203,17 @@ def run_command(args) -> int:
 
 # ---------------------------------------------------------------------------- analyses
 def _load(args):
-    """(device, model, tokenizer, preset, context) of the checkpoint."""
+    """(device, model, tokenizer, preset, context) of the checkpoint; the preset defaults to the one in its
+    ``probekit.json`` (looked up as ``probekit eval`` does), else med."""
     import torch
 
+    from probekit.evaluate.run import provenance_value
+    from probekit.igsm.generate import PRESETS
     from probekit.modeling import load_checkpoint
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, tokenizer, provenance = load_checkpoint(args.ckpt, device=device)
-    trained_on = provenance.get("data") or (provenance.get("training_config") or {}).get("data") or {}
-    preset = args.preset or trained_on.get("preset") or "med"
+    preset = args.preset or provenance_value(provenance, "preset", PRESETS) or "med"
     return device, model, tokenizer, preset, int(model.config.max_position_embeddings)
 
 
