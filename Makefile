@@ -6,6 +6,7 @@ OUT ?= out/demo
 # The test path pins the CPU build of torch (on these machines it installs from local disk in seconds);
 # users installing probekit get whatever torch their platform resolves.
 TORCH_CPU ?= torch==2.13.0
+TORCH ?=
 
 .PHONY: demo test bench clean
 
@@ -15,19 +16,25 @@ $(BIN)/probekit: setup.cfg pyproject.toml
 	$(BIN)/python -m pip install -q -e .
 	touch $@
 
-$(VENV)/.test-deps: $(BIN)/probekit
-	$(BIN)/python -m pip install -q $(TORCH_CPU)
-	$(BIN)/python -m pip install -q -e '.[train,probe,test]'
+$(VENV)/.demo-deps: $(BIN)/probekit
+	$(BIN)/python -m pip install -q -e '.[train,probe,figures]' $(TORCH)
 	touch $@
 
-## demo: generate 500 iGSM-med problems, judge them with the checker, write their probe labels to $(OUT)/
-demo: $(BIN)/probekit
-	$(BIN)/probekit generate --preset med --n 500 --seed 0 --workers 2 --out $(OUT)/problems.jsonl --tokens $(OUT)/tokens --context 768 --overwrite
-	$(BIN)/probekit generate --preset med --op 15 --split test --n 100 --seed 1 --out $(OUT)/test-op15.jsonl
-	$(BIN)/probekit check --input $(OUT)/problems.jsonl --out $(OUT)/verdicts.jsonl
-	$(BIN)/probekit check --input $(OUT)/test-op15.jsonl --out $(OUT)/verdicts-op15.jsonl
-	$(BIN)/probekit labels --input $(OUT)/problems.jsonl --out $(OUT)/labels.jsonl
-	@echo "demo outputs in $(OUT)/"
+$(VENV)/.test-deps: $(BIN)/probekit
+	$(BIN)/python -m pip install -q $(TORCH_CPU)
+	$(BIN)/python -m pip install -q -e '.[train,probe,figures,cluster,test]'
+	touch $@
+
+## demo: the main job (experiments/demo.yaml, a few minutes on a CPU): generate and judge iGSM data, train a tiny
+## model, evaluate it with the checker, probe it and its random-init control, write $(OUT)/report/REPORT.md.
+## Re-running resumes (finished jobs are skipped). TORCH=torch==2.13.0 picks a torch build (default: pip's choice).
+demo: $(VENV)/.demo-deps
+	$(BIN)/probekit generate --preset med --n 500 --seed 0 --workers 2 --out $(OUT)/data/problems.jsonl --tokens $(OUT)/data/tokens --context 768 --overwrite
+	$(BIN)/probekit check --input $(OUT)/data/problems.jsonl --out $(OUT)/data/verdicts.jsonl
+	$(BIN)/probekit labels --input $(OUT)/data/problems.jsonl --out $(OUT)/data/labels.jsonl
+	$(BIN)/probekit run experiments/demo.yaml --results $(OUT)
+	$(BIN)/probekit figures experiments/demo.yaml --results $(OUT) --out $(OUT)/report
+	@echo "report: $(OUT)/report/REPORT.md (results store: $(OUT)/results.parquet)"
 
 ## test: the CPU test suite (what CI runs)
 test: $(VENV)/.test-deps

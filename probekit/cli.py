@@ -161,16 +161,23 @@ def build_parser() -> argparse.ArgumentParser:
     lab.set_defaults(func=cmd_labels)
 
     from probekit.evaluate.command import register as register_eval
+    from probekit.figures.command import register as register_figures
+    from probekit.modelcheck import register as register_inspect
     from probekit.probe.command import register as register_probe
+    from probekit.sweep.command import register as register_run
     from probekit.train.command import register as register_train
 
     register_train(sub)
     register_eval(sub)
     register_probe(sub)
+    register_run(sub)
+    register_figures(sub)
+    register_inspect(sub)
     return parser
 
 
-def _validate(parser, args) -> None:
+def validate(parser, args) -> None:
+    """Checks argparse cannot express (errors exit through ``parser.error``)."""
     if args.command == "generate":
         if args.n < 0:
             parser.error("--n must be >= 0")
@@ -185,7 +192,7 @@ def _validate(parser, args) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _validate(parser, args)
+    validate(parser, args)
     try:
         return args.func(args)
     except BrokenPipeError:  # stdout closed early (e.g. `| head`): stop quietly

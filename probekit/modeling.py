@@ -11,7 +11,8 @@ Two architectures, both standard Hugging Face classes so that ``AutoModelForCaus
 
 GPT2-l-h has l layers, h heads of dimension 64, hidden size 64 h. Shapes live in ``models/<name>.yaml``.
 A checkpoint is a plain HF folder: ``config.json``, ``model.safetensors``, the tokenizer files and
-``probekit.json`` (training config, data preset, step, git revision: the run's provenance).
+``probekit.json`` (training config, data preset, step, git revision: the run's provenance, and a
+``fingerprint`` of the saved tensors and tokenizer that ``probekit inspect`` checks a loaded model against).
 """
 
 from __future__ import annotations
@@ -154,11 +155,32 @@ def git_revision() -> str | None:
     return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def weight_fingerprint(model) -> dict[str, list[float]]:
+    """Per-tensor checksums ``{name: [sum, sum of squares, ramp-weighted sum]}`` (float64) of every tensor of
+    ``model.state_dict()`` and every buffer, non-persistent ones (the rotary ``inv_freq``) included.
+
+    The ramp weights run linearly from -1 to 1 over the flattened tensor, so the third number also changes when
+    values move inside a tensor; two blocks swapped, a corrupted buffer or a rescaled tensor change the table.
+    """
+    import torch
+
+    tensors = {**model.state_dict(), **dict(model.named_buffers())}
+    table = {}
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            x = tensor.detach().reshape(-1).to(torch.float64)
+            ramp = torch.linspace(-1.0, 1.0, x.numel(), dtype=torch.float64, device=x.device)
+            table[name] = [x.sum().item(), x.square().sum().item(), (x * ramp).sum().item()]
+    return table
+
+
 def save_checkpoint(model, tokenizer: IGSMTokenizer, out_dir: str | os.PathLike, provenance: dict,
                     write_extra: Callable[[Path], None] | None = None) -> Path:
     """Write an HF checkpoint folder atomically: everything goes to a temp folder renamed into place.
 
     ``write_extra(folder)`` may add files (the training loop adds ``trainer_state.pt``) before the rename.
+    ``probekit.json`` gets ``provenance`` plus the git revision and a ``fingerprint`` (:func:`weight_fingerprint`
+    of ``model`` and the tokenizer's fingerprint; it replaces any ``fingerprint`` in ``provenance``).
     """
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -166,7 +188,8 @@ def save_checkpoint(model, tokenizer: IGSMTokenizer, out_dir: str | os.PathLike,
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save(tmp)
-        record = {"git_revision": git_revision(), **provenance}
+        fingerprint = {"tensors": weight_fingerprint(model), "tokenizer": tokenizer.fingerprint}
+        record = {"git_revision": git_revision(), **provenance, "fingerprint": fingerprint}
         write_atomic(tmp / PROVENANCE_FILE, json.dumps(record, indent=2, default=_jsonable) + "\n")
         if write_extra is not None:
             write_extra(tmp)

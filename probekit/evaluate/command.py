@@ -45,6 +45,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--tokens-per-op", type=int, default=40, help="budget per op when --max-new-tokens is not given")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="processes drawing the problems")
     p.add_argument("--out", metavar="DIR", help="write records.jsonl, summary.parquet/csv, step_fit.json, eval.json here")
+    p.add_argument("--skip-checks", action="store_true",
+                   help="do not run the fast load-time model checks (probekit inspect --fast) first; recorded in "
+                        "the results as checks_skipped")
     p.add_argument("--json", action="store_true", help="print a JSON list (one object per set) on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars or logs")
     p.set_defaults(func=run_command)
@@ -109,7 +112,7 @@ def run_command(args) -> int:
     report = evaluate_checkpoint(
         ckpt, sets, out=args.out, batch_size=batch_size, device=device, samples=args.samples,
         temperature=args.temperature, workers=args.workers, tokens_per_op=args.tokens_per_op,
-        max_new_tokens=args.max_new_tokens, progress=not args.quiet,
+        max_new_tokens=args.max_new_tokens, progress=not args.quiet, checks=not args.skip_checks,
     )
     print("\n" + format_table(report.rows, report.step_fit), file=sys.stderr)
     if args.out and not args.quiet:

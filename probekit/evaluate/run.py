@@ -12,7 +12,8 @@ Per set (:func:`evaluate_set`) the row holds: ``n``, ``correct``, ``accuracy`` w
 (``ci_low``, ``ci_high``), ``unnecessary_per_correct`` (paper Fig. 4), ``mistake_kinds`` (solutions showing each
 checker mistake kind), ``first_mistake_kinds``, ``no_answer`` (no ``[ANSWER]`` emitted), ``answer_mismatch``
 (emitted answer differs from the true one), ``unfinished`` (no ``[EOS]`` within the budget),
-``first_error_position`` (mean over wrong solutions, see :mod:`.metrics`), ``accuracy_by_op``
+``first_error_position`` (mean over wrong solutions, see :mod:`.metrics`), ``always_zero_accuracy`` (the
+accuracy of always answering 0: the trivial baseline a weak model must beat), ``accuracy_by_op``
 (``{op: [n, correct]}``), the single-step fit over the set's op bins (``step_accuracy`` with its interval and
 the fit's chi-square, p-value and R^2) and, with a sampler, ``samples``, ``pass_at_1`` (greedy), ``pass_at_n``,
 ``pass_ratio_at_n`` with intervals and ``step_accuracy_sampled`` (the fit on sampled counts, as Xwin-Math does).
@@ -121,6 +122,8 @@ def summarize(
         tokens = [c[2] for c in completions if c[2] is not None]
         row["mean_generated_tokens"] = sum(tokens) / len(tokens) if tokens else math.nan
     row["answer_mismatch"] = sum(not j["answer_ok"] for j in judged)
+    row["always_zero_accuracy"] = (sum(v["expected_answer"] == 0 for v in verdicts) / len(verdicts)
+                                   if verdicts else math.nan)
     steps, n, k = metrics.counts_by_steps(ops, correct)
     row["accuracy_by_op"] = {int(s): [int(a), int(b)] for s, a, b in zip(steps, n, k)}
     row.update(_fit_columns(metrics.fit_step_accuracy(steps, n, k), "step_accuracy"))
@@ -413,12 +416,14 @@ def evaluate_checkpoint(
     max_new_tokens: int | None = None,
     progress: bool = True,
     keep_records: bool = False,
+    checks: bool = True,
 ) -> EvalReport:
     """Evaluate a checkpoint folder on ``sets``: draw the problems, load the model, generate, judge, write.
 
     With ``out``: ``records.jsonl``, ``summary.parquet`` (or ``.csv``), ``step_fit.json`` and ``eval.json``
     (the evaluation's settings and the checkpoint's provenance). Problems are drawn before the model is loaded
-    (``workers`` forked processes).
+    (``workers`` forked processes). ``checks`` runs the fast load-time model checks
+    (:func:`probekit.modelcheck.require_healthy`) on the loaded model first; rows record ``checks_skipped``.
     """
     from probekit.records import atomic_output, dumps
 
@@ -437,6 +442,10 @@ def evaluate_checkpoint(
 
     device = device or default_device()
     model, tokenizer, provenance = load_checkpoint(checkpoint, device=device)
+    if checks:
+        from probekit.modelcheck import require_healthy
+
+        require_healthy((model, tokenizer, provenance), device=device)
     gen = ModelGenerator(model, tokenizer, batch_size=batch_size, device=device, seed=sets[0].seed if sets else 0,
                          progress=progress)
     sampler = gen.sampler(samples, temperature) if samples else None
@@ -455,6 +464,7 @@ def evaluate_checkpoint(
         )
     for row in report.rows:
         row["checkpoint"] = str(checkpoint)
+        row["checks_skipped"] = not checks
     if out_dir:
         from probekit.records import write_atomic
 
@@ -472,7 +482,7 @@ def evaluate_checkpoint(
             "max_new_tokens": max_new_tokens,
             "decoding": "greedy" + (f" + {samples} samples at T={temperature}" if samples else ""),
             "generator_stats": gen.stats,
-            "provenance": provenance,
+            "provenance": {k: v for k, v in provenance.items() if k != "fingerprint"},
         }
         write_atomic(out_dir / "eval.json", json.dumps(settings, indent=2, default=str) + "\n")
     return report

@@ -36,6 +36,7 @@ import sys
 import time
 
 TASK_CHOICES = ("nece", "dep", "known", "value", "can_next", "nece_next", "all")
+MODEL_CHOICES = ("pretrained", "random-init")
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -52,6 +53,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--rank", type=int, default=8, help="rank of the embedding update; 0 = linear probe (default 8)")
     p.add_argument("--baseline", choices=("random-init", "none"), default="none",
                    help="also probe the same architecture randomly initialised (default none)")
+    p.add_argument("--models", type=_models_list, default=("pretrained",),
+                   help="which models to probe, a comma list of pretrained and random-init (default pretrained; "
+                        "--baseline random-init adds random-init)")
     p.add_argument("--steps", type=int, default=1000, help="optimizer steps per probe (default 1000; paper 100000)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak LR, linear decay to 0 (default 0.002)")
     p.add_argument("--batch-size", type=int, default=256, help="examples per step (default 256)")
@@ -69,6 +73,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="data and probe seed (default 0)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--compile", action="store_true", help="torch.compile the probe forward (CUDA)")
+    p.add_argument("--skip-checks", action="store_true",
+                   help="do not run the fast load-time model checks (probekit inspect --fast) first; recorded in "
+                        "the results as checks_skipped")
     p.add_argument("--out", default=None, help="folder for results and fitted probes")
     p.add_argument("--json", action="store_true", help="print the result records as a JSON list on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -100,6 +107,14 @@ def register(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _models_list(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
+    bad = [n for n in names if n not in MODEL_CHOICES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown model {', '.join(bad) or text!r}: use {', '.join(MODEL_CHOICES)}")
+    return names
+
+
 def _count_or_all(text: str) -> int | None:
     if text == "all":
         return None
@@ -123,7 +138,7 @@ def run_command(args) -> int:
     from tqdm import tqdm
 
     from probekit.probe.data import parse_tasks, train_test_data
-    from probekit.probe.layers import probe_layers, random_init_like
+    from probekit.probe.layers import probe_layers
 
     if args.analysis:
         return run_analysis(args)
@@ -149,13 +164,9 @@ def run_command(args) -> int:
         print(f"probekit probe: left out {sum(dropped.values())} examples longer than the context ({context}): "
               + ", ".join(f"{k}={v}" for k, v in dropped.items() if v), file=sys.stderr)
 
-    models = [("pretrained", model)]
-    if args.baseline == "random-init":
-        models.append(("random-init", random_init_like(model, seed=args.seed)))
-    probe_kwargs = dict(steps=args.steps, lr=args.lr, batch_size=args.batch_size, seed=args.seed, device=device,
-                        compile=args.compile, micro_batch_size=args.micro_batch_size)
+    probe_kwargs = _probe_kwargs(args, device)
     records, frames = [], []
-    for label, m in models:
+    for label, m in _models(args, model):
         for task in tasks:
             if not len(train.task(task)) or not len(test.task(task)):
                 raise ValueError(f"no {task!r} examples (all longer than the context?)")
@@ -169,6 +180,7 @@ def run_command(args) -> int:
             frame["steps"] = args.steps
             frame["seconds"] = round(seconds / len(frame), 3)
             frame["checkpoint"] = str(args.ckpt)
+            frame["checks_skipped"] = args.skip_checks
             frames.append(frame)
             if args.out:
                 from pathlib import Path
@@ -203,8 +215,9 @@ def run_command(args) -> int:
 
 # ---------------------------------------------------------------------------- analyses
 def _load(args):
-    """(device, model, tokenizer, preset, context) of the checkpoint; the preset defaults to the one in its
-    ``probekit.json`` (looked up as ``probekit eval`` does), else med."""
+    """(device, model, tokenizer, preset, context) of the checkpoint, after the fast load-time checks (unless
+    ``--skip-checks``); the preset defaults to the one in its ``probekit.json`` (looked up as ``probekit eval``
+    does), else med."""
     import torch
 
     from probekit.evaluate.run import provenance_value
@@ -213,6 +226,10 @@ def _load(args):
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, tokenizer, provenance = load_checkpoint(args.ckpt, device=device)
+    if not args.skip_checks:
+        from probekit.modelcheck import require_healthy
+
+        require_healthy((model, tokenizer, provenance), device=device)
     preset = args.preset or provenance_value(provenance, "preset", PRESETS) or "med"
     return device, model, tokenizer, preset, int(model.config.max_position_embeddings)
 
@@ -240,13 +257,18 @@ def run_analysis(args) -> int:
     return _run_mistakes(args)
 
 
+def _model_labels(args) -> list[str]:
+    """The models to probe: ``--models`` plus random-init with ``--baseline random-init``."""
+    return list(dict.fromkeys([*args.models, *(["random-init"] if args.baseline == "random-init" else [])]))
+
+
 def _models(args, model):
+    """Yield ``(label, model)`` for each of :func:`_model_labels`: the checkpoint and/or its random-init control
+    (built when reached, so a random-init-only run never holds two models)."""
     from probekit.probe.layers import random_init_like
 
-    models = [("pretrained", model)]
-    if args.baseline == "random-init":
-        models.append(("random-init", random_init_like(model, seed=args.seed)))
-    return models
+    for label in _model_labels(args):
+        yield label, (model if label == "pretrained" else random_init_like(model, seed=args.seed))
 
 
 def _finish(args, records: list[dict]) -> None:
@@ -320,8 +342,8 @@ def _run_mistakes(args) -> int:
         raise ValueError("--analysis mistakes probes one layer: give one --layers value")
     layer = names[0]
     wanted = layer if (args.layers is not None or not args.probes) else None  # --probes alone: the deepest saved
-    if args.probes and args.baseline == "random-init":
-        raise ValueError("--baseline random-init needs probes trained here: drop --probes")
+    if args.probes and "random-init" in _model_labels(args):
+        raise ValueError("a random-init model needs probes trained here: drop --probes")
     out = Path(args.out) if args.out else None
 
     if args.records:
@@ -333,7 +355,8 @@ def _run_mistakes(args) -> int:
         sets = parse_sets(args.sets, preset, args.n_eval, args.seed, args.format)
         report = evaluate_checkpoint(args.ckpt, sets, out=out / "eval" if out else None, device=device,
                                      batch_size=256 if device.startswith("cuda") else 32,
-                                     max_new_tokens=args.max_new_tokens, progress=not args.quiet, keep_records=True)
+                                     max_new_tokens=args.max_new_tokens, progress=not args.quiet, keep_records=True,
+                                     checks=False)  # _load checked the model
         records = [r for result in report.results for r in result.records]
     if not records:
         raise ValueError("no solution records to analyse")

@@ -62,7 +62,8 @@ def collect_features(model, data: ProbeData, names, batch_size: int | None = Non
 def probe_layers(model, train: ProbeData, test: ProbeData, task: str, layers="all", rank: int = 0,
                  model_label: str | None = None, return_probes: bool = False, progress: bool = False, **probe_kwargs):
     """Fit a ``task`` probe at each layer on ``train``, score on ``test``: a DataFrame (one row per layer:
-    layer, hook, task, rank, accuracy, accuracy_pos, accuracy_neg, majority, n, n_pos[, model]).
+    layer, hook, task, rank, accuracy, accuracy_pos, accuracy_neg, majority, n, n_pos, accuracy_unnecessary,
+    n_unnecessary[, model]).
 
     ``probe_kwargs`` go to :class:`VProbe` (steps, lr, batch_size, seed, device, ...). With
     ``return_probes=True`` returns ``(frame, {hook name: VProbe})``.
@@ -82,7 +83,7 @@ def probe_layers(model, train: ProbeData, test: ProbeData, task: str, layers="al
             probe = VProbe(task, rank=0, layer=name, progress=progress, **probe_kwargs)
             probe.fit_features(f_train[name], train.labels)
             probe.layer_name_ = name
-            rows.append(probe.score_predictions(probe.predict_features(f_test[name]), test.labels))
+            rows.append(probe.score_predictions(probe.predict_features(f_test[name]), test.labels, test.meta.get("necessary")))
             probes[name] = probe
     else:
         for name in names:

@@ -32,7 +32,8 @@ the embedding update does too. On CUDA: bf16 autocast (``amp="auto"``) and optio
 Scores: ``accuracy``; ``accuracy_pos`` / ``accuracy_neg`` (accuracy on examples whose true label is 1 / 0;
 NaN for ``value``); ``majority``: the accuracy of always answering the most frequent class *of the training
 labels* (fixed at ``fit``), measured on the scored data, so it is the baseline a probe that learned nothing
-but the label prior would reach; ``n``.
+but the label prior would reach; ``n``; ``accuracy_unnecessary`` / ``n_unnecessary``: accuracy and count on
+the examples whose parameter A is not necessary (nece(A) = false; the paper's Fig. 7(b)).
 """
 
 from __future__ import annotations
@@ -415,16 +416,17 @@ class VProbe:
         return self.params_.logits(features.to(self.params_.mean.device)).argmax(1).cpu().numpy()
 
     def score(self, data: ProbeData, model=None):
-        """One-row DataFrame: task, layer, rank, accuracy, accuracy_pos, accuracy_neg, majority, n, n_pos."""
+        """One-row DataFrame: task, layer, rank, accuracy, accuracy_pos, accuracy_neg, majority, n, n_pos,
+        accuracy_unnecessary, n_unnecessary."""
         data = self._task_data(data)
-        return self.score_predictions(self.predict(data, model), data.labels)
+        return self.score_predictions(self.predict(data, model), data.labels, data.meta.get("necessary"))
 
-    def score_predictions(self, pred, labels):
-        """:meth:`score` from predictions and true labels."""
+    def score_predictions(self, pred, labels, necessary=None):
+        """:meth:`score` from predictions, true labels and (optionally) whether each example's A is necessary."""
         import pandas as pd
 
         self._require_fit()
-        return pd.DataFrame([score_row(self.task, pred, labels, self.majority_class_,
+        return pd.DataFrame([score_row(self.task, pred, labels, self.majority_class_, necessary,
                                        layer=hooks.layer_label(self.layer_name_) if self.layer_name_ else self.layer,
                                        rank=self.rank)])
 
@@ -527,16 +529,18 @@ def _next_batch(order: np.ndarray, pos: int, size: int, gen: np.random.Generator
     return np.concatenate(out), order, pos
 
 
-def score_row(task: str, pred, labels, majority_class: int, **extra) -> dict:
-    """The score columns for predictions ``pred`` against ``labels`` (module doc)."""
+def score_row(task: str, pred, labels, majority_class: int, necessary=None, **extra) -> dict:
+    """The score columns for predictions ``pred`` against ``labels`` (module doc); ``necessary`` (one bool per
+    example: is its parameter A needed for the answer) adds the accuracy on unnecessary parameters."""
     pred, labels = np.asarray(pred), np.asarray(labels)
     n = len(labels)
     correct = pred == labels
     binary = task != "value"
     pos, neg = labels == 1, labels == 0
+    unnecessary = ~np.asarray(necessary, dtype=bool) if necessary is not None else np.zeros(n, dtype=bool)
 
-    def mean(mask):
-        return float(correct[mask].mean()) if binary and mask.any() else math.nan
+    def mean(mask, any_task=False):
+        return float(correct[mask].mean()) if (binary or any_task) and mask.any() else math.nan
 
     return {
         "task": task,
@@ -547,4 +551,6 @@ def score_row(task: str, pred, labels, majority_class: int, **extra) -> dict:
         "majority": float((labels == majority_class).mean()) if n else math.nan,
         "n": int(n),
         "n_pos": int(pos.sum()) if binary else None,
+        "accuracy_unnecessary": mean(unnecessary, any_task=True),
+        "n_unnecessary": int(unnecessary.sum()) if necessary is not None else None,
     }

@@ -28,19 +28,14 @@ This module does not import torch.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
-import types
-import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A configuration that cannot run; the message says which key and why."""
+from probekit.configs import ConfigError, Mismatch, coerce, suggest, type_fields, type_name
 
 
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -200,84 +195,6 @@ def preset_name(base: str, max_op: int | None, max_edge: int | None) -> str:
     return name
 
 
-# ---------------------------------------------------------------------------- typing
-def _hints(cls) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _type_name(tp) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " | ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is tuple:
-        return "a list of " + ", ".join(_type_name(a) for a in typing.get_args(tp))
-    if tp is type(None):
-        return "null"
-    return {bool: "a bool", int: "an int", float: "a float", str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
-
-
-class _Mismatch(Exception):
-    pass
-
-
-def _coerce(value, tp):
-    """``value`` as type ``tp`` or raise _Mismatch (ints for floats, numeric strings like '3e-3' for floats)."""
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            try:
-                return _coerce(value, arg)
-            except _Mismatch:
-                pass
-        raise _Mismatch
-    if origin is Literal:
-        if any(value == a and type(value) is type(a) for a in typing.get_args(tp)):
-            return value
-        raise _Mismatch
-    if origin is tuple:
-        args = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise _Mismatch
-        return tuple(_coerce(v, a) for v, a in zip(value, args))
-    if tp is type(None):
-        if value is None:
-            return None
-        raise _Mismatch
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise _Mismatch
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:  # 1e5 in YAML is a float
-            return int(value)
-        raise _Mismatch
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # PyYAML reads 3e-3 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                raise _Mismatch from None
-        raise _Mismatch
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise _Mismatch
-    raise TypeError(f"unsupported config type {tp}")
-
-
-def _suggest(key: str, allowed) -> str:
-    close = difflib.get_close_matches(key, list(allowed), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def set_key(cfg: TrainConfig, dotted: str, value, where: str = "override") -> None:
     """Set ``section.key`` (type-checked); raises :class:`ConfigError` naming the key and what was wrong."""
     parts = dotted.split(".")
@@ -285,18 +202,18 @@ def set_key(cfg: TrainConfig, dotted: str, value, where: str = "override") -> No
         raise ConfigError(f"{where}: key {dotted!r} must be 'section.key'; sections: {', '.join(SECTIONS)}")
     section, key = parts
     if section not in SECTIONS:
-        raise ConfigError(f"{where}: unknown section {section!r}{_suggest(section, SECTIONS)}; allowed: {', '.join(SECTIONS)}")
+        raise ConfigError(f"{where}: unknown section {section!r}{suggest(section, SECTIONS)}; allowed: {', '.join(SECTIONS)}")
     obj = getattr(cfg, section)
-    hints = _hints(type(obj))
+    hints = type_fields(type(obj))
     if key not in hints:
         raise ConfigError(
-            f"{where}: unknown key {dotted!r}{_suggest(key, hints)}; allowed keys in {section!r}: {', '.join(hints)}"
+            f"{where}: unknown key {dotted!r}{suggest(key, hints)}; allowed keys in {section!r}: {', '.join(hints)}"
         )
     try:
-        setattr(obj, key, _coerce(value, hints[key]))
-    except _Mismatch:
+        setattr(obj, key, coerce(value, hints[key]))
+    except Mismatch:
         raise ConfigError(
-            f"{where}: {dotted} expects {_type_name(hints[key])}, got {value!r} ({type(value).__name__})"
+            f"{where}: {dotted} expects {type_name(hints[key])}, got {value!r} ({type(value).__name__})"
         ) from None
 
 
@@ -307,7 +224,7 @@ def apply(cfg: TrainConfig, data: dict, where: str = "config") -> TrainConfig:
     for section, values in data.items():
         if section not in SECTIONS:
             raise ConfigError(
-                f"{where}: unknown section {section!r}{_suggest(str(section), SECTIONS)}; allowed: {', '.join(SECTIONS)}"
+                f"{where}: unknown section {section!r}{suggest(str(section), SECTIONS)}; allowed: {', '.join(SECTIONS)}"
             )
         if values is None:
             continue

@@ -1,0 +1,126 @@
+"""Typed configuration sections shared by every YAML config of probekit (training runs, sweeps).
+
+A section is a dataclass whose annotations are the allowed keys and their types. :func:`coerce` checks a YAML
+value against an annotation (``int``, ``float``, ``str``, ``bool``, ``None``, ``Literal``, unions, fixed
+``tuple[...]`` and ``list[X]``); :func:`fill` applies a mapping onto a section and raises :class:`ConfigError`
+naming the key, the allowed keys or values, and the value given. No torch here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from typing import Any, Literal, Union
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message says which key and why."""
+
+
+class Mismatch(Exception):
+    """A value that does not fit a type annotation (internal to :func:`coerce`)."""
+
+
+def type_fields(cls) -> dict[str, Any]:
+    """``{key: annotation}`` of a section dataclass."""
+    return typing.get_type_hints(cls)
+
+
+def type_name(tp) -> str:
+    """A readable name of an annotation, for error messages."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return "a list of " + ", ".join(type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of ({type_name(typing.get_args(tp)[0])})"
+    if tp is type(None):
+        return "null"
+    return {bool: "a bool", int: "an int", float: "a float", str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def coerce(value, tp):
+    """``value`` as type ``tp`` or raise :class:`Mismatch` (ints for floats, numeric strings like '3e-3' for
+    floats; a single value where a ``list[X]`` is expected becomes a one-element list)."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return coerce(value, arg)
+            except Mismatch:
+                pass
+        raise Mismatch
+    if origin is Literal:
+        if any(value == a and type(value) is type(a) for a in typing.get_args(tp)):
+            return value
+        raise Mismatch
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise Mismatch
+        return tuple(coerce(v, a) for v, a in zip(value, args))
+    if origin is list:
+        (arg,) = typing.get_args(tp)
+        items = value if isinstance(value, (list, tuple)) else [value]
+        return [coerce(v, arg) for v in items]
+    if tp is type(None):
+        if value is None:
+            return None
+        raise Mismatch
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise Mismatch
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:  # 1e5 in YAML is a float
+            return int(value)
+        raise Mismatch
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads 3e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise Mismatch from None
+        raise Mismatch
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise Mismatch
+    if tp is dict:
+        if isinstance(value, dict):
+            return value
+        raise Mismatch
+    raise TypeError(f"unsupported config type {tp}")
+
+
+def suggest(key: str, allowed) -> str:
+    """`` (did you mean 'x'?)`` for the closest allowed key, or an empty string."""
+    close = difflib.get_close_matches(key, list(allowed), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def fill(section, data, where: str):
+    """Set every ``key: value`` of the mapping ``data`` on the dataclass instance ``section`` (type-checked)."""
+    if data is None:
+        return section
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping of keys, got {data!r}")
+    hints = type_fields(type(section))
+    for key, value in data.items():
+        if key not in hints:
+            raise ConfigError(f"{where}: unknown key {key!r}{suggest(str(key), hints)}; allowed keys: {', '.join(hints)}")
+        try:
+            setattr(section, key, coerce(value, hints[key]))
+        except Mismatch:
+            raise ConfigError(f"{where}.{key} expects {type_name(hints[key])}, got {value!r}") from None
+    return section

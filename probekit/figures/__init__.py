@@ -1,0 +1,50 @@
+"""Figures of the papers, regenerated from a results store (one pandas table, ``RESULTS/results.parquet``).
+
+Every figure reads only that table (column ``kind`` says what a row is) and writes ``NAME.png``, ``NAME.pdf``
+and ``NAME.txt`` (the caption: what is plotted, units, n per cell, which runs produced it):
+
+Physics of Language Models, Part 2.1 (iGSM)
+
+- ``fig1``  -- structure and dependency graph of one generated problem (no results needed);
+- ``fig3``  -- generation accuracy by evaluation set, per checkpoint, with the always-0 baseline;
+- ``fig4``  -- unnecessary parameters per fully-correct solution, by evaluation set;
+- ``fig7a`` -- V-probe accuracy per task, pretrained vs random-init, with the majority guess;
+- ``fig7b`` -- the same on unnecessary parameters only;
+- ``fig8a`` -- nece probe on unnecessary parameters the model wrote vs did not write (reask data);
+- ``fig8b`` -- can_next / nece_next probe on the first wrong parameter vs background and correct steps;
+- ``fig9``  -- depth vs width: accuracy table, checkpoints by (layers, width) x evaluation sets;
+- ``fig10`` -- nece probe accuracy by layer and distance to the query (heat map per checkpoint);
+- ``fig12`` -- dep and nece_next probe accuracy on positive and negative labels;
+
+Xwin-Math (arXiv 2403.04706)
+
+- ``stability`` -- Pass@1, Pass@N and PassRatio@N per evaluation set (sampled evaluations only);
+- ``step_fit``  -- accuracy against op with the single-step model ``step_accuracy ** op``.
+
+Modules: :mod:`.registry` (``FIGURES``, ``render``, ``NoData``), :mod:`.accuracy`, :mod:`.probing`,
+:mod:`.mistakes`, :mod:`.depth`, :mod:`.report` (``REPORT.md``), :mod:`.command` (``probekit figures``),
+:mod:`.style` (the shared look), :mod:`.graphs` (the problem graphs of fig1). Importing the package loads
+neither matplotlib nor pandas; the names below are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "FIGURES": "registry",
+    "FIGURE_NAMES": "names",
+    "FigureResult": "registry",
+    "NoData": "registry",
+    "render": "registry",
+    "write_report": "report",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    """Import ``FIGURES``, ``render``, ``NoData``, ``FigureResult``, ``FIGURE_NAMES``, ``write_report`` on first use."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,308 @@
+"""Generation-accuracy figures from ``kind == "accuracy"`` rows: fig3, fig4, fig9, stability, step_fit.
+
+Rows are pooled over evaluation seeds per (checkpoint, preset, format, set): counts are summed and the
+Wilson 95% interval is recomputed from the pooled counts; means (unnecessary parameters per correct
+solution, the always-0 baseline) are weighted by the rows' counts.
+
+- **fig3** (Physics of LMs 2.1, Fig. 3): accuracy by evaluation set, bars per checkpoint with Wilson
+  intervals and the always-answer-0 baseline; one panel per (preset, format).
+- **fig4** (Fig. 4): unnecessary parameters per fully-correct solution by set.
+- **fig9** (Fig. 9): depth vs width: an accuracy table, rows = checkpoints sorted by (n_layer, d_model),
+  columns = sets.
+- **stability** (Xwin-Math, Fig. 3 analogue): Pass@1, Pass@N and PassRatio@N per set with intervals, one panel
+  per (checkpoint, preset, format); only with sampled evaluations.
+- **step_fit** (Xwin-Math eq. 3 / Fig. 4): accuracy against op pooled per checkpoint over the non-reask sets,
+  with the single-step model ``step_accuracy ** op`` refitted on the pooled counts by
+  :func:`probekit.evaluate.metrics.fit_step_accuracy`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+
+from probekit.evaluate.metrics import StepFit, fit_step_accuracy, wilson_interval
+from probekit.figures.registry import (
+    NoData,
+    Series,
+    baseline_marks,
+    caption,
+    checkpoint_colors,
+    checkpoint_order,
+    column,
+    count_range,
+    floats,
+    grid,
+    grouped_bars,
+    heatmap,
+    integer,
+    legend_below,
+    panel_width,
+    pooled_rate,
+    proportion,
+    rows_of,
+    sorted_sets,
+    weighted_mean,
+)
+from probekit.figures.style import COLORS, CYCLE, new_figure, save_figure
+
+ACCURACY_COLUMNS = ("checkpoint", "preset", "format", "set", "n", "correct")
+PANEL_KEYS = ["preset", "format"]
+ACCURACY_LABEL = "accuracy (fraction of problems)"
+SET_LABEL = "evaluation set"
+
+
+def pooled_accuracy(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (checkpoint, preset, format, set): n, correct, accuracy with Wilson CI, baseline, means."""
+    out = []
+    for (ckpt, preset, fmt, name), g in rows.groupby(["checkpoint", *PANEL_KEYS, "set"], sort=False, dropna=False):
+        n, k = int(g["n"].sum()), int(g["correct"].sum())
+        acc, low, high = proportion(k, n)
+        out.append({
+            "checkpoint": ckpt, "preset": preset, "format": fmt, "set": name,
+            "n_layer": column(g, "n_layer").iloc[0], "d_model": column(g, "d_model").iloc[0],
+            "n": n, "correct": k, "accuracy": acc, "ci_low": low, "ci_high": high,
+            "always_zero": weighted_mean(column(g, "always_zero_accuracy"), g["n"]),
+            "unnecessary_per_correct": weighted_mean(column(g, "unnecessary_per_correct"), g["correct"]),
+        })
+    return pd.DataFrame(out)
+
+
+def accuracy_table(results: pd.DataFrame, *columns: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The accuracy rows (having ``columns`` too) and their :func:`pooled_accuracy` table; NoData without rows."""
+    rows = rows_of(results, "accuracy", (*ACCURACY_COLUMNS, *columns))
+    return rows, pooled_accuracy(rows)
+
+
+def _aligned(frame: pd.DataFrame, sets: list[str], *columns: str) -> list[np.ndarray]:
+    """Columns of ``frame`` (one row per set) reindexed to ``sets`` (NaN where absent)."""
+    table = frame.set_index("set").reindex(sets)
+    return [floats(table[c]) for c in columns]
+
+
+def _panels(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """``(title, rows)`` per (preset, format), e.g. ``iGSM-med_pq``."""
+    return [(f"iGSM-{preset}_{fmt}", g) for (preset, fmt), g in table.groupby(PANEL_KEYS, sort=True)]
+
+
+def _checkpoint_bars(results, table, value, ylabel, *, low=None, high=None, baseline=None, ylim=None):
+    """fig3 / fig4 layout: one panel per (preset, format), x = set, bars per checkpoint."""
+    colors = checkpoint_colors(results)
+    panels = _panels(table)
+    columns = [c for c in (value, low, high) if c]
+    n_sets = max(g["set"].nunique() for _, g in panels)
+    fig, axes = grid(len(panels), width=panel_width(n_sets, table["checkpoint"].nunique()), height=3.0)
+    for ax, (title, panel) in zip(axes, panels):
+        sets = sorted_sets(panel["set"])
+        series = [Series(c, colors[c], *_aligned(panel[panel["checkpoint"] == c], sets, *columns))
+                  for c in checkpoint_order(panel)]
+        x = grouped_bars(ax, sets, series)
+        if baseline:
+            cells = [panel[panel["set"] == s] for s in sets]
+            baseline_marks(ax, x, [weighted_mean(c[baseline], c["n"]) for c in cells], "always answer 0", COLORS["majority"])
+        ax.set(title=title, xlabel=SET_LABEL, ylabel=ylabel, ylim=ylim)
+    legend_below(fig, axes)
+    return fig
+
+
+def fig3(results: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Paper Fig. 3: accuracy by evaluation set, bars per checkpoint with Wilson 95% CIs and the always-0 baseline."""
+    rows, table = accuracy_table(results)
+    fig = _checkpoint_bars(results, table, "accuracy", ACCURACY_LABEL, low="ci_low", high="ci_high",
+                           baseline="always_zero", ylim=(0, 1.05))
+    text = caption(
+        "Figure 3 (Physics of LMs 2.1, Fig. 3): generation accuracy by evaluation set.",
+        "share of test problems whose whole solution the checker accepts and whose answer is right, per checkpoint "
+        "(bars) and evaluation set (x), one panel per (preset, format); whiskers = Wilson 95% intervals on the counts "
+        "pooled over evaluation seeds; dashed ticks = accuracy of always answering 0 (trivial baseline).",
+        ACCURACY_LABEL,
+        count_range(table["n"], "problems"),
+        rows,
+    )
+    return save_figure(fig, Path(out_dir) / "fig3", text)
+
+
+def fig4(results: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Paper Fig. 4: mean number of unnecessary parameters per fully-correct solution, by evaluation set."""
+    rows, table = accuracy_table(results, "unnecessary_per_correct")
+    fig = _checkpoint_bars(results, table, "unnecessary_per_correct", "unnecessary params (count)")
+    text = caption(
+        "Figure 4 (Physics of LMs 2.1, Fig. 4): redundancy of correct solutions.",
+        "mean number of parameters a fully-correct solution computes although the query does not need them, per "
+        "checkpoint (bars) and evaluation set (x), one panel per (preset, format); means over the correct solutions "
+        "pooled over evaluation seeds.",
+        "parameters per correct solution (count)",
+        count_range(table["correct"], "correct solutions"),
+        rows,
+    )
+    return save_figure(fig, Path(out_dir) / "fig4", text)
+
+
+def _shape_labels(panel: pd.DataFrame, ckpts: list[str]) -> list[str]:
+    """"L-layer d-dim" per checkpoint; the checkpoint label is added where two share a shape."""
+    first = panel.drop_duplicates("checkpoint").set_index("checkpoint")
+    labels = [f"{integer(first.at[c, 'n_layer'])}-layer {integer(first.at[c, 'd_model'])}-dim" for c in ckpts]
+    return [f"{lab} ({c})" if labels.count(lab) > 1 else lab for lab, c in zip(labels, ckpts)]
+
+
+def fig9(results: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Paper Fig. 9: depth vs width: accuracy table, rows = checkpoints by (n_layer, d_model), columns = sets."""
+    rows, table = accuracy_table(results, "n_layer", "d_model")
+    panels = _panels(table)
+    height = 1.6 + 0.35 * max(g["checkpoint"].nunique() for _, g in panels)
+    width = 2.2 + 0.6 * max(g["set"].nunique() for _, g in panels)
+    fig, axes = new_figure(len(panels), 1, width, height)
+    for ax, (title, panel) in zip(axes[0], panels):
+        ckpts, sets = checkpoint_order(panel), sorted_sets(panel["set"])
+        matrix = np.vstack([_aligned(panel[panel["checkpoint"] == c], sets, "accuracy")[0] for c in ckpts])
+        image = heatmap(ax, matrix, sets, _shape_labels(panel, ckpts))
+        ax.set(title=title, xlabel=SET_LABEL)
+        ax.tick_params(axis="x", labelrotation=30)
+    fig.colorbar(image, ax=list(axes.flat), label="accuracy (fraction)")
+    text = caption(
+        "Figure 9 (Physics of LMs 2.1, Fig. 9): depth vs width.",
+        "generation accuracy (cell text in percent) per checkpoint (rows, sorted by number of layers then hidden "
+        "width, labelled 'L-layer d-dim') and evaluation set (columns), one panel per (preset, format); counts pooled "
+        "over evaluation seeds.",
+        ACCURACY_LABEL + "; cell text in percent",
+        count_range(table["n"], "problems"),
+        rows,
+    )
+    return save_figure(fig, Path(out_dir) / "fig9", text)
+
+
+# ---------------------------------------------------------------------------------------------- stability
+STABILITY_COLUMNS = ("samples", "pass_at_n", "pass_ratio_at_n")
+
+
+def pooled_stability(rows: pd.DataFrame) -> pd.DataFrame:
+    """Pass@1 / Pass@N (Wilson CI on pooled counts) and PassRatio@N per (checkpoint, preset, format, set).
+
+    PassRatio@N is the n-weighted mean over seeds; its interval is the row's bootstrap interval for one seed
+    and the n-weighted mean of the seeds' bounds for several (wider than a pooled interval: conservative).
+    """
+    out = []
+    for (ckpt, preset, fmt, name), g in rows.groupby(["checkpoint", *PANEL_KEYS, "set"], sort=False, dropna=False):
+        cell = {"checkpoint": ckpt, "preset": preset, "format": fmt, "set": name, "n": int(g["n"].sum())}
+        for metric in ("pass_at_1", "pass_at_n"):
+            _, rate, low, high = pooled_rate(column(g, metric), g["n"])
+            cell.update({metric: rate, f"{metric}_ci_low": low, f"{metric}_ci_high": high})
+        for col in ("pass_ratio_at_n", "pass_ratio_ci_low", "pass_ratio_ci_high"):
+            cell[col] = weighted_mean(column(g, col), g["n"])
+        cell["samples"] = _distinct_numbers(g["samples"])
+        cell["temperature"] = _distinct_numbers(column(g, "temperature"))
+        out.append(cell)
+    return pd.DataFrame(out)
+
+
+def _distinct_numbers(values) -> list[float]:
+    return sorted({float(v) for v in floats(values) if not np.isnan(v)})
+
+
+def stability(results: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Xwin-Math Fig. 3 analogue: Pass@1, Pass@N and PassRatio@N per evaluation set with 95% intervals."""
+    rows = rows_of(results, "accuracy", ACCURACY_COLUMNS)
+    rows = rows[~np.isnan(floats(column(rows, "pass_at_n")))]
+    if rows.empty:
+        raise NoData("no sampled evaluations (pass_at_n is absent or NaN): evaluate with samples > 0")
+    rows = rows_of(rows, "accuracy", STABILITY_COLUMNS)
+    table = pooled_stability(rows)
+    samples = sorted({s for cell in table["samples"] for s in cell})
+    temps = sorted({t for cell in table["temperature"] for t in cell})
+    n_label = f"{samples[0]:g}" if len(samples) == 1 else "N"
+    metrics = [
+        ("pass_at_1", "pass_at_1_ci_low", "pass_at_1_ci_high", "Pass@1 (greedy)"),
+        ("pass_at_n", "pass_at_n_ci_low", "pass_at_n_ci_high", f"Pass@{n_label}"),
+        ("pass_ratio_at_n", "pass_ratio_ci_low", "pass_ratio_ci_high", f"PassRatio@{n_label}"),
+    ]
+    panels = [(f"{ckpt} - iGSM-{preset}_{fmt}", g) for (ckpt, preset, fmt), g in table.groupby(["checkpoint", *PANEL_KEYS])]
+    fig, axes = grid(len(panels), width=panel_width(max(len(g) for _, g in panels), len(metrics)), height=3.0)
+    for ax, (title, panel) in zip(axes, panels):
+        sets = sorted_sets(panel["set"])
+        series = [Series(label, CYCLE[i], *_aligned(panel, sets, v, lo, hi)) for i, (v, lo, hi, label) in enumerate(metrics)]
+        grouped_bars(ax, sets, series)
+        ax.set(title=title, xlabel=SET_LABEL, ylabel=ACCURACY_LABEL, ylim=(0, 1.05))
+    legend_below(fig, axes)
+    text = caption(
+        "Stability (Xwin-Math, Fig. 3 analogue): single-answer vs best-of-N accuracy.",
+        f"Pass@1 (greedy decoding), Pass@N (share of problems with at least one correct sample among N) and "
+        f"PassRatio@N (mean share of correct samples per problem) per evaluation set (x), one panel per checkpoint "
+        f"and (preset, format); N = {', '.join(f'{n:g}' for n in samples)} samples at temperature "
+        f"{', '.join(f'{t:g}' for t in temps) or 'unknown'}; whiskers: Wilson 95% (Pass@1, Pass@N), bootstrap 95% "
+        "over problems (PassRatio@N).",
+        ACCURACY_LABEL,
+        count_range(table["n"], "problems"),
+        rows,
+    )
+    return save_figure(fig, Path(out_dir) / "stability", text)
+
+
+# ---------------------------------------------------------------------------------------------- step fit
+def pooled_by_op(rows: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per checkpoint, ``(ops, n, correct)`` summed from ``accuracy_by_op`` over its non-reask rows."""
+    rows = rows[floats(column(rows, "reask")) != 1]
+    counts: dict[str, dict[int, list[int]]] = {}
+    for ckpt, raw in zip(rows["checkpoint"], rows["accuracy_by_op"]):
+        if not isinstance(raw, str):
+            continue
+        bins = counts.setdefault(ckpt, {})
+        for op, (n, k) in json.loads(raw).items():
+            cell = bins.setdefault(int(op), [0, 0])
+            cell[0] += int(n)
+            cell[1] += int(k)
+    out = {}
+    for ckpt, bins in counts.items():
+        ops = np.array(sorted(bins), dtype=int)
+        out[ckpt] = (ops, np.array([bins[o][0] for o in ops]), np.array([bins[o][1] for o in ops]))
+    if not out:
+        raise NoData("no non-reask accuracy rows with accuracy_by_op counts")
+    return out
+
+
+def step_fits(results: pd.DataFrame) -> dict[str, tuple[tuple[np.ndarray, np.ndarray, np.ndarray], StepFit]]:
+    """Per checkpoint: the pooled ``(ops, n, correct)`` and the single-step fit on them."""
+    rows = rows_of(results, "accuracy", ("checkpoint", "accuracy_by_op"))
+    return {ckpt: (bins, fit_step_accuracy(*bins)) for ckpt, bins in pooled_by_op(rows).items()}
+
+
+def _fit_line(ckpt: str, fit: StepFit) -> str:
+    return (f"{ckpt}: step accuracy {fit.step_accuracy:.4f} (95% profile CI {fit.ci_low:.4f}-{fit.ci_high:.4f}), "
+            f"R^2 {fit.r2:.3f}, chi2 {fit.chi2:.2f} on {fit.dof} dof (p = {fit.p_value:.3g}), "
+            f"{fit.n} problems in {len(fit.bins)} op bins.")
+
+
+def step_fit(results: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Xwin-Math Fig. 4 analogue: accuracy against op with the fitted single-step curve ``step_accuracy ** op``."""
+    fits = step_fits(results)
+    rows = results[(results["kind"] == "accuracy") & results["checkpoint"].isin(list(fits))]
+    colors = checkpoint_colors(results)
+    fig, axes = new_figure(1, 1, 4.8, 3.4)
+    ax = axes[0, 0]
+    for ckpt in checkpoint_order(rows):
+        (ops, n, k), fit = fits[ckpt]
+        acc = k / n
+        bounds = np.array([wilson_interval(ki, ni) for ki, ni in zip(k, n)])
+        ax.errorbar(ops, acc, yerr=np.clip([acc - bounds[:, 0], bounds[:, 1] - acc], 0, None), fmt="o", ms=3,
+                    color=colors[ckpt], capsize=2, label=f"{ckpt} (measured)")
+        grid_ops = np.linspace(ops.min(), ops.max(), 100)
+        ax.plot(grid_ops, fit.step_accuracy**grid_ops, color=colors[ckpt], linestyle="--",
+                label=f"{ckpt}: {fit.step_accuracy:.4f}^op")
+    ax.set(xlabel="op (number of operations)", ylabel=ACCURACY_LABEL, ylim=(0, 1.05),
+           title="single-step model: accuracy = step_accuracy^op")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(loc="best")
+    text = caption(
+        "Step fit (Xwin-Math eq. 3 / Fig. 4 analogue): accuracy against the number of operations.",
+        "points = accuracy per op bin with Wilson 95% intervals, counts pooled per checkpoint over its non-reask "
+        "evaluation sets and seeds; dashed curves = step_accuracy ** op with step_accuracy fitted by binomial maximum "
+        "likelihood on those pooled counts (probekit.evaluate.metrics.fit_step_accuracy).",
+        ACCURACY_LABEL + "; x: op (number of operations)",
+        count_range(np.concatenate([bins[1] for bins, _ in fits.values()]), "problems per op bin"),
+        rows,
+        [_fit_line(ckpt, fits[ckpt][1]) for ckpt in checkpoint_order(rows)],
+    )
+    return save_figure(fig, Path(out_dir) / "step_fit", text)

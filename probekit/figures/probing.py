@@ -1,0 +1,200 @@
+"""V-probe figures from ``kind == "probe"`` rows: fig7a, fig7b, fig12 (Physics of LMs 2.1, Figs. 7 and 12).
+
+Per (checkpoint, model) one layer and one rank are shown: the options ``layer`` / ``rank`` when given, else the
+largest rank and then the last layer present. Rows left (seeds) are pooled: correct counts are rebuilt from
+each row's accuracy x n (``accuracy_pos`` x ``n_pos``, ``accuracy_neg`` x (n - n_pos), ``accuracy_unnecessary``
+x ``n_unnecessary``) and the Wilson 95% interval is recomputed on the pooled counts.
+
+Layout: one panel per (checkpoint, test set), rows = checkpoints, columns = test sets; bars = pretrained vs
+random-init probe of the same shape.
+
+- **fig7a**: accuracy per task, with the majority-class baseline of the pretrained probe as dashed ticks.
+- **fig7b**: the same restricted to unnecessary parameters (nece(A) = false).
+- **fig12**: dep and nece_next accuracy on positive (label true) and negative (label false) examples.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from probekit.figures.registry import (
+    NoData,
+    Series,
+    baseline_marks,
+    caption,
+    checkpoint_order,
+    column,
+    count_range,
+    empty_panel,
+    floats,
+    grouped_bars,
+    integer,
+    last_per_group,
+    legend_below,
+    panel_width,
+    pooled_rate,
+    rows_of,
+    set_label,
+    sorted_sets,
+    weighted_mean,
+)
+from probekit.figures.style import COLORS, new_figure, save_figure
+
+TASKS = ("nece", "dep", "known", "value", "can_next", "nece_next")
+MODELS = ("pretrained", "random-init")
+PROBE_COLUMNS = ("checkpoint", "model", "task", "layer", "rank", "test_set", "accuracy", "n")
+ACCURACY_LABEL = "probe accuracy (fraction)"
+UNITS = "accuracy as a fraction of probe examples (problem-parameter pairs)"
+#: metric -> (accuracy column, function giving the per-row count it was measured on)
+METRICS = {
+    "all": ("accuracy", lambda g: column(g, "n")),
+    "pos": ("accuracy_pos", lambda g: column(g, "n_pos")),
+    "neg": ("accuracy_neg", lambda g: column(g, "n") - column(g, "n_pos")),
+    "unnecessary": ("accuracy_unnecessary", lambda g: column(g, "n_unnecessary")),
+}
+
+
+def select_probes(rows: pd.DataFrame, layer: int | None = None, rank: int | None = None) -> pd.DataFrame:
+    """The probe rows at ``rank`` (default: the largest per checkpoint and model) and ``layer`` (default: the last)."""
+    keys = ["checkpoint", "model"]
+    rows = last_per_group(rows, keys, "rank", rank)
+    return last_per_group(rows, keys, "layer", layer)
+
+
+def pooled_probes(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (checkpoint, model, test_set, task, layer, rank): n, accuracy, CI per metric, majority."""
+    out = []
+    keys = ["checkpoint", "model", "test_set", "task", "layer", "rank"]
+    for values, g in rows.groupby(keys, sort=False, dropna=False):
+        cell = dict(zip(keys, values))
+        cell.update(n_layer=column(g, "n_layer").iloc[0], d_model=column(g, "d_model").iloc[0])
+        for metric, (acc_col, count) in METRICS.items():
+            n, acc, low, high = pooled_rate(column(g, acc_col), count(g))
+            cell.update({f"n_{metric}": n, f"acc_{metric}": acc, f"low_{metric}": low, f"high_{metric}": high})
+        cell["majority"] = weighted_mean(column(g, "majority"), g["n"])
+        out.append(cell)
+    return pd.DataFrame(out)
+
+
+def probe_table(results: pd.DataFrame, layer: int | None = None, rank: int | None = None, tasks=TASKS,
+                columns=()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The selected probe rows of ``tasks`` (having ``columns``) and their :func:`pooled_probes` table.
+
+    NoData when no row is left.
+    """
+    rows = rows_of(results, "probe", (*PROBE_COLUMNS, *columns))
+    rows = rows[rows["task"].isin(list(tasks))]
+    if rows.empty:
+        raise NoData(f"no probe rows for task(s) {', '.join(tasks)}")
+    rows = select_probes(rows, layer, rank)
+    return rows, pooled_probes(rows)
+
+
+def _cells(panel: pd.DataFrame, model: str, categories: list[tuple[str, str, str]]) -> Series:
+    """Accuracy and bounds of one model for the ``(label, task, metric)`` categories of a panel."""
+    table = panel[panel["model"] == model].set_index("task")
+
+    def pick(field: str) -> np.ndarray:
+        return floats([table.at[task, f"{field}_{metric}"] if task in table.index else np.nan
+                       for _, task, metric in categories])
+
+    return Series(model, COLORS[model], pick("acc"), pick("low"), pick("high"))
+
+
+def _majority(panel: pd.DataFrame, tasks: list[str]) -> np.ndarray:
+    """Majority-guess accuracy per task: the pretrained probe's (the random-init one's when it is alone)."""
+    source = "pretrained" if (panel["model"] == "pretrained").any() else "random-init"
+    return floats(panel[panel["model"] == source].set_index("task")["majority"].reindex(tasks))
+
+
+def _present(table: pd.DataFrame, categories: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """The categories with at least one value in the table."""
+    return [c for c in categories if not table.loc[table["task"] == c[1], f"acc_{c[2]}"].isna().all()]
+
+
+def _probe_figure(table: pd.DataFrame, categories, *, majority: bool, ylabel: str):
+    """Panels (rows = checkpoints, columns = test sets) of pretrained vs random-init bars over ``categories``."""
+    categories = _present(table, categories)
+    if not categories:
+        raise NoData("the probe rows have no values for the tasks this figure shows")
+    ckpts, test_sets = checkpoint_order(table), sorted_sets(table["test_set"])
+    models = [m for m in MODELS if (table["model"] == m).any()]
+    fig, axes = new_figure(len(test_sets), len(ckpts), panel_width(len(categories), len(models)), 3.0)
+    for (ckpt, test_set), ax in zip([(c, t) for c in ckpts for t in test_sets], axes.flat):
+        first_column = test_set == test_sets[0]
+        panel = table[(table["checkpoint"] == ckpt) & (table["test_set"] == test_set)]
+        title = f"{ckpt} - {set_label(test_set)}"
+        if panel.empty:
+            empty_panel(ax, title)
+            continue
+        series = [_cells(panel, model, categories) for model in models]
+        x = grouped_bars(ax, [label for label, _, _ in categories], series)
+        if majority:
+            baseline_marks(ax, x, _majority(panel, [t for _, t, _ in categories]), "majority guess", COLORS["majority"])
+        ax.set(title=title, xlabel="probing task", ylabel=ylabel if first_column else "", ylim=(0, 1.05))
+    legend_below(fig, axes.flat)
+    return fig, categories
+
+
+def _notes(table: pd.DataFrame) -> list[str]:
+    """The caption line naming the layer and rank shown per checkpoint and model."""
+    picks = table.drop_duplicates(["checkpoint", "model"])
+    shown = [f"{r.checkpoint} {r.model}: layer {integer(r.layer)}, rank {integer(r.rank)}" for r in picks.itertuples()]
+    return ["Probes shown: " + "; ".join(shown) + "."]
+
+
+def fig7a(results: pd.DataFrame, out_dir: Path, *, layer: int | None = None, rank: int | None = None) -> list[Path]:
+    """Paper Fig. 7(a): V-probe accuracy per task, pretrained vs random-init, with the majority-guess baseline."""
+    rows, table = probe_table(results, layer, rank)
+    fig, cats = _probe_figure(table, [(t, t, "all") for t in TASKS], majority=True, ylabel=ACCURACY_LABEL)
+    text = caption(
+        "Figure 7(a) (Physics of LMs 2.1, Fig. 7a): V-probe accuracy on the six probing tasks.",
+        f"test accuracy of the probe per task ({', '.join(c[1] for c in cats)}) for the pretrained model and a "
+        "randomly initialised model of the same shape, one panel per (checkpoint, test set); whiskers = Wilson 95% "
+        "intervals on the counts pooled over seeds; dashed ticks = majority-class guess (the most frequent training "
+        "label of the pretrained model's probe).",
+        UNITS,
+        count_range(table["n_all"], "examples"),
+        rows,
+        _notes(table),
+    )
+    return save_figure(fig, Path(out_dir) / "fig7a", text)
+
+
+def fig7b(results: pd.DataFrame, out_dir: Path, *, layer: int | None = None, rank: int | None = None) -> list[Path]:
+    """Paper Fig. 7(b): V-probe accuracy restricted to unnecessary parameters (nece(A) = false)."""
+    rows, table = probe_table(results, layer, rank, columns=("accuracy_unnecessary", "n_unnecessary"))
+    fig, cats = _probe_figure(table, [(t, t, "unnecessary") for t in TASKS], majority=False, ylabel=ACCURACY_LABEL)
+    text = caption(
+        "Figure 7(b) (Physics of LMs 2.1, Fig. 7b): V-probe accuracy on unnecessary parameters.",
+        f"test accuracy of the probe per task ({', '.join(c[1] for c in cats)}) on the examples whose parameter A is "
+        "not needed for the answer (nece(A) = false), pretrained vs random-init, one panel per (checkpoint, test set); "
+        "whiskers = Wilson 95% intervals on the pooled counts.",
+        UNITS,
+        count_range(table["n_unnecessary"], "examples"),
+        rows,
+        _notes(table),
+    )
+    return save_figure(fig, Path(out_dir) / "fig7b", text)
+
+
+def fig12(results: pd.DataFrame, out_dir: Path, *, layer: int | None = None, rank: int | None = None) -> list[Path]:
+    """Paper Fig. 12: dep and nece_next probe accuracy on positive and on negative labels."""
+    rows, table = probe_table(results, layer, rank, ("dep", "nece_next"), ("accuracy_pos", "accuracy_neg", "n_pos"))
+    cats = [(f"{task} {sign}", task, metric) for task in ("dep", "nece_next") for sign, metric in (("+", "pos"), ("-", "neg"))]
+    fig, cats = _probe_figure(table, cats, majority=False, ylabel=ACCURACY_LABEL)
+    counts = pd.concat([table["n_pos"], table["n_neg"]])
+    text = caption(
+        "Figure 12 (Physics of LMs 2.1, Fig. 12): dep and nece_next probe accuracy split by label.",
+        "test accuracy of the probe on examples whose true label is true (+) and false (-), pretrained vs "
+        "random-init, one panel per (checkpoint, test set); whiskers = Wilson 95% intervals on the pooled counts. "
+        "An all-false guess scores 1 on (-) and 0 on (+).",
+        UNITS,
+        count_range(counts, "examples"),
+        rows,
+        _notes(table),
+    )
+    return save_figure(fig, Path(out_dir) / "fig12", text)

@@ -1,0 +1,201 @@
+"""``REPORT.md``: compact markdown tables of a results store, and the figures written with their captions.
+
+One section per row kind present (accuracy, probe, depth, mistakes, train), built from the same pooled
+tables the figures draw (counts pooled over seeds, Wilson 95% intervals recomputed), then the figure list.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from probekit.figures.registry import FigureResult, NoData, checkpoint_order, integer, provenance, set_label, set_sort_key
+from probekit.records import write_atomic
+
+
+def _num(value, digits: int = 3) -> str:
+    """A number for a table cell ("-" when missing)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _ci(value, low, high) -> str:
+    """``value [low, high]`` ("-" when the value is missing)."""
+    return "-" if _num(value) == "-" else f"{_num(value)} [{_num(low)}, {_num(high)}]"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
+    """A GitHub markdown table."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _order(table: pd.DataFrame, *keys: str):
+    """A sort key for rows: checkpoint order, then ``keys`` (sets in set order, tasks in paper order, else text)."""
+    from probekit.figures.probing import TASKS
+
+    rank = {c: i for i, c in enumerate(checkpoint_order(table))}
+
+    def part(key: str, value):
+        if key in ("set", "test_set"):
+            return set_sort_key(value)
+        if key == "task":
+            return (TASKS.index(value) if value in TASKS else len(TASKS), str(value))
+        return str(value)
+
+    return lambda row: (rank[row["checkpoint"]], *(part(k, row[k]) for k in keys))
+
+
+def accuracy_section(results: pd.DataFrame) -> str:
+    """Accuracy per checkpoint and set: n, accuracy [CI], always-0 baseline, unnecessary per correct solution."""
+    from probekit.figures.accuracy import accuracy_table
+
+    _, table = accuracy_table(results)
+    records = sorted(table.to_dict("records"), key=_order(table, "preset", "format", "set"))
+    rows = [
+        (r["checkpoint"], f"{r['preset']}_{r['format']}", r["set"], r["n"], _ci(r["accuracy"], r["ci_low"], r["ci_high"]),
+         _num(r["always_zero"]), _num(r["unnecessary_per_correct"], 2))
+        for r in records
+    ]
+    headers = ["checkpoint", "data", "set", "n", "accuracy [95% CI]", "always-0", "unnecessary/correct"]
+    return markdown_table(headers, rows)
+
+
+def _probe_cell(cell: dict | None) -> str:
+    return "-" if cell is None else _ci(cell["acc_all"], cell["low_all"], cell["high_all"])
+
+
+def probe_section(results: pd.DataFrame) -> str:
+    """Probe accuracy per checkpoint, task and test set: pretrained vs random-init vs majority, pos / neg."""
+    from probekit.figures.probing import probe_table
+
+    _, table = probe_table(results)
+    cells: dict[tuple, dict[str, dict]] = {}
+    for r in table.to_dict("records"):
+        cells.setdefault((r["checkpoint"], r["test_set"], r["task"]), {})[r["model"]] = r
+    order = _order(table, "task", "test_set")
+    rows = []
+    for ckpt, test_set, task in sorted(cells, key=lambda k: order({"checkpoint": k[0], "test_set": k[1], "task": k[2]})):
+        pre, rnd = cells[ckpt, test_set, task].get("pretrained"), cells[ckpt, test_set, task].get("random-init")
+        first = pre or rnd
+        rows.append((
+            ckpt, task, set_label(test_set), integer(first["layer"]), integer(first["rank"]), _probe_cell(pre),
+            _probe_cell(rnd), _num(first["majority"]), "-" if pre is None else f"{_num(pre['acc_pos'])} / {_num(pre['acc_neg'])}",
+            integer(first["n_all"]),
+        ))
+    headers = ["checkpoint", "task", "test set", "layer", "rank", "pretrained [95% CI]", "random-init [95% CI]",
+               "majority", "pretrained pos / neg", "n"]
+    return markdown_table(headers, rows)
+
+
+def depth_section(results: pd.DataFrame) -> str:
+    """Per checkpoint, model and test set: layers, n and the last layer's accuracy by distance."""
+    from probekit.figures.depth import depth_table
+
+    _, table = depth_table(results)
+    rows = []
+    for ckpt in checkpoint_order(table):
+        for (model, test_set), g in table[table["checkpoint"] == ckpt].groupby(["model", "test_set"]):
+            last = g[g["layer"] == g["layer"].max()].sort_values("distance")
+            by_distance = ", ".join(f"t={int(d)}: {_num(a)}" for d, a in zip(last["distance"], last["accuracy"]))
+            rows.append((ckpt, model, set_label(test_set), f"{integer(g['layer'].min())}-{integer(g['layer'].max())}",
+                         int(g["n"].sum()), f"layer {integer(last['layer'].iloc[0])}: {by_distance}"))
+    return markdown_table(["checkpoint", "model", "test set", "layers", "n", "last-layer accuracy by distance"], rows)
+
+
+def _mistakes_table(rows: pd.DataFrame, count: str) -> list[tuple]:
+    """Per (checkpoint, task, group, true label): n and ``count / n`` with its Wilson CI, over all sets."""
+    from probekit.figures.registry import proportion
+
+    pooled = rows[rows["set"] == "all"] if (rows["set"] == "all").any() else rows
+    if "true_label" not in pooled:
+        pooled = pooled.assign(true_label=math.nan)
+    table = []
+    for (ckpt, task, group, label), g in pooled.groupby(["checkpoint", "task", "group", "true_label"], dropna=False):
+        n = int(g["n"].sum())
+        table.append((ckpt, task, group, integer(label), n, _ci(*proportion(g[count].sum(), n))))
+    return table
+
+
+def mistakes_section(results: pd.DataFrame) -> str:
+    """Both analyses: per checkpoint, task, group and true label, the pooled proportion over every set with its CI."""
+    from probekit.figures.mistakes import mistake_rows
+
+    parts = []
+    for analysis, count, what in (("unnecessary", "n_pred_true", "P(probe says true)"), ("first_error", "n_correct", "accuracy")):
+        try:
+            table = _mistakes_table(mistake_rows(results, analysis, count), count)
+        except NoData:
+            continue
+        headers = ["checkpoint", "task", "group", "true label", "n", f"{what} [95% CI]"]
+        parts.append(f"**{analysis}** ({what}, over all sets)\n\n" + markdown_table(headers, table))
+    if not parts:
+        raise NoData("no mistakes rows of analysis 'unnecessary' or 'first_error'")
+    return "\n\n".join(parts)
+
+
+def train_section(results: pd.DataFrame) -> str:
+    """Per checkpoint: last step, tokens, final loss and seconds of training (``seconds``, else ``elapsed_s``)."""
+    from probekit.figures.registry import rows_of
+
+    rows = rows_of(results, "train", ("checkpoint", "step"))
+    table = []
+    for ckpt in checkpoint_order(rows):
+        last = rows[rows["checkpoint"] == ckpt].sort_values("step").iloc[-1]
+        seconds = last.get("seconds")
+        if _num(seconds) == "-":
+            seconds = last.get("elapsed_s")
+        table.append((ckpt, integer(last["step"]), integer(last.get("tokens")), _num(last.get("loss"), 4), _num(seconds, 1)))
+    return markdown_table(["checkpoint", "last step", "tokens", "loss", "seconds"], table)
+
+
+SECTIONS = {
+    "accuracy": ("Generation accuracy", accuracy_section),
+    "probe": ("V-probes", probe_section),
+    "depth": ("Layer-wise nece probing", depth_section),
+    "mistakes": ("Mistake analysis", mistakes_section),
+    "train": ("Training", train_section),
+}
+
+
+def _figure_lines(figure_results: Sequence[FigureResult], out_dir: Path) -> list[str]:
+    lines = []
+    for fr in figure_results:
+        if fr.skipped:
+            lines.append(f"- **{fr.name}**: skipped ({fr.skipped})")
+            continue
+        files = ", ".join(f"[{p.name}]({Path(os.path.relpath(p, out_dir)).as_posix()})" for p in fr.paths)
+        lines.append(f"- **{fr.name}** ({fr.n_rows} rows): {files}")
+        captions = [p for p in fr.paths if p.suffix == ".txt"]
+        if captions:
+            lines += ["", *(f"  > {line}" for line in captions[0].read_text().splitlines()), ""]
+    return lines
+
+
+def write_report(results: pd.DataFrame, out_dir: str | Path, figure_results: Sequence[FigureResult]) -> Path:
+    """Write ``out_dir/REPORT.md`` (atomically): the store's provenance, a table per kind, the figures."""
+    out_dir = Path(out_dir)
+    counts = results["kind"].value_counts() if "kind" in results else pd.Series(dtype=int)
+    lines = ["# Results report", "", f"{len(results)} rows: "
+             + (", ".join(f"{k} {int(n)}" for k, n in sorted(counts.items())) or "none") + "."]
+    if len(results):
+        lines.append(provenance(results))
+    for kind, (title, section) in SECTIONS.items():
+        if kind not in counts:
+            continue
+        try:
+            body = section(results)
+        except NoData as err:
+            body = f"_no table: {err}_"
+        lines += ["", f"## {title}", "", body]
+    lines += ["", "## Figures", "", *(_figure_lines(figure_results, out_dir) or ["_none rendered_"])]
+    path = out_dir / "REPORT.md"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, "\n".join(lines) + "\n")
+    return path

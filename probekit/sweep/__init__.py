@@ -1,0 +1,11 @@
+"""Sweeps: ``probekit run CONFIG.yaml`` and the results store that ``probekit figures`` reads.
+
+- :mod:`.config` -- the typed sweep config (checkpoints, training runs, analyses and their grids), checked before
+  anything runs;
+- :mod:`.jobs` -- expansion into :class:`~.jobs.Job` objects with stable ``job_id`` and the command each runs;
+- :mod:`.store` -- the results store (one parquet file per finished job, merged ``results.parquet``);
+- :mod:`.execute` -- running a job in-process, local workers (one per GPU) and submitit (Slurm);
+- :mod:`.command` -- ``probekit run``.
+
+Importing this package does not import torch or pandas.
+"""

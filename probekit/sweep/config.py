@@ -1,0 +1,295 @@
+"""The sweep configuration: one YAML file names checkpoints (or training runs), the analyses and their grids.
+
+::
+
+    name: smoke                  # the sweep's name (results default to out/<name>)
+    results: out/smoke           # the results store (``probekit run --results DIR`` overrides it)
+    device: auto                 # auto | cpu | cuda
+    checkpoints:                 # label -> checkpoint folder (relative to the current directory)
+      cpu-op4: models/igsm-med-op4-gpt2-4-2-cpu
+    train:                       # label -> a training run; its final checkpoint joins the checkpoints
+      tiny: {config: experiments/train/cpu-tiny.yaml, overrides: [schedule.steps=50], seeds: [0, 1]}
+    accuracy:   {sets: [id, "20", r20], n: 64, seeds: [0], samples: 0, temperature: 0.7}
+    probe:      {tasks: [nece, dep], layers: [-1], ranks: [8], seeds: [0], models: [pretrained, random-init],
+                 test_sets: [id], n_train: 200, n_test: 100, steps: 200}
+    mistakes:   {sets: [ood, reask], n_eval: 256, layers: [-1], ...}
+    depth:      {layers: all, ranks: [0], ...}
+    figures:    [fig3, fig7a]    # for ``probekit figures`` (or {fig3: {options}})
+
+Each analysis also takes ``checkpoints: [labels]`` to run on some checkpoints only (default: all of them).
+Every list-valued key is a grid axis (a single value is a one-element list); jobs are the product of the axes
+with the checkpoints (:mod:`probekit.sweep.jobs`). Every key is checked by :func:`load_sweep` before any job
+starts: unknown keys, wrong types and values outside the allowed ones raise :class:`ConfigError` naming the key
+and what is allowed. Evaluation sets use ``probekit eval --sets`` tokens (``default``, ``id``, ``ood``,
+``reask``, ``unforced``, ``K``, ``rK``); probe test sets are ``id`` (test-split problems drawn like the train
+ones), ``K`` (op = K test problems) or ``rK`` (re-asked op = K problems).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from probekit.configs import ConfigError, fill, suggest
+
+TASKS = ("nece", "dep", "known", "value", "can_next", "nece_next")
+MODELS = ("pretrained", "random-init")
+ANALYSES = ("accuracy", "probe", "mistakes", "depth")
+_TEST_SET = re.compile(r"^(id|r?\d+)$")
+
+
+@dataclass
+class TrainSpec:
+    """A checkpoint to train first: ``probekit train CONFIG OVERRIDES`` (one run per seed)."""
+
+    config: str = ""
+    overrides: list[str] = field(default_factory=list)
+    seeds: list[int] | None = None
+    """None: the config's own seeds; else one run per seed (``model.seed`` and ``data.seed`` set to it)."""
+
+
+@dataclass
+class AccuracySection:
+    """Generation accuracy (``probekit eval``): one job per checkpoint x evaluation set x seed."""
+
+    checkpoints: list[str] | None = None
+    """The checkpoint labels this analysis runs on (None: every checkpoint of the sweep)."""
+    sets: list[str] = field(default_factory=lambda: ["default"])
+    n: int = 4096
+    seeds: list[int] = field(default_factory=lambda: [0])
+    samples: int = 0
+    temperature: float = 0.7
+    max_new_tokens: int | None = None
+    batch_size: int | None = None
+    preset: Literal["med", "hard"] | None = None
+    format: Literal["pq", "qp"] | None = None
+
+
+@dataclass
+class ProbeSettings:
+    """Settings shared by every probe-training analysis (``probekit probe`` options)."""
+
+    checkpoints: list[str] | None = None
+    """The checkpoint labels this analysis runs on (None: every checkpoint of the sweep)."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    models: list[str] = field(default_factory=lambda: list(MODELS))
+    ranks: list[int] = field(default_factory=lambda: [8])
+    n_train: int = 1000
+    n_test: int = 400
+    per_problem: int = 10
+    steps: int = 1000
+    lr: float = 2e-3
+    batch_size: int = 256
+    micro_batch_size: int | None = None
+    op: int | None = None
+    preset: Literal["med", "hard"] | None = None
+    format: Literal["pq", "qp"] = "pq"
+
+
+@dataclass
+class ProbeSection(ProbeSettings):
+    """V-probe accuracy: one job per checkpoint x model x task x layer x rank x seed x test set."""
+
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    layers: list[int | str] = field(default_factory=lambda: [-1])
+    test_sets: list[str] = field(default_factory=lambda: ["id"])
+
+
+@dataclass
+class MistakesSection(ProbeSettings):
+    """Mistakes against probes (Fig. 8): one job per checkpoint x model x layer x rank x seed."""
+
+    models: list[str] = field(default_factory=lambda: ["pretrained"])
+    layers: list[int | str] = field(default_factory=lambda: [-1])
+    sets: list[str] = field(default_factory=lambda: ["ood", "reask"])
+    n_eval: int = 4096
+    max_new_tokens: int | None = None
+
+
+@dataclass
+class DepthSection(ProbeSettings):
+    """nece accuracy by layer and distance (Fig. 10): one job per checkpoint x model x rank x seed."""
+
+    models: list[str] = field(default_factory=lambda: ["pretrained"])
+    ranks: list[int] = field(default_factory=lambda: [0])
+    layers: str = "all"
+    test_sets: list[str] = field(default_factory=lambda: ["id"])
+
+
+SECTIONS = {"accuracy": AccuracySection, "probe": ProbeSection, "mistakes": MistakesSection, "depth": DepthSection}
+
+
+@dataclass
+class SweepConfig:
+    """A parsed, checked sweep file (see the module docstring)."""
+
+    name: str
+    path: Path | None = None
+    results: str | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    checkpoints: dict[str, str] = field(default_factory=dict)
+    train: dict[str, TrainSpec] = field(default_factory=dict)
+    accuracy: AccuracySection | None = None
+    probe: ProbeSection | None = None
+    mistakes: MistakesSection | None = None
+    depth: DepthSection | None = None
+    figures: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def results_dir(self) -> Path:
+        """The results store: ``results`` or ``out/<name>``."""
+        return Path(self.results or f"out/{self.name}")
+
+    def analyses(self) -> list[str]:
+        """The analysis sections present, in run order."""
+        return [a for a in ANALYSES if getattr(self, a) is not None]
+
+
+TOP_KEYS = [f.name for f in fields(SweepConfig) if f.name != "path"]
+
+
+def load_sweep(path: str | Path, check_paths: bool = True) -> SweepConfig:
+    """Read and check a sweep YAML file; ``check_paths`` also requires every checkpoint folder and training
+    config to exist (and the training configs to load)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"no sweep config {str(path)!r}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return parse_sweep(data, where=str(path), path=path, check_paths=check_paths)
+
+
+def parse_sweep(data: dict, where: str = "sweep", path: Path | None = None, check_paths: bool = True) -> SweepConfig:
+    """A :class:`SweepConfig` from a mapping (see :func:`load_sweep`)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping with keys {', '.join(TOP_KEYS)}")
+    for key in data:
+        if key not in TOP_KEYS:
+            raise ConfigError(f"{where}: unknown key {key!r}{suggest(str(key), TOP_KEYS)}; allowed keys: {', '.join(TOP_KEYS)}")
+    name = data.get("name") or (path.stem if path else None)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ConfigError(f"{where}: name must be a word of letters, digits, '_', '.', '-', got {name!r}")
+    cfg = SweepConfig(name=name, path=path)
+    for key in ("results", "device"):
+        if key in data:
+            fill(cfg, {key: data[key]}, where)
+    cfg.checkpoints = _labels(data.get("checkpoints"), f"{where}: checkpoints", str)
+    cfg.train = {label: fill(TrainSpec(), spec, f"{where}: train.{label}")
+                 for label, spec in _labels(data.get("train"), f"{where}: train", dict).items()}
+    clash = set(cfg.checkpoints) & set(cfg.train)
+    if clash:
+        raise ConfigError(f"{where}: labels used both in checkpoints and train: {', '.join(sorted(clash))}")
+    for key, cls in SECTIONS.items():
+        if key in data:
+            setattr(cfg, key, fill(cls(), data[key] or {}, f"{where}: {key}"))
+    cfg.figures = _figures(data.get("figures"), f"{where}: figures")
+    _check_values(cfg, where)
+    if check_paths:
+        _check_paths(cfg, where)
+    return cfg
+
+
+def _labels(value, where: str, kind: type) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a mapping label -> {'folder' if kind is str else 'settings'}, got {value!r}")
+    for label, item in value.items():
+        if not isinstance(label, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", label):
+            raise ConfigError(f"{where}: label {label!r} must be a word of letters, digits, '_', '.', '-'")
+        if not isinstance(item, kind):
+            raise ConfigError(f"{where}.{label} must be {'a folder path' if kind is str else 'a mapping'}, got {item!r}")
+    return dict(value)
+
+
+def _figures(value, where: str) -> dict[str, dict]:
+    if value is None:
+        return {}
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        value = {v: {} for v in value}
+    if not isinstance(value, dict) or not all(isinstance(v, dict) or v is None for v in value.values()):
+        raise ConfigError(f"{where} must be a list of figure names or a mapping name -> options")
+    from probekit.figures.names import FIGURE_NAMES
+
+    for figure in value:
+        if figure not in FIGURE_NAMES:
+            raise ConfigError(f"{where}: unknown figure {figure!r}{suggest(str(figure), FIGURE_NAMES)}; "
+                              f"allowed: {', '.join(FIGURE_NAMES)}")
+    return {k: dict(v or {}) for k, v in value.items()}
+
+
+def _allowed(values, allowed, key: str) -> None:
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise ConfigError(f"{key}: unknown value {bad[0]!r}{suggest(str(bad[0]), allowed)}; allowed: {', '.join(allowed)}")
+
+
+def _check_values(cfg: SweepConfig, where: str) -> None:
+    from probekit.evaluate.sets import parse_sets
+
+    if not cfg.checkpoints and not cfg.train:
+        raise ConfigError(f"{where}: name at least one checkpoint (checkpoints: or train:)")
+    if not cfg.analyses() and not cfg.train:
+        raise ConfigError(f"{where}: nothing to run: add one of {', '.join(ANALYSES)} (or train:)")
+    for label, spec in cfg.train.items():
+        if not spec.config:
+            raise ConfigError(f"{where}: train.{label}.config: give the training config (YAML)")
+    labels = list(cfg.checkpoints) + list(cfg.train)
+    for key in cfg.analyses():
+        _allowed(getattr(cfg, key).checkpoints or [], labels, f"{where}: {key}.checkpoints")
+    acc = cfg.accuracy
+    if acc is not None:
+        for token in acc.sets:
+            try:
+                parse_sets(token, acc.preset or "med")
+            except ValueError as err:
+                raise ConfigError(f"{where}: accuracy.sets: {err}") from None
+        _positive(where, "accuracy", n=acc.n)
+        if acc.samples < 0:
+            raise ConfigError(f"{where}: accuracy.samples must be >= 0 (0: greedy only), got {acc.samples}")
+    for key in ("probe", "mistakes", "depth"):
+        section = getattr(cfg, key)
+        if section is None:
+            continue
+        _allowed(section.models, MODELS, f"{where}: {key}.models")
+        if isinstance(section, ProbeSection):
+            _allowed(section.tasks, TASKS, f"{where}: probe.tasks")
+        for test_set in getattr(section, "test_sets", []):
+            if not _TEST_SET.match(test_set):
+                raise ConfigError(f"{where}: {key}.test_sets: {test_set!r} is not id, K (op = K) or rK (reask op = K)")
+        if any(r < 0 for r in section.ranks):
+            raise ConfigError(f"{where}: {key}.ranks must be >= 0")
+        _positive(where, key, n_train=section.n_train, n_test=section.n_test, steps=section.steps,
+                  batch_size=section.batch_size, per_problem=section.per_problem)
+        if isinstance(section, MistakesSection):
+            _positive(where, key, n_eval=section.n_eval)
+            for token in section.sets:
+                try:
+                    parse_sets(token, section.preset or "med")
+                except ValueError as err:
+                    raise ConfigError(f"{where}: mistakes.sets: {err}") from None
+
+
+def _positive(where: str, section: str, **values) -> None:
+    for key, value in values.items():
+        if value < 1:
+            raise ConfigError(f"{where}: {section}.{key} must be >= 1, got {value}")
+
+
+def _check_paths(cfg: SweepConfig, where: str) -> None:
+    from probekit.train.config import load_config
+
+    for label, folder in cfg.checkpoints.items():
+        if not (Path(folder) / "config.json").exists():
+            raise ConfigError(f"{where}: checkpoints.{label}: {folder!r} is not a checkpoint folder (no config.json)")
+    for label, spec in cfg.train.items():
+        try:
+            load_config(spec.config, spec.overrides)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: train.{label}: {err}") from None

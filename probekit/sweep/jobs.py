@@ -1,0 +1,207 @@
+"""Expanding a sweep into jobs: the product of its grid axes, each job with a stable ``job_id``.
+
+A :class:`Job` is one ``probekit`` command on one checkpoint: ``train`` (``probekit train``), ``accuracy``
+(``probekit eval`` on one evaluation set), ``probe`` (``probekit probe``: one model, task, layer, rank, seed and
+test set), ``mistakes`` and ``depth`` (``probekit probe --analysis ...``). ``job_id`` is
+``<kind>-<checkpoint label>-<10 hex digits>``, the digits a SHA-256 of everything that decides the job's result
+(kind, checkpoint source, settings); execution settings (device, workers, micro-batch, batch size of
+generation) are not part of it. The same config therefore always expands to the same ids, and changing a
+setting makes new jobs instead of silently reusing old results.
+
+Jobs on a checkpoint that a ``train`` job produces depend on that job (``depends_on``) and run after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from probekit.configs import ConfigError
+from probekit.sweep.config import MistakesSection, ProbeSettings, SweepConfig
+
+
+@dataclass
+class Job:
+    """One unit of a sweep (see the module docstring)."""
+
+    kind: str
+    checkpoint: str
+    """The checkpoint's label in the sweep."""
+    source: dict
+    """``{"path": folder}`` or ``{"train": train job id}`` (``{}`` for a train job itself)."""
+    params: dict
+    """The settings that decide the result (part of ``job_id``)."""
+    options: dict = field(default_factory=dict)
+    """Execution settings (not part of ``job_id``)."""
+
+    @property
+    def job_id(self) -> str:
+        payload = json.dumps({"kind": self.kind, "checkpoint": self.checkpoint, "source": self.source,
+                              "params": self.params}, sort_keys=True)
+        return f"{self.kind}-{self.checkpoint}-{hashlib.sha256(payload.encode()).hexdigest()[:10]}"
+
+    @property
+    def depends_on(self) -> str | None:
+        return self.source.get("train")
+
+    def argv(self, checkpoint: str | Path, out: str | Path, device: str | None = None) -> list[str]:
+        """The ``probekit`` command line of the job, reading ``checkpoint`` and writing to ``out``."""
+        p, o = self.params, self.options
+        if self.kind == "train":
+            device_override = [f"run.device={device}"] if device else []
+            return ["train", p["config"], *p["overrides"], *device_override, "--out", str(out), "--resume", "--quiet"]
+        if self.kind == "accuracy":
+            args = ["eval", str(checkpoint), "--sets", p["set"], "--n", p["n"], "--seed", p["seed"],
+                    "--workers", 1, "--out", str(out), "--quiet"]
+            if p["samples"]:
+                args += ["--samples", p["samples"], "--temperature", p["temperature"]]
+            args += _flags(preset=p["preset"], format=p["format"], max_new_tokens=p["max_new_tokens"],
+                           batch_size=o.get("batch_size"))
+        else:
+            args = ["probe", str(checkpoint), "--models", p["model"], "--rank", p["rank"], "--seed", p["seed"],
+                    "--n-train", p["n_train"], "--n-test", p["n_test"], "--per-problem", p["per_problem"],
+                    "--steps", p["steps"], "--lr", p["lr"], "--batch-size", p["batch_size"], "--format", p["format"],
+                    "--out", str(out), "--quiet"]
+            args += _flags(op=p["op"], preset=p["preset"], micro_batch_size=o.get("micro_batch_size"))
+            if self.kind == "probe":
+                args += ["--task", p["task"], "--layers", p["layer"], *_test_set_flags(p["test_set"])]
+            elif self.kind == "depth":
+                args += ["--analysis", "depth", "--layers", p["layers"], *_test_set_flags(p["test_set"])]
+            else:
+                args += ["--analysis", "mistakes", "--layers", p["layer"], "--sets", ",".join(p["sets"]),
+                         "--n-eval", p["n_eval"]] + _flags(max_new_tokens=p["max_new_tokens"])
+        return [str(a) for a in args + (["--device", device] if device else [])]
+
+    def command(self, checkpoint: str | Path, out: str | Path, device: str | None = None) -> str:
+        """:meth:`argv` as a shell command line."""
+        return "probekit " + shlex.join(self.argv(checkpoint, out, device))
+
+    def to_dict(self) -> dict:
+        return {"job_id": self.job_id, "kind": self.kind, "checkpoint": self.checkpoint, "source": self.source,
+                "params": self.params, "depends_on": self.depends_on}
+
+
+def _flags(**values) -> list:
+    out = []
+    for key, value in values.items():
+        if value is not None:
+            out += [f"--{key.replace('_', '-')}", value]
+    return out
+
+
+def _test_set_flags(test_set: str) -> list[str]:
+    if test_set == "id":
+        return []
+    if test_set.startswith("r"):
+        return ["--test-op", test_set[1:], "--reask"]
+    return ["--test-op", test_set]
+
+
+# ---------------------------------------------------------------------------- expansion
+def expand(cfg: SweepConfig) -> list[Job]:
+    """Every job of the sweep: training runs first, then per checkpoint the analyses in the order of
+    :meth:`SweepConfig.analyses`; duplicates (same ``job_id``) are dropped."""
+    jobs: list[Job] = []
+    sources: list[tuple[str, str, dict, str | None]] = []  # (sweep label, job label, source, preset)
+    for label, folder in cfg.checkpoints.items():
+        sources.append((label, label, {"path": str(folder)}, _checkpoint_preset(folder)))
+    for label, spec in cfg.train.items():
+        for seed in spec.seeds or [None]:
+            job = _train_job(label, spec, seed)
+            jobs.append(job)
+            sources.append((label, job.checkpoint, {"train": job.job_id}, job.params["resolved"]["data"]["preset"]))
+    for sweep_label, label, source, preset in sources:
+        for analysis in cfg.analyses():
+            section = getattr(cfg, analysis)
+            if section.checkpoints is None or sweep_label in section.checkpoints:
+                jobs += EXPANDERS[analysis](section, label, source, preset)
+    unique = {}
+    for job in jobs:
+        unique.setdefault(job.job_id, job)
+    return list(unique.values())
+
+
+def _checkpoint_preset(folder) -> str | None:
+    from probekit.evaluate.run import provenance_value, read_provenance
+    from probekit.igsm.generate import PRESETS
+
+    return provenance_value(read_provenance(folder), "preset", tuple(PRESETS))
+
+
+def _train_job(label: str, spec, seed: int | None) -> Job:
+    from probekit.train.config import load_config
+
+    overrides = list(spec.overrides) + ([f"model.seed={seed}", f"data.seed={seed}"] if seed is not None else [])
+    resolved = load_config(spec.config, overrides).to_dict()
+    resolved["run"].pop("out", None)
+    resolved["run"].pop("progress", None)
+    return Job("train", label if seed is None or len(spec.seeds) == 1 else f"{label}-s{seed}", {},
+               {"config": spec.config, "overrides": overrides, "resolved": resolved})
+
+
+def _accuracy_jobs(section, label: str, source: dict, preset: str | None) -> list[Job]:
+    from probekit.evaluate.sets import parse_sets
+
+    preset = section.preset or preset or "med"
+    tokens = []
+    for token in section.sets:
+        for s in parse_sets(token, preset):
+            tokens.append("unforced" if s.op is None else f"{'r' if s.reask else ''}{s.op}")
+    jobs = []
+    for token, seed in itertools.product(dict.fromkeys(tokens), section.seeds):
+        params = {"set": token, "n": section.n, "seed": seed, "samples": section.samples,
+                  "temperature": section.temperature if section.samples else None,
+                  "max_new_tokens": section.max_new_tokens, "preset": section.preset, "format": section.format}
+        jobs.append(Job("accuracy", label, source, params, {"batch_size": section.batch_size}))
+    return jobs
+
+
+def _probe_params(section: ProbeSettings) -> dict:
+    keys = ("n_train", "n_test", "per_problem", "steps", "lr", "batch_size", "op", "preset", "format")
+    return {k: getattr(section, k) for k in keys}
+
+
+def _probe_jobs(section, label: str, source: dict, preset: str | None) -> list[Job]:
+    axes = itertools.product(section.models, section.tasks, section.layers, section.ranks, section.seeds,
+                             section.test_sets)
+    return [Job("probe", label, source, {"model": m, "task": t, "layer": layer, "rank": r, "seed": s,
+                                         "test_set": ts, **_probe_params(section)},
+                {"micro_batch_size": section.micro_batch_size})
+            for m, t, layer, r, s, ts in axes]
+
+
+def _mistakes_jobs(section: MistakesSection, label: str, source: dict, preset: str | None) -> list[Job]:
+    axes = itertools.product(section.models, section.layers, section.ranks, section.seeds)
+    return [Job("mistakes", label, source, {"model": m, "layer": layer, "rank": r, "seed": s,
+                                            "sets": list(section.sets), "n_eval": section.n_eval,
+                                            "max_new_tokens": section.max_new_tokens, **_probe_params(section)},
+                {"micro_batch_size": section.micro_batch_size})
+            for m, layer, r, s in axes]
+
+
+def _depth_jobs(section, label: str, source: dict, preset: str | None) -> list[Job]:
+    axes = itertools.product(section.models, section.ranks, section.seeds, section.test_sets)
+    return [Job("depth", label, source, {"model": m, "rank": r, "seed": s, "layers": section.layers,
+                                         "test_set": ts, **_probe_params(section)},
+                {"micro_batch_size": section.micro_batch_size})
+            for m, r, s, ts in axes]
+
+
+EXPANDERS = {"accuracy": _accuracy_jobs, "probe": _probe_jobs, "mistakes": _mistakes_jobs, "depth": _depth_jobs}
+
+
+def select(jobs: list[Job], kinds: list[str] | None) -> list[Job]:
+    """The jobs of ``kinds`` (None: all) plus the training jobs they depend on."""
+    if not kinds:
+        return jobs
+    allowed = {"train", "accuracy", "probe", "mistakes", "depth"}
+    bad = [k for k in kinds if k not in allowed]
+    if bad:
+        raise ConfigError(f"--only: unknown kind {bad[0]!r}; allowed: {', '.join(sorted(allowed))}")
+    chosen = [j for j in jobs if j.kind in kinds]
+    needed = {j.depends_on for j in chosen if j.depends_on}
+    return [j for j in jobs if j in chosen or j.job_id in needed]

@@ -1,0 +1,405 @@
+"""Tests for probekit.figures: every figure from a fabricated results store, the report and ``probekit figures``.
+
+The store holds two checkpoints (4-layer and 8-layer GPT2) with rows of every kind; probe and depth rows come
+for the pretrained model and a random-init model of the same shape. Figures are rendered once per module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from probekit.evaluate.metrics import fit_step_accuracy, wilson_interval
+from probekit.figures.registry import FIGURE_NAMES, NoData, render
+
+CHECKPOINTS = {"gpt2-4-2-cpu": (4, 128, "a1b2c3d4e5f6a7b8"), "gpt2-8-2-cpu": (8, 128, "0f1e2d3c4b5a6978")}
+SETS = {"op<=15": (None, False), "op=15": (15, False), "op=20": (20, False), "reask op=20": (20, True)}
+TASKS = ("nece", "dep", "known", "value", "can_next", "nece_next")
+
+
+def _common(ckpt: str, kind: str, job: str, model: str = "pretrained") -> dict:
+    n_layer, d_model, sha = CHECKPOINTS[ckpt]
+    return {
+        "job_id": job, "kind": kind, "sweep": "cpu-small", "checkpoint": ckpt, "checkpoint_path": f"models/{ckpt}",
+        "checkpoint_sha256": sha * 4, "revision": "0.1.0+abc1234", "job_config": json.dumps({"kind": kind}),
+        "model": model, "arch": "gpt2", "n_layer": n_layer, "d_model": d_model, "n_params": n_layer * 12 * d_model**2,
+        "train_preset": "med",
+    }
+
+
+def _accuracy_rows(rng) -> list[dict]:
+    rows = []
+    for ckpt in CHECKPOINTS:
+        for name, (op, reask) in SETS.items():
+            for seed in (0, 1):
+                ops = range(1, 16) if op is None else [op]
+                by_op = {str(o): [int(n), int(rng.binomial(n, 0.97**o))] for o in ops for n in [rng.integers(20, 60)]}
+                n = sum(v[0] for v in by_op.values())
+                k = sum(v[1] for v in by_op.values())
+                low, high = wilson_interval(k, n)
+                samples = 8 if seed == 0 else math.nan
+                rows.append({
+                    **_common(ckpt, "accuracy", f"eval-{ckpt}-{seed}"), "set": name, "preset": "med", "format": "pq",
+                    "op": op, "reask": reask, "seed": seed, "n": n, "correct": k, "accuracy": k / n, "ci_low": low,
+                    "ci_high": high, "unnecessary_per_correct": 0.5 if reask else 0.02, "first_error_position": 0.6,
+                    "accuracy_by_op": json.dumps(by_op), "always_zero_accuracy": 0.05, "kind_wrong_value": n - k,
+                    "samples": samples, "temperature": 0.7 if seed == 0 else math.nan,
+                    "pass_at_1": k / n if seed == 0 else math.nan, "pass_at_n": min(1.0, k / n + 0.1) if seed == 0 else math.nan,
+                    "pass_ratio_at_n": k / n - 0.05 if seed == 0 else math.nan,
+                    "pass_ratio_ci_low": k / n - 0.1 if seed == 0 else math.nan,
+                    "pass_ratio_ci_high": k / n if seed == 0 else math.nan,
+                })
+    return rows
+
+
+def _probe_rows(rng) -> list[dict]:
+    rows = []
+    for ckpt, (n_layer, _, _) in CHECKPOINTS.items():
+        for model, level in (("pretrained", 0.95), ("random-init", 0.7)):
+            for layer in (n_layer - 2, n_layer - 1):
+                for task in TASKS:
+                    for test_set in ("id", "r20"):  # the sweep's spelling of "reask op=20"
+                        n, n_pos = 400, 60
+                        value = task == "value"
+                        rows.append({
+                            **_common(ckpt, "probe", f"probe-{ckpt}-{model}", model), "task": task, "layer": layer,
+                            "hook": f"blocks.{layer}.hook_resid_post", "rank": 8, "test_set": test_set,
+                            "accuracy": level - 0.01 * layer, "accuracy_pos": math.nan if value else level - 0.1,
+                            "accuracy_neg": math.nan if value else level, "majority": 0.85, "n": n,
+                            "n_pos": math.nan if value else n_pos, "accuracy_unnecessary": level - 0.05,
+                            "n_unnecessary": 150, "seed": 0, "steps": 1000, "n_train": 8192,
+                        })
+    return rows
+
+
+def _mistake_rows() -> list[dict]:
+    rows = []
+    groups = {"unnecessary": [("necessary", 1, 0.97), ("written_unnecessary", 0, 0.6), ("unwritten_unnecessary", 0, 0.1)],
+              "first_error": [("first_error", 0, 0.4), ("background", 0, 0.9), ("correct_step", 1, 0.95)]}
+    for ckpt in CHECKPOINTS:
+        for analysis, specs in groups.items():
+            for task in (["nece"] if analysis == "unnecessary" else ["can_next", "nece_next"]):
+                for name in ("reask op=20", "all"):
+                    for group, label, p in specs:
+                        n = 200
+                        k = round(p * n)
+                        correct = k if label == 1 else n - k
+                        lo, hi = wilson_interval(k, n)
+                        clo, chi = wilson_interval(correct, n)
+                        rows.append({
+                            **_common(ckpt, "mistakes", f"mistakes-{ckpt}"), "analysis": analysis, "task": task,
+                            "set": name, "group": group, "true_label": label, "n": n, "n_pred_true": k,
+                            "p_pred_true": k / n, "p_ci_low": lo, "p_ci_high": hi, "n_correct": correct,
+                            "accuracy": correct / n, "ci_low": clo, "ci_high": chi, "layer": CHECKPOINTS[ckpt][0] - 1,
+                        })
+    return rows
+
+
+def _depth_rows() -> list[dict]:
+    rows = []
+    for ckpt, (n_layer, _, _) in CHECKPOINTS.items():
+        for model in ("pretrained", "random-init"):
+            for layer in range(n_layer):
+                for distance in range(1, 5):
+                    n = 100
+                    k = int(n * min(1.0, 0.5 + 0.1 * layer - 0.05 * distance)) if model == "pretrained" else 50
+                    lo, hi = wilson_interval(k, n)
+                    rows.append({**_common(ckpt, "depth", f"depth-{ckpt}-{model}", model), "layer": layer,
+                                 "hook": f"blocks.{layer}.hook_resid_post", "distance": distance, "n": n,
+                                 "n_correct": k, "accuracy": k / n, "ci_low": lo, "ci_high": hi, "rank": 8,
+                                 "n_train": 4096, "test_set": "id"})
+    return rows
+
+
+def _train_rows() -> list[dict]:
+    return [{**_common(ckpt, "train", f"train-{ckpt}"), "step": step, "tokens": step * 1024, "loss": 3.0 / step,
+             "seconds": step * 0.5} for ckpt in CHECKPOINTS for step in (1, 100, 200)]
+
+
+def make_store() -> pd.DataFrame:
+    """A small results store with rows of every kind."""
+    rng = np.random.default_rng(0)
+    rows = _accuracy_rows(rng) + _probe_rows(rng) + _mistake_rows() + _depth_rows() + _train_rows()
+    table = pd.DataFrame(rows)
+    table["op"] = table["op"].astype("Int64")
+    return table
+
+
+@pytest.fixture(scope="module")
+def store() -> pd.DataFrame:
+    return make_store()
+
+
+@pytest.fixture(scope="module")
+def rendered(store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("figures")
+    data_figures = [n for n in FIGURE_NAMES if n != "fig1"]
+    return out, {fr.name: fr for fr in render(store, data_figures, out)}
+
+
+# ============================================================================================== figures
+def test_every_data_figure_writes_png_pdf_and_caption(rendered, store):
+    out, results = rendered
+    assert set(results) == set(FIGURE_NAMES) - {"fig1"}
+    for name, fr in results.items():
+        assert fr.skipped is None, (name, fr.skipped)
+        assert sorted(p.name for p in fr.paths) == [f"{name}.pdf", f"{name}.png", f"{name}.txt"]
+        png, pdf, txt = (out / f"{name}.{ext}" for ext in ("png", "pdf", "txt"))
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
+        assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 1000
+        text = txt.read_text()
+        for ckpt, (_, _, sha) in CHECKPOINTS.items():
+            assert f"{ckpt} (sha256 {(sha * 4)[:12]})" in text, (name, text)
+        assert "revision(s): 0.1.0+abc1234" in text and "n per cell:" in text and "Units:" in text
+        kind = {"fig3": "accuracy", "fig7a": "probe", "fig8a": "mistakes", "fig10": "depth"}.get(name)
+        if kind:
+            assert fr.n_rows == int((store["kind"] == kind).sum())
+
+
+def test_captions_report_counts_and_job_numbers(rendered, store):
+    out, _ = rendered
+    fig3 = (out / "fig3.txt").read_text()
+    accuracy = store[store["kind"] == "accuracy"]
+    pooled_n = accuracy.groupby(["checkpoint", "set"])["n"].sum()
+    assert f"n per cell: {int(pooled_n.min())}-{int(pooled_n.max())} problems" in fig3
+    assert f"Runs: {accuracy['job_id'].nunique()} job(s) of sweep(s) cpu-small" in fig3
+    assert "n per cell: 100 parameters" in (out / "fig10.txt").read_text()
+    # fig7a shows the last layer per checkpoint at the largest rank
+    assert "gpt2-4-2-cpu pretrained: layer 3, rank 8" in (out / "fig7a.txt").read_text()
+    assert "gpt2-8-2-cpu random-init: layer 7, rank 8" in (out / "fig7a.txt").read_text()
+    assert "N = 8 samples at temperature 0.7" in (out / "stability.txt").read_text()
+
+
+def test_step_fit_reports_the_refit_on_pooled_counts(rendered, store):
+    from probekit.figures.accuracy import step_fits
+
+    out, _ = rendered
+    text = (out / "step_fit.txt").read_text()
+    rows = store[(store["kind"] == "accuracy") & ~store["reask"].astype(bool)]
+    for ckpt in CHECKPOINTS:
+        bins: dict[int, list[int]] = {}
+        for raw in rows.loc[rows["checkpoint"] == ckpt, "accuracy_by_op"]:
+            for op, (n, k) in json.loads(raw).items():
+                bins.setdefault(int(op), [0, 0])
+                bins[int(op)][0] += n
+                bins[int(op)][1] += k
+        ops = sorted(bins)
+        fit = fit_step_accuracy(ops, [bins[o][0] for o in ops], [bins[o][1] for o in ops])
+        assert 0.9 < fit.step_accuracy < 1.0
+        assert f"{ckpt}: step accuracy {fit.step_accuracy:.4f} (95% profile CI {fit.ci_low:.4f}-{fit.ci_high:.4f})" in text
+        assert f"{fit.n} problems in {len(ops)} op bins" in text
+        assert step_fits(store)[ckpt][1].step_accuracy == fit.step_accuracy
+
+
+def test_pooled_accuracy_sums_seeds_and_recomputes_wilson(store):
+    from probekit.figures.accuracy import pooled_accuracy
+
+    rows = store[store["kind"] == "accuracy"]
+    table = pooled_accuracy(rows).set_index(["checkpoint", "set"])
+    raw = rows[(rows["checkpoint"] == "gpt2-8-2-cpu") & (rows["set"] == "op=20")]
+    cell = table.loc[("gpt2-8-2-cpu", "op=20")]
+    n, k = raw["n"].sum(), raw["correct"].sum()
+    assert (cell["n"], cell["correct"]) == (n, k)
+    assert (cell["ci_low"], cell["ci_high"]) == pytest.approx(wilson_interval(k, n))
+    assert len(table) == len(CHECKPOINTS) * len(SETS)
+
+
+def test_probe_pooling_rebuilds_pos_neg_counts(store):
+    from probekit.figures.probing import probe_table
+
+    rows, table = probe_table(store, layer=2)
+    assert set(rows["layer"]) == {2}
+    cell = table[(table["checkpoint"] == "gpt2-4-2-cpu") & (table["model"] == "pretrained")
+                 & (table["task"] == "dep") & (table["test_set"] == "id")].iloc[0]
+    assert (cell["n_pos"], cell["n_neg"]) == (60, 340)
+    assert cell["acc_neg"] == pytest.approx(round(0.95 * 340) / 340)
+    value = table[table["task"] == "value"]
+    assert value["acc_pos"].isna().all() and (value["n_pos"] == 0).all()
+    with pytest.raises(NoData, match="layer = 99"):
+        probe_table(store, layer=99)
+
+
+def test_missing_kinds_are_skipped_with_a_reason(tmp_path, store):
+    only_accuracy = store[store["kind"] == "accuracy"].drop(columns=["pass_at_n", "pass_at_1"])
+    names = ["fig3", "fig7a", "fig12", "fig8b", "fig10", "stability"]
+    results = {fr.name: fr for fr in render(only_accuracy, names, tmp_path)}
+    assert results["fig3"].skipped is None and results["fig3"].paths
+    for name, kind in (("fig7a", "probe"), ("fig12", "probe"), ("fig8b", "mistakes"), ("fig10", "depth")):
+        assert results[name].skipped == f"no {kind!r} rows in the results store"
+        assert results[name].paths == [] and results[name].n_rows == 0
+        assert not (tmp_path / f"{name}.png").exists()
+    assert "sampled evaluations" in results["stability"].skipped
+    assert results["stability"].n_rows == len(only_accuracy)
+
+
+def test_figure_specific_rows_missing_are_skipped(tmp_path, store):
+    no_first_error = store[~((store["kind"] == "mistakes") & (store["analysis"] == "first_error"))]
+    no_unnecessary = no_first_error.assign(accuracy_unnecessary=math.nan)
+    results = {fr.name: fr for fr in render(no_unnecessary, ["fig8b", "fig7b"], tmp_path)}
+    assert results["fig8b"].skipped == "no mistakes rows with analysis = 'first_error'"
+    assert results["fig7b"].skipped == "the 'probe' rows have no values in column(s) accuracy_unnecessary"
+
+
+def test_checkpoints_are_ordered_by_depth_then_width():
+    from probekit.figures.registry import checkpoint_order
+
+    table = pd.DataFrame({"checkpoint": ["a-wide", "b-deep", "c-shallow", "a-wide"], "n_layer": [4, 20, 4, 4],
+                          "d_model": [1920, 576, 768, 1920]})
+    assert checkpoint_order(table) == ["c-shallow", "a-wide", "b-deep"]
+
+
+def test_sets_are_ordered_and_short_names_spelled_out():
+    from probekit.figures.registry import set_label, sorted_sets
+
+    names = ["all", "reask op=20", "r15", "op=20", "15", "op<=15", "id"]
+    assert sorted_sets(names) == ["id", "op<=15", "15", "op=20", "r15", "reask op=20", "all"]
+    assert [set_label(n) for n in ("15", "r15", "id", "op<=15")] == ["op=15", "reask op=15", "id", "op<=15"]
+
+
+def test_unknown_names_and_options_are_rejected(tmp_path, store):
+    with pytest.raises(ValueError, match="unknown figure.*'fig99'.*allowed: fig1, fig3"):
+        render(store, ["fig3", "fig99"], tmp_path)
+    with pytest.raises(ValueError, match="fig3 has no option.*colour; allowed: none"):
+        render(store, ["fig3"], tmp_path, {"fig3": {"colour": "red"}})
+    with pytest.raises(ValueError, match="fig7a has no option.*allowed: layer, rank"):
+        render(store, ["fig7a"], tmp_path, {"fig7a": {"hook": "x"}})
+    assert not list(tmp_path.iterdir())
+
+
+def test_fig1_draws_a_generated_problem(tmp_path):
+    pytest.importorskip("probekit.figures.graphs")
+    (fr,) = render(pd.DataFrame({"kind": []}), ["fig1"], tmp_path, {"fig1": {"op": 4}})
+    assert fr.skipped is None
+    assert (tmp_path / "fig1.png").read_bytes()[:4] == b"\x89PNG"
+    assert "op=4" in (tmp_path / "fig1.txt").read_text()
+
+
+def test_package_import_is_lazy():
+    code = ("import sys, probekit.figures, probekit.figures.registry, probekit.figures.command; "
+            "print(sorted(m for m in ('matplotlib', 'pandas') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+# ============================================================================================== report
+def test_report_has_a_table_per_kind_and_the_figures(rendered, store, tmp_path):
+    from probekit.figures.report import write_report
+
+    out, results = rendered
+    path = write_report(store, tmp_path, list(results.values()))
+    text = path.read_text()
+    assert path == tmp_path / "REPORT.md"
+    for title in ("## Generation accuracy", "## V-probes", "## Layer-wise nece probing", "## Mistake analysis",
+                  "## Training", "## Figures"):
+        assert title in text
+    rows = store[(store["kind"] == "accuracy") & (store["checkpoint"] == "gpt2-4-2-cpu") & (store["set"] == "op=15")]
+    n, k = int(rows["n"].sum()), int(rows["correct"].sum())
+    low, high = wilson_interval(k, n)
+    assert f"| gpt2-4-2-cpu | med_pq | op=15 | {n} | {k / n:.3f} [{low:.3f}, {high:.3f}] | 0.050 | 0.02 |" in text
+    assert "| gpt2-8-2-cpu | dep | id | 7 | 8 | 0.880 [" in text  # last layer 7: 0.95 - 0.07
+    assert "| gpt2-4-2-cpu | nece_next | reask op=20 | 3 | 8 |" in text
+    assert "| gpt2-8-2-cpu | random-init | id | 0-7 | 3200 | layer 7: t=1: 0.500," in text
+    assert "  > Figure 3 (Physics of LMs 2.1, Fig. 3)" in text
+    assert f"[fig3.png]({os.path.relpath(out / 'fig3.png', tmp_path)})" in text
+    assert "| gpt2-4-2-cpu | 200 |" in text  # training: last step
+
+
+# ============================================================================================== command
+def _run_cli(argv: list[str]) -> tuple[int, str, str]:
+    from probekit.figures.command import register
+
+    parser = argparse.ArgumentParser(prog="probekit")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = args.func(args)
+    return status, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def experiment(tmp_path, store):
+    results = tmp_path / "results"
+    results.mkdir()
+    store.to_parquet(results / "results.parquet")
+    path = tmp_path / "exp.yaml"
+    path.write_text(f"name: cpu-small\nresults: {results}\nfigures:\n  fig9:\n  fig7a: {{layer: 2}}\n  fig4: {{}}\n"
+                    "train: {steps: 10}\n")
+    return path, results
+
+
+def test_command_json_lists_written_figures(experiment):
+    path, results = experiment
+    status, out, err = _run_cli(["figures", str(path), "--json"])
+    assert status == 0, err
+    listed = json.loads(out)
+    assert [d["figure"] for d in listed] == ["fig9", "fig7a", "fig4"]
+    for entry in listed:
+        assert set(entry) == {"figure", "files", "skipped", "n_rows"} and entry["skipped"] is None
+        assert all(f.startswith(str(results / "figures")) for f in entry["files"])
+    assert "layer 2, rank 8" in (results / "figures" / "fig7a.txt").read_text()
+    assert (results / "figures" / "REPORT.md").is_file()
+    assert "fig9" in err and "written  3 files" in err
+
+
+def test_command_only_out_and_quiet(experiment, tmp_path):
+    path, _ = experiment
+    status, out, err = _run_cli(["figures", str(path), "--only", "step_fit,stability", "--out", str(tmp_path / "o"), "--quiet"])
+    assert (status, out, err) == (0, "", "")
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "REPORT.md", "stability.pdf", "stability.png", "stability.txt", "step_fit.pdf", "step_fit.png", "step_fit.txt"]
+
+
+def test_command_reports_skipped_figures(tmp_path, store, monkeypatch):
+    results = tmp_path / "out" / "exp"
+    results.mkdir(parents=True)
+    store[store["kind"] == "train"].to_parquet(results / "results.parquet")
+    (tmp_path / "exp.yaml").write_text("name: exp\n")
+    monkeypatch.chdir(tmp_path)  # results default to out/<name>, relative to the working directory
+    status, out, err = _run_cli(["figures", "exp.yaml", "--json", "--only", "fig3,fig9"])
+    assert status == 0
+    assert [(d["figure"], d["skipped"], d["files"]) for d in json.loads(out)] == [
+        ("fig3", "no 'accuracy' rows in the results store", []), ("fig9", "no 'accuracy' rows in the results store", [])]
+    assert "skipped  no 'accuracy' rows" in err
+    assert "## Training" in (results / "figures" / "REPORT.md").read_text()
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("name: [a]\n", "key 'name' must be a non-empty string"),
+    ("results: 3\n", "key 'results' must be a non-empty string"),
+    ("name: x\nfigures: [fig3, fig99]\n", "key 'figures': unknown figure(s) 'fig99'; allowed: fig1, fig3"),
+    ("name: x\nfigures: fig3\n", "key 'figures' must be a list of figure names or a mapping"),
+    ("name: x\nfigures: {fig3: 1}\n", "the options of fig3 must be a mapping"),
+    ("name: x\nfigures: {fig3: {bins: 3}}\n", "figure fig3 has no option(s) bins"),
+    ("- a\n- b\n", "must be a mapping of keys"),
+    ("figures: [fig3]\n", "needs key 'name'"),
+    ("name: x\n  bad: [\n", "cannot read"),
+])
+def test_command_rejects_bad_experiment_files(tmp_path, yaml_text, message):
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml_text)
+    status, out, err = _run_cli(["figures", str(path)])
+    assert status == 2 and out == ""
+    assert message in err, err
+
+
+def test_command_errors_on_missing_files(tmp_path):
+    status, _, err = _run_cli(["figures", str(tmp_path / "nope.yaml")])
+    assert status == 2 and f"no experiment file {tmp_path / 'nope.yaml'}" in err
+    path = tmp_path / "exp.yaml"
+    path.write_text(f"name: x\nresults: {tmp_path / 'r'}\n")
+    status, _, err = _run_cli(["figures", str(path)])
+    assert status == 2
+    assert f"no results store at {tmp_path / 'r' / 'results.parquet'}: run `probekit run {path}` first" in err
+    status, _, err = _run_cli(["figures", str(path), "--only", "fig3,nope"])
+    assert status == 2 and "--only: unknown figure(s) 'nope'" in err

@@ -1,0 +1,217 @@
+"""``probekit run``: config checks, job expansion and ids, the results store, kill-and-restart, executors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("torch")
+pytest.importorskip("pandas")
+
+import pandas as pd  # noqa: E402
+
+from probekit.cli import main  # noqa: E402
+from probekit.configs import ConfigError  # noqa: E402
+from probekit.sweep.config import load_sweep, parse_sweep  # noqa: E402
+from probekit.sweep.execute import run_jobs  # noqa: E402
+from probekit.sweep.jobs import expand  # noqa: E402
+from probekit.sweep.store import ResultsStore  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "models" / "igsm-med-op4-gpt2-4-2-cpu"
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    from probekit.modeling import build_model, load_model_config, save_checkpoint
+    from probekit.tokenizer import default_tokenizer
+
+    tok = default_tokenizer()
+    folder = tmp_path_factory.mktemp("ckpt") / "tiny"
+    model = build_model(load_model_config("gpt2-tiny"), tok, seed=1)
+    save_checkpoint(model, tok, folder, {"data": {"preset": "med"}})
+    return folder
+
+
+def _sweep(tmp_path, ckpt, **sections) -> Path:
+    data = {"name": "t", "results": str(tmp_path / "res"), "device": "cpu", "checkpoints": {"tiny": str(ckpt)},
+            "accuracy": {"sets": ["1", "2"], "n": 4},
+            "probe": {"tasks": ["nece"], "ranks": [0], "models": ["pretrained", "random-init"], "n_train": 6,
+                      "n_test": 4, "steps": 5, "batch_size": 16, "op": 2}}
+    data.update(sections)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in data.items() if v is not None}))
+    return path
+
+
+# ---------------------------------------------------------------------------- config
+@pytest.mark.parametrize("data, message", [
+    ({"checkpoint": {}}, "unknown key 'checkpoint' (did you mean 'checkpoints'?)"),
+    ({"probe": {"tasks": ["nece", "nec"]}}, "probe.tasks: unknown value 'nec'"),
+    ({"probe": {"models": ["trained"]}}, "allowed: pretrained, random-init"),
+    ({"probe": {"test_sets": ["ood"]}}, "'ood' is not id, K (op = K) or rK"),
+    ({"probe": {"steps": "many"}}, "probe.steps expects an int"),
+    ({"accuracy": {"sets": ["oops"]}}, "unknown evaluation set 'oops'"),
+    ({"accuracy": {"n": 0}}, "accuracy.n must be >= 1"),
+    ({"depth": {"ranks": [-1]}}, "depth.ranks must be >= 0"),
+    ({"device": "tpu"}, "device expects 'auto' | 'cpu' | 'cuda'"),
+])
+def test_bad_config_names_the_key_and_allowed_values(data, message):
+    base = {"name": "x", "checkpoints": {"a": str(SHIPPED)}, "accuracy": {}}
+    with pytest.raises(ConfigError) as err:
+        parse_sweep({**base, **data})
+    assert message in str(err.value)
+
+
+def test_missing_checkpoint_and_bad_training_config_are_refused_before_running(tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"name": "x", "checkpoints": {"a": str(tmp_path / "nope")}, "accuracy": {}}))
+    assert main(["run", str(path), "--results", str(tmp_path / "r")]) == 2
+    assert "checkpoints.a" in capsys.readouterr().err and not (tmp_path / "r").exists()
+    path.write_text(yaml.safe_dump({"name": "x", "train": {"t": {"config": "experiments/train/cpu-tiny.yaml",
+                                                                 "overrides": ["optim.lrr=1"]}}, "accuracy": {}}))
+    with pytest.raises(ConfigError, match=r"train\.t: .*unknown key 'optim.lrr'"):
+        load_sweep(path)
+
+
+def test_every_experiment_config_checks_and_expands():
+    configs = sorted((REPO / "experiments").glob("*.yaml"))
+    assert (REPO / "experiments" / "smoke.yaml") in configs and len(configs) >= 5
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        for path in configs:
+            jobs = expand(load_sweep(path))
+            assert jobs, path
+            assert len({j.job_id for j in jobs}) == len(jobs)
+    finally:
+        os.chdir(cwd)
+
+
+# ---------------------------------------------------------------------------- expansion
+def test_grid_expansion_and_stable_ids(tmp_path, tiny_ckpt):
+    cfg = load_sweep(_sweep(tmp_path, tiny_ckpt, probe={"tasks": ["nece", "dep"], "layers": [0, -1], "ranks": [0, 8],
+                                                         "models": ["pretrained"], "test_sets": ["id", "r5"]}))
+    jobs = expand(cfg)
+    kinds = [j.kind for j in jobs]
+    assert kinds.count("accuracy") == 2 and kinds.count("probe") == 2 * 2 * 2 * 2
+    assert [j.job_id for j in expand(load_sweep(tmp_path / "sweep.yaml"))] == [j.job_id for j in jobs]
+    changed = expand(parse_sweep({**yaml.safe_load((tmp_path / "sweep.yaml").read_text()), "accuracy": {"sets": ["1", "2"], "n": 5}}))
+    assert {j.job_id for j in changed if j.kind == "probe"} == {j.job_id for j in jobs if j.kind == "probe"}
+    assert not {j.job_id for j in changed if j.kind == "accuracy"} & {j.job_id for j in jobs if j.kind == "accuracy"}
+    reask = next(j for j in jobs if j.kind == "probe" and j.params["test_set"] == "r5")
+    argv = reask.argv(tiny_ckpt, tmp_path / "w")
+    assert argv[argv.index("--test-op") + 1] == "5" and "--reask" in argv
+
+
+def test_dry_run_json_lists_jobs_with_stable_ids(tmp_path, tiny_ckpt, capsys):
+    path = _sweep(tmp_path, tiny_ckpt)
+    assert main(["run", str(path), "--dry-run", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert [item["job_id"] for item in listing] == [j.job_id for j in expand(load_sweep(path))]
+    assert all(item["command"].startswith("probekit ") and item["done"] is False for item in listing)
+    assert not (tmp_path / "res").exists()  # a dry run writes nothing
+
+
+def test_training_jobs_come_first_and_their_checkpoint_is_named(tmp_path, tiny_ckpt):
+    cfg = load_sweep(_sweep(tmp_path, tiny_ckpt, checkpoints=None, train={
+        "mini": {"config": str(REPO / "experiments/train/cpu-tiny.yaml"), "overrides": ["schedule.steps=4"],
+                 "seeds": [0, 1]}}))
+    jobs = expand(cfg)
+    train = [j for j in jobs if j.kind == "train"]
+    assert [j.checkpoint for j in train] == ["mini-s0", "mini-s1"]
+    assert jobs[:2] == train
+    assert all(j.depends_on in {t.job_id for t in train} for j in jobs[2:])
+    assert "model.seed=1" in train[1].argv(None, tmp_path)
+
+
+# ---------------------------------------------------------------------------- running
+def _expected_rows(store: ResultsStore, jobs) -> None:
+    frame = store.read()
+    assert sorted(frame["job_id"]) == sorted(j.job_id for j in jobs)  # exactly one row per job
+    assert sorted(p.stem for p in store.jobs_dir.glob("*.parquet")) == sorted(j.job_id for j in jobs)
+
+
+def test_sweep_runs_stores_rows_with_provenance_and_skips_finished_jobs(tmp_path, tiny_ckpt, capsys):
+    path = _sweep(tmp_path, tiny_ckpt)
+    assert main(["run", str(path), "--json", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    jobs = expand(load_sweep(path))
+    assert summary["finished"] == len(jobs) == 4 and summary["already_done"] == 0
+    store = ResultsStore(tmp_path / "res")
+    _expected_rows(store, jobs)
+    frame = store.read()
+    digest = hashlib.sha256((tiny_ckpt / "model.safetensors").read_bytes()).hexdigest()
+    assert set(frame["checkpoint_sha256"]) == {digest}
+    assert frame["revision"].str.startswith("0.").all()
+    assert set(frame["model"]) == {"pretrained", "random-init"}
+    acc = frame[frame.kind == "accuracy"].set_index("set")
+    assert set(acc.index) == {"op=1", "op=2"} and ((acc.accuracy >= 0) & (acc.accuracy <= 1)).all()
+    probe = frame[frame.kind == "probe"]
+    assert (probe["task"] == "nece").all() and (probe["test_set"] == "id").all()
+    assert json.loads(probe["job_config"].iloc[0])["params"]["task"] == "nece"
+    assert (frame["n_layer"] == 2).all()
+    # a second run skips everything
+    assert main(["run", str(path), "--json", "--quiet"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["already_done"] == 4 and again["finished"] == 0
+
+
+def test_killed_sweep_restarts_with_exactly_one_row_per_job(tmp_path, tiny_ckpt):
+    path = _sweep(tmp_path, tiny_ckpt, accuracy={"sets": ["1", "2", "3"], "n": 4})
+    jobs = expand(load_sweep(path))
+    store = ResultsStore(tmp_path / "res")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "probekit", "run", str(path), "--quiet"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(store.finished()) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = len(store.finished())
+    assert 1 <= killed_at < len(jobs), "the sweep must be killed in the middle"
+    assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
+    _expected_rows(store, jobs)
+
+
+def test_a_failed_job_is_recorded_and_retried(tmp_path, tiny_ckpt):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_ckpt, broken)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    path = _sweep(tmp_path, broken, probe=None, accuracy={"sets": ["1"], "n": 2})
+    jobs = expand(load_sweep(path))
+    summary = run_jobs(jobs, tmp_path / "res", device="cpu", progress=False)
+    store = ResultsStore(tmp_path / "res")
+    assert list(summary.failed) == [jobs[0].job_id] and jobs[0].job_id in store.failures()
+    assert "exited with status" in store.failures()[jobs[0].job_id]
+    assert len(store.read()) == 0
+    shutil.copy(tiny_ckpt / "model.safetensors", broken / "model.safetensors")
+    summary = run_jobs(jobs, tmp_path / "res", device="cpu", progress=False)
+    assert summary.finished == [jobs[0].job_id] and not store.failures()
+    _expected_rows(store, jobs)
+
+
+def test_two_local_workers_and_the_submitit_debug_cluster(tmp_path, tiny_ckpt):
+    pytest.importorskip("submitit")
+    path = _sweep(tmp_path, tiny_ckpt, probe=None)
+    jobs = expand(load_sweep(path))
+    summary = run_jobs(jobs, tmp_path / "res", device="cpu", workers=2, progress=False)
+    assert sorted(summary.finished) == sorted(j.job_id for j in jobs) and not summary.failed
+    local = ResultsStore(tmp_path / "res").read().set_index("job_id").sort_index()
+    summary = run_jobs(jobs, tmp_path / "sub", device="cpu", executor="submitit", cluster={"cluster": "debug"},
+                       progress=False)
+    assert not summary.failed, summary.failed
+    remote = ResultsStore(tmp_path / "sub").read().set_index("job_id").sort_index()
+    pd.testing.assert_series_equal(local["accuracy"], remote["accuracy"])
