@@ -119,6 +119,72 @@ def test_step_accuracy_fit_edges():
     assert (n.tolist(), k.tolist()) == ([8], [4])
 
 
+def test_pass_at_k_hand_values_and_empty_tables():
+    # [1,0,0]: pass@2 = 1 - C(2,2)/C(3,2) = 2/3; [1,1,0]: 1 - C(1,2)/C(3,2) = 1
+    assert metrics.pass_at_k([[1, 0, 0], [1, 1, 0]], 2) == pytest.approx(5 / 6)
+    assert metrics.pass_at_k([[0, 0, 0]], 2) == 0.0 and metrics.pass_at_k([[1, 1, 1]], 2) == 1.0
+    table = [[1, 0], [0, 0], [1, 1]]
+    s = metrics.stability_metrics(table, [True, False, False])
+    assert (s["pass_at_n"], s["pass_ratio_at_n"], s["pass_at_1"]) == pytest.approx((2 / 3, 1 / 2, 1 / 3))
+    low, high = metrics.wilson_interval(2, 3)
+    assert (s["pass_at_n_ci_low"], s["pass_at_n_ci_high"]) == (low, high)
+    assert math.isnan(metrics.pass_at_n(np.zeros((0, 3), dtype=bool)))
+    with pytest.raises(ValueError, match="greedy"):
+        metrics.stability_metrics(table, [True])
+    with pytest.raises(ValueError):
+        metrics.pass_at_k(table, 3)  # k > N
+
+
+def test_step_fit_two_bins_by_hand():
+    # bins (s=1: 6/10) and (s=2: 1/7): the score 6 - 4 p/(1-p) + 2 - 12 p^2/(1-p^2) vanishes at p = 1/2
+    fit = metrics.fit_step_accuracy([1, 2], [10, 7], [6, 1])
+    assert fit.step_accuracy == pytest.approx(0.5, abs=1e-12)
+    assert fit.log_likelihood == pytest.approx(10 * math.log(0.5) + math.log(0.25) + 6 * math.log(0.75))
+    r1 = (6 - 10 * 0.5) / math.sqrt(10 * 0.5 * 0.5)
+    r2 = (1 - 7 * 0.25) / math.sqrt(7 * 0.25 * 0.75)
+    assert fit.chi2 == pytest.approx(r1**2 + r2**2) and fit.dof == 1
+    assert fit.p_value == pytest.approx(metrics._chi2_sf(r1**2 + r2**2, 1))
+    # R^2 weighted by n: mean 7/17
+    mean = 7 / 17
+    ss_tot = 10 * (0.6 - mean) ** 2 + 7 * (1 / 7 - mean) ** 2
+    ss_res = 10 * (0.6 - 0.5) ** 2 + 7 * (1 / 7 - 0.25) ** 2
+    assert fit.r2 == pytest.approx(1 - ss_res / ss_tot)
+    assert fit.ci_low < 0.5 < fit.ci_high
+    # profile interval: the log-likelihood at the bounds is 1.92 below the maximum
+    for bound in (fit.ci_low, fit.ci_high):
+        drop = fit.log_likelihood - metrics._log_likelihood(bound, np.array([1.0, 2.0]), np.array([10.0, 7.0]), np.array([6.0, 1.0]))
+        assert drop == pytest.approx(metrics.CHI2_1_95 / 2, abs=1e-6)
+    table = fit.bin_table()
+    assert table == [
+        {"op": 1, "n": 10, "correct": 6, "accuracy": pytest.approx(0.6), "predicted": pytest.approx(0.5),
+         "residual": pytest.approx(r1)},
+        {"op": 2, "n": 7, "correct": 1, "accuracy": pytest.approx(1 / 7), "predicted": pytest.approx(0.25),
+         "residual": pytest.approx(r2)},
+    ]
+    assert [b["pearson"] for b in fit.bins] == pytest.approx([r1, r2])
+    assert [b["residual"] for b in fit.bins] == pytest.approx([0.1, 1 / 7 - 0.25])  # raw differences
+
+
+def test_step_fit_bins_edges():
+    right = metrics.fit_step_accuracy([1, 3], [4, 2], [4, 2])  # all right: p = 1, predictions 1
+    assert [b["predicted"] for b in right.bin_table()] == [1.0, 1.0]
+    assert [b["residual"] for b in right.bin_table()] == [None, None]  # JSON-able, no NaN
+    wrong = metrics.fit_step_accuracy([2], [5], [0])  # all wrong: p = 0
+    assert wrong.bin_table() == [{"op": 2, "n": 5, "correct": 0, "accuracy": 0.0, "predicted": 0.0, "residual": None}]
+    one = metrics.fit_step_accuracy([3], [1], [1])  # a single problem (N = 1)
+    assert one.step_accuracy == 1.0 and one.n == 1 and one.bin_table()[0]["op"] == 3
+    assert metrics.fit_step_accuracy([], [], []).bin_table() == []
+    json.dumps(right.bin_table() + wrong.bin_table(), allow_nan=False)
+
+
+def test_first_error_position_interval():
+    mean, low, high = metrics.first_error_position_interval([0, 2, 3, None], [4, 4, 3, 5], seed=1)
+    assert mean == pytest.approx(0.5) and 0.0 <= low < 0.5 < high <= 1.0
+    assert (low, high) == metrics.bootstrap_mean_interval([0.0, 0.5, 1.0], seed=1)
+    assert metrics.first_error_position_interval([1, 1], [2, 2]) == (0.5, 0.5, 0.5)
+    assert all(math.isnan(x) for x in metrics.first_error_position_interval([None], [3]))
+
+
 def test_chi2_tail():
     assert metrics._chi2_sf(3.841458820694124, 1) == pytest.approx(0.05, abs=1e-7)
     assert metrics._chi2_sf(18.307038053275146, 10) == pytest.approx(0.05, abs=1e-7)
@@ -208,6 +274,8 @@ def test_reference_solutions_score_one():
     assert all(v == 0 for v in row["mistake_kinds"].values())
     assert math.isnan(row["first_error_position"]) and row["answer_mismatch"] == 0
     assert row["step_accuracy"] == 1.0 and row["accuracy_by_op"] == {6: [6, 6]}
+    assert row["step_fit_bins"] == [{"op": 6, "n": 6, "correct": 6, "accuracy": 1.0, "predicted": 1.0, "residual": None}]
+    assert row["errors_calculation"] == row["errors_reasoning"] == row["errors_format"] == 0
     assert len(result.records) == 6
     rec = result.records[0]
     assert rec["solution"] == rec["reference_solution"] and rec["correct"] and rec["set"] == "op=6"
@@ -242,6 +310,11 @@ def test_corrupted_solutions_score_zero_and_count_kinds():
     assert kinds["arithmetic_error"] + kinds["wrong_value"] + kinds["wrong_value_carried"] >= 2
     # kind 0/1 solutions are checker-correct: error only at the end (position 1); kind 2 at 1/sentences
     assert 0 < row["first_error_position"] < 1
+    assert row["first_error_position_ci_low"] <= row["first_error_position"] <= row["first_error_position_ci_high"]
+    # first-mistake error types: kinds 0, 1 (answer only) and 3 (garbage) are format, kind 2 calculation
+    assert (row["errors_calculation"], row["errors_reasoning"], row["errors_format"]) == (1, 0, 5)
+    assert row["error_share_calculation"] == 1.0
+    assert row["step_fit_bins"] == [{"op": 6, "n": 6, "correct": 0, "accuracy": 0.0, "predicted": 0.0, "residual": None}]
     table = format_table([row])
     assert "op=6" in table and "0.0000" in table
 

@@ -58,6 +58,10 @@ def _accuracy_rows(rng) -> list[dict]:
                     "pass_ratio_at_n": k / n - 0.05 if seed == 0 else math.nan,
                     "pass_ratio_ci_low": k / n - 0.1 if seed == 0 else math.nan,
                     "pass_ratio_ci_high": k / n if seed == 0 else math.nan,
+                    # training metadata and error types (the scaling figures): 4-layer on 4096 problems, 8-layer unlimited
+                    "train_n_problems": 4096 if ckpt == "gpt2-4-2-cpu" else None, "train_init_from": None,
+                    "train_resample": "none", "errors_calculation": (n - k) // 3, "errors_reasoning": (n - k) - (n - k) // 3,
+                    "errors_format": 0,
                 })
     return rows
 

@@ -299,28 +299,38 @@ def _planted_task(tok, seed=0):
                 if enc[x][0] in train_tokens or enc[x][0] in test_tokens:
                     names.append((enc[x][0], enc[x], tails))
 
-    def make(n, tokens):
+    def make(n, tokens, split):
         pool = [name for name in names if name[0] in tokens]
-        ids, labels = [], []
+        ids, labels, a_names = [], [], []
         for _ in range(n):
             first, x, tails = pool[rng.integers(len(pool))]
             a = x + [tok.token_to_id("'s")] + tails[rng.integers(len(tails))]
             ids.append(np.array([tok.eos_id, tok.special("PROBLEM"), tok.special("START"), *a,
                                  tok.special("END")], dtype=np.int32))
             labels.append(int(first in secret))
-        return ProbeData(ids, np.array(labels), {"task": ["nece"] * n})
+            a_names.append(tok.decode(a))
+        # meta as ProbeData has it: the parameter name A and pseudo-problems of 10 examples (for the bootstrap)
+        meta = {"task": ["nece"] * n, "a": a_names, "problem": [i // 10 for i in range(n)], "split": [split] * n}
+        return ProbeData(ids, np.array(labels), meta)
 
-    return make(800, train_tokens), make(400, test_tokens), sorted(secret)
+    return make(800, train_tokens, "train"), make(400, test_tokens, "test"), sorted(secret)
+
+
+def planted_model(model, secret, seed=1):
+    """A copy of ``model`` with the signal of :func:`_planted_task` planted: the embedding rows of the
+    ``secret`` tokens shifted by 5x the mean row norm along one fixed random direction."""
+    planted = copy.deepcopy(model)
+    w = torch.randn(planted.config.hidden_size, generator=torch.Generator().manual_seed(seed))
+    emb = planted.get_input_embeddings().weight
+    with torch.no_grad():
+        emb[secret] += 5 * emb.norm(dim=1).mean() * w / w.norm()
+    return planted
 
 
 def test_probe_reads_a_planted_signal_and_not_a_random_model(tok, gpt2):
     train, test, secret = _planted_task(tok)
     assert 0.3 < train.labels.mean() < 0.7 and 0.3 < test.labels.mean() < 0.7
-    planted = copy.deepcopy(gpt2)
-    w = torch.randn(planted.config.hidden_size, generator=torch.Generator().manual_seed(1))
-    emb = planted.get_input_embeddings().weight
-    with torch.no_grad():
-        emb[secret] += 5 * emb.norm(dim=1).mean() * w / w.norm()
+    planted = planted_model(gpt2, secret)
     scores = {}
     for label, model in (("planted", planted), ("random", gpt2)):
         probe = VProbe("nece", rank=0, layer=-1, steps=300, batch_size=64, seed=0).fit(model, train)

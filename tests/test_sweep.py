@@ -23,7 +23,7 @@ from probekit.cli import main  # noqa: E402
 from probekit.configs import ConfigError  # noqa: E402
 from probekit.sweep.config import load_sweep, parse_sweep  # noqa: E402
 from probekit.sweep.execute import run_jobs  # noqa: E402
-from probekit.sweep.jobs import expand  # noqa: E402
+from probekit.sweep.jobs import expand, select  # noqa: E402
 from probekit.sweep.store import ResultsStore  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,6 +134,20 @@ def test_training_jobs_come_first_and_their_checkpoint_is_named(tmp_path, tiny_c
     assert "model.seed=1" in train[1].argv(None, tmp_path)
 
 
+def test_training_grid_makes_one_run_per_combination(tmp_path, tiny_ckpt):
+    cfg = load_sweep(_sweep(tmp_path, tiny_ckpt, checkpoints=None, probe=None, train={
+        "mini": {"config": str(REPO / "experiments/train/cpu-tiny.yaml"), "seeds": [3],
+                 "grid": {"data.max_op": [2, None], "model.init_from": [None, str(tiny_ckpt)]}}}))
+    train = [j for j in expand(cfg) if j.kind == "train"]
+    assert [j.checkpoint for j in train] == ["mini-max_op-2-init_from-none", "mini-max_op-2-init_from-tiny",
+                                             "mini-max_op-none-init_from-none", "mini-max_op-none-init_from-tiny"]
+    resolved = [(j.params["resolved"]["data"]["max_op"], j.params["resolved"]["model"]["init_from"]) for j in train]
+    assert resolved == [(2, None), (2, str(tiny_ckpt)), (None, None), (None, str(tiny_ckpt))]
+    assert all(j.params["resolved"]["model"]["seed"] == 3 for j in train)
+    accuracy = [j for j in expand(cfg) if j.kind == "accuracy"]
+    assert len(accuracy) == 2 * 4 and {j.depends_on for j in accuracy} == {j.job_id for j in train}
+
+
 # ---------------------------------------------------------------------------- running
 def _expected_rows(store: ResultsStore, jobs) -> None:
     frame = store.read()
@@ -215,3 +229,23 @@ def test_two_local_workers_and_the_submitit_debug_cluster(tmp_path, tiny_ckpt):
     assert not summary.failed, summary.failed
     remote = ResultsStore(tmp_path / "sub").read().set_index("job_id").sort_index()
     pd.testing.assert_series_equal(local["accuracy"], remote["accuracy"])
+
+
+def test_fine_tuning_a_run_of_the_sweep_waits_for_it_and_records_its_checkpoint(tmp_path, tiny_ckpt):
+    tiny = str(REPO / "experiments/train/cpu-tiny.yaml")
+    short = ["schedule.steps=3", "schedule.warmup_steps=1", "run.checkpoint_every=3", "run.log_every=1"]
+    path = _sweep(tmp_path, tiny_ckpt, checkpoints=None, probe=None, accuracy={"sets": ["1"], "n": 2}, train={
+        "base": {"config": tiny, "overrides": short},
+        "ft": {"config": tiny, "overrides": short, "grid": {"model.init_from": ["train:base"]}}})
+    jobs = expand(load_sweep(path))
+    base, ft = [j for j in jobs if j.kind == "train"]
+    assert ft.depends_on == base.job_id and ft.checkpoint == "ft-init_from-train-base"
+    ft_only = [j for j in jobs if not (j.kind == "accuracy" and j.checkpoint == "base")]
+    assert [j.kind for j in select(ft_only, ["accuracy"])] == ["train", "train", "accuracy"]  # base transitively
+    summary = run_jobs(jobs, tmp_path / "res", device="cpu", progress=False)
+    assert not summary.failed and not summary.skipped, (summary.failed, summary.skipped)
+    frame = ResultsStore(tmp_path / "res").read()
+    rows = frame[frame.kind == "accuracy"].set_index("checkpoint")
+    base_ckpt = frame[(frame.kind == "train") & (frame.checkpoint == "base")]["checkpoint_path"].item()
+    assert rows.loc["ft-init_from-train-base", "train_init_from"] == base_ckpt
+    assert pd.isna(rows.loc["base", "train_init_from"])

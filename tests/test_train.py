@@ -115,6 +115,8 @@ def test_checkpoint_round_trip_identical_logits(trained):
     assert provenance["step"] == 200 and provenance["tokens_seen"] == 200 * 4 * 256
     assert provenance["data_preset"] == {"name": "med-op2-ip12", "max_op": 2, "max_edge": 12}
     assert provenance["training_config"]["data"]["max_op"] == 2 and "git_revision" in provenance
+    data_cfg = provenance["training_config"]["data"]  # the data-size keys travel with every checkpoint
+    assert (data_cfg["n_problems"], data_cfg["resample"], data_cfg["resample_power"]) == (None, "none", 1.0)
     ids = torch.tensor([tok.prompt_ids(_a_prompt())])
     trained.model.eval()
     with torch.no_grad():
@@ -201,6 +203,181 @@ def test_stream_is_independent_of_world_size_and_resumable():
     # worker processes give the same stream
     forked = _batches(data_mod.GeneratedStream(data, 256, 4, range(4), workers=1), 2)
     assert all(np.array_equal(w[0], f[0]) for w, f in zip(whole, forked))
+
+
+CTX = 512  # stream tests: every op <= 2 problem fits (none dropped)
+
+
+def _lane_problems(batches, lane: int) -> list[tuple[int, ...]]:
+    """The complete problems (``[PROBLEM] .. [EOS]`` token tuples) of one lane over consecutive batches."""
+    tok = data_mod.default_tokenizer()
+    start, eos = tok.special("[PROBLEM]"), tok.special("[EOS]")
+    stream = np.concatenate([b[0][lane] for b in batches]).tolist()
+    out, current = [], None
+    for t in stream:
+        if t == start and current is None:
+            current = [t]
+        elif current is not None:
+            current.append(t)
+            if t == eos:
+                out.append(tuple(current))
+                current = None
+    return out
+
+
+def _tokens(config, index, resample="none", power=1.0):
+    return tuple(data_mod.stream_problem_tokens(config, index, resample, power).tolist())
+
+
+def _expected(count: int, tokens_of, context: int = 256) -> list[tuple[int, ...]]:
+    """The first ``count`` problems ``tokens_of(0), tokens_of(1), ...`` that fit the context (longer ones are
+    dropped by the stream)."""
+    out, k = [], 0
+    while len(out) < count:
+        ids = tokens_of(k)
+        if len(ids) <= context:
+            out.append(ids)
+        k += 1
+    return out
+
+
+def test_default_stream_is_unchanged():
+    """data.n_problems=None and data.resample=none: lane j's k-th problem is generator index j + k*B, as
+    before these keys existed (problem_tokens of that index, bit for bit)."""
+    data = resolve(load_config(None, TINY))[0].data
+    stream = data_mod.GeneratedStream(data, 256, 4, range(4), workers=0)
+    batches = _batches(stream, 3)
+    config = data_mod.generation_config(data)
+    for j in range(4):
+        problems = _lane_problems(batches, j)
+        assert len(problems) >= 4
+        assert problems == _expected(len(problems), lambda k: tuple(data_mod.problem_tokens(config, j + k * 4).tolist()))
+    assert all(stream.problem_index(j, k) == j + 4 * k for j in range(4) for k in range(50))
+    assert data_mod.generator_index(config, 12345) == (12345, None)
+
+
+def test_n_problems_cycles_exactly_n_distinct_problems_and_resumes():
+    n = 6
+    data = resolve(load_config(None, [*TINY, f"data.n_problems={n}"]))[0].data
+    config = data_mod.generation_config(data)
+    whole = _batches(data_mod.GeneratedStream(data, CTX, 4, range(4), workers=0), 6)
+    stream = data_mod.GeneratedStream(data, CTX, 4, range(4), workers=0)
+    # every epoch (stream positions e*N .. e*N + N-1) is a permutation of problems 0..N-1, and they differ
+    epochs = [[stream.order(g) for g in range(e * n, (e + 1) * n)] for e in range(8)]
+    assert all(sorted(e) == list(range(n)) for e in epochs)
+    assert len({tuple(e) for e in epochs}) > 1
+    # the tokens: every complete problem of every lane is one of the N, all N occur, over several epochs
+    allowed = {_tokens(config, i): i for i in range(n)}
+    seen = []
+    for j in range(4):
+        problems = _lane_problems(whole, j)
+        assert problems == _expected(len(problems), lambda k: _tokens(config, stream.problem_index(j, k)), CTX)
+        seen += [allowed[p] for p in problems]  # KeyError: a problem outside 0..N-1
+    assert max(map(len, allowed)) <= CTX  # none is dropped
+    assert set(seen) == set(range(n)) and len(seen) > 2 * n
+    stream.close()
+    # independent of the number of processes, and exactly resumable
+    halves = [_batches(data_mod.GeneratedStream(data, CTX, 4, lanes, workers=0), 3) for lanes in (range(2), range(2, 4))]
+    for w, h0, h1 in zip(whole, *halves):
+        assert np.array_equal(w[0], np.concatenate([h0[0], h1[0]]))
+    state = data_mod.merge_states([halves[0][2][1], halves[1][2][1]])
+    again = _batches(data_mod.GeneratedStream(data, CTX, 4, range(4), workers=0, state=state), 3)
+    for w, r in zip(whole[3:], again):
+        assert np.array_equal(w[0], r[0])
+    forked = _batches(data_mod.GeneratedStream(data, CTX, 4, range(4), workers=1), 2)
+    assert all(np.array_equal(w[0], f[0]) for w, f in zip(whole, forked))
+
+
+def test_resample_by_length_shifts_the_op_distribution():
+    from probekit.igsm.generate import GenerationConfig, generate_record
+
+    # the analytic mix: P'(t) ~ P(t) * t**power, P the generator's min-of-two-draws distribution
+    base = data_mod.stream_op_probabilities(15)
+    assert base == pytest.approx([(31 - 2 * t) / 225 for t in range(1, 16)])
+    for power in (1.0, 2.0):
+        p = data_mod.stream_op_probabilities(15, "length", power)
+        ratio = p / base
+        assert ratio / ratio[0] == pytest.approx(np.arange(1, 16) ** power)
+    ops = np.arange(1, 16)
+    assert (base * ops).sum() == pytest.approx(1240 / 225)  # mean op 5.51 ...
+    assert (data_mod.stream_op_probabilities(15, "length") * ops).sum() == pytest.approx(9640 / 1240)  # ... 7.77
+
+    # the drawn ops follow it (chi-square, 14 dof, 0.1% critical value 36.12), and records have that op
+    config = GenerationConfig("med", seed=0)
+    n = 3000
+    drawn = [data_mod.generator_index(config, i, "length", 1.0) for i in range(n)]
+    assert len({g for g, _ in drawn}) == n  # distinct generator indices: distinct problems
+    counts = np.bincount([op for _, op in drawn], minlength=16)[1:]
+    expected = n * data_mod.stream_op_probabilities(15, "length", 1.0)
+    assert ((counts - expected) ** 2 / expected).sum() < 36.12
+    assert np.mean([op for _, op in drawn]) == pytest.approx(9640 / 1240, abs=0.15)
+    plain = np.mean([data_mod.drawn_op(config, i) for i in range(n)])
+    assert plain == pytest.approx(1240 / 225, abs=0.15)
+    for g, op in drawn[:8]:
+        assert generate_record(config, g)["op"] == op == data_mod.drawn_op(config, g)
+
+    # the training stream (op <= 2: P(op 2) = 1/4 plain, 8/11 with power 3), exact over processes and resume
+    data = resolve(load_config(None, [*TINY, "data.resample=length", "data.resample_power=3"]))[0].data
+    config = data_mod.generation_config(data)
+    whole = _batches(data_mod.GeneratedStream(data, CTX, 4, range(4), workers=0), 4)
+    stream = data_mod.GeneratedStream(data, CTX, 4, range(4), workers=0)
+    for j in range(4):
+        problems = _lane_problems(whole, j)
+        assert problems == _expected(len(problems), lambda k: _tokens(config, stream.problem_index(j, k), "length", 3.0), CTX)
+    stream.close()
+    two = [data_mod.generator_index(config, i, "length", 3.0)[1] == 2 for i in range(400)]
+    assert np.mean(two) == pytest.approx(8 / 11, abs=0.07)
+    halves = [_batches(data_mod.GeneratedStream(data, CTX, 4, lanes, workers=0), 2) for lanes in (range(2), range(2, 4))]
+    for w, h0, h1 in zip(whole, *halves):
+        assert np.array_equal(w[0], np.concatenate([h0[0], h1[0]]))
+    state = data_mod.merge_states([halves[0][1][1], halves[1][1][1]])
+    again = _batches(data_mod.GeneratedStream(data, CTX, 4, range(4), workers=1, state=state), 2)
+    for w, r in zip(whole[2:], again):
+        assert np.array_equal(w[0], r[0])
+
+
+def test_data_size_keys_train_resume_and_provenance(tmp_path):
+    extra = ("data.n_problems=10", "data.resample=length", "data.resample_power=2", "schedule.steps=6",
+             "run.checkpoint_every=3")
+    straight = loop.train(cfg(tmp_path / "a", *extra))
+    loop.train(cfg(tmp_path / "b", *extra, "run.stop_at_step=3"))
+    resumed = loop.train(cfg(tmp_path / "b", *extra), resume=True)
+    a, b = losses(tmp_path / "a"), losses(tmp_path / "b")
+    assert sorted(b) == list(range(1, 7))
+    for step in range(4, 7):
+        assert abs(a[step] - b[step]) < 1e-6, (step, a[step], b[step])
+    for key, value in straight.model.state_dict().items():
+        torch.testing.assert_close(value, resumed.model.state_dict()[key], rtol=0, atol=1e-6)
+    _, _, provenance = load_checkpoint(tmp_path / "b" / "checkpoints" / "step_000006")
+    data_cfg = provenance["training_config"]["data"]
+    assert (data_cfg["n_problems"], data_cfg["resample"], data_cfg["resample_power"]) == (10, "length", 2.0)
+    with pytest.raises(ConfigError, match="data.n_problems"):  # another data size is another stream
+        loop.train(cfg(tmp_path / "b", *extra, "data.n_problems=20", "schedule.steps=8"), resume=True)
+
+
+def test_data_size_config_checks():
+    from probekit.train.config import TrainConfig, resume_differences
+
+    shards = ["data.source=shards", "data.shards=/nowhere"]
+    with pytest.raises(ConfigError, match="data.n_problems=100 needs data.source=generate"):
+        resolve(load_config(None, [*shards, "data.n_problems=100"]))
+    with pytest.raises(ConfigError, match="data.resample='length' needs data.source=generate"):
+        resolve(load_config(None, [*shards, "data.resample=length"]))
+    with pytest.raises(ConfigError, match="data.n_problems must be >= 1"):
+        resolve(load_config(None, ["data.n_problems=0"]))
+    with pytest.raises(ConfigError, match="data.resample"):
+        load_config(None, ["data.resample=size"])
+    with pytest.raises(ConfigError, match="data.resample_power must be a finite"):
+        resolve(load_config(None, ["data.resample_power=.inf"]))
+    resolved = resolve(load_config(None, ["data.n_problems=10000", "data.resample=length"]))[0]
+    assert resolved.to_dict()["data"]["n_problems"] == 10000 and resolved.data.resample_power == 1.0
+    # a checkpoint written before these keys existed resumes (missing keys are their defaults)
+    saved = TrainConfig().to_dict()
+    for key in ("n_problems", "resample", "resample_power"):
+        del saved["data"][key]
+    assert resume_differences(saved, TrainConfig())[0] == []
+    blocking, _ = resume_differences(saved, load_config(None, ["data.n_problems=5"]))
+    assert blocking == ["data.n_problems: None -> 5"]
 
 
 def test_shards_source(tmp_path):

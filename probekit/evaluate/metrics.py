@@ -16,13 +16,15 @@ Definitions
 - **Single-step model** (Xwin-Math eq. 3, ``paper-facts.md`` 2.7): a problem that needs ``s`` steps is solved
   with probability ``step_accuracy ** s``. :func:`fit_step_accuracy` fits ``step_accuracy`` to per-bin counts
   ``(s_i, n_i, k_i)`` by binomial maximum likelihood (bisection on the sign of the score: the log-likelihood
-  is concave in ``log p``, so its derivative is monotone and the maximum is unique), with a 95% profile-likelihood interval and the fit's quality: per-bin
-  residuals, Pearson chi-square with its p-value (``bins - 1`` degrees of freedom) and a weighted R^2 of the
-  per-bin accuracies. For iGSM the number of steps is the op count of the reference solution.
+  is concave in ``log p``, so its derivative is monotone and the maximum is unique), with a 95%
+  profile-likelihood interval and the fit's quality: per-bin observed and predicted accuracy with raw and
+  standardised (Pearson) residuals (:meth:`StepFit.bin_table`), Pearson chi-square with its p-value
+  (``bins - 1`` degrees of freedom) and a weighted R^2 of the per-bin accuracies. For iGSM the number of steps is the op count of the reference solution.
 - **First-error position** (Xwin-Math Table 4): the 0-based index of the first wrong sentence divided by the
   number of sentences the model wrote. An error that only shows at the end (every sentence right, but the
   last one is not the query or the answer is wrong) has index = number of sentences, position 1.0; an empty
-  solution has position 0.0.
+  solution has position 0.0. Its mean comes with a percentile bootstrap interval over solutions
+  (:func:`first_error_position_interval`).
 - **Unnecessary parameters per correct solution** (paper 2.1, Fig. 4): mean of ``len(verdict.unnecessary)``
   over the correct solutions (NaN when none is correct).
 """
@@ -279,8 +281,10 @@ def _chi2_sf(x: float, dof: int) -> float:
 class StepFit:
     """The single-step model ``accuracy = step_accuracy ** steps`` fitted to per-bin counts.
 
-    ``bins`` holds one dict per bin: ``steps``, ``n``, ``correct``, ``accuracy``, ``predicted``, ``residual``
-    (accuracy - predicted) and ``pearson`` (standardised residual). ``chi2`` is Pearson's statistic over the
+    ``bins`` holds one dict per bin: ``steps``, ``n``, ``correct``, ``accuracy`` (observed), ``predicted``
+    (``step_accuracy ** steps``), ``residual`` (accuracy - predicted) and ``pearson`` (the standardised
+    residual ``(correct - n predicted) / sqrt(n predicted (1 - predicted))``, NaN where the prediction is 0 or
+    1); :meth:`bin_table` is the same as JSON-able rows keyed by ``op``. ``chi2`` is Pearson's statistic over the
     bins whose prediction lies strictly inside (0, 1), ``dof`` = those bins - 1, ``p_value`` its chi-square
     tail probability (both NaN when ``dof`` = 0), ``r2`` the n-weighted R^2 of the per-bin accuracies (NaN with one
     bin or constant accuracies).
@@ -300,6 +304,24 @@ class StepFit:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def bin_table(self) -> list[dict]:
+        """The per-bin fit as JSON-able rows ``{op, n, correct, accuracy, predicted, residual}``.
+
+        ``op`` is the bin's number of steps, ``accuracy`` the observed ``correct / n``, ``predicted`` the fitted
+        ``step_accuracy ** op`` and ``residual`` the **standardised** (Pearson) residual
+        ``(correct - n * predicted) / sqrt(n * predicted * (1 - predicted))`` (``bins[i]["pearson"]``; None
+        where the prediction is 0 or 1, so the list holds no NaN).
+        """
+
+        def finite(x):
+            return None if x is None or math.isnan(x) else float(x)
+
+        return [
+            {"op": b["steps"], "n": b["n"], "correct": b["correct"], "accuracy": finite(b["accuracy"]),
+             "predicted": finite(b["predicted"]), "residual": finite(b["pearson"])}
+            for b in self.bins
+        ]
 
 
 def fit_step_accuracy(steps: Sequence[int], n: Sequence[int], k: Sequence[int]) -> StepFit:
@@ -436,3 +458,16 @@ def mean_first_error_position(first_index: Sequence[int | None], n_sentences: Se
     pos = first_error_positions(first_index, n_sentences)
     pos = pos[~np.isnan(pos)]
     return float(pos.mean()) if pos.size else math.nan
+
+
+def first_error_position_interval(
+    first_index: Sequence[int | None], n_sentences: Sequence[int], *, seed: int = 0
+) -> tuple[float, float, float]:
+    """``(mean, ci_low, ci_high)`` of :func:`first_error_positions`: the mean with a 95% percentile bootstrap
+    interval over solutions (:func:`bootstrap_mean_interval`); all NaN when no solution has a first error."""
+    pos = first_error_positions(first_index, n_sentences)
+    pos = pos[~np.isnan(pos)]
+    if not pos.size:
+        return (math.nan, math.nan, math.nan)
+    low, high = bootstrap_mean_interval(pos, seed=seed)
+    return (float(pos.mean()), low, high)

@@ -12,11 +12,17 @@ Per set (:func:`evaluate_set`) the row holds: ``n``, ``correct``, ``accuracy`` w
 (``ci_low``, ``ci_high``), ``unnecessary_per_correct`` (paper Fig. 4), ``mistake_kinds`` (solutions showing each
 checker mistake kind), ``first_mistake_kinds``, ``no_answer`` (no ``[ANSWER]`` emitted), ``answer_mismatch``
 (emitted answer differs from the true one), ``unfinished`` (no ``[EOS]`` within the budget),
-``first_error_position`` (mean over wrong solutions, see :mod:`.metrics`), ``always_zero_accuracy`` (the
-accuracy of always answering 0: the trivial baseline a weak model must beat), ``accuracy_by_op``
-(``{op: [n, correct]}``), the single-step fit over the set's op bins (``step_accuracy`` with its interval and
-the fit's chi-square, p-value and R^2) and, with a sampler, ``samples``, ``pass_at_1`` (greedy), ``pass_at_n``,
-``pass_ratio_at_n`` with intervals and ``step_accuracy_sampled`` (the fit on sampled counts, as Xwin-Math does).
+``first_error_position`` (mean over wrong solutions, see :mod:`.metrics`) with its bootstrap 95% interval
+(``first_error_position_ci_low``, ``first_error_position_ci_high``), the wrong solutions by the error type of
+their first mistake (:mod:`.errors`, paper Fig. 5: ``errors_calculation``, ``errors_reasoning``,
+``errors_format``, and ``error_share_calculation`` = calculation / (calculation + reasoning), NaN when both are
+0), ``always_zero_accuracy`` (the accuracy of always answering 0: the trivial baseline a weak model must
+beat), ``accuracy_by_op`` (``{op: [n, correct]}``), the single-step fit over the set's op bins
+(``step_accuracy`` with its interval, the fit's chi-square, p-value and R^2, and ``step_fit_bins``: per op bin
+``{op, n, correct, accuracy, predicted, residual}`` with ``predicted = step_accuracy ** op`` and
+``residual`` the standardised residual, :meth:`.metrics.StepFit.bin_table`) and, with a sampler,
+``samples``, ``pass_at_1`` (greedy), ``pass_at_n``, ``pass_ratio_at_n`` with intervals and
+``step_accuracy_sampled`` (the fit on sampled counts, as Xwin-Math does).
 :func:`evaluate_sets` adds a pooled single-step fit over every non-reask set (``step_fit``).
 
 Per-problem records (``records.jsonl``) are ``probekit generate`` records of the problem, except that
@@ -37,7 +43,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from probekit.evaluate import metrics
+from probekit.evaluate import errors, metrics
 from probekit.evaluate.judge import judge
 from probekit.evaluate.sets import EvalSet, draw_set
 from probekit.igsm.check import MISTAKE_KINDS
@@ -111,11 +117,15 @@ def summarize(
     row = {**eval_set.to_dict(), **metrics.proportion(correct)}
     row["unnecessary_per_correct"] = metrics.unnecessary_per_correct([v["unnecessary"] for v in verdicts], correct)
     wrong = [j for j in judged if not j["correct"]]
-    row["first_error_position"] = metrics.mean_first_error_position(
-        [j["first_error_index"] for j in wrong], [j["n_sentences"] for j in wrong]
+    position, low, high = metrics.first_error_position_interval(
+        [j["first_error_index"] for j in wrong], [j["n_sentences"] for j in wrong], seed=eval_set.seed
     )
+    row.update(first_error_position=position, first_error_position_ci_low=low, first_error_position_ci_high=high)
     row["mistake_kinds"] = metrics.mistake_kind_counts(verdicts, MISTAKE_KINDS)
     row["first_mistake_kinds"] = metrics.first_mistake_kind_counts(verdicts)
+    types = errors.error_type_counts(verdicts, correct)
+    row.update({f"errors_{t}": types[t] for t in errors.TYPES})
+    row["error_share_calculation"] = errors.calculation_share(types)
     if completions is not None:
         row["no_answer"] = sum(c[1] is None for c in completions)
         row["unfinished"] = sum(not c[3] for c in completions)
@@ -126,7 +136,9 @@ def summarize(
                                    if verdicts else math.nan)
     steps, n, k = metrics.counts_by_steps(ops, correct)
     row["accuracy_by_op"] = {int(s): [int(a), int(b)] for s, a, b in zip(steps, n, k)}
-    row.update(_fit_columns(metrics.fit_step_accuracy(steps, n, k), "step_accuracy"))
+    fit = metrics.fit_step_accuracy(steps, n, k)
+    row.update(_fit_columns(fit, "step_accuracy"))
+    row["step_fit_bins"] = fit.bin_table()
     if sampled is not None:
         table = [[s["correct"] for s in per_problem] for per_problem in sampled]
         row.update(metrics.stability_metrics(table, correct, seed=eval_set.seed))
@@ -279,8 +291,10 @@ def evaluate_sets(
 # ---------------------------------------------------------------------------------------------- output
 SUMMARY_COLUMNS = (
     "set", "preset", "format", "op", "reask", "split", "seed", "n", "correct", "accuracy", "ci_low", "ci_high",
-    "unnecessary_per_correct", "first_error_position", "step_accuracy", "step_accuracy_ci_low",
-    "step_accuracy_ci_high", "step_fit_chi2", "step_fit_dof", "step_fit_p", "step_fit_r2",
+    "unnecessary_per_correct", "first_error_position", "first_error_position_ci_low",
+    "first_error_position_ci_high", "errors_calculation", "errors_reasoning", "errors_format",
+    "error_share_calculation", "step_accuracy", "step_accuracy_ci_low", "step_accuracy_ci_high",
+    "step_fit_chi2", "step_fit_dof", "step_fit_p", "step_fit_r2", "step_fit_bins",
 )
 
 

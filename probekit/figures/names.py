@@ -27,5 +27,9 @@ SOURCES: dict[str, Source] = {
     "fig12": Source("probing", "probe"),
     "stability": Source("accuracy", "accuracy"),
     "step_fit": Source("accuracy", "accuracy"),
+    "scaling_accuracy": Source("scaling", "accuracy"),
+    "scaling_stability": Source("scaling", "accuracy"),
+    "scaling_steps": Source("scaling", "accuracy"),
+    "scaling_errors": Source("scaling", "accuracy"),
 }
 FIGURE_NAMES: tuple[str, ...] = tuple(SOURCES)

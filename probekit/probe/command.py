@@ -5,7 +5,26 @@ from train-split templates, test data from test-split templates (``probekit.prob
 ``--n-train`` / ``--n-test`` problems, each giving up to ``--per-problem`` examples per task. Progress bars and
 the results table go to stderr; ``--json`` prints a JSON list of result records to stdout; ``--out DIR`` writes
 ``results.jsonl``, ``results.csv``, ``data.json`` (per-task data summary, examples left out as too long) and
-each fitted probe under ``probes/<model>-<task>-<layer>/``.
+each fitted probe under ``probes/<model>-<task>-<layer>/`` (further ``--seeds`` under ``probes/seed<S>/``).
+
+Controls and statistics in every result row (:mod:`probekit.probe.layers`, :mod:`probekit.probe.stats`):
+
+- ``majority`` (the train-prior baseline); the random-init model is its own row (``--models random-init`` /
+  ``--baseline random-init``);
+- ``--controls`` (default; ``--no-controls`` turns it off, its columns are then null): the control task of
+  Hewitt and Liang (2019), the same probe (rank, layer, steps, seed) trained and scored on labels assigned at
+  random per parameter name (dep: per (A, B) pair) with the real task's label distribution, seeded by the probe
+  seed: ``control_accuracy``, ``control_majority``, ``selectivity`` = accuracy - control_accuracy;
+- ``--bootstrap N`` (default 1000; 0 = off): 95% percentile intervals over test problems (resampling problems,
+  not examples), seeded by the probe seed: ``ci_low`` / ``ci_high``, ``ci_low_pos`` / ``ci_high_pos``,
+  ``ci_low_neg`` / ``ci_high_neg``, ``ci_low_unnecessary`` / ``ci_high_unnecessary``, ``ci_low_control`` /
+  ``ci_high_control``, ``ci_low_selectivity`` / ``ci_high_selectivity``; ``n_problems``, ``bootstrap``;
+- ``--mdl``: the online code length of the train labels given the layer's features (Voita and Titov 2020),
+  always with rank-0 probes on the frozen features (computed once; fast): ``mdl_bits``, ``uniform_bits``,
+  ``compression`` = uniform / mdl, ``control_mdl_bits``, ``control_compression`` (null without ``--mdl``);
+- ``--seeds K``: every probe is repeated with probe seeds ``--seed`` .. ``--seed + K - 1`` (the data and the
+  random-init model stay those of ``--seed``); each seed is a row (column ``seed``) and the command prints
+  mean ± std over the seeds.
 
 ``--analysis mistakes|depth`` runs an analysis of :mod:`probekit.probe.analysis` instead (``--task`` is then
 ignored):
@@ -71,6 +90,17 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--test-op", type=int, default=None, help="force the op of the test problems")
     p.add_argument("--reask", action="store_true", help="re-asked test problems")
     p.add_argument("--seed", type=int, default=0, help="data and probe seed (default 0)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="repeat every probe with probe seeds SEED..SEED+K-1 (one row each, mean ± std printed; "
+                        "default 1)")
+    p.add_argument("--controls", action=argparse.BooleanOptionalAction, default=True,
+                   help="also fit the control-task probe (random labels per parameter name; Hewitt and Liang 2019): "
+                        "control_accuracy, selectivity (default on)")
+    p.add_argument("--mdl", action=argparse.BooleanOptionalAction, default=False,
+                   help="also report the online code length of the labels (Voita and Titov 2020; rank-0 probes on "
+                        "frozen features): mdl_bits, uniform_bits, compression (default off)")
+    p.add_argument("--bootstrap", type=int, default=1000,
+                   help="bootstrap resamples over test problems for the 95%% intervals (0 = none; default 1000)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--compile", action="store_true", help="torch.compile the probe forward (CUDA)")
     p.add_argument("--skip-checks", action="store_true",
@@ -149,6 +179,8 @@ def run_command(args) -> int:
         raise ValueError("no task given")
     if args.rank < 0 or args.steps < 1 or args.n_train < 1 or args.n_test < 1:
         raise ValueError("--rank must be >= 0; --steps, --n-train and --n-test >= 1")
+    if args.seeds < 1 or args.bootstrap < 0:
+        raise ValueError("--seeds must be >= 1 and --bootstrap >= 0")
     device, model, tokenizer, preset, context = _load(args)
 
     with tqdm(total=args.n_train + args.n_test, desc="probe data", unit="problem", file=sys.stderr,
@@ -164,39 +196,49 @@ def run_command(args) -> int:
         print(f"probekit probe: left out {sum(dropped.values())} examples longer than the context ({context}): "
               + ", ".join(f"{k}={v}" for k, v in dropped.items() if v), file=sys.stderr)
 
-    probe_kwargs = _probe_kwargs(args, device)
     records, frames = [], []
+    seeds = range(args.seed, args.seed + args.seeds)
     for label, m in _models(args, model):
         for task in tasks:
             if not len(train.task(task)) or not len(test.task(task)):
                 raise ValueError(f"no {task!r} examples (all longer than the context?)")
-            start = time.perf_counter()
-            frame, probes = probe_layers(m, train, test, task, layers=args.layers, rank=args.rank,
-                                         model_label=label, return_probes=True,
-                                         progress=False if args.quiet else f"{label} {task}", **probe_kwargs)
-            seconds = time.perf_counter() - start
-            frame["n_train"] = len(train.task(task))
-            frame["n_too_long"] = train.n_too_long.get(task, 0) + test.n_too_long.get(task, 0)
-            frame["steps"] = args.steps
-            frame["seconds"] = round(seconds / len(frame), 3)
-            frame["checkpoint"] = str(args.ckpt)
-            frame["checks_skipped"] = args.skip_checks
-            frames.append(frame)
-            if args.out:
-                from pathlib import Path
+            for seed in seeds:
+                probe_kwargs = {**_probe_kwargs(args, device), "seed": seed}
+                start = time.perf_counter()
+                frame, probes = probe_layers(m, train, test, task, layers=args.layers, rank=args.rank,
+                                             model_label=label, return_probes=True, controls=args.controls,
+                                             bootstrap=args.bootstrap, mdl=args.mdl,
+                                             progress=False if args.quiet else f"{label} {task}", **probe_kwargs)
+                seconds = time.perf_counter() - start
+                frame.insert(frame.columns.get_loc("rank") + 1, "seed", seed)
+                frame["n_train"] = len(train.task(task))
+                frame["n_too_long"] = train.n_too_long.get(task, 0) + test.n_too_long.get(task, 0)
+                frame["steps"] = args.steps
+                frame["seconds"] = round(seconds / len(frame), 3)
+                frame["checkpoint"] = str(args.ckpt)
+                frame["checks_skipped"] = args.skip_checks
+                frames.append(frame)
+                if args.out:
+                    from pathlib import Path
 
-                for name, probe in probes.items():
-                    layer = name.replace(".hook_resid_post", "").replace(".", "")
-                    if label == "pretrained":
-                        probe.model_path_ = str(Path(args.ckpt).resolve())
-                    probe.save(Path(args.out) / "probes" / f"{label}-{task}-{layer}")
+                    folder = Path(args.out) / "probes" / ("" if seed == args.seed else f"seed{seed}")
+                    for name, probe in probes.items():
+                        layer = name.replace(".hook_resid_post", "").replace(".", "")
+                        if label == "pretrained":
+                            probe.model_path_ = str(Path(args.ckpt).resolve())
+                        probe.save(folder / f"{label}-{task}-{layer}")
 
     import pandas as pd
 
     table = pd.concat(frames, ignore_index=True)
     records = [{k: _clean(v) for k, v in row.items()} for row in table.to_dict("records")]
-    shown = table[["model", "task", "layer", "rank", "accuracy", "accuracy_pos", "accuracy_neg", "majority", "n"]]
-    print("\n" + shown.to_string(index=False, float_format=lambda x: f"{x:.4f}"), file=sys.stderr)
+    columns = ["model", "task", "layer", "rank", *(["seed"] if args.seeds > 1 else []), "accuracy", "ci_low",
+               "ci_high", "accuracy_pos", "accuracy_neg", "majority",
+               *(["control_accuracy", "selectivity"] if args.controls else []),
+               *(["compression", *(["control_compression"] if args.controls else [])] if args.mdl else []), "n"]
+    print("\n" + table[columns].to_string(index=False, float_format=lambda x: f"{x:.4f}"), file=sys.stderr)
+    if args.seeds > 1:
+        print("\n" + seed_spread(table).to_string(index=False), file=sys.stderr)
     if args.out:
         from pathlib import Path
 
@@ -211,6 +253,26 @@ def run_command(args) -> int:
     if args.json:
         print(json.dumps(records))
     return 0
+
+
+SPREAD_COLUMNS = ("accuracy", "control_accuracy", "selectivity", "compression", "control_compression")
+
+
+def seed_spread(table):
+    """Per (model, task, layer, rank): the number of seeds and ``mean ± std`` (sample std, ddof 1) over the
+    seeds of each of :data:`SPREAD_COLUMNS` present with a value (a DataFrame of strings, for printing)."""
+    import pandas as pd
+
+    keys = [k for k in ("model", "task", "layer", "rank") if k in table]
+    cols = [c for c in SPREAD_COLUMNS if c in table and table[c].notna().any()]
+    rows = []
+    for values, group in table.groupby(keys, sort=False):
+        row = dict(zip(keys, values), seeds=len(group))
+        for col in cols:
+            x = group[col].astype(float)
+            row[col] = f"{x.mean():.4f} ± {x.std(ddof=1) if len(x) > 1 else 0.0:.4f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------- analyses

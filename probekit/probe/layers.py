@@ -6,6 +6,22 @@ train and the test examples records the [END] hidden state of *every* requested 
 (:meth:`VProbe.fit_features`). ``rank > 0`` fits one full V-probe per layer; its forward and backward run only
 the blocks up to that layer.
 
+Every row also carries (:mod:`probekit.probe.stats`; columns in :mod:`probekit.probe.vprobe`):
+
+- bootstrap 95% intervals over test *problems* (``bootstrap`` resamples, default 1000, seeded by the probe
+  seed): ``ci_low`` / ``ci_high`` and the same for the positive, negative, unnecessary and control accuracies;
+- with ``controls=True`` (default) the **control task** of Hewitt and Liang (2019): a second probe with the
+  same rank, layer, steps and seed, trained on the train examples and scored on the test examples with labels
+  assigned at random per parameter name (``dep``: per (A, B) pair) from the real task's train class
+  frequencies (:func:`control_task`; seeded by the probe seed). For ``rank=0`` it is fitted on the same cached
+  features. Columns ``control_accuracy``, ``control_majority`` and ``selectivity`` = accuracy -
+  control_accuracy;
+- with ``mdl=True`` the **online code length** of the train labels given the layer's features (Voita and
+  Titov 2020; :func:`online_code_length`): ``mdl_bits``, ``uniform_bits``, ``compression`` = uniform / mdl,
+  and for the control labels ``control_mdl_bits`` / ``control_compression`` (NaN columns when off). For speed
+  the code is always computed with *rank-0* probes on the frozen features of the unmodified model (computed
+  once per layer, whatever ``rank`` is): it measures what a linear probe reads from the representation.
+
 :func:`random_init_like` is the paper's control: the same architecture, randomly initialised, never trained.
 """
 
@@ -14,8 +30,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from probekit.probe import hooks
-from probekit.probe.data import ProbeData
+from probekit.probe import hooks, stats
+from probekit.probe.data import ProbeData, n_classes
 from probekit.probe.vprobe import VProbe, _pad_id, pad_batch
 
 RANDOM_INIT_SEED = 0x5EED_0000  # offset of the random-init control's seeds
@@ -59,14 +75,62 @@ def collect_features(model, data: ProbeData, names, batch_size: int | None = Non
     return out
 
 
-def probe_layers(model, train: ProbeData, test: ProbeData, task: str, layers="all", rank: int = 0,
-                 model_label: str | None = None, return_probes: bool = False, progress: bool = False, **probe_kwargs):
-    """Fit a ``task`` probe at each layer on ``train``, score on ``test``: a DataFrame (one row per layer:
-    layer, hook, task, rank, accuracy, accuracy_pos, accuracy_neg, majority, n, n_pos, accuracy_unnecessary,
-    n_unnecessary[, model]).
+MDL_COLUMNS = ("mdl_bits", "uniform_bits", "compression", "control_mdl_bits", "control_compression")
 
-    ``probe_kwargs`` go to :class:`VProbe` (steps, lr, batch_size, seed, device, ...). With
-    ``return_probes=True`` returns ``(frame, {hook name: VProbe})``.
+
+def control_task(train: ProbeData, test: ProbeData, task: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Control-task labels ``(train labels, test labels)`` of ``task`` (module doc): one random label per
+    parameter name (``dep``: per (A, B) pair), drawn from the class frequencies of ``train``'s real labels
+    through a fixed map seeded by ``seed``, so a name has the same control label in train and test."""
+    train, test = train.task(task), test.task(task)
+    prior = stats.label_prior(train.labels, n_classes(task))
+    return (stats.control_labels(stats.control_keys(train.meta, task), prior, seed, task),
+            stats.control_labels(stats.control_keys(test.meta, task), prior, seed, task))
+
+
+def online_code_length(features: torch.Tensor, labels, task: str, groups=None,
+                       fractions=stats.MDL_FRACTIONS, **probe_kwargs) -> dict:
+    """Online code length (Voita and Titov 2020) of ``labels`` given rank-0 ``features`` ``(N, d)``.
+
+    The examples are ordered with :func:`stats.group_order` (problems in a random order seeded by the probe
+    seed, each problem's examples together), cut at ``fractions`` of N (:func:`stats.mdl_blocks`); the first
+    block costs log2 K bits per label, every later block -log2 p(y | x) under a fresh rank-0 :class:`VProbe`
+    (``probe_kwargs``: steps, lr, batch_size, seed, ...) trained on all examples before it. The fixed input
+    standardisation is measured on all N feature rows (they carry no label). Returns ``{"mdl_bits",
+    "uniform_bits", "compression", "blocks"}`` (``blocks``: the block ends)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    n, k = len(labels), n_classes(task)
+    if len(features) != n:
+        raise ValueError(f"{len(features)} feature rows but {n} labels")
+    seed = int(probe_kwargs.get("seed", 0))
+    groups = np.arange(n) if groups is None else np.asarray(groups)
+    order = stats.group_order(groups, seed)
+    ends = stats.mdl_blocks(n, fractions)
+    feats, y = features[torch.as_tensor(order)], labels[order]
+    kwargs = {key: v for key, v in probe_kwargs.items() if key not in ("progress", "layer", "rank")}
+    bits = stats.uniform_bits(ends[0], k)
+    for start, stop in zip(ends[:-1], ends[1:]):
+        probe = VProbe(task, rank=0, **kwargs).fit_features(feats[:start], y[:start], standardize_on=feats)
+        bits += stats.code_length_bits(probe.predict_log_proba_features(feats[start:stop]), y[start:stop])
+    uniform = stats.uniform_bits(n, k)
+    return {"mdl_bits": bits, "uniform_bits": uniform, "compression": uniform / bits if bits > 0 else np.inf,
+            "blocks": ends}
+
+
+def probe_layers(model, train: ProbeData, test: ProbeData, task: str, layers="all", rank: int = 0,
+                 model_label: str | None = None, return_probes: bool = False, progress: bool = False,
+                 controls: bool = True, bootstrap: int = stats.N_BOOT, mdl: bool = False, **probe_kwargs):
+    """Fit a ``task`` probe at each layer on ``train``, score on ``test``: a DataFrame, one row per layer:
+    layer, hook, task, rank, accuracy, ci_low, ci_high, accuracy_pos (+ interval), accuracy_neg (+ interval),
+    majority, control_accuracy (+ interval), control_majority, selectivity (+ interval), n, n_pos,
+    n_problems, accuracy_unnecessary (+ interval), n_unnecessary, bootstrap, mdl_bits, uniform_bits,
+    compression, control_mdl_bits, control_compression[, model] (module doc).
+
+    ``controls``: also fit the control-task probe (:func:`control_task`); off: its columns are NaN.
+    ``bootstrap``: resamples of the intervals over test problems (0: none). ``mdl``: add the online code
+    length columns (rank-0 probes on frozen features, whatever ``rank``). ``probe_kwargs`` go to
+    :class:`VProbe` (steps, lr, batch_size, seed, device, ...). With ``return_probes=True`` returns
+    ``(frame, {hook name: VProbe})`` (the real-task probes).
     """
     import pandas as pd
 
@@ -74,22 +138,53 @@ def probe_layers(model, train: ProbeData, test: ProbeData, task: str, layers="al
     names = resolve_layers(layers, hooks.n_layers(model))
     if probe_kwargs.get("device"):
         model.to(probe_kwargs["device"])
+    seed = int(probe_kwargs.get("seed", 0))
+    groups = stats.problem_groups(test.meta, len(test))
+    necessary = test.meta.get("necessary")
+    if controls:
+        c_train, c_test = control_task(train, test, task, seed)
+        c_train_data = ProbeData(train.ids, c_train, train.meta, dict(train.n_too_long), train.max_len)
     rows, probes = [], {}
-    if rank == 0:
-        amp = probe_kwargs.get("amp", "auto")
+    amp = probe_kwargs.get("amp", "auto")
+    f_train = f_test = None
+    if rank == 0 or mdl:
         f_train = collect_features(model, train, names, probe_kwargs.get("eval_batch_size"), amp)
+    if rank == 0:
         f_test = collect_features(model, test, names, probe_kwargs.get("eval_batch_size"), amp)
-        for name in names:
+    for name in names:
+        control = {}
+        if rank == 0:
             probe = VProbe(task, rank=0, layer=name, progress=progress, **probe_kwargs)
             probe.fit_features(f_train[name], train.labels)
             probe.layer_name_ = name
-            rows.append(probe.score_predictions(probe.predict_features(f_test[name]), test.labels, test.meta.get("necessary")))
-            probes[name] = probe
-    else:
-        for name in names:
+            pred = probe.predict_features(f_test[name])
+            if controls:
+                c_probe = VProbe(task, rank=0, layer=name, progress=progress, **probe_kwargs)
+                c_probe.fit_features(f_train[name], c_train)
+                control = {"control_pred": c_probe.predict_features(f_test[name])}
+        else:
             probe = VProbe(task, rank=rank, layer=name, progress=progress, **probe_kwargs).fit(model, train)
-            rows.append(probe.score(test))
-            probes[name] = probe
+            pred = probe.predict(test)
+            if controls:
+                c_probe = VProbe(task, rank=rank, layer=name, progress=progress, **probe_kwargs).fit(model, c_train_data)
+                control = {"control_pred": c_probe.predict(test)}
+        if controls:
+            control.update(control_labels=c_test, control_majority_class=c_probe.majority_class_)
+        row = probe.score_predictions(pred, test.labels, necessary, groups=groups, bootstrap=bootstrap, **control)
+        code = dict.fromkeys(MDL_COLUMNS, np.nan)
+        if mdl:
+            train_groups = stats.problem_groups(train.meta, len(train))
+            mdl_kwargs = {k: v for k, v in probe_kwargs.items() if k != "compile"}
+            real = online_code_length(f_train[name], train.labels, task, train_groups, **mdl_kwargs)
+            code.update(mdl_bits=real["mdl_bits"], uniform_bits=real["uniform_bits"],
+                        compression=real["compression"])
+            if controls:
+                fake = online_code_length(f_train[name], c_train, task, train_groups, **mdl_kwargs)
+                code.update(control_mdl_bits=fake["mdl_bits"], control_compression=fake["compression"])
+        for key, value in code.items():
+            row[key] = value
+        rows.append(row)
+        probes[name] = probe
     frame = pd.concat(rows, ignore_index=True)
     frame.insert(2, "hook", names)
     if model_label is not None:

@@ -29,11 +29,23 @@ the embedding update does too. On CUDA: bf16 autocast (``amp="auto"``) and optio
 
 ``rank=0`` takes a cheap path: the frozen features are computed once, then only the head is trained.
 
-Scores: ``accuracy``; ``accuracy_pos`` / ``accuracy_neg`` (accuracy on examples whose true label is 1 / 0;
-NaN for ``value``); ``majority``: the accuracy of always answering the most frequent class *of the training
-labels* (fixed at ``fit``), measured on the scored data, so it is the baseline a probe that learned nothing
-but the label prior would reach; ``n``; ``accuracy_unnecessary`` / ``n_unnecessary``: accuracy and count on
-the examples whose parameter A is not necessary (nece(A) = false; the paper's Fig. 7(b)).
+Scores (:func:`score_row`): ``accuracy``; ``accuracy_pos`` / ``accuracy_neg`` (accuracy on examples whose true
+label is 1 / 0; NaN for ``value``); ``majority``: the accuracy of always answering the most frequent class *of
+the training labels* (fixed at ``fit``), measured on the scored data, so it is the baseline a probe that
+learned nothing but the label prior would reach; ``n``, ``n_pos``, ``n_problems`` (distinct problems);
+``accuracy_unnecessary`` / ``n_unnecessary``: accuracy and count on the examples whose parameter A is not
+necessary (nece(A) = false; the paper's Fig. 7(b)).
+
+Intervals (:mod:`probekit.probe.stats`; ``bootstrap`` resamples, default 1000, 0 = off and NaN): 95% percentile
+bootstrap intervals *over problems* (examples of one problem are correlated), seeded: ``ci_low`` /
+``ci_high`` (accuracy), ``ci_low_pos`` / ``ci_high_pos``, ``ci_low_neg`` / ``ci_high_neg``,
+``ci_low_unnecessary`` / ``ci_high_unnecessary``; ``bootstrap`` records the number of resamples.
+
+Control task (Hewitt and Liang 2019; filled by :func:`probekit.probe.layers.probe_layers`, NaN otherwise): the
+same probe trained and scored on labels assigned at random per parameter name (:func:`stats.control_labels`):
+``control_accuracy`` (with ``ci_low_control`` / ``ci_high_control``), ``control_majority`` (the majority
+baseline of the control labels) and ``selectivity`` = accuracy - control_accuracy (with the paired
+``ci_low_selectivity`` / ``ci_high_selectivity``).
 """
 
 from __future__ import annotations
@@ -50,7 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from probekit.probe import hooks
+from probekit.probe import hooks, stats
 from probekit.probe.data import ProbeData, check_task, n_classes
 
 PROBE_WEIGHTS = "probe.safetensors"
@@ -287,8 +299,12 @@ class VProbe:
         self.examples_per_second_ = self.steps * self.batch_size / self.fit_seconds_ if self.rank else None
         return self
 
-    def fit_features(self, features: torch.Tensor, labels, model=None) -> "VProbe":
-        """Rank-0 fit from precomputed [END] features ``(N, d)`` (the per-layer cache path)."""
+    def fit_features(self, features: torch.Tensor, labels, model=None,
+                     standardize_on: torch.Tensor | None = None) -> "VProbe":
+        """Rank-0 fit from precomputed [END] features ``(N, d)`` (the per-layer cache path).
+
+        ``standardize_on``: features to measure the fixed input standardisation on (default ``features``); the
+        online code (MDL) passes all training features, which need no label, so small prefixes get a sane one."""
         if self.rank:
             raise ValueError("fit_features is the rank-0 path; use fit(model, data) for rank > 0")
         self.params_ = None
@@ -302,7 +318,7 @@ class VProbe:
             raise ValueError(f"{len(features)} feature rows but {len(labels)} labels")
         self._new_params(0, features.shape[1], labels)
         start = time.perf_counter()
-        self._fit_head(features, labels)
+        self._fit_head(features, labels, standardize_on)
         self.fit_seconds_ = time.perf_counter() - start
         self.n_train_ = len(labels)
         self.examples_per_second_ = None
@@ -318,13 +334,13 @@ class VProbe:
         with torch.no_grad():
             self.params_.head.bias.copy_(torch.as_tensor(prior - prior.mean(), dtype=torch.float32))
 
-    def _fit_head(self, feats: torch.Tensor, labels: np.ndarray):
+    def _fit_head(self, feats: torch.Tensor, labels: np.ndarray, standardize_on: torch.Tensor | None = None):
         with _cpu_threads(1 if self.device_.type == "cpu" else None):
-            self._fit_head_loop(feats, labels)
+            self._fit_head_loop(feats, labels, standardize_on)
 
-    def _fit_head_loop(self, feats: torch.Tensor, labels: np.ndarray):
+    def _fit_head_loop(self, feats: torch.Tensor, labels: np.ndarray, standardize_on: torch.Tensor | None = None):
         feats = feats.to(self.device_, torch.float32)
-        self._set_standardization(feats)
+        self._set_standardization(feats if standardize_on is None else standardize_on.to(self.device_, torch.float32))
         y = torch.as_tensor(labels, device=self.device_)
         opt, sched = self._optimizer()
         gen = np.random.default_rng(self.seed)
@@ -415,18 +431,33 @@ class VProbe:
         self._require_fit()
         return self.params_.logits(features.to(self.params_.mean.device)).argmax(1).cpu().numpy()
 
-    def score(self, data: ProbeData, model=None):
-        """One-row DataFrame: task, layer, rank, accuracy, accuracy_pos, accuracy_neg, majority, n, n_pos,
-        accuracy_unnecessary, n_unnecessary."""
-        data = self._task_data(data)
-        return self.score_predictions(self.predict(data, model), data.labels, data.meta.get("necessary"))
+    @torch.no_grad()
+    def predict_log_proba_features(self, features: torch.Tensor) -> np.ndarray:
+        """Natural-log class probabilities ``(N, classes)`` from precomputed features (rank 0; the online code)."""
+        self._require_fit()
+        logits = self.params_.logits(features.to(self.params_.mean.device))
+        return torch.log_softmax(logits.double(), dim=1).cpu().numpy()
 
-    def score_predictions(self, pred, labels, necessary=None):
-        """:meth:`score` from predictions, true labels and (optionally) whether each example's A is necessary."""
+    def score(self, data: ProbeData, model=None, bootstrap: int = stats.N_BOOT):
+        """One-row DataFrame of :func:`score_row`: task, layer, rank, accuracy with its bootstrap interval over
+        problems (``bootstrap`` resamples, seeded by the probe's seed; 0: no interval), accuracy_pos,
+        accuracy_neg, majority, n, ... (module doc). The control-task columns are NaN here (see
+        :func:`probekit.probe.layers.probe_layers`)."""
+        data = self._task_data(data)
+        return self.score_predictions(self.predict(data, model), data.labels, data.meta.get("necessary"),
+                                      groups=stats.problem_groups(data.meta, len(data)), bootstrap=bootstrap)
+
+    def score_predictions(self, pred, labels, necessary=None, groups=None, bootstrap: int = stats.N_BOOT,
+                          control_pred=None, control_labels=None, control_majority_class=None):
+        """:meth:`score` from predictions, true labels and (optionally) whether each example's A is necessary,
+        its problem (``groups``: integer codes, :func:`stats.problem_groups`; None: one per example) and the
+        control probe's predictions on the control labels (:func:`score_row`)."""
         import pandas as pd
 
         self._require_fit()
-        return pd.DataFrame([score_row(self.task, pred, labels, self.majority_class_, necessary,
+        return pd.DataFrame([score_row(self.task, pred, labels, self.majority_class_, necessary, groups=groups,
+                                       bootstrap=bootstrap, bootstrap_seed=self.seed, control_pred=control_pred,
+                                       control_labels=control_labels, control_majority_class=control_majority_class,
                                        layer=hooks.layer_label(self.layer_name_) if self.layer_name_ else self.layer,
                                        rank=self.rank)])
 
@@ -529,28 +560,82 @@ def _next_batch(order: np.ndarray, pos: int, size: int, gen: np.random.Generator
     return np.concatenate(out), order, pos
 
 
-def score_row(task: str, pred, labels, majority_class: int, necessary=None, **extra) -> dict:
+def score_row(task: str, pred, labels, majority_class: int, necessary=None, *, groups=None, bootstrap: int = 0,
+              bootstrap_seed: int = 0, level: float = stats.LEVEL, control_pred=None, control_labels=None,
+              control_majority_class: int | None = None, **extra) -> dict:
     """The score columns for predictions ``pred`` against ``labels`` (module doc); ``necessary`` (one bool per
-    example: is its parameter A needed for the answer) adds the accuracy on unnecessary parameters."""
+    example: is its parameter A needed for the answer) adds the accuracy on unnecessary parameters.
+
+    ``bootstrap`` > 0 adds percentile intervals (``level``, default 95%) over resampled ``groups`` (problem
+    codes, :func:`stats.problem_groups`; None: each example its own group), seeded by ``bootstrap_seed``; with
+    ``bootstrap=0`` the interval columns are NaN. ``control_pred`` / ``control_labels`` (the control probe's
+    predictions and the control-task labels of the same examples) fill ``control_accuracy``,
+    ``control_majority`` (majority baseline of the control labels for ``control_majority_class``, the
+    majority class of the control *training* labels) and ``selectivity``, with intervals on the same
+    resamples. ``extra`` columns (layer, rank, ...) follow ``task``."""
     pred, labels = np.asarray(pred), np.asarray(labels)
     n = len(labels)
     correct = pred == labels
     binary = task != "value"
     pos, neg = labels == 1, labels == 0
     unnecessary = ~np.asarray(necessary, dtype=bool) if necessary is not None else np.zeros(n, dtype=bool)
+    has_control = control_pred is not None and control_labels is not None
+    control_correct = None
+    if has_control:
+        control_pred, control_labels = np.asarray(control_pred), np.asarray(control_labels)
+        if len(control_pred) != n or len(control_labels) != n:
+            raise ValueError("control predictions and labels must cover the same examples as the labels")
+        control_correct = control_pred == control_labels
 
     def mean(mask, any_task=False):
         return float(correct[mask].mean()) if (binary or any_task) and mask.any() else math.nan
 
+    accuracy = float(correct.mean()) if n else math.nan
+    control_accuracy = float(control_correct.mean()) if has_control and n else math.nan
+    nan2 = (math.nan, math.nan)
+    ci = dict.fromkeys(("all", "pos", "neg", "unnecessary", "control", "selectivity"), nan2)
+    if bootstrap and n:
+        columns = {"all": (correct, None), "unnecessary": (correct, unnecessary)}
+        if binary:
+            columns.update(pos=(correct, pos), neg=(correct, neg))
+        if has_control:
+            columns["control"] = (control_correct, None)
+        samples = stats.bootstrap_means(columns, groups, int(bootstrap), bootstrap_seed)
+        if has_control:
+            samples["selectivity"] = samples["all"] - samples["control"]
+        for key, values in samples.items():
+            ci[key] = stats.percentile_interval(values, level)
+        if necessary is None:
+            ci["unnecessary"] = nan2
+    n_problems = len(np.unique(groups)) if groups is not None else None
+
     return {
         "task": task,
         **extra,
-        "accuracy": float(correct.mean()) if n else math.nan,
+        "accuracy": accuracy,
+        "ci_low": ci["all"][0],
+        "ci_high": ci["all"][1],
         "accuracy_pos": mean(pos),
+        "ci_low_pos": ci["pos"][0],
+        "ci_high_pos": ci["pos"][1],
         "accuracy_neg": mean(neg),
+        "ci_low_neg": ci["neg"][0],
+        "ci_high_neg": ci["neg"][1],
         "majority": float((labels == majority_class).mean()) if n else math.nan,
+        "control_accuracy": control_accuracy,
+        "ci_low_control": ci["control"][0],
+        "ci_high_control": ci["control"][1],
+        "control_majority": (float((control_labels == control_majority_class).mean())
+                             if has_control and n and control_majority_class is not None else math.nan),
+        "selectivity": accuracy - control_accuracy if has_control else math.nan,
+        "ci_low_selectivity": ci["selectivity"][0],
+        "ci_high_selectivity": ci["selectivity"][1],
         "n": int(n),
         "n_pos": int(pos.sum()) if binary else None,
+        "n_problems": n_problems,
         "accuracy_unnecessary": mean(unnecessary, any_task=True),
+        "ci_low_unnecessary": ci["unnecessary"][0],
+        "ci_high_unnecessary": ci["unnecessary"][1],
         "n_unnecessary": int(unnecessary.sum()) if necessary is not None else None,
+        "bootstrap": int(bootstrap) if n else 0,
     }

@@ -8,7 +8,8 @@
     checkpoints:                 # label -> checkpoint folder (relative to the current directory)
       cpu-op4: models/igsm-med-op4-gpt2-4-2-cpu
     train:                       # label -> a training run; its final checkpoint joins the checkpoints
-      tiny: {config: experiments/train/cpu-tiny.yaml, overrides: [schedule.steps=50], seeds: [0, 1]}
+      tiny: {config: experiments/train/cpu-tiny.yaml, overrides: [schedule.steps=50], seeds: [0, 1],
+             grid: {data.n_problems: [1000, null]}}
     accuracy:   {sets: [id, "20", r20], n: 64, seeds: [0], samples: 0, temperature: 0.7}
     probe:      {tasks: [nece, dep], layers: [-1], ranks: [8], seeds: [0], models: [pretrained, random-init],
                  test_sets: [id], n_train: 200, n_test: 100, steps: 200}
@@ -48,6 +49,9 @@ class TrainSpec:
 
     config: str = ""
     overrides: list[str] = field(default_factory=list)
+    grid: dict = field(default_factory=dict)
+    """``{section.key: [values]}``: one run per combination (e.g. ``data.n_problems: [10000, 100000, null]``,
+    ``model.init_from: [null, models/x]``); the label gets one ``-<key>-<value>`` suffix per key."""
     seeds: list[int] | None = None
     """None: the config's own seeds; else one run per seed (``model.seed`` and ``data.seed`` set to it)."""
 
@@ -240,6 +244,10 @@ def _check_values(cfg: SweepConfig, where: str) -> None:
     for label, spec in cfg.train.items():
         if not spec.config:
             raise ConfigError(f"{where}: train.{label}.config: give the training config (YAML)")
+        for key, values in spec.grid.items():
+            if not isinstance(key, str) or "." not in key or not isinstance(values, list) or not values:
+                raise ConfigError(f"{where}: train.{label}.grid: {key!r} must be 'section.key: [values]' with at "
+                                  f"least one value")
     labels = list(cfg.checkpoints) + list(cfg.train)
     for key in cfg.analyses():
         _allowed(getattr(cfg, key).checkpoints or [], labels, f"{where}: {key}.checkpoints")
@@ -288,8 +296,11 @@ def _check_paths(cfg: SweepConfig, where: str) -> None:
     for label, folder in cfg.checkpoints.items():
         if not (Path(folder) / "config.json").exists():
             raise ConfigError(f"{where}: checkpoints.{label}: {folder!r} is not a checkpoint folder (no config.json)")
+    from probekit.sweep.jobs import train_variants
+
     for label, spec in cfg.train.items():
-        try:
-            load_config(spec.config, spec.overrides)
-        except ConfigError as err:
-            raise ConfigError(f"{where}: train.{label}: {err}") from None
+        for name, overrides in train_variants(label, spec):
+            try:
+                load_config(spec.config, overrides)
+            except ConfigError as err:
+                raise ConfigError(f"{where}: train.{name}: {err}") from None

@@ -43,14 +43,16 @@ class JobFailed(RuntimeError):
 
 
 # ---------------------------------------------------------------------------- one job
-def checkpoint_folder(job: Job, store: ResultsStore) -> Path:
-    """The checkpoint a job reads (or, for a train job, wrote): a folder of the sweep, or the final checkpoint
-    of the training run."""
+def checkpoint_folder(job: Job, store: ResultsStore, written: bool = False) -> Path | None:
+    """The checkpoint a job reads (a folder of the sweep, or the final checkpoint of the training run it
+    depends on; None for a training run from scratch) or, with ``written``, the one a train job wrote."""
     if "path" in job.source:
         return Path(job.source["path"])
+    train_id = job.job_id if written else job.depends_on
+    if train_id is None:
+        return None
     from probekit.train.loop import latest_checkpoint
 
-    train_id = job.job_id if job.kind == "train" else job.depends_on
     folder = latest_checkpoint(store.train_dir(train_id))
     if folder is None:
         raise JobFailed(f"training job {train_id} left no checkpoint in {store.train_dir(train_id)}")
@@ -70,7 +72,7 @@ def run_job(job: Job, results_dir: str | Path, device: str | None = None, sweep:
     if job.kind != "train" and out.exists():
         shutil.rmtree(out)  # leftovers of a killed run; training resumes instead
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint = checkpoint_folder(job, store) if job.kind != "train" else None
+    checkpoint = checkpoint_folder(job, store)
     argv = job.argv(checkpoint, out, device)
     log_path = out / "log.txt"
     with open(log_path, "a", encoding="utf-8") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
@@ -80,7 +82,7 @@ def run_job(job: Job, results_dir: str | Path, device: str | None = None, sweep:
         tail = "".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines(True)[-20:])
         raise JobFailed(f"{job.job_id}: probekit {argv[0]} exited with status {status}; log {log_path}:\n{tail}")
     if job.kind == "train":
-        checkpoint = checkpoint_folder(job, store)
+        checkpoint = checkpoint_folder(job, store, written=True)
     rows = read_rows(job, out)
     info = {"job_id": job.job_id, "kind": job.kind, "sweep": sweep, "checkpoint": job.checkpoint,
             **checkpoint_info(str(checkpoint)), "revision": revision(),
@@ -138,7 +140,9 @@ def _frame_rows(frame) -> list[dict]:
 @lru_cache(maxsize=None)
 def checkpoint_info(folder: str) -> dict:
     """``checkpoint_path``, ``checkpoint_sha256`` (of model.safetensors), ``arch``, ``n_layer``, ``d_model``,
-    ``n_params`` (from the safetensors header) and ``train_preset`` of a checkpoint folder."""
+    ``n_params`` (from the safetensors header) and what it was trained on (``train_preset``, ``train_max_op``,
+    ``train_n_problems`` (None: unlimited fresh problems), ``train_resample``, ``train_init_from``,
+    ``train_tokens``), read from its ``probekit.json``."""
     from probekit.evaluate.run import provenance_value, read_provenance
     from probekit.igsm.generate import PRESETS
 
@@ -149,6 +153,8 @@ def checkpoint_info(folder: str) -> dict:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     config = json.loads((path / "config.json").read_text())
+    provenance = read_provenance(path)
+    data = (provenance.get("training_config") or {}).get("data") or {}
     return {
         "checkpoint_path": str(path),
         "checkpoint_sha256": digest.hexdigest(),
@@ -156,7 +162,12 @@ def checkpoint_info(folder: str) -> dict:
         "n_layer": config.get("num_hidden_layers"),
         "d_model": config.get("hidden_size"),
         "n_params": _n_params(weights),
-        "train_preset": provenance_value(read_provenance(path), "preset", tuple(PRESETS)),
+        "train_preset": provenance_value(provenance, "preset", tuple(PRESETS)),
+        "train_max_op": (provenance.get("data_preset") or {}).get("max_op"),
+        "train_n_problems": data.get("n_problems"),
+        "train_resample": data.get("resample", "none"),
+        "train_init_from": provenance.get("init_from"),
+        "train_tokens": provenance.get("tokens_seen"),
     }
 
 

@@ -8,7 +8,8 @@ test set), ``mistakes`` and ``depth`` (``probekit probe --analysis ...``). ``job
 generation) are not part of it. The same config therefore always expands to the same ids, and changing a
 setting makes new jobs instead of silently reusing old results.
 
-Jobs on a checkpoint that a ``train`` job produces depend on that job (``depends_on``) and run after it.
+Jobs on a checkpoint that a ``train`` job produces depend on that job (``depends_on``) and run after it; so does
+a training run that fine-tunes another run of the sweep (``model.init_from=train:<label>``).
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from probekit.configs import ConfigError
 from probekit.sweep.config import MistakesSection, ProbeSettings, SweepConfig
+
+INIT_FROM, TRAINED = "model.init_from", "train:"
 
 
 @dataclass
@@ -32,7 +36,7 @@ class Job:
     checkpoint: str
     """The checkpoint's label in the sweep."""
     source: dict
-    """``{"path": folder}`` or ``{"train": train job id}`` (``{}`` for a train job itself)."""
+    """``{"path": folder}`` or ``{"train": train job id}`` (a train job: ``{}``, or the run it fine-tunes)."""
     params: dict
     """The settings that decide the result (part of ``job_id``)."""
     options: dict = field(default_factory=dict)
@@ -51,9 +55,11 @@ class Job:
     def argv(self, checkpoint: str | Path, out: str | Path, device: str | None = None) -> list[str]:
         """The ``probekit`` command line of the job, reading ``checkpoint`` and writing to ``out``."""
         p, o = self.params, self.options
-        if self.kind == "train":
+        if self.kind == "train":  # ``checkpoint``: the one it fine-tunes, when it depends on another run
+            overrides = [f"{INIT_FROM}={checkpoint}" if o.startswith(f"{INIT_FROM}={TRAINED}") else o
+                         for o in p["overrides"]]
             device_override = [f"run.device={device}"] if device else []
-            return ["train", p["config"], *p["overrides"], *device_override, "--out", str(out), "--resume", "--quiet"]
+            return ["train", p["config"], *overrides, *device_override, "--out", str(out), "--resume", "--quiet"]
         if self.kind == "accuracy":
             args = ["eval", str(checkpoint), "--sets", p["set"], "--n", p["n"], "--seed", p["seed"],
                     "--workers", 1, "--out", str(out), "--quiet"]
@@ -109,9 +115,11 @@ def expand(cfg: SweepConfig) -> list[Job]:
     sources: list[tuple[str, str, dict, str | None]] = []  # (sweep label, job label, source, preset)
     for label, folder in cfg.checkpoints.items():
         sources.append((label, label, {"path": str(folder)}, _checkpoint_preset(folder)))
+    trained: dict[str, str] = {}  # checkpoint label -> train job id, for model.init_from=train:<label>
     for label, spec in cfg.train.items():
-        for seed in spec.seeds or [None]:
-            job = _train_job(label, spec, seed)
+        for name, overrides in train_variants(label, spec):
+            job = _train_job(name, spec.config, overrides, trained)
+            trained[name] = job.job_id
             jobs.append(job)
             sources.append((label, job.checkpoint, {"train": job.job_id}, job.params["resolved"]["data"]["preset"]))
     for sweep_label, label, source, preset in sources:
@@ -132,15 +140,46 @@ def _checkpoint_preset(folder) -> str | None:
     return provenance_value(read_provenance(folder), "preset", tuple(PRESETS))
 
 
-def _train_job(label: str, spec, seed: int | None) -> Job:
+def train_variants(label: str, spec) -> list[tuple[str, list[str]]]:
+    """``[(checkpoint label, overrides)]`` of a training spec: one per combination of its ``grid`` values and
+    ``seeds`` (``model.seed`` and ``data.seed``); labels get ``-<key>-<value>`` and ``-s<seed>`` suffixes."""
+    keys = list(spec.grid)
+    seeds = spec.seeds or [None]
+    out = []
+    for values in itertools.product(*(spec.grid[k] for k in keys)):
+        for seed in seeds:
+            overrides = list(spec.overrides) + [f"{k}={'null' if v is None else v}" for k, v in zip(keys, values)]
+            name = label + "".join(f"-{k.split('.')[-1]}-{_word(v)}" for k, v in zip(keys, values))
+            if seed is not None:
+                overrides += [f"model.seed={seed}", f"data.seed={seed}"]
+                name += f"-s{seed}" if len(seeds) > 1 else ""
+            out.append((name, overrides))
+    return out
+
+
+def _word(value) -> str:
+    text = "none" if value is None else (Path(str(value)).name if "/" in str(value) else str(value))
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-") or "x"
+
+
+def _train_job(name: str, config: str, overrides: list[str], trained: dict[str, str]) -> Job:
+    """A training job; ``model.init_from=train:<label>`` fine-tunes the final checkpoint of the earlier training
+    run ``label`` of the sweep (the job then depends on that run)."""
     from probekit.train.config import load_config
 
-    overrides = list(spec.overrides) + ([f"model.seed={seed}", f"data.seed={seed}"] if seed is not None else [])
-    resolved = load_config(spec.config, overrides).to_dict()
+    source = {}
+    for i, text in enumerate(overrides):
+        if text.startswith(f"{INIT_FROM}={TRAINED}"):
+            parent = text.split("=", 1)[1][len(TRAINED):]
+            if parent not in trained:
+                raise ConfigError(f"train.{name}: {text}: no earlier training run is labelled {parent!r}; "
+                                  f"labels: {', '.join(trained) or 'none'}")
+            source = {"train": trained[parent]}
+            overrides = [*overrides[:i], f"{INIT_FROM}={TRAINED}{trained[parent]}", *overrides[i + 1:]]
+    resolved = load_config(config, overrides).to_dict()
     resolved["run"].pop("out", None)
     resolved["run"].pop("progress", None)
-    return Job("train", label if seed is None or len(spec.seeds) == 1 else f"{label}-s{seed}", {},
-               {"config": spec.config, "overrides": overrides, "resolved": resolved})
+    return Job("train", name, source, {"config": config, "overrides": overrides, "resolved": resolved})
 
 
 def _accuracy_jobs(section, label: str, source: dict, preset: str | None) -> list[Job]:
@@ -202,6 +241,12 @@ def select(jobs: list[Job], kinds: list[str] | None) -> list[Job]:
     bad = [k for k in kinds if k not in allowed]
     if bad:
         raise ConfigError(f"--only: unknown kind {bad[0]!r}; allowed: {', '.join(sorted(allowed))}")
-    chosen = [j for j in jobs if j.kind in kinds]
-    needed = {j.depends_on for j in chosen if j.depends_on}
-    return [j for j in jobs if j in chosen or j.job_id in needed]
+    by_id = {j.job_id: j for j in jobs}
+    keep = {j.job_id for j in jobs if j.kind in kinds}
+    frontier = list(keep)
+    while frontier:  # training runs the chosen jobs need, and the runs those fine-tune
+        dep = by_id[frontier.pop()].depends_on
+        if dep and dep not in keep:
+            keep.add(dep)
+            frontier.append(dep)
+    return [j for j in jobs if j.job_id in keep]

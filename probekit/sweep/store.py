@@ -15,8 +15,9 @@ started again skips what is finished, redoes what is not, and never holds a job'
 Every row carries: ``job_id``, ``kind``, ``sweep``, ``checkpoint`` (label), ``checkpoint_path``,
 ``checkpoint_sha256`` (of ``model.safetensors``), ``revision`` (package version + git revision),
 ``job_config`` (the job's settings as JSON), ``model`` (pretrained | random-init), the checkpoint's shape
-(``arch``, ``n_layer``, ``d_model``, ``n_params``) and training preset (``train_preset``), then the columns of
-the job's own result (see :mod:`probekit.sweep.execute`). Nested values are stored as JSON strings.
+(``arch``, ``n_layer``, ``d_model``, ``n_params``) and training data (``train_preset``, ``train_max_op``,
+``train_n_problems``, ``train_resample``, ``train_init_from``, ``train_tokens``), then the columns of the job's
+own result (see :mod:`probekit.sweep.execute`). Nested values are stored as JSON strings.
 """
 
 from __future__ import annotations

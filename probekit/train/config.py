@@ -6,7 +6,9 @@ recipe, App. F.1). ``None`` on a "by preset" key means: take the value of ``data
     model:    name (models/<name>.yaml or a YAML path), arch / n_layer / n_head / head_dim / rope_theta
               (override the named shape), init_from (HF folder to fine-tune from), seed (init)
     data:     source (generate | shards), preset (med | hard), max_op / max_edge (a smaller problem
-              family), format (pq | qp), seed, shards (dir, source=shards), shuffle (shards), context,
+              family), format (pq | qp), seed, n_problems (data size: None = unlimited fresh problems,
+              N = epochs over N distinct problems), resample (none | length: op-weighted draws, paper
+              Fig. 4 right) and resample_power, shards (dir, source=shards), shuffle (shards), context,
               batch_size (global sequences per step), micro_batch_size (per rank and forward pass),
               workers (generator processes per rank; 0 = in the loader thread), prefetch (batches queued),
               length_check_samples, max_drop_fraction
@@ -28,6 +30,7 @@ This module does not import torch.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -72,6 +75,17 @@ class DataSection:
     format: Literal["pq", "qp"] = "pq"
     seed: int = 0
     """Data seed: problem ``i`` of lane ``j`` is generated with this seed (see probekit.train.data)."""
+    n_problems: int | None = None
+    """Data size. None: unlimited fresh problems (no epochs). N: the stream draws only from the data seed's
+    problems 0..N-1, every epoch a fresh seeded order of all N (a run "trained on N distinct problems");
+    source: generate only."""
+    resample: Literal["none", "length"] = "none"
+    """none: the generator's op distribution. length: problems drawn with probability proportional to
+    ``op ** resample_power`` times the generator's (op = number of solution sentences; paper 2.1 Fig. 4
+    right); the problems of one op are unchanged. source: generate only."""
+    resample_power: float = 1.0
+    """The exponent of ``resample: length`` (0: the plain op mix; < 0 favours short problems); ignored with
+    ``resample: none``."""
     shards: str | None = None
     """Directory written by ``probekit generate --tokens DIR`` (source: shards)."""
     shuffle: bool = True
@@ -292,6 +306,13 @@ def resolve(cfg: TrainConfig, world_size: int = 1) -> tuple[TrainConfig, Layout]
             raise ConfigError("data.source is 'shards' but data.shards (the directory) is not set")
     elif d.shards:
         raise ConfigError("data.shards is set but data.source is 'generate'; set data.source=shards to train on shards")
+    if d.source == "shards":
+        for key, value, default in (("n_problems", d.n_problems, None), ("resample", d.resample, "none")):
+            if value != default:
+                raise ConfigError(
+                    f"data.{key}={value!r} needs data.source=generate: shards already hold a fixed set of "
+                    f"problems (write the shards you want with probekit generate); unset data.{key}"
+                )
     if d.context is None and d.source == "generate":
         d.context = defaults["context"]
     if d.batch_size is None:
@@ -309,6 +330,9 @@ def resolve(cfg: TrainConfig, world_size: int = 1) -> tuple[TrainConfig, Layout]
     positive("data.batch_size", d.batch_size)
     positive("data.micro_batch_size", d.micro_batch_size)
     positive("data.max_op", d.max_op)
+    positive("data.n_problems", d.n_problems)
+    if not math.isfinite(d.resample_power):
+        raise ConfigError(f"data.resample_power must be a finite number, got {d.resample_power}")
     positive("data.workers", d.workers, 0)
     positive("data.prefetch", d.prefetch)
     positive("data.length_check_samples", d.length_check_samples, 0)
@@ -377,7 +401,8 @@ def smaller_micro_batch(per_rank: int, micro: int) -> int | None:
 RESUME_FIXED = (
     "model.name", "model.arch", "model.n_layer", "model.n_head", "model.head_dim", "model.rope_theta",
     "model.init_from", "data.source", "data.preset", "data.max_op", "data.max_edge", "data.format", "data.seed",
-    "data.shards", "data.shuffle", "data.context", "data.batch_size",
+    "data.n_problems", "data.resample", "data.resample_power", "data.shards", "data.shuffle", "data.context",
+    "data.batch_size",
 )
 
 
@@ -386,8 +411,11 @@ def flat(cfg_dict: dict) -> dict[str, Any]:
 
 
 def resume_differences(saved: dict, current: TrainConfig) -> tuple[list[str], list[str]]:
-    """(blocking, other) differences between a checkpoint's config and the current one."""
-    old, new = flat(saved), flat(current.to_dict())
+    """(blocking, other) differences between a checkpoint's config and the current one.
+
+    A key the saved config lacks (a checkpoint written before the key existed) counts as its default.
+    """
+    old, new = flat(TrainConfig().to_dict()) | flat(saved), flat(current.to_dict())
     blocking, other = [], []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)

@@ -2,9 +2,10 @@
 
 Fresh problems (``data.source: generate``, the paper's setting: unlimited data, no epochs)
 -----------------------------------------------------------------------------------------
-The global batch of ``B`` sequences has ``B`` *lanes*. Lane ``j`` (0 <= j < B) owns the problems with
-indices ``j, j + B, j + 2B, ...`` of ``GenerationConfig(preset, format=..., split="train", seed=data.seed)``
-(op drawn per problem by the generator, train-split templates only). Each problem becomes
+The global batch of ``B`` sequences has ``B`` *lanes*. Lane ``j`` (0 <= j < B) owns the stream positions
+``j, j + B, j + 2B, ...``; by default position ``g`` is problem index ``g`` of
+``GenerationConfig(preset, format=..., split="train", seed=data.seed)`` (op drawn per problem by the
+generator, train-split templates only; ``data.n_problems`` and ``data.resample`` change the map, below). Each problem becomes
 ``[PROBLEM] prompt [SOLUTION] solution [ANSWER] answer [EOS]``; a lane concatenates its problems in order and
 cuts the stream into windows of ``context`` tokens (a problem may straddle two windows; a problem longer than
 the context is dropped and counted), exactly the packing of :mod:`probekit.shards`. Row ``j`` of step ``s``
@@ -16,7 +17,29 @@ lane's position is ``(k, offset, used, dropped)``: the ordinal ``k`` of the prob
 in (global index ``j + k*B``), the tokens of it already consumed, and the counters. Checkpoints store the
 position of every lane; a resumed run regenerates problem ``k`` and skips ``offset`` tokens, so it sees
 exactly the tokens an uninterrupted run would (with any number of processes). Problems are iid, so windows
-are not shuffled. Worker processes (``fork`` on Linux, else ``spawn``; they never use torch) produce the
+are not shuffled.
+
+Which problem a lane position holds is decided in two pure steps, so every property above (exact resume,
+any number of processes) holds for every setting:
+
+1. **Data size** (``data.n_problems``). None (default): stream position ``g = j + k*B`` is problem ``g``
+   (unlimited fresh problems, no epochs). ``N``: the stream draws only from problems ``0 .. N-1``; position
+   ``g`` falls in epoch ``e = g // N`` and is problem ``perm_e[g % N]``, ``perm_e`` a permutation of
+   ``range(N)`` seeded by SHA-256 of ``"{data.seed}:{N}:{e}:epoch"`` (:class:`ProblemOrder`). Every epoch
+   visits each of the ``N`` problems exactly once, in a fresh order ("trained on N distinct problems");
+   packing per lane is unchanged (an epoch boundary does not start a new window). The lane position needs
+   nothing new: ``(k, offset)`` still fixes ``g`` and so the problem.
+2. **Resampling** (``data.resample``, paper 2.1 Fig. 4 right). ``none`` (default): problem ``p`` is
+   generator index ``p`` (bit-identical to the stream before these keys existed). ``length``: problem ``p``
+   has op ``t`` drawn (RNG seeded by SHA-256 of ``"{seed}:{p}:length"``) from ``P'(t) ~ P(t) * t **
+   data.resample_power``, where ``P(t) ~ 2 (max_op - t) + 1`` is the generator's own op distribution (the
+   min of two uniform draws), and is the first generator index ``c`` in the block ``p * 2**16 ..`` whose
+   op is ``t`` (a record's op is its first two RNG draws, :func:`drawn_op`, so this costs no generation).
+   The problems of one op are thus distributed exactly as in the plain stream; only the op mix is
+   re-weighted (by the number of solution sentences, to the power). :func:`stream_op_probabilities`
+   gives ``P'``.
+
+Worker processes (``fork`` on Linux, else ``spawn``; they never use torch) produce the
 token arrays; the order in which they finish does not matter.
 
 Shards (``data.source: shards``)
@@ -34,8 +57,11 @@ measures the time it waits for the queue (``data_wait_fraction`` in the log).
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import math
 import multiprocessing
+import random
 import os
 import queue
 import statistics
@@ -48,7 +74,7 @@ from typing import Any
 
 import numpy as np
 
-from probekit.igsm.generate import PRESETS, GenerationConfig, Preset, generate_record
+from probekit.igsm.generate import PRESETS, FastRandom, GenerationConfig, Preset, generate_record, record_seed
 from probekit.tokenizer import IGSMTokenizer, default_tokenizer
 from probekit.train.config import ConfigError, DataSection, preset_name
 
@@ -94,16 +120,18 @@ def problem_tokens(config: GenerationConfig, index: int, tokenizer: IGSMTokenize
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(preset: tuple, config_fields: dict) -> None:
+def _worker_init(preset: tuple, config_fields: dict, resample: str = "none", power: float = 1.0) -> None:
     name, max_op, max_edge = preset
     if name not in PRESETS:
         PRESETS[name] = Preset(name, max_op, max_edge)
     _WORKER["config"] = GenerationConfig(**config_fields)
     _WORKER["tokenizer"] = default_tokenizer()
+    _WORKER["resample"] = (resample, power)
 
 
 def _worker_tokens(index: int) -> np.ndarray:
-    return problem_tokens(_WORKER["config"], index, _WORKER["tokenizer"])
+    resample, power = _WORKER["resample"]
+    return stream_problem_tokens(_WORKER["config"], index, resample, power, _WORKER["tokenizer"])
 
 
 def _mp_context():
@@ -124,6 +152,126 @@ def auto_workers(device_type: str) -> int:
         cores = os.cpu_count() or 2
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
     return max(1, min(32, cores // max(local, 1) - 2))
+
+
+# ---------------------------------------------------------------------------- which problem: size and resampling
+RESAMPLE_BLOCK = 1 << 16
+"""Generator indices ``p * RESAMPLE_BLOCK ..`` are the candidates of resampled problem ``p`` (disjoint blocks)."""
+
+
+def drawn_op(config: GenerationConfig, index: int) -> int:
+    """The op of generator index ``index`` of an op-free ``config``, without generating the problem.
+
+    The generator's first two draws from the record's RNG fix the target op (min of two uniform draws in
+    1..max_op) and a record is kept only with that op, so this is ``generate_record(config, index)["op"]``;
+    :func:`stream_problem_tokens` checks it on every resampled problem.
+    """
+    max_op = PRESETS[config.preset].max_op
+    rng = FastRandom(record_seed(config.seed, index))
+    return min(rng.randint(1, max_op), rng.randint(1, max_op))
+
+
+def stream_op_probabilities(max_op: int, resample: str = "none", power: float = 1.0) -> np.ndarray:
+    """``P(op = t)`` for ``t = 1..max_op`` (index ``t - 1``) of the training stream.
+
+    ``none``: the generator's ``(2 (max_op - t) + 1) / max_op**2``; ``length``: that times ``t ** power``,
+    normalised.
+    """
+    weights = _op_weights(max_op, resample, float(power))
+    return np.asarray(weights) / math.fsum(weights)
+
+
+@lru_cache(maxsize=64)
+def _op_weights(max_op: int, resample: str, power: float) -> tuple[float, ...]:
+    base = [float(2 * (max_op - t) + 1) for t in range(1, max_op + 1)]
+    if resample == "none":
+        return tuple(base)
+    if resample != "length":
+        raise ConfigError(f"data.resample must be none or length, not {resample!r}")
+    return tuple(b * t**power for t, b in zip(range(1, max_op + 1), base))
+
+
+@lru_cache(maxsize=64)
+def _op_cum_weights(max_op: int, power: float) -> tuple[float, ...]:
+    return tuple(itertools.accumulate(_op_weights(max_op, "length", power)))
+
+
+def resampled_op(seed: int, index: int, max_op: int, power: float) -> int:
+    """The op of resampled problem ``index``: a draw from :func:`stream_op_probabilities` (``length``)."""
+    digest = hashlib.sha256(f"{seed}:{index}:length".encode()).digest()
+    rng = random.Random(int.from_bytes(digest[:8], "big"))
+    return rng.choices(range(1, max_op + 1), cum_weights=_op_cum_weights(max_op, float(power)))[0]
+
+
+def generator_index(config: GenerationConfig, index: int, resample: str = "none", power: float = 1.0) -> tuple[int, int | None]:
+    """``(generator index, op or None)`` of stream problem ``index`` (see the module doc, step 2).
+
+    ``none``: ``(index, None)``. ``length``: the first index of ``index * RESAMPLE_BLOCK ..`` whose
+    :func:`drawn_op` is :func:`resampled_op`, and that op.
+    """
+    if resample == "none":
+        return index, None
+    max_op = PRESETS[config.preset].max_op
+    op = resampled_op(config.seed, index, max_op, power)
+    start = index * RESAMPLE_BLOCK
+    for candidate in range(start, start + RESAMPLE_BLOCK):
+        if drawn_op(config, candidate) == op:
+            return candidate, op
+    raise RuntimeError(f"no problem with op {op} among generator indices {start}..{start + RESAMPLE_BLOCK - 1}")
+
+
+def stream_record(config: GenerationConfig, index: int, resample: str = "none", power: float = 1.0) -> dict:
+    """The ``generate_record`` of stream problem ``index`` (``resample`` maps it to a generator index)."""
+    g, op = generator_index(config, index, resample, power)
+    record = generate_record(config, g)
+    if op is not None and record["op"] != op:
+        raise RuntimeError(
+            f"generator index {g} has op {record['op']}, but its first two draws say {op}: "
+            "probekit.train.data.drawn_op no longer matches probekit.igsm.generate.draw_problem"
+        )
+    return record
+
+
+def stream_problem_tokens(config: GenerationConfig, index: int, resample: str = "none", power: float = 1.0,
+                          tokenizer: IGSMTokenizer | None = None) -> np.ndarray:
+    """Token ids of stream problem ``index`` (:func:`problem_tokens` of its generator index)."""
+    if resample == "none":
+        return problem_tokens(config, index, tokenizer)
+    tokenizer = tokenizer or default_tokenizer()
+    record = stream_record(config, index, resample, power)
+    ids = tokenizer.encode_example(record["problem"], record["solution"], record["answer"])
+    return np.asarray(ids, dtype=TOKEN_DTYPE)
+
+
+class ProblemOrder:
+    """Stream position -> problem index (module doc, step 1): identity, or ``N`` problems in shuffled epochs."""
+
+    def __init__(self, n_problems: int | None, seed: int, cache: int = 8):
+        if n_problems is not None and n_problems < 1:
+            raise ConfigError(f"data.n_problems must be >= 1 or null, got {n_problems}")
+        self.n, self.seed, self.cache = n_problems, seed, cache
+        self._perm: dict[int, np.ndarray] = {}
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        """The problem order of ``epoch`` (a permutation of ``range(n_problems)``)."""
+        perm = self._perm.get(epoch)
+        if perm is None:
+            if len(self._perm) >= self.cache:  # lanes drift apart by a few epochs at most when N is small
+                self._perm.pop(next(iter(self._perm)))
+            digest = hashlib.sha256(f"{self.seed}:{self.n}:{epoch}:epoch".encode()).digest()
+            perm = np.random.default_rng(int.from_bytes(digest[:8], "big")).permutation(self.n)
+            self._perm[epoch] = perm
+        return perm
+
+    def __call__(self, position: int) -> int:
+        if self.n is None:
+            return position
+        epoch, pos = divmod(position, self.n)
+        return int(self.permutation(epoch)[pos])
+
+    def epoch(self, position: int) -> int:
+        """The epoch of a stream position (0 for the unlimited stream)."""
+        return 0 if self.n is None else position // self.n
 
 
 # ---------------------------------------------------------------------------- context check
@@ -194,6 +342,10 @@ class GeneratedStream:
     def __init__(self, data: DataSection, context: int, n_lanes: int, lanes: range, workers: int,
                  state: dict | None = None, lookahead: float = 2.0):
         self.config = generation_config(data)
+        self.order = ProblemOrder(data.n_problems, data.seed)
+        self.resample, self.power = data.resample, float(data.resample_power)
+        if self.resample not in ("none", "length"):
+            raise ConfigError(f"data.resample must be none or length, not {self.resample!r}")
         self.context, self.n_lanes, self.lanes = context, n_lanes, lanes
         self.target = int(lookahead * context)
         self._est = max(1.0, context / 3)  # running mean problem length, for request sizes only
@@ -208,7 +360,7 @@ class GeneratedStream:
             ctx = _mp_context()
             self._pool = ctx.Pool(
                 workers, initializer=_worker_init,
-                initargs=((preset.name, preset.max_op, preset.max_edge), asdict(self.config)),
+                initargs=((preset.name, preset.max_op, preset.max_edge), asdict(self.config), self.resample, self.power),
             )
 
     def _positions(self, state: dict | None) -> dict[int, tuple]:
@@ -225,9 +377,14 @@ class GeneratedStream:
         return {j: tuple(lanes[j]) for j in self.lanes}
 
     # -- generation
+    def problem_index(self, lane: int, ordinal: int) -> int:
+        """The problem (index of the data seed's stream, before resampling) at ordinal ``ordinal`` of ``lane``."""
+        return self.order(lane + ordinal * self.n_lanes)
+
     def _generate(self, indices: list[int]) -> list[np.ndarray]:
+        """Token arrays of stream problems ``indices`` (resampling, if any, is resolved in the workers)."""
         if self._pool is None:
-            return [problem_tokens(self.config, i, self._tokenizer) for i in indices]
+            return [stream_problem_tokens(self.config, i, self.resample, self.power, self._tokenizer) for i in indices]
         chunk = max(1, min(64, len(indices) // (4 * self.workers)))
         return self._pool.map(_worker_tokens, indices, chunksize=chunk)
 
@@ -249,7 +406,7 @@ class GeneratedStream:
                 for _ in range(max(1, math.ceil(deficit / self._est))):
                     wanted.append((lane, lane.requested))
                     lane.requested += 1
-            arrays = self._generate([lane.lane + ordinal * self.n_lanes for lane, ordinal in wanted])
+            arrays = self._generate([self.problem_index(lane.lane, ordinal) for lane, ordinal in wanted])
             for (lane, ordinal), ids in zip(wanted, arrays):
                 self._n_seen += 1
                 self._est += (len(ids) - self._est) / min(self._n_seen, 1000)
