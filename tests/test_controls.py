@@ -91,7 +91,7 @@ def test_control_label_map_has_the_prior_as_its_distribution():
 
 def test_selectivity_and_mdl_separate_a_planted_signal_from_its_control(planted, gpt2):
     train, test, model = planted
-    kwargs = dict(layers="-1", rank=0, steps=300, batch_size=64, seed=0)
+    kwargs = {"layers": "-1", "rank": 0, "steps": 300, "batch_size": 64, "seed": 0}
     real = probe_layers(model, train, test, "nece", mdl=True, **kwargs).iloc[0]
     unplanted = probe_layers(gpt2, train, test, "nece", **kwargs).iloc[0]
 

@@ -303,7 +303,7 @@ def test_report_has_a_table_per_kind_and_the_figures(rendered, store, tmp_path):
     path = write_report(store, tmp_path, list(results.values()))
     text = path.read_text()
     assert path == tmp_path / "REPORT.md"
-    for title in ("## Generation accuracy", "## V-probes", "## Layer-wise nece probing", "## Mistake analysis",
+    for title in ("## Generation accuracy", "## Data scaling", "## V-probes", "## Layer-wise nece probing", "## Mistake analysis",
                   "## Training", "## Figures"):
         assert title in text
     rows = store[(store["kind"] == "accuracy") & (store["checkpoint"] == "gpt2-4-2-cpu") & (store["set"] == "op=15")]

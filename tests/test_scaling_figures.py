@@ -50,7 +50,7 @@ def make_scaling_store(seed: int = 0) -> pd.DataFrame:
                 k = sum(v[1] for v in by_op.values())
                 wrong = n - k
                 fmt = int(wrong * 0.1)
-                calc = int(round((wrong - fmt) * calc_share))
+                calc = round((wrong - fmt) * calc_share)
                 low, high = wilson_interval(k, n)
                 sampled = eval_seed == 0
                 position = 0.5 + 4 * (p - 0.9)
@@ -254,6 +254,28 @@ def test_init_and_shape_labels():
     # without train_init_from / train_resample every run is from scratch, not resampled
     bare = make_scaling_store().drop(columns=["train_init_from", "train_resample"])
     assert set(scaling_rows(bare)["run"]) == {"from scratch"}
+
+
+# ============================================================================================== report
+def test_report_has_a_data_scaling_table(store, tmp_path):
+    from probekit.figures.report import write_report
+
+    text = write_report(store, tmp_path, []).read_text()
+    assert "## Data scaling" in text and text.index("## Generation accuracy") < text.index("## Data scaling")
+    rows, ops, n_op, k_op = _pooled_counts(store, ["s-1k"])
+    n, k = int(rows["n"].sum()), int(rows["correct"].sum())
+    low, high = wilson_interval(k, n)
+    fit = fit_step_accuracy(ops, n_op, k_op)
+    calc, reason = int(rows["errors_calculation"].sum()), int(rows["errors_reasoning"].sum())
+    slow, shigh = wilson_interval(calc, calc + reason)
+    sampled = rows[rows["seed"] == 0]
+    solved = (sampled["correct"] + (sampled["n"] - sampled["correct"]) * 3 // 4).sum() / sampled["n"].sum()
+    assert (f"| from scratch | 1000 | s-1k | {n} | {k / n:.3f} [{low:.3f}, {high:.3f}] | {solved:.3f} (N=16) | ") in text
+    assert (f"| {fit.step_accuracy:.3f} [{fit.ci_low:.3f}, {fit.ci_high:.3f}] | 0.500 | "
+            f"{calc / (calc + reason):.3f} [{slow:.3f}, {shigh:.3f}] |") in text
+    assert "| fine-tuned | unlimited |" not in text and "| from scratch | unlimited | s-inf |" in text
+    # a store without training data sizes has no such section
+    assert "## Data scaling" not in write_report(store.drop(columns=["train_n_problems"]), tmp_path, []).read_text()
 
 
 # ============================================================================================== NoData

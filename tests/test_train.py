@@ -251,7 +251,7 @@ def test_default_stream_is_unchanged():
     for j in range(4):
         problems = _lane_problems(batches, j)
         assert len(problems) >= 4
-        assert problems == _expected(len(problems), lambda k: tuple(data_mod.problem_tokens(config, j + k * 4).tolist()))
+        assert problems == _expected(len(problems), lambda k, j=j: tuple(data_mod.problem_tokens(config, j + k * 4).tolist()))
     assert all(stream.problem_index(j, k) == j + 4 * k for j in range(4) for k in range(50))
     assert data_mod.generator_index(config, 12345) == (12345, None)
 
@@ -271,7 +271,7 @@ def test_n_problems_cycles_exactly_n_distinct_problems_and_resumes():
     seen = []
     for j in range(4):
         problems = _lane_problems(whole, j)
-        assert problems == _expected(len(problems), lambda k: _tokens(config, stream.problem_index(j, k)), CTX)
+        assert problems == _expected(len(problems), lambda k, j=j: _tokens(config, stream.problem_index(j, k)), CTX)
         seen += [allowed[p] for p in problems]  # KeyError: a problem outside 0..N-1
     assert max(map(len, allowed)) <= CTX  # none is dropped
     assert set(seen) == set(range(n)) and len(seen) > 2 * n
@@ -323,7 +323,7 @@ def test_resample_by_length_shifts_the_op_distribution():
     stream = data_mod.GeneratedStream(data, CTX, 4, range(4), workers=0)
     for j in range(4):
         problems = _lane_problems(whole, j)
-        assert problems == _expected(len(problems), lambda k: _tokens(config, stream.problem_index(j, k), "length", 3.0), CTX)
+        assert problems == _expected(len(problems), lambda k, j=j: _tokens(config, stream.problem_index(j, k), "length", 3.0), CTX)
     stream.close()
     two = [data_mod.generator_index(config, i, "length", 3.0)[1] == 2 for i in range(400)]
     assert np.mean(two) == pytest.approx(8 / 11, abs=0.07)
@@ -378,6 +378,10 @@ def test_data_size_config_checks():
     assert resume_differences(saved, TrainConfig())[0] == []
     blocking, _ = resume_differences(saved, load_config(None, ["data.n_problems=5"]))
     assert blocking == ["data.n_problems: None -> 5"]
+    blocking, other = resume_differences(saved, load_config(None, ["data.resample_power=2"]))  # unused power
+    assert blocking == [] and other == ["data.resample_power: 1.0 -> 2.0"]
+    length = load_config(None, ["data.resample=length"]).to_dict()
+    assert resume_differences(length, load_config(None, ["data.resample=length", "data.resample_power=2"]))[0]
 
 
 def test_shards_source(tmp_path):

@@ -19,10 +19,16 @@ Physics of Language Models, Part 2.1 (iGSM)
 Xwin-Math (arXiv 2403.04706)
 
 - ``stability`` -- Pass@1, Pass@N and PassRatio@N per evaluation set (sampled evaluations only);
-- ``step_fit``  -- accuracy against op with the single-step model ``step_accuracy ** op``.
+- ``step_fit``  -- accuracy against op with the single-step model ``step_accuracy ** op``;
+- ``scaling_accuracy``  -- accuracy (Pass@1, with Pass@N stars) against the number of distinct training problems,
+  from scratch vs fine-tuned (Fig. 1);
+- ``scaling_stability`` -- Pass@1, Pass@N and PassRatio@N against data size (Fig. 3);
+- ``scaling_steps``     -- accuracy by op per data size with the single-step fits, length resampling (Fig. 4,
+  Table 4 in the caption);
+- ``scaling_errors``    -- share of calculation vs reasoning errors against data size (Fig. 5).
 
 Modules: :mod:`.registry` (``FIGURES``, ``render``, ``NoData``), :mod:`.accuracy`, :mod:`.probing`,
-:mod:`.mistakes`, :mod:`.depth`, :mod:`.report` (``REPORT.md``), :mod:`.command` (``probekit figures``),
+:mod:`.mistakes`, :mod:`.depth`, :mod:`.scaling`, :mod:`.report` (``REPORT.md``), :mod:`.command` (``probekit figures``),
 :mod:`.style` (the shared look), :mod:`.graphs` (the problem graphs of fig1). Importing the package loads
 neither matplotlib nor pandas; the names below are imported on first use.
 """

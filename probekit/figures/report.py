@@ -2,6 +2,7 @@
 
 One section per row kind present (accuracy, probe, depth, mistakes, train), built from the same pooled
 tables the figures draw (counts pooled over seeds, Wilson 95% intervals recomputed), then the figure list.
+Accuracy rows that record the training data size (``train_n_problems``) add a data-scaling table.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from probekit.figures.registry import FigureResult, NoData, checkpoint_order, integer, provenance, set_label, set_sort_key
+from probekit.figures.registry import (
+    FigureResult,
+    NoData,
+    checkpoint_order,
+    integer,
+    provenance,
+    set_label,
+    set_sort_key,
+)
 from probekit.records import write_atomic
 
 
@@ -155,13 +164,37 @@ def train_section(results: pd.DataFrame) -> str:
     return markdown_table(["checkpoint", "last step", "tokens", "loss", "seconds"], table)
 
 
+def scaling_section(results: pd.DataFrame) -> str | None:
+    """Per run and data size (non-reask sets pooled): accuracy, Pass@N, PassRatio@N, step accuracy, first-error
+    position, calculation share; None (no section) when the accuracy rows record no training data size."""
+    from probekit.figures.scaling import SIZE, scaling_summary, size_label
+
+    if SIZE not in results.columns:
+        return None
+    table = scaling_summary(results)
+    rows = [
+        (r["run"], size_label(r["data_size"]), ", ".join(r["checkpoints"]), r["n"], _ci(r["accuracy"], r["ci_low"], r["ci_high"]),
+         _num(r["pass_at_n"]) + ("" if _num(r["pass_at_n"]) == "-" else f" (N={r['samples']})"), _num(r["pass_ratio_at_n"]),
+         _ci(r["step_accuracy"], r["step_ci_low"], r["step_ci_high"]), _num(r["first_error"]),
+         _ci(r["calculation_share"], r["share_low"], r["share_high"]))
+        for r in table.to_dict("records")
+    ]
+    headers = ["run", "training problems", "checkpoints", "n", "accuracy [95% CI]", "Pass@N", "PassRatio@N",
+               "step accuracy [95% CI]", "first-error position", "calculation share [95% CI]"]
+    return "Non-reask evaluation sets pooled per run and data size.\n\n" + markdown_table(headers, rows)
+
+
+#: section key -> (title, table function); the section is written when the store has rows of the key's kind
+#: (:data:`SECTION_KINDS`, else the key itself); a function returning None writes no section
 SECTIONS = {
     "accuracy": ("Generation accuracy", accuracy_section),
+    "scaling": ("Data scaling", scaling_section),
     "probe": ("V-probes", probe_section),
     "depth": ("Layer-wise nece probing", depth_section),
     "mistakes": ("Mistake analysis", mistakes_section),
     "train": ("Training", train_section),
 }
+SECTION_KINDS = {"scaling": "accuracy"}
 
 
 def _figure_lines(figure_results: Sequence[FigureResult], out_dir: Path) -> list[str]:
@@ -186,13 +219,15 @@ def write_report(results: pd.DataFrame, out_dir: str | Path, figure_results: Seq
              + (", ".join(f"{k} {int(n)}" for k, n in sorted(counts.items())) or "none") + "."]
     if len(results):
         lines.append(provenance(results))
-    for kind, (title, section) in SECTIONS.items():
-        if kind not in counts:
+    for key, (title, section) in SECTIONS.items():
+        if SECTION_KINDS.get(key, key) not in counts:
             continue
         try:
             body = section(results)
         except NoData as err:
             body = f"_no table: {err}_"
+        if body is None:
+            continue
         lines += ["", f"## {title}", "", body]
     lines += ["", "## Figures", "", *(_figure_lines(figure_results, out_dir) or ["_none rendered_"])]
     path = out_dir / "REPORT.md"

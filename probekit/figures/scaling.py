@@ -54,6 +54,7 @@ from probekit.figures.registry import (
     grid,
     integer,
     legend_below,
+    pooled_rate,
     proportion,
     rows_of,
     set_label,
@@ -102,7 +103,7 @@ def scaling_rows(results: pd.DataFrame, columns: Sequence[str] = ()) -> pd.DataF
     if SIZE not in rows.columns:
         raise NoData(f"the 'accuracy' rows have no column {SIZE} (distinct training problems): evaluate checkpoints "
                      "whose training data size is recorded")
-    sizes = floats(rows[SIZE])
+    sizes = floats(rows[SIZE]).copy()
     sizes[np.isnan(sizes)] = math.inf
     if (sizes <= 0).any():
         raise NoData(f"{SIZE} must be positive (null = unlimited); found {sorted(set(sizes[sizes <= 0].tolist()))}")
@@ -209,7 +210,7 @@ def _panels(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """``(title, rows)`` per evaluation set (and per (preset, format) when several occur), sets in set order."""
     several = table[["preset", "format"]].drop_duplicates().shape[0] > 1
     panels = []
-    for (preset, fmt), g in table.groupby(["preset", "format"], sort=True):
+    for (preset, fmt), g in table.groupby(["preset", "format"], sort=True, dropna=False):
         for name in sorted_sets(g["set"]):
             title = set_label(name) + (f" (iGSM-{preset}_{fmt})" if several else "")
             panels.append((title, g[g["set"] == name]))
@@ -547,3 +548,40 @@ def scaling_errors(results: pd.DataFrame, out_dir: Path, *, set: str | None = No
         [f"Counts: {counts}.", *_cell_lines(cells)],
     )
     return save_figure(fig, Path(out_dir) / "scaling_errors", text)
+
+
+# ---------------------------------------------------------------------------------------------- report table
+def scaling_summary(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell over its non-reask sets: n, accuracy (Wilson CI), Pass@N, PassRatio@N, the step fit and
+    first-error position (as in scaling_steps) and the calculation share (as in scaling_errors); NaN where absent."""
+    rows = scaling_rows(results, ACCURACY_COLUMNS)
+    plain = rows[floats(column(rows, "reask")) != 1]
+    if plain.empty:
+        raise NoData("no non-reask accuracy rows")
+    try:
+        _, steps, fits = step_table(results)
+    except NoData:
+        steps, fits = pd.DataFrame(columns=["cell"]), {}
+    try:
+        _, errors = error_table(results)
+    except NoData:
+        errors = pd.DataFrame(columns=["cell"])
+    steps, errors = steps.set_index("cell"), errors.set_index("cell")
+    out = []
+    for c in cells_of(plain).to_dict("records"):
+        g = plain[plain["cell"] == c["cell"]]
+        acc, low, high = proportion(g["correct"].sum(), g["n"].sum())
+        fit = fits.get(c["cell"], (None, None))[1]
+        step, err = steps.reindex([c["cell"]]).iloc[0], errors.reindex([c["cell"]]).iloc[0]
+        out.append({
+            **c, "n": int(g["n"].sum()), "accuracy": acc, "ci_low": low, "ci_high": high,
+            "pass_at_n": pooled_rate(column(g, "pass_at_n"), g["n"])[1],
+            "pass_ratio_at_n": weighted_mean(column(g, "pass_ratio_at_n"), g["n"]),
+            "samples": _samples_text(g[~np.isnan(floats(column(g, "pass_at_n")))]),
+            "step_accuracy": math.nan if fit is None else fit.step_accuracy,
+            "step_ci_low": math.nan if fit is None else fit.ci_low, "step_ci_high": math.nan if fit is None else fit.ci_high,
+            "first_error": step.get("first_error", math.nan),
+            "calculation_share": err.get("share", math.nan), "share_low": err.get("share_low", math.nan),
+            "share_high": err.get("share_high", math.nan),
+        })
+    return pd.DataFrame(out)

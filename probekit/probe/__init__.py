@@ -2,7 +2,9 @@
 
 Submodules: :mod:`~probekit.probe.data` (examples and labels; no torch), :mod:`~probekit.probe.hooks`
 (TransformerLens-named hidden states, HF and bridge back-ends), :mod:`~probekit.probe.vprobe` (``VProbe``),
-:mod:`~probekit.probe.layers` (``probe_layers``, ``random_init_like``), :mod:`~probekit.probe.command`
+:mod:`~probekit.probe.layers` (``probe_layers``, ``random_init_like``, the control task and MDL),
+:mod:`~probekit.probe.stats` (bootstrap over problems, control labels, online-code bookkeeping; numpy only),
+:mod:`~probekit.probe.command`
 (``probekit probe``), :mod:`~probekit.probe.analysis` (mistakes against probes, nece by layer and depth).
 Importing this package does not import torch; the names below load on first use.
 """

@@ -27,6 +27,8 @@ Every row also carries (:mod:`probekit.probe.stats`; columns in :mod:`probekit.p
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 
@@ -109,7 +111,7 @@ def online_code_length(features: torch.Tensor, labels, task: str, groups=None,
     feats, y = features[torch.as_tensor(order)], labels[order]
     kwargs = {key: v for key, v in probe_kwargs.items() if key not in ("progress", "layer", "rank")}
     bits = stats.uniform_bits(ends[0], k)
-    for start, stop in zip(ends[:-1], ends[1:]):
+    for start, stop in itertools.pairwise(ends):
         probe = VProbe(task, rank=0, **kwargs).fit_features(feats[:start], y[:start], standardize_on=feats)
         bits += stats.code_length_bits(probe.predict_log_proba_features(feats[start:stop]), y[start:stop])
     uniform = stats.uniform_bits(n, k)
@@ -151,6 +153,7 @@ def probe_layers(model, train: ProbeData, test: ProbeData, task: str, layers="al
         f_train = collect_features(model, train, names, probe_kwargs.get("eval_batch_size"), amp)
     if rank == 0:
         f_test = collect_features(model, test, names, probe_kwargs.get("eval_batch_size"), amp)
+    c_progress = f"{progress} control" if isinstance(progress, str) else progress
     for name in names:
         control = {}
         if rank == 0:
@@ -159,14 +162,15 @@ def probe_layers(model, train: ProbeData, test: ProbeData, task: str, layers="al
             probe.layer_name_ = name
             pred = probe.predict_features(f_test[name])
             if controls:
-                c_probe = VProbe(task, rank=0, layer=name, progress=progress, **probe_kwargs)
+                c_probe = VProbe(task, rank=0, layer=name, progress=c_progress, **probe_kwargs)
                 c_probe.fit_features(f_train[name], c_train)
                 control = {"control_pred": c_probe.predict_features(f_test[name])}
         else:
             probe = VProbe(task, rank=rank, layer=name, progress=progress, **probe_kwargs).fit(model, train)
             pred = probe.predict(test)
             if controls:
-                c_probe = VProbe(task, rank=rank, layer=name, progress=progress, **probe_kwargs).fit(model, c_train_data)
+                c_probe = VProbe(task, rank=rank, layer=name, progress=c_progress, **probe_kwargs)
+                c_probe.fit(model, c_train_data)
                 control = {"control_pred": c_probe.predict(test)}
         if controls:
             control.update(control_labels=c_test, control_majority_class=c_probe.majority_class_)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -185,7 +185,7 @@ def mdl_blocks(n: int, fractions: Sequence[float] = MDL_FRACTIONS) -> list[int]:
     """Block ends ``[t_1, ..., t_S = n]`` (strictly increasing, t_1 >= 1) from the fractions of ``n``."""
     if n < 2:
         raise ValueError("the online code needs at least 2 examples")
-    ends = sorted({min(n, max(1, int(round(f * n)))) for f in fractions} | {n})
+    ends = sorted({min(n, max(1, round(f * n))) for f in fractions} | {n})
     if ends[0] >= n:  # every fraction rounds to n: one uniform block, then nothing to transmit
         ends = [1, n]
     return ends

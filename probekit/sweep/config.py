@@ -101,6 +101,12 @@ class ProbeSection(ProbeSettings):
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
     layers: list[int | str] = field(default_factory=lambda: [-1])
     test_sets: list[str] = field(default_factory=lambda: ["id"])
+    controls: bool = True
+    """The Hewitt-Liang control task and selectivity in every row (``probekit probe --controls``)."""
+    mdl: bool = False
+    """The online-code description length of the labels (``probekit probe --mdl``)."""
+    bootstrap: int = 1000
+    """Bootstrap resamples over problems for the 95% intervals (0: none)."""
 
 
 @dataclass

@@ -74,7 +74,9 @@ class Job:
                     "--out", str(out), "--quiet"]
             args += _flags(op=p["op"], preset=p["preset"], micro_batch_size=o.get("micro_batch_size"))
             if self.kind == "probe":
-                args += ["--task", p["task"], "--layers", p["layer"], *_test_set_flags(p["test_set"])]
+                args += ["--task", p["task"], "--layers", p["layer"], *_test_set_flags(p["test_set"]),
+                         "--controls" if p["controls"] else "--no-controls", "--mdl" if p["mdl"] else "--no-mdl",
+                         "--bootstrap", p["bootstrap"]]
             elif self.kind == "depth":
                 args += ["--analysis", "depth", "--layers", p["layers"], *_test_set_flags(p["test_set"])]
             else:
@@ -208,7 +210,8 @@ def _probe_jobs(section, label: str, source: dict, preset: str | None) -> list[J
     axes = itertools.product(section.models, section.tasks, section.layers, section.ranks, section.seeds,
                              section.test_sets)
     return [Job("probe", label, source, {"model": m, "task": t, "layer": layer, "rank": r, "seed": s,
-                                         "test_set": ts, **_probe_params(section)},
+                                         "test_set": ts, "controls": section.controls, "mdl": section.mdl,
+                                         "bootstrap": section.bootstrap, **_probe_params(section)},
                 {"micro_batch_size": section.micro_batch_size})
             for m, t, layer, r, s, ts in axes]
 

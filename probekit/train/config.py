@@ -40,7 +40,6 @@ import yaml
 
 from probekit.configs import ConfigError, Mismatch, coerce, suggest, type_fields, type_name
 
-
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
     "med": {"context": 768, "batch_size": 512, "steps": 100_000, "weight_decay": 0.05},
     "hard": {"context": 1024, "batch_size": 256, "steps": 200_000, "weight_decay": 0.03},
@@ -413,9 +412,11 @@ def flat(cfg_dict: dict) -> dict[str, Any]:
 def resume_differences(saved: dict, current: TrainConfig) -> tuple[list[str], list[str]]:
     """(blocking, other) differences between a checkpoint's config and the current one.
 
-    A key the saved config lacks (a checkpoint written before the key existed) counts as its default.
+    A key the saved config lacks (a checkpoint written before the key existed) counts as its default;
+    ``data.resample_power`` blocks only when ``data.resample`` is ``length`` (it is unused otherwise).
     """
     old, new = flat(TrainConfig().to_dict()) | flat(saved), flat(current.to_dict())
+    power_used = "length" in (old.get("data.resample"), new.get("data.resample"))
     blocking, other = [], []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
@@ -424,7 +425,8 @@ def resume_differences(saved: dict, current: TrainConfig) -> tuple[list[str], li
         if isinstance(b, (list, tuple)):
             b = list(b)
         if a != b:
-            (blocking if key in RESUME_FIXED else other).append(f"{key}: {a!r} -> {b!r}")
+            fixed = key in RESUME_FIXED and (key != "data.resample_power" or power_used)
+            (blocking if fixed else other).append(f"{key}: {a!r} -> {b!r}")
     return blocking, other
 
 

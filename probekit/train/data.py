@@ -61,9 +61,9 @@ import hashlib
 import itertools
 import math
 import multiprocessing
-import random
 import os
 import queue
+import random
 import statistics
 import threading
 import time
@@ -246,22 +246,27 @@ def stream_problem_tokens(config: GenerationConfig, index: int, resample: str = 
 class ProblemOrder:
     """Stream position -> problem index (module doc, step 1): identity, or ``N`` problems in shuffled epochs."""
 
-    def __init__(self, n_problems: int | None, seed: int, cache: int = 8):
+    CACHE_ELEMENTS = 1 << 24  # permutations kept: at most this many entries in all (64 MiB), and at least 2
+
+    def __init__(self, n_problems: int | None, seed: int):
         if n_problems is not None and n_problems < 1:
             raise ConfigError(f"data.n_problems must be >= 1 or null, got {n_problems}")
-        self.n, self.seed, self.cache = n_problems, seed, cache
+        self.n, self.seed = n_problems, seed
+        # lanes advance at different rates, so with a small N they sit in different epochs (about
+        # sqrt(problems per lane) * B / N apart): keep many small permutations, or two large ones
+        self.cache = max(2, self.CACHE_ELEMENTS // n_problems) if n_problems else 0
         self._perm: dict[int, np.ndarray] = {}
 
     def permutation(self, epoch: int) -> np.ndarray:
         """The problem order of ``epoch`` (a permutation of ``range(n_problems)``)."""
         perm = self._perm.get(epoch)
         if perm is None:
-            if len(self._perm) >= self.cache:  # lanes drift apart by a few epochs at most when N is small
-                self._perm.pop(next(iter(self._perm)))
+            if len(self._perm) >= self.cache:
+                self._perm.pop(next(iter(self._perm)))  # the first computed
             digest = hashlib.sha256(f"{self.seed}:{self.n}:{epoch}:epoch".encode()).digest()
             perm = np.random.default_rng(int.from_bytes(digest[:8], "big")).permutation(self.n)
-            self._perm[epoch] = perm
-        return perm
+            self._perm[epoch] = perm.astype(np.int32) if self.n < 2**31 else perm
+        return self._perm[epoch]
 
     def __call__(self, position: int) -> int:
         if self.n is None:
