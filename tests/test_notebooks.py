@@ -17,7 +17,7 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-NOTEBOOKS = ("01-quickstart.ipynb", "02-probing.ipynb", "03-mistakes.ipynb")
+NOTEBOOKS = ("01-quickstart.ipynb", "02-probing.ipynb", "03-mistakes.ipynb", "04-data-scaling.ipynb")
 MISTAKE_KINDS = (
     "unparseable", "arithmetic_error", "wrong_value_carried", "unknown_parameter", "used_before_defined",
     "wrong_dependency_set", "wrong_value", "redefined", "not_query_at_end", "wrong_answer",
@@ -136,3 +136,15 @@ def test_mistakes(executed):
     assert re.search(r"solutions: 16 \(\d+ correct, \d+ wrong\)", out)
     assert "(a) nece probe" in out and "(b) can_next / nece_next" in out
     assert "unwritten_unnecessary" in out and "background" in out
+
+
+@pytest.mark.notebooks
+def test_data_scaling(executed):
+    nb = executed("04-data-scaling.ipynb")
+    _no_errors(nb)
+    out = _stdout(_cell(nb, "results"))
+    assert "4 accuracy rows from 2 checkpoints" in out  # 2 data sizes x 2 sets
+    assert "tiny-n_problems-50" in out and "tiny-n_problems-none" in out
+    figures = _cell(nb, "figures")
+    written = re.findall(r"^(\w+) written$", _stdout(figures), flags=re.MULTILINE)
+    assert {"scaling_accuracy", "scaling_errors", "step_fit"} <= set(written) and _has_image(figures)
