@@ -82,6 +82,7 @@ def _probe_rows(rng) -> list[dict]:
                             "accuracy_neg": math.nan if value else level, "majority": 0.85, "n": n,
                             "n_pos": math.nan if value else n_pos, "accuracy_unnecessary": level - 0.05,
                             "n_unnecessary": 150, "seed": 0, "steps": 1000, "n_train": 8192,
+                            "control_accuracy": 0.8, "selectivity": level - 0.01 * layer - 0.8,
                         })
     return rows
 
@@ -311,6 +312,8 @@ def test_report_has_a_table_per_kind_and_the_figures(rendered, store, tmp_path):
     low, high = wilson_interval(k, n)
     assert f"| gpt2-4-2-cpu | med_pq | op=15 | {n} | {k / n:.3f} [{low:.3f}, {high:.3f}] | 0.050 | 0.02 |" in text
     assert "| gpt2-8-2-cpu | dep | id | 7 | 8 | 0.880 [" in text  # last layer 7: 0.95 - 0.07
+    dep = [line for line in text.splitlines() if line.startswith("| gpt2-8-2-cpu | dep | id | 7 | 8 |")][0]
+    assert "| 0.850 | 0.800 | 0.080 |" in dep  # majority, control task, selectivity = 0.88 - 0.80
     assert "| gpt2-4-2-cpu | nece_next | reask op=20 | 3 | 8 |" in text
     assert "| gpt2-8-2-cpu | random-init | id | 0-7 | 3200 | layer 7: t=1: 0.500," in text
     assert "  > Figure 3 (Physics of LMs 2.1, Fig. 3)" in text

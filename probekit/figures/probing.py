@@ -65,7 +65,8 @@ def select_probes(rows: pd.DataFrame, layer: int | None = None, rank: int | None
 
 
 def pooled_probes(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per (checkpoint, model, test_set, task, layer, rank): n, accuracy, CI per metric, majority."""
+    """One row per (checkpoint, model, test_set, task, layer, rank): n, accuracy, CI per metric, majority,
+    control-task accuracy (Hewitt and Liang; NaN when the rows have none) and selectivity."""
     out = []
     keys = ["checkpoint", "model", "test_set", "task", "layer", "rank"]
     for values, g in rows.groupby(keys, sort=False, dropna=False):
@@ -75,6 +76,8 @@ def pooled_probes(rows: pd.DataFrame) -> pd.DataFrame:
             n, acc, low, high = pooled_rate(column(g, acc_col), count(g))
             cell.update({f"n_{metric}": n, f"acc_{metric}": acc, f"low_{metric}": low, f"high_{metric}": high})
         cell["majority"] = weighted_mean(column(g, "majority"), g["n"])
+        cell["control_accuracy"] = weighted_mean(column(g, "control_accuracy"), g["n"])
+        cell["selectivity"] = cell["acc_all"] - cell["control_accuracy"]
         out.append(cell)
     return pd.DataFrame(out)
 
@@ -104,10 +107,11 @@ def _cells(panel: pd.DataFrame, model: str, categories: list[tuple[str, str, str
     return Series(model, COLORS[model], pick("acc"), pick("low"), pick("high"))
 
 
-def _majority(panel: pd.DataFrame, tasks: list[str]) -> np.ndarray:
-    """Majority-guess accuracy per task: the pretrained probe's (the random-init one's when it is alone)."""
+def _baseline(panel: pd.DataFrame, tasks: list[str], name: str = "majority") -> np.ndarray:
+    """A baseline per task (``majority`` or ``control_accuracy``): the pretrained probe's (the random-init one's
+    when it is alone)."""
     source = "pretrained" if (panel["model"] == "pretrained").any() else "random-init"
-    return floats(panel[panel["model"] == source].set_index("task")["majority"].reindex(tasks))
+    return floats(panel[panel["model"] == source].set_index("task")[name].reindex(tasks))
 
 
 def _present(table: pd.DataFrame, categories: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
@@ -133,7 +137,11 @@ def _probe_figure(table: pd.DataFrame, categories, *, majority: bool, ylabel: st
         series = [_cells(panel, model, categories) for model in models]
         x = grouped_bars(ax, [label for label, _, _ in categories], series)
         if majority:
-            baseline_marks(ax, x, _majority(panel, [t for _, t, _ in categories]), "majority guess", COLORS["majority"])
+            tasks = [t for _, t, _ in categories]
+            baseline_marks(ax, x, _baseline(panel, tasks), "majority guess", COLORS["majority"])
+            control = _baseline(panel, tasks, "control_accuracy")
+            if not np.isnan(control).all():
+                baseline_marks(ax, x, control, "control task (Hewitt-Liang)", COLORS["control"])
         ax.set(title=title, xlabel="probing task", ylabel=ylabel if first_column else "", ylim=(0, 1.05))
     legend_below(fig, axes.flat)
     return fig, categories
@@ -155,7 +163,8 @@ def fig7a(results: pd.DataFrame, out_dir: Path, *, layer: int | None = None, ran
         f"test accuracy of the probe per task ({', '.join(c[1] for c in cats)}) for the pretrained model and a "
         "randomly initialised model of the same shape, one panel per (checkpoint, test set); whiskers = Wilson 95% "
         "intervals on the counts pooled over seeds; dashed ticks = majority-class guess (the most frequent training "
-        "label of the pretrained model's probe).",
+        "label of the pretrained model's probe) and, when the rows have one, the control-task accuracy (the same "
+        "probe on labels assigned at random per parameter name; Hewitt and Liang 2019).",
         UNITS,
         count_range(table["n_all"], "examples"),
         rows,

@@ -81,7 +81,8 @@ def _probe_cell(cell: dict | None) -> str:
 
 
 def probe_section(results: pd.DataFrame) -> str:
-    """Probe accuracy per checkpoint, task and test set: pretrained vs random-init vs majority, pos / neg."""
+    """Probe accuracy per checkpoint, task and test set: pretrained vs random-init vs majority and the control
+    task (selectivity = accuracy - control accuracy, of the pretrained probe when present), pos / neg."""
     from probekit.figures.probing import probe_table
 
     _, table = probe_table(results)
@@ -95,11 +96,11 @@ def probe_section(results: pd.DataFrame) -> str:
         first = pre or rnd
         rows.append((
             ckpt, task, set_label(test_set), integer(first["layer"]), integer(first["rank"]), _probe_cell(pre),
-            _probe_cell(rnd), _num(first["majority"]), "-" if pre is None else f"{_num(pre['acc_pos'])} / {_num(pre['acc_neg'])}",
-            integer(first["n_all"]),
+            _probe_cell(rnd), _num(first["majority"]), _num(first["control_accuracy"]), _num(first["selectivity"]),
+            "-" if pre is None else f"{_num(pre['acc_pos'])} / {_num(pre['acc_neg'])}", integer(first["n_all"]),
         ))
     headers = ["checkpoint", "task", "test set", "layer", "rank", "pretrained [95% CI]", "random-init [95% CI]",
-               "majority", "pretrained pos / neg", "n"]
+               "majority", "control task", "selectivity", "pretrained pos / neg", "n"]
     return markdown_table(headers, rows)
 
 
