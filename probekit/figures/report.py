@@ -2,7 +2,8 @@
 
 One section per row kind present (accuracy, probe, depth, mistakes, train), built from the same pooled
 tables the figures draw (counts pooled over seeds, Wilson 95% intervals recomputed), then the figure list.
-Accuracy rows that record the training data size (``train_n_problems``) add a data-scaling table.
+Accuracy rows of checkpoints trained on a limited number of problems (``train_n_problems``) add a data-scaling
+table.
 """
 
 from __future__ import annotations
@@ -167,11 +168,11 @@ def train_section(results: pd.DataFrame) -> str:
 
 def scaling_section(results: pd.DataFrame) -> str | None:
     """Per run and data size (non-reask sets pooled): accuracy, Pass@N, PassRatio@N, step accuracy, first-error
-    position, calculation share; None (no section) when the accuracy rows record no training data size."""
+    position, calculation share; None (no section) when no accuracy row records a limited training data size."""
     from probekit.figures.scaling import SIZE, scaling_summary, size_label
 
-    if SIZE not in results.columns:
-        return None
+    if SIZE not in results.columns or results.loc[results["kind"] == "accuracy", SIZE].isna().all():
+        return None  # no checkpoint trained on a limited number of problems: not a data-scaling study
     table = scaling_summary(results)
     rows = [
         (r["run"], size_label(r["data_size"]), ", ".join(r["checkpoints"]), r["n"], _ci(r["accuracy"], r["ci_low"], r["ci_high"]),
