@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal, Union
 
 
@@ -124,3 +125,22 @@ def fill(section, data, where: str):
         except Mismatch:
             raise ConfigError(f"{where}.{key} expects {type_name(hints[key])}, got {value!r}") from None
     return section
+
+
+def read_yaml(path, what: str = "config") -> dict:
+    """The mapping in a YAML file (empty file: ``{}``); :class:`ConfigError` when it is missing, unreadable, not
+    YAML or not a mapping (``what`` names the kind of file in the message)."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"no {what} file {str(path)!r}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read {path}: {err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys, got {type(data).__name__}")
+    return data

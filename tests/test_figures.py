@@ -341,7 +341,7 @@ def experiment(tmp_path, store):
     store.to_parquet(results / "results.parquet")
     path = tmp_path / "exp.yaml"
     path.write_text(f"name: cpu-small\nresults: {results}\nfigures:\n  fig9:\n  fig7a: {{layer: 2}}\n  fig4: {{}}\n"
-                    "train: {steps: 10}\n")
+                    "accuracy: {n: 10}\n")
     return path, results
 
 
@@ -382,15 +382,15 @@ def test_command_reports_skipped_figures(tmp_path, store, monkeypatch):
 
 
 @pytest.mark.parametrize("yaml_text, message", [
-    ("name: [a]\n", "key 'name' must be a non-empty string"),
-    ("results: 3\n", "key 'results' must be a non-empty string"),
-    ("name: x\nfigures: [fig3, fig99]\n", "key 'figures': unknown figure(s) 'fig99'; allowed: fig1, fig3"),
-    ("name: x\nfigures: fig3\n", "key 'figures' must be a list of figure names or a mapping"),
-    ("name: x\nfigures: {fig3: 1}\n", "the options of fig3 must be a mapping"),
+    ("name: [a]\n", "name must be a word of letters"),
+    ("results: [3]\n", "results expects a string or null"),
+    ("name: x\nfigures: [fig3, fig99]\n", "figures: unknown figure 'fig99' (did you mean 'fig9'?); allowed: fig1, fig3"),
+    ("name: x\nfigures: fig3\n", "figures must be a list of figure names or a mapping"),
+    ("name: x\nfigures: {fig3: 1}\n", "figures must be a list of figure names or a mapping name -> options"),
     ("name: x\nfigures: {fig3: {bins: 3}}\n", "figure fig3 has no option(s) bins"),
-    ("- a\n- b\n", "must be a mapping of keys"),
-    ("figures: [fig3]\n", "needs key 'name'"),
-    ("name: x\n  bad: [\n", "cannot read"),
+    ("name: x\nprobe: {tasks: [nec]}\n", "probe.tasks: unknown value 'nec'"),
+    ("- a\n- b\n", "expected a mapping of keys"),
+    ("name: x\n  bad: [\n", "not valid YAML"),
 ])
 def test_command_rejects_bad_experiment_files(tmp_path, yaml_text, message):
     path = tmp_path / "exp.yaml"
@@ -402,11 +402,11 @@ def test_command_rejects_bad_experiment_files(tmp_path, yaml_text, message):
 
 def test_command_errors_on_missing_files(tmp_path):
     status, _, err = _run_cli(["figures", str(tmp_path / "nope.yaml")])
-    assert status == 2 and f"no experiment file {tmp_path / 'nope.yaml'}" in err
+    assert status == 2 and f"no sweep config file '{tmp_path / 'nope.yaml'}'" in err
     path = tmp_path / "exp.yaml"
     path.write_text(f"name: x\nresults: {tmp_path / 'r'}\n")
     status, _, err = _run_cli(["figures", str(path)])
     assert status == 2
     assert f"no results store at {tmp_path / 'r' / 'results.parquet'}: run `probekit run {path}` first" in err
     status, _, err = _run_cli(["figures", str(path), "--only", "fig3,nope"])
-    assert status == 2 and "--only: unknown figure(s) 'nope'" in err
+    assert status == 2 and "unknown figure(s) 'nope'; allowed: fig1" in err

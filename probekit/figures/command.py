@@ -3,9 +3,11 @@
 Wire it in ``probekit/cli.py`` with ``from probekit.figures.command import register; register(sub)``; ``register``
 adds the subcommand and sets ``func=run_command``, which returns the exit status (0 ok, 2 bad input).
 
-The experiment YAML is a sweep config; only three top-level keys are read:
+The experiment YAML is a sweep config, checked as ``probekit run`` checks it (paths and jobs aside); three
+top-level keys are used here:
 
-- ``name`` (str): the results folder defaults to ``out/<name>`` (relative to the working directory);
+- ``name`` (str, default: the file's stem): the results folder defaults to ``out/<name>`` (relative to the
+  working directory);
 - ``results`` (str, optional): the results folder instead;
 - ``figures`` (optional): a list of figure names, or a mapping ``name -> {option: value}``; default: every figure.
 
@@ -25,10 +27,6 @@ from pathlib import Path
 from probekit.figures.names import FIGURE_NAMES
 
 ALLOWED = ", ".join(FIGURE_NAMES)
-
-
-class ExperimentError(ValueError):
-    """The experiment file or an option is unusable; the message says which key and what is allowed."""
 
 
 @dataclass
@@ -59,53 +57,14 @@ def register(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _check_names(names, where: str) -> list[str]:
-    unknown = [n for n in names if n not in FIGURE_NAMES]
-    if unknown:
-        raise ExperimentError(f"{where}: unknown figure(s) {', '.join(map(repr, unknown))}; allowed: {ALLOWED}")
-    return list(names)
-
-
-def _figures_key(value, path: Path) -> tuple[list[str] | None, dict[str, dict]]:
-    """The ``figures`` key as (names, options)."""
-    where = f"{path}: key 'figures'"
-    if value is None:
-        return None, {}
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return _check_names(value, where), {}
-    if isinstance(value, dict):
-        names = _check_names([str(k) for k in value], where)
-        bad = [n for n, opts in value.items() if opts is not None and not isinstance(opts, dict)]
-        if bad:
-            raise ExperimentError(f"{where}: the options of {', '.join(bad)} must be a mapping option -> value")
-        return names, {str(n): dict(opts or {}) for n, opts in value.items()}
-    raise ExperimentError(f"{where} must be a list of figure names or a mapping name -> options, "
-                          f"not {type(value).__name__}; allowed names: {ALLOWED}")
-
-
 def load_request(path: str | Path, results: str | Path | None = None) -> Request:
-    """Read the experiment YAML (keys ``name``, ``results``, ``figures``); ``results`` overrides its folder."""
-    import yaml
+    """The figure request of an experiment (sweep) file, read with the sweep checks
+    (:func:`probekit.sweep.config.load_sweep`; no job needed): its results folder (``results`` overrides it;
+    default ``out/<name>``) and its ``figures`` key (names, or name -> options)."""
+    from probekit.sweep.config import load_sweep
 
-    path = Path(path)
-    try:
-        config = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ExperimentError(f"no experiment file {path}") from None
-    except (OSError, yaml.YAMLError) as err:
-        raise ExperimentError(f"cannot read {path}: {err}") from None
-    config = {} if config is None else config
-    if not isinstance(config, dict):
-        raise ExperimentError(f"{path} must be a mapping of keys (name, results, figures), not {type(config).__name__}")
-    for key in ("name", "results"):
-        if key in config and not (isinstance(config[key], str) and config[key]):
-            raise ExperimentError(f"{path}: key {key!r} must be a non-empty string, not {config[key]!r}")
-    names, options = _figures_key(config.get("figures"), path)
-    if results is None:
-        if "results" not in config and "name" not in config:
-            raise ExperimentError(f"{path} needs key 'name' (results go to out/<name>) or 'results', or pass --results")
-        results = config.get("results") or Path("out") / config["name"]
-    return Request(Path(results), names, options)
+    cfg = load_sweep(path, check_paths=False, require_jobs=False)
+    return Request(Path(results) if results is not None else cfg.results_dir, list(cfg.figures) or None, cfg.figures)
 
 
 def _error(msg: str) -> int:
@@ -129,7 +88,7 @@ def run_command(args) -> int:
     try:
         request = load_request(args.experiment, args.results)
         if args.only:
-            request.names = _check_names([n.strip() for n in args.only.split(",") if n.strip()], "--only")
+            request.names = [n.strip() for n in args.only.split(",") if n.strip()]
         check_request(request.names, request.options)
     except ValueError as err:
         return _error(str(err))

@@ -33,9 +33,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
-import yaml
-
-from probekit.configs import ConfigError, fill, suggest
+from probekit.configs import ConfigError, fill, read_yaml, suggest
 
 TASKS = ("nece", "dep", "known", "value", "can_next", "nece_next")
 MODELS = ("pretrained", "random-init")
@@ -162,20 +160,17 @@ class SweepConfig:
 TOP_KEYS = [f.name for f in fields(SweepConfig) if f.name != "path"]
 
 
-def load_sweep(path: str | Path, check_paths: bool = True) -> SweepConfig:
+def load_sweep(path: str | Path, check_paths: bool = True, require_jobs: bool = True) -> SweepConfig:
     """Read and check a sweep YAML file; ``check_paths`` also requires every checkpoint folder and training
-    config to exist (and the training configs to load)."""
+    config to exist (and the training configs to load); ``require_jobs=False`` accepts a file that names no
+    checkpoint or analysis (``probekit figures`` reads only ``name``, ``results`` and ``figures``)."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"no sweep config {str(path)!r}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return parse_sweep(data, where=str(path), path=path, check_paths=check_paths)
+    return parse_sweep(read_yaml(path, "sweep config"), where=str(path), path=path, check_paths=check_paths,
+                       require_jobs=require_jobs)
 
 
-def parse_sweep(data: dict, where: str = "sweep", path: Path | None = None, check_paths: bool = True) -> SweepConfig:
+def parse_sweep(data: dict, where: str = "sweep", path: Path | None = None, check_paths: bool = True,
+                require_jobs: bool = True) -> SweepConfig:
     """A :class:`SweepConfig` from a mapping (see :func:`load_sweep`)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping with keys {', '.join(TOP_KEYS)}")
@@ -199,7 +194,7 @@ def parse_sweep(data: dict, where: str = "sweep", path: Path | None = None, chec
         if key in data:
             setattr(cfg, key, fill(cls(), data[key] or {}, f"{where}: {key}"))
     cfg.figures = _figures(data.get("figures"), f"{where}: figures")
-    _check_values(cfg, where)
+    _check_values(cfg, where, require_jobs)
     if check_paths:
         _check_paths(cfg, where)
     return cfg
@@ -240,12 +235,12 @@ def _allowed(values, allowed, key: str) -> None:
         raise ConfigError(f"{key}: unknown value {bad[0]!r}{suggest(str(bad[0]), allowed)}; allowed: {', '.join(allowed)}")
 
 
-def _check_values(cfg: SweepConfig, where: str) -> None:
+def _check_values(cfg: SweepConfig, where: str, require_jobs: bool) -> None:
     from probekit.evaluate.sets import parse_sets
 
-    if not cfg.checkpoints and not cfg.train:
+    if require_jobs and not cfg.checkpoints and not cfg.train:
         raise ConfigError(f"{where}: name at least one checkpoint (checkpoints: or train:)")
-    if not cfg.analyses() and not cfg.train:
+    if require_jobs and not cfg.analyses() and not cfg.train:
         raise ConfigError(f"{where}: nothing to run: add one of {', '.join(ANALYSES)} (or train:)")
     for label, spec in cfg.train.items():
         if not spec.config:

@@ -33,12 +33,11 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from probekit.configs import ConfigError, Mismatch, coerce, suggest, type_fields, type_name
+from probekit.configs import ConfigError, Mismatch, coerce, read_yaml, suggest, type_fields, type_name
 
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
     "med": {"context": 768, "batch_size": 512, "steps": 100_000, "weight_decay": 0.05},
@@ -265,14 +264,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str
     """Read a YAML config (None: all defaults) and apply ``key=value`` overrides, checking every key."""
     cfg = TrainConfig()
     if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"no config file {str(p)!r}")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{p}: not valid YAML: {err}") from None
-        apply(cfg, data, str(p))
+        apply(cfg, read_yaml(path), str(path))
     for text in overrides:
         key, value = parse_override(text)
         set_key(cfg, key, value, f"override {text!r}")
