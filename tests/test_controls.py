@@ -17,25 +17,14 @@ pytest.importorskip("pandas")
 from test_probe import _planted_task, planted_model  # noqa: E402  (tests/ is on sys.path under pytest)
 
 from probekit.igsm.generate import GenerationConfig  # noqa: E402
-from probekit.modeling import build_model, load_model_config, save_checkpoint  # noqa: E402
+from probekit.modeling import save_checkpoint  # noqa: E402
 from probekit.probe import stats  # noqa: E402
 from probekit.probe.data import examples_from_config, n_classes  # noqa: E402
 from probekit.probe.layers import MDL_COLUMNS, control_task, probe_layers  # noqa: E402
 from probekit.probe.vprobe import score_row  # noqa: E402
-from probekit.tokenizer import default_tokenizer  # noqa: E402
 
 CI_COLUMNS = ("ci_low", "ci_high", "ci_low_pos", "ci_high_pos", "ci_low_neg", "ci_high_neg", "ci_low_control",
               "ci_high_control", "ci_low_selectivity", "ci_high_selectivity")
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return default_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def gpt2(tok):
-    return build_model(load_model_config("gpt2-tiny"), tok, seed=0).eval()
 
 
 @pytest.fixture(scope="module")

@@ -20,16 +20,10 @@ from probekit.modeling import (  # noqa: E402
     load_model_config,
     save_checkpoint,
 )
-from probekit.tokenizer import default_tokenizer  # noqa: E402
 
 SHIPPED = MODELS_DIR / "igsm-med-op4-gpt2-4-2-cpu"
 FAST = {"tokenizer", "config", "weights", "save_reload"}
 ALL = FAST | {"residual_stream", "bridge_logits"}
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return default_tokenizer()
 
 
 @pytest.fixture(scope="module", params=["gpt2", "llama"])

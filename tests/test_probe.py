@@ -33,17 +33,7 @@ from probekit.probe.data import (  # noqa: E402
 )
 from probekit.probe.layers import collect_features, probe_layers, random_init_like  # noqa: E402
 from probekit.probe.vprobe import VProbe, pad_batch, score_row  # noqa: E402
-from probekit.tokenizer import default_tokenizer, probe_suffix  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return default_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def gpt2(tok):
-    return build_model(load_model_config("gpt2-tiny"), tok, seed=0).eval()
+from probekit.tokenizer import probe_suffix  # noqa: E402
 
 
 def _item(fmt="pq", index=0, op=4):

@@ -26,11 +26,9 @@ from probekit.evaluate.metrics import wilson_interval  # noqa: E402
 from probekit.igsm.generate import GenerationConfig, draw_problem, to_record  # noqa: E402
 from probekit.igsm.labels import compute_labels  # noqa: E402
 from probekit.igsm.render import prompt_text  # noqa: E402
-from probekit.modeling import build_model, load_model_config  # noqa: E402
 from probekit.probe import analysis  # noqa: E402
 from probekit.probe.data import ProbeBuilder, ProbeData, ProblemText, probe_pool, problems_from_config  # noqa: E402
 from probekit.probe.layers import probe_layers  # noqa: E402
-from probekit.tokenizer import default_tokenizer  # noqa: E402
 
 CFG = GenerationConfig("med", op=5, seed=7, split="test")
 CKPT = Path(__file__).resolve().parents[1] / "models" / "igsm-med-op4-gpt2-4-2-cpu"
@@ -54,11 +52,6 @@ def _record(problem, reference, solution, set_name, index, answer=None):
     judged = judge(problem, solution, answer)
     return {"set": set_name, **rec, "solution": solution, "emitted_answer": answer, "correct": judged["correct"],
             "verdict": judged["verdict"], "first_error_index": judged["first_error_index"]}
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return default_tokenizer()
 
 
 @pytest.fixture(scope="module")
@@ -300,11 +293,6 @@ def test_records_without_verdicts_are_judged_and_bad_ones_counted(case, tok):
 
 
 # ---------------------------------------------------------------------------- depth
-@pytest.fixture(scope="module")
-def gpt2(tok):
-    return build_model(load_model_config("gpt2-tiny"), tok, seed=0).eval()
-
-
 def test_depth_table_counts_add_up_per_layer(gpt2, tok):
     train, test = analysis.depth_data("med", "pq", n_train=8, n_test=5, seed=0, op=4, tokenizer=tok)
     expected = Counter()  # distance -> necessary parameters of the test problems, from the labels
