@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import tempfile
@@ -92,3 +93,21 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
 
 def dumps(obj) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(", ", ": "))
+
+
+def json_value(value):
+    """A table cell as a plain JSON value: numpy scalars unwrapped, NaN and pandas NA as None."""
+    if value is None:
+        return None
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if type(value).__name__ == "NAType":  # pandas.NA, without importing pandas
+        return None
+    return value
+
+
+def table_records(table, **extra) -> list[dict]:
+    """A DataFrame as JSON-ready records (:func:`json_value` per cell), ``extra`` keys first."""
+    return [{**extra, **{k: json_value(v) for k, v in r.items()}} for r in table.to_dict("records")]

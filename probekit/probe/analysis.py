@@ -90,6 +90,7 @@ from pathlib import Path
 import numpy as np
 
 from probekit.evaluate.metrics import wilson_interval
+from probekit.records import table_records
 from probekit.igsm.check import check_solution, parse_solution
 from probekit.probe.data import (
     META_COLUMNS,
@@ -661,28 +662,6 @@ def save_table(frame, stem: str | Path) -> list[Path]:
     return paths + [path]
 
 
-def _clean(value):
-    if value is None:
-        return None
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    try:
-        import pandas as pd
-
-        if value is pd.NA:
-            return None
-    except ImportError:
-        pass
-    return value
-
-
-def table_records(table, **extra) -> list[dict]:
-    """A DataFrame as JSON-ready records (NaN / NA as None), ``extra`` keys first."""
-    return [{**extra, **{k: _clean(v) for k, v in r.items()}} for r in table.to_dict("records")]
-
-
 __all__ = [
     "MistakeAnalysis",
     "Solution",
@@ -699,7 +678,6 @@ __all__ = [
     "predict_frame",
     "save_table",
     "solutions_from_records",
-    "table_records",
     "train_probes",
     "unnecessary_examples",
 ]

@@ -50,9 +50,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
+
+from probekit.records import table_records
 
 TASK_CHOICES = ("nece", "dep", "known", "value", "can_next", "nece_next", "all")
 MODEL_CHOICES = ("pretrained", "random-init")
@@ -154,14 +155,6 @@ def _count_or_all(text: str) -> int | None:
     return value
 
 
-def _clean(value):
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if hasattr(value, "item"):
-        return _clean(value.item())
-    return value
-
-
 def run_command(args) -> int:
     import warnings
 
@@ -231,7 +224,7 @@ def run_command(args) -> int:
     import pandas as pd
 
     table = pd.concat(frames, ignore_index=True)
-    records = [{k: _clean(v) for k, v in row.items()} for row in table.to_dict("records")]
+    records = table_records(table)
     columns = ["model", "task", "layer", "rank", *(["seed"] if args.seeds > 1 else []), "accuracy", "ci_low",
                "ci_high", "accuracy_pos", "accuracy_neg", "majority",
                *(["control_accuracy", "selectivity"] if args.controls else []),
@@ -383,7 +376,7 @@ def _run_depth(args) -> int:
         summary = {"train": train.summary(), "test": test.summary(), "context": context, "preset": preset,
                    "format": args.format, "n_necessary_test": len(test)}
         write_atomic(out / "data.json", json.dumps(summary, indent=2) + "\n")
-    _finish(args, analysis.table_records(table, analysis="depth"))
+    _finish(args, table_records(table, analysis="depth"))
     return 0
 
 
@@ -488,6 +481,6 @@ def _run_mistakes(args) -> int:
         write_atomic(out / "counts.json", json.dumps(info, indent=2) + "\n")
     records_out = []
     for name in ("unnecessary", "first_error"):
-        records_out += analysis.table_records(tables[name], analysis=name)
+        records_out += table_records(tables[name], analysis=name)
     _finish(args, records_out)
     return 0

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from probekit.records import table_records
 from probekit.sweep.jobs import Job
 from probekit.sweep.store import ResultsStore
 
@@ -119,22 +120,17 @@ def read_rows(job: Job, out: Path) -> list[dict]:
         keys = ("step", "tokens", "loss", "tokens_per_s", "mfu", "elapsed_s")
         return [{k: last.get(k) for k in keys}]
     if job.kind == "accuracy":
-        return _frame_rows(pd.read_parquet(out / "summary.parquet"))
+        return table_records(pd.read_parquet(out / "summary.parquet"))
     if job.kind == "probe":
         rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines() if x.strip()]
         return [{**r, "test_set": job.params["test_set"]} for r in rows]
     if job.kind == "depth":
-        return [{**r, "test_set": job.params["test_set"]} for r in _frame_rows(pd.read_parquet(out / "depth.parquet"))]
+        return [{**r, "test_set": job.params["test_set"]} for r in table_records(pd.read_parquet(out / "depth.parquet"))]
     rows = []
     for analysis in ("unnecessary", "first_error"):
         frame = pd.read_parquet(out / f"{analysis}.parquet")
-        rows += [{"analysis": analysis, **r} for r in _frame_rows(frame)]
+        rows += [{"analysis": analysis, **r} for r in table_records(frame)]
     return rows
-
-
-def _frame_rows(frame) -> list[dict]:
-    return [{k: (None if v is not None and v != v else v) for k, v in r.items()}
-            for r in frame.astype(object).to_dict("records")]
 
 
 @lru_cache(maxsize=None)
