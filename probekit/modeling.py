@@ -48,6 +48,8 @@ class ModelConfig:
     head_dim: int = 64
     context: int = 2048
     rope_theta: float = 10000.0
+    tie_embeddings: bool = False
+    """Share the input embedding matrix with the output layer (as GPT-2 does; default: untied)."""
 
     def __post_init__(self):
         if self.arch not in ARCHS:
@@ -111,7 +113,7 @@ def hf_config(cfg: ModelConfig, tokenizer: IGSMTokenizer):
         bos_token_id=tokenizer.special("[PROBLEM]"),
         eos_token_id=tokenizer.special("[EOS]"),
         pad_token_id=tokenizer.special("[PAD]"),
-        tie_word_embeddings=False,
+        tie_word_embeddings=cfg.tie_embeddings,
     )
     rope = {"rope_type": "default", "rope_theta": cfg.rope_theta}
     if cfg.arch == "gpt2":

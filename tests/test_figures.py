@@ -126,9 +126,23 @@ def _depth_rows() -> list[dict]:
     return rows
 
 
+def _curve(ckpt: str) -> str:
+    """A learning curve: loss every 50 steps, an evaluation every 100 (accuracy rising to 0.6 / 0.9)."""
+    top = 0.6 if ckpt == "gpt2-4-2-cpu" else 0.9
+    points = []
+    for step in range(50, 201, 50):
+        common = {"step": step, "tokens": step * 1024, "problems": step * 5, "train_seconds": step * 0.5}
+        points.append({**common, "loss": 3.0 / step, "solution_loss": 2.0 / step})
+        if step % 100 == 0:
+            acc = top * step / 200
+            points.append({"event": "eval", **common, "accuracy": acc, "ci_low": acc - 0.05, "ci_high": acc + 0.05,
+                           "n": 96, "accuracy_by_op": {"2": acc + 0.05, "3": acc, "4": acc - 0.05}})
+    return json.dumps(points)
+
+
 def _train_rows() -> list[dict]:
-    return [{**_common(ckpt, "train", f"train-{ckpt}"), "step": step, "tokens": step * 1024, "loss": 3.0 / step,
-             "seconds": step * 0.5} for ckpt in CHECKPOINTS for step in (1, 100, 200)]
+    return [{**_common(ckpt, "train", f"train-{ckpt}"), "step": 200, "tokens": 200 * 1024, "loss": 3.0 / 200,
+             "seconds": 100.0, "curve": _curve(ckpt)} for ckpt in CHECKPOINTS]
 
 
 def make_store() -> pd.DataFrame:

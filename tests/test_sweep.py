@@ -235,7 +235,7 @@ def test_fine_tuning_a_run_of_the_sweep_waits_for_it_and_records_its_checkpoint(
     tiny = str(REPO / "experiments/train/cpu-tiny.yaml")
     short = ["schedule.steps=3", "schedule.warmup_steps=1", "run.checkpoint_every=3", "run.log_every=1"]
     path = _sweep(tmp_path, tiny_ckpt, checkpoints=None, probe=None, accuracy={"sets": ["1"], "n": 2}, train={
-        "base": {"config": tiny, "overrides": short},
+        "base": {"config": tiny, "overrides": [*short, "run.eval_every=2", "run.eval_problems=2"]},
         "ft": {"config": tiny, "overrides": short, "grid": {"model.init_from": ["train:base"]}}})
     jobs = expand(load_sweep(path))
     base, ft = [j for j in jobs if j.kind == "train"]
@@ -249,3 +249,11 @@ def test_fine_tuning_a_run_of_the_sweep_waits_for_it_and_records_its_checkpoint(
     base_ckpt = frame[(frame.kind == "train") & (frame.checkpoint == "base")]["checkpoint_path"].item()
     assert rows.loc["ft-init_from-train-base", "train_init_from"] == base_ckpt
     assert pd.isna(rows.loc["base", "train_init_from"])
+    # a train row carries its learning curve: 3 loss points and the evaluations at steps 2 and 3
+    train = frame[frame.kind == "train"].set_index("checkpoint")
+    curve = json.loads(train.loc["base", "curve"])
+    assert [p["step"] for p in curve if p.get("event") != "eval"] == [1, 2, 3]
+    assert [p["step"] for p in curve if p.get("event") == "eval"] == [2, 3]
+    assert json.loads(train.loc["base", "curve_accuracy_by_op"]).keys() == {"2"}
+    assert train.loc["base", "curve_accuracy"] == curve[-1]["accuracy"]
+    assert pd.isna(train.loc["ft-init_from-train-base", "curve_accuracy"])  # no run.eval_every there

@@ -27,8 +27,13 @@ Xwin-Math (arXiv 2403.04706)
   Table 4 in the caption);
 - ``scaling_errors``    -- share of calculation vs reasoning errors against data size (Fig. 5).
 
+Training
+
+- ``learning_curves`` -- solution-token loss and full-solution accuracy of each training run against tokens and
+  training minutes (runs with ``run.eval_every``).
+
 Modules: :mod:`.registry` (``FIGURES``, ``render``, ``NoData``), :mod:`.accuracy`, :mod:`.probing`,
-:mod:`.mistakes`, :mod:`.depth`, :mod:`.scaling`, :mod:`.report` (``REPORT.md``), :mod:`.command` (``probekit figures``),
+:mod:`.mistakes`, :mod:`.depth`, :mod:`.scaling`, :mod:`.curves`, :mod:`.report` (``REPORT.md``), :mod:`.command` (``probekit figures``),
 :mod:`.style` (the shared look), :mod:`.graphs` (the problem graphs of fig1). Importing the package loads
 neither matplotlib nor pandas; the names below are imported on first use.
 """

@@ -31,5 +31,6 @@ SOURCES: dict[str, Source] = {
     "scaling_stability": Source("scaling", "accuracy"),
     "scaling_steps": Source("scaling", "accuracy"),
     "scaling_errors": Source("scaling", "accuracy"),
+    "learning_curves": Source("curves", "train"),
 }
 FIGURE_NAMES: tuple[str, ...] = tuple(SOURCES)

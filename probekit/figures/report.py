@@ -152,18 +152,19 @@ def mistakes_section(results: pd.DataFrame) -> str:
 
 
 def train_section(results: pd.DataFrame) -> str:
-    """Per checkpoint: last step, tokens, final loss and seconds of training (``seconds``, else ``elapsed_s``)."""
+    """Per checkpoint: last step, tokens, final loss and solution-token loss, the last learning-curve accuracy
+    (``run.eval_every``) and seconds of training (``train_seconds``, else ``seconds``, else ``elapsed_s``)."""
     from probekit.figures.registry import rows_of
 
     rows = rows_of(results, "train", ("checkpoint", "step"))
     table = []
     for ckpt in checkpoint_order(rows):
         last = rows[rows["checkpoint"] == ckpt].sort_values("step").iloc[-1]
-        seconds = last.get("seconds")
-        if _num(seconds) == "-":
-            seconds = last.get("elapsed_s")
-        table.append((ckpt, integer(last["step"]), integer(last.get("tokens")), _num(last.get("loss"), 4), _num(seconds, 1)))
-    return markdown_table(["checkpoint", "last step", "tokens", "loss", "seconds"], table)
+        seconds = next((last.get(k) for k in ("train_seconds", "seconds", "elapsed_s") if _num(last.get(k)) != "-"), None)
+        table.append((ckpt, integer(last["step"]), integer(last.get("tokens")), _num(last.get("loss"), 4),
+                      _num(last.get("solution_loss"), 4), _num(last.get("curve_accuracy")), _num(seconds, 1)))
+    return markdown_table(["checkpoint", "last step", "tokens", "loss", "solution loss", "accuracy (curve)", "seconds"],
+                          table)
 
 
 def scaling_section(results: pd.DataFrame) -> str | None:

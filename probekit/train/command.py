@@ -16,13 +16,15 @@ DESCRIPTION = """\
 Train as CONFIG.yaml says (see experiments/train/), with section.key=value overrides, e.g.
   probekit train experiments/train/cpu-tiny.yaml schedule.steps=200 run.out=out/tiny
   torchrun --nproc_per_node 8 -m probekit train experiments/train/med-gpt2-12-12.yaml
-Sections and keys: model (name, arch, n_layer, n_head, head_dim, rope_theta, init_from, seed),
-data (source, preset, max_op, max_edge, format, seed, shards, shuffle, context, batch_size,
-micro_batch_size, workers, prefetch, length_check_samples, max_drop_fraction), optim (lr, betas, eps,
-weight_decay, decay_embeddings, grad_clip, fused), schedule (steps, warmup_steps, min_lr_ratio, decay),
-run (out, device, dtype, compile, tf32, seed, log_every, checkpoint_every, save_final, keep_checkpoints,
-stop_at_step, peak_tflops, tensorboard, progress). Writes OUT/log.jsonl, OUT/checkpoints/step_NNNNNN/
-(HF folder + trainer_state.pt) and OUT/checkpoints/latest."""
+Sections and keys: model (name, arch, n_layer, n_head, head_dim, rope_theta, tie_embeddings, init_from,
+seed), data (source, preset, max_op, max_edge, format, seed, n_problems, resample, resample_power, packing,
+shards, shuffle, context, batch_size, micro_batch_size, workers, prefetch, length_check_samples,
+max_drop_fraction), optim (lr, betas, eps, weight_decay, decay_embeddings, grad_clip, fused, loss),
+schedule (steps, warmup_steps, min_lr_ratio, decay), run (out, device, threads, dtype, compile, tf32, seed,
+log_every, checkpoint_every, save_final, keep_checkpoints, eval_every, eval_problems, stop_at_step,
+peak_tflops, tensorboard, progress). Writes OUT/log.jsonl (with run.eval_every: the learning curve's
+full-solution accuracy by op), OUT/checkpoints/step_NNNNNN/ (HF folder + trainer_state.pt) and
+OUT/checkpoints/latest."""
 
 
 def register(subparsers) -> argparse.ArgumentParser:

@@ -3,19 +3,20 @@
 A config file is YAML with up to five sections; every key is optional and has the default below (the paper's
 recipe, App. F.1). ``None`` on a "by preset" key means: take the value of ``data.preset``::
 
-    model:    name (models/<name>.yaml or a YAML path), arch / n_layer / n_head / head_dim / rope_theta
-              (override the named shape), init_from (HF folder to fine-tune from), seed (init)
+    model:    name (models/<name>.yaml or a YAML path), arch / n_layer / n_head / head_dim / rope_theta /
+              tie_embeddings (override the named shape), init_from (HF folder to fine-tune from), seed (init)
     data:     source (generate | shards), preset (med | hard), max_op / max_edge (a smaller problem
               family), format (pq | qp), seed, n_problems (data size: None = unlimited fresh problems,
               N = epochs over N distinct problems), resample (none | length: op-weighted draws, paper
-              Fig. 4 right) and resample_power, shards (dir, source=shards), shuffle (shards), context,
+              Fig. 4 right) and resample_power, packing (stream | whole), shards (dir, source=shards),
+              shuffle (shards), context,
               batch_size (global sequences per step), micro_batch_size (per rank and forward pass),
               workers (generator processes per rank; 0 = in the loader thread), prefetch (batches queued),
               length_check_samples, max_drop_fraction
-    optim:    lr, betas, eps, weight_decay, decay_embeddings, grad_clip, fused
+    optim:    lr, betas, eps, weight_decay, decay_embeddings, grad_clip, fused, loss (all | solution)
     schedule: steps, warmup_steps, min_lr_ratio, decay (cosine | linear | constant)
-    run:      out, device, dtype, compile, tf32, seed, log_every, checkpoint_every, save_final,
-              keep_checkpoints, stop_at_step, peak_tflops, tensorboard, progress
+    run:      out, device, threads, dtype, compile, tf32, seed, log_every, checkpoint_every, save_final,
+              keep_checkpoints, eval_every, eval_problems, stop_at_step, peak_tflops, tensorboard, progress
 
 Preset defaults (``None`` keys): med: context 768, batch 512, 100k steps, weight decay 0.05; hard: context
 1024, batch 256, 200k steps, weight decay 0.03.
@@ -56,6 +57,8 @@ class ModelSection:
     head_dim: int | None = None
     rope_theta: float | None = None
     """arch .. rope_theta: override the named shape (e.g. ``model.n_layer=8``)."""
+    tie_embeddings: bool | None = None
+    """Share the input embedding and the output layer; None: the shape's (models/*.yaml: untied)."""
     init_from: str | None = None
     """An HF checkpoint folder to start from (fine-tuning); the shape then comes from that folder."""
     seed: int = 0
@@ -84,6 +87,11 @@ class DataSection:
     resample_power: float = 1.0
     """The exponent of ``resample: length`` (0: the plain op mix; < 0 favours short problems); ignored with
     ``resample: none``."""
+    packing: Literal["stream", "whole"] = "stream"
+    """stream (the paper's): problems are concatenated and the stream is cut into windows, so a problem may
+    straddle two windows and the second part is read without its beginning. whole: a window holds only whole
+    problems; a problem that does not fit in the rest of a window starts the next one, and the rest is
+    ``[PAD]`` (never a target). source: generate only (shards are packed when written)."""
     shards: str | None = None
     """Directory written by ``probekit generate --tokens DIR`` (source: shards)."""
     shuffle: bool = True
@@ -118,6 +126,10 @@ class OptimSection:
     """Clip the global gradient norm (HF Trainer default); None: no clipping."""
     fused: bool | None = None
     """Fused AdamW kernel; None: on for CUDA."""
+    loss: Literal["all", "solution"] = "all"
+    """Which next-token targets are trained: all (the paper's objective) or only the solution segments
+    (solution, ``[ANSWER]``, answer, ``[EOS]``); see probekit.train.objective. The log always reports the
+    solution targets' loss as ``solution_loss``."""
 
 
 @dataclass
@@ -136,6 +148,9 @@ class RunSection:
     """Run folder: log.jsonl, tb/, checkpoints/step_NNNNNN/, checkpoints/latest."""
     device: str = "auto"
     """auto (CUDA when available), cpu, cuda."""
+    threads: int | None = None
+    """CPU: torch threads of this process; None: OMP_NUM_THREADS when set, else the cores minus one per data
+    worker (see probekit.train.loop._share_cpu)."""
     dtype: Literal["auto", "bf16", "fp32"] = "auto"
     """Autocast dtype; auto: bf16 on CUDA, fp32 on CPU. Weights and optimizer state stay fp32."""
     compile: bool | Literal["auto"] = "auto"
@@ -150,6 +165,12 @@ class RunSection:
     save_final: bool = True
     keep_checkpoints: int | None = None
     """Keep only the newest N checkpoints; None: keep all."""
+    eval_every: int = 0
+    """Every N steps (and at the last step), judge greedy solutions of fresh test-split problems at each op
+    2..max_op (op 1 when max_op is 1) with the checker and log the accuracy by op (a learning curve);
+    0: never."""
+    eval_problems: int = 64
+    """Problems per op of that evaluation (the same problems every time)."""
     stop_at_step: int | None = None
     """Stop (and checkpoint) at this step; the LR schedule still runs over schedule.steps."""
     peak_tflops: float | None = None
@@ -298,7 +319,8 @@ def resolve(cfg: TrainConfig, world_size: int = 1) -> tuple[TrainConfig, Layout]
     elif d.shards:
         raise ConfigError("data.shards is set but data.source is 'generate'; set data.source=shards to train on shards")
     if d.source == "shards":
-        for key, value, default in (("n_problems", d.n_problems, None), ("resample", d.resample, "none")):
+        for key, value, default in (("n_problems", d.n_problems, None), ("resample", d.resample, "none"),
+                                    ("packing", d.packing, "stream")):
             if value != default:
                 raise ConfigError(
                     f"data.{key}={value!r} needs data.source=generate: shards already hold a fixed set of "
@@ -332,6 +354,9 @@ def resolve(cfg: TrainConfig, world_size: int = 1) -> tuple[TrainConfig, Layout]
     positive("run.log_every", r.log_every)
     positive("run.checkpoint_every", r.checkpoint_every, 0)
     positive("run.keep_checkpoints", r.keep_checkpoints)
+    positive("run.eval_every", r.eval_every, 0)
+    positive("run.eval_problems", r.eval_problems)
+    positive("run.threads", r.threads)
     positive("run.stop_at_step", r.stop_at_step)
     for key in ("n_layer", "n_head", "head_dim"):
         positive(f"model.{key}", getattr(cfg.model, key))
@@ -391,7 +416,7 @@ def smaller_micro_batch(per_rank: int, micro: int) -> int | None:
 # keys whose change would make a resumed run follow a different data stream or model
 RESUME_FIXED = (
     "model.name", "model.arch", "model.n_layer", "model.n_head", "model.head_dim", "model.rope_theta",
-    "model.init_from", "data.source", "data.preset", "data.max_op", "data.max_edge", "data.format", "data.seed",
+    "model.tie_embeddings", "model.init_from", "data.source", "data.packing", "data.preset", "data.max_op", "data.max_edge", "data.format", "data.seed",
     "data.n_problems", "data.resample", "data.resample_power", "data.shards", "data.shuffle", "data.context",
     "data.batch_size",
 )

@@ -9,7 +9,9 @@ generator, train-split templates only; ``data.n_problems`` and ``data.resample``
 ``[PROBLEM] prompt [SOLUTION] solution [ANSWER] answer [EOS]``; a lane concatenates its problems in order and
 cuts the stream into windows of ``context`` tokens (a problem may straddle two windows; a problem longer than
 the context is dropped and counted), exactly the packing of :mod:`probekit.shards`. Row ``j`` of step ``s``
-is window ``s`` of lane ``j``.
+is window ``s`` of lane ``j``. With ``data.packing: whole`` a window holds only whole problems: a problem
+that does not fit in the rest of the window starts the lane's next window and the rest is ``[PAD]`` (no
+problem is read without its beginning; :mod:`probekit.train.objective` never trains on a ``[PAD]`` target).
 
 So the stream is a pure function of (data seed, batch size, lane, position), and the global batch of a step
 does not depend on the number of processes: rank ``r`` of ``W`` reads lanes ``r*B/W .. (r+1)*B/W - 1``. A
@@ -352,6 +354,7 @@ class GeneratedStream:
         if self.resample not in ("none", "length"):
             raise ConfigError(f"data.resample must be none or length, not {self.resample!r}")
         self.context, self.n_lanes, self.lanes = context, n_lanes, lanes
+        self.whole = data.packing == "whole"
         self.target = int(lookahead * context)
         self._est = max(1.0, context / 3)  # running mean problem length, for request sizes only
         self._n_seen = 0
@@ -435,6 +438,9 @@ class GeneratedStream:
                 lane.dropped += 1
                 dropped += 1
                 continue
+            if self.whole and filled and len(ids) > ctx - filled:  # starts the next window
+                out[filled:] = self._tokenizer.pad_id
+                break
             take = min(len(ids) - lane.offset, ctx - filled)
             out[filled : filled + take] = ids[lane.offset : lane.offset + take]
             filled += take

@@ -53,6 +53,7 @@ from probekit.modeling import (
 from probekit.records import write_atomic
 from probekit.tokenizer import IGSMTokenizer, default_tokenizer
 from probekit.train import flops as flops_mod
+from probekit.train.objective import CausalLMLoss
 from probekit.train.config import (
     ConfigError,
     Layout,
@@ -136,7 +137,7 @@ def model_config(section: ModelSection) -> ModelConfig:
         base = load_model_config(section.name)
     except ValueError as err:
         raise ConfigError(f"model.name: {err}") from None
-    changes = {k: getattr(section, k) for k in ("arch", "n_layer", "n_head", "head_dim", "rope_theta")}
+    changes = {k: getattr(section, k) for k in ("arch", "n_layer", "n_head", "head_dim", "rope_theta", "tie_embeddings")}
     changes = {k: v for k, v in changes.items() if v is not None and v != getattr(base, k)}
     if not changes:
         return base
@@ -144,6 +145,8 @@ def model_config(section: ModelSection) -> ModelConfig:
     values["name"] = f"{values['arch']}-{values['n_layer']}-{values['n_head']}"
     if values["head_dim"] != 64:
         values["name"] += f"-hd{values['head_dim']}"
+    if values["tie_embeddings"]:
+        values["name"] += "-tied"
     try:
         return ModelConfig(**values)
     except ValueError as err:
@@ -240,18 +243,6 @@ def param_groups(model, weight_decay: float, decay_embeddings: bool) -> list[dic
             continue
         (decay if p.ndim >= 2 and id(p) not in skip else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-class CausalLMLoss(torch.nn.Module):
-    """Mean next-token cross-entropy (fp32) of windows ``ids`` ``(batch, context)``: ``context - 1`` targets each."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        logits = self.model(input_ids=ids, use_cache=False).logits
-        return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten())
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -488,8 +479,9 @@ def make_stream(p: dict, env: DistEnv):
     lanes = range(env.rank * layout.per_rank, (env.rank + 1) * layout.per_rank)
     if cfg.data.source == "generate":
         workers = cfg.data.workers if cfg.data.workers is not None else auto_workers(device.type)
-        _share_cpu(device, max(workers, 1))  # workers 0: the loader thread generates
+        _share_cpu(device, max(workers, 1), cfg.run.threads)  # workers 0: the loader thread generates
         return GeneratedStream(cfg.data, cfg.data.context, layout.batch_size, lanes, workers, state=data_state)
+    _share_cpu(device, 0, cfg.run.threads)
     return ShardStream(cfg.data, cfg.data.context, layout.batch_size, lanes, p["tokenizer"], state=data_state)
 
 
@@ -568,14 +560,16 @@ def _train(cfg: TrainConfig, layout: Layout, device: torch.device, env: DistEnv,
         optimizer = torch.optim.AdamW(param_groups(model, cfg.optim.weight_decay, cfg.optim.decay_embeddings), **opt_kwargs)
         start_step = 0
         data_state = None
+        seconds_before = 0.0  # training seconds of the run before this process (evaluations excluded)
         if saved is not None:
             optimizer.load_state_dict(saved["optimizer"])
             _set_rng_state(saved["rng"], device)
             start_step = int(saved["step"])
             data_state = saved["data"]  # the position of the stream (built in train())
+            seconds_before = float(saved.get("train_seconds", 0.0))
 
         # ---- wrap: loss module, DDP, compile
-        loss_module = CausalLMLoss(model)
+        loss_module = CausalLMLoss(model, tokenizer, cfg.optim.loss)
         ddp = None
         runner = loss_module
         if env.distributed:
@@ -642,11 +636,21 @@ def _train(cfg: TrainConfig, layout: Layout, device: torch.device, env: DistEnv,
                    disable=not (env.main and cfg.run.progress), desc="train")
         params = [q for q in model.parameters() if q.requires_grad]
         window_loss = torch.zeros((), device=device)
+        window_solution = torch.zeros(2, device=device)  # summed loss and count of the solution targets
         window_counts = [0, 0]  # problems used, dropped (host ints from the loader)
         window_steps = 0
         window_start = time.perf_counter()
         wait_start = loader.wait_seconds
         run_start = time.perf_counter()
+        eval_seconds = 0.0
+        curve = None
+        if cfg.run.eval_every and env.main:
+            from probekit.train.curve import CurveEval
+
+            curve = CurveEval(preset, cfg.data.format, cfg.run.eval_problems, tokenizer)
+
+        def train_seconds() -> float:
+            return seconds_before + time.perf_counter() - run_start - eval_seconds
         grad_norm = None
         accum, micro = layout.accumulation, layout.micro_batch_size
         step = start_step
@@ -667,9 +671,10 @@ def _train(cfg: TrainConfig, layout: Layout, device: torch.device, env: DistEnv,
                 sync = ddp.no_sync() if (ddp is not None and not last) else contextlib.nullcontext()
                 with sync:
                     with autocast:
-                        loss = runner(batch[i * micro : (i + 1) * micro])
-                    (loss / accum).backward()
-                step_loss += loss.detach()
+                        parts = runner(batch[i * micro : (i + 1) * micro])
+                    (parts.loss / accum).backward()
+                step_loss += parts.loss.detach()
+                window_solution += torch.stack([parts.solution_sum, parts.solution_count.to(parts.solution_sum.dtype)])
             if cfg.optim.grad_clip is not None:
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
             optimizer.step()
@@ -684,7 +689,7 @@ def _train(cfg: TrainConfig, layout: Layout, device: torch.device, env: DistEnv,
 
             if step % cfg.run.log_every == 0 or step == end_step:
                 counts = torch.tensor(window_counts, dtype=torch.float64).to(device)
-                packed = torch.cat([window_loss.double().reshape(1), counts])
+                packed = torch.cat([window_loss.double().reshape(1), counts, window_solution.double()])
                 if ddp is not None:
                     dist.all_reduce(packed)
                     packed[0] /= env.world_size
@@ -698,6 +703,7 @@ def _train(cfg: TrainConfig, layout: Layout, device: torch.device, env: DistEnv,
                 record = {
                     "step": step,
                     "loss": loss_value,
+                    "solution_loss": values[3] / values[4] if values[4] else None,
                     "lr": lr,
                     "tokens": step * tokens_per_step,
                     "tokens_per_s": tokens_per_s,
@@ -708,6 +714,7 @@ def _train(cfg: TrainConfig, layout: Layout, device: torch.device, env: DistEnv,
                     "window_steps": window_steps,
                     "window_seconds": seconds,
                     "elapsed_s": now - run_start,
+                    "train_seconds": train_seconds(),
                 }
                 if cfg.data.source == "generate":
                     record["problems"] = int(problems_total)
@@ -720,16 +727,28 @@ def _train(cfg: TrainConfig, layout: Layout, device: torch.device, env: DistEnv,
                     postfix["mfu"] = f"{record['mfu']:.1%}"
                 bar.set_postfix(postfix, refresh=False)
                 window_loss.zero_()
+                window_solution.zero_()
                 window_counts = [0, 0]
                 window_steps = 0
                 window_start = time.perf_counter()
                 wait_start = loader.wait_seconds
 
+            if curve is not None and (step % cfg.run.eval_every == 0 or step == end_step):
+                measured = curve.record(model)
+                eval_seconds += measured["eval_seconds"]
+                log.write({"event": "eval", "step": step, "tokens": step * tokens_per_step,
+                           "problems": int(problems_total) if cfg.data.source == "generate" else None,
+                           "train_seconds": train_seconds(), **measured})
+                _say(f"step {step}: full-solution accuracy {measured['accuracy']:.3f} by op "
+                     + ", ".join(f"{op}: {acc:.2f}" for op, acc in measured["accuracy_by_op"].items()), env, bar)
+                window_start += measured["eval_seconds"]  # tokens/s counts training time only
+
             periodic = cfg.run.checkpoint_every and step % cfg.run.checkpoint_every == 0
             final = step == end_step and cfg.run.save_final
             if periodic or final:
                 checkpoint_path = _checkpoint(cfg, env, out, step, model, tokenizer, optimizer, last_state,
-                                              tokens_per_step, device, layout, init_from=cfg.model.init_from)
+                                              tokens_per_step, device, layout, init_from=cfg.model.init_from,
+                                              train_seconds=train_seconds())
                 if env.main:
                     log.write({"event": "checkpoint", "step": step, "path": str(checkpoint_path)})
                     _say(f"checkpoint: {checkpoint_path}", env, bar)
@@ -749,11 +768,18 @@ def _train(cfg: TrainConfig, layout: Layout, device: torch.device, env: DistEnv,
             dist.destroy_process_group()
 
 
-def _share_cpu(device, workers: int) -> None:
-    """On CPU, leave a core to each generator worker (or to the loader thread): torch's spinning OpenMP
-    threads slow down many times when a core they count on is busy (measured on a shared 2-core machine:
-    1 thread + 1 worker 21k tokens/s, 2 threads + 1 worker 2-25k). An explicit OMP_NUM_THREADS wins."""
-    if device.type != "cpu" or os.environ.get("OMP_NUM_THREADS"):
+def _share_cpu(device, workers: int, threads: int | None = None) -> None:
+    """On CPU, set torch's threads: ``run.threads`` when given, else an explicit OMP_NUM_THREADS, else leave a
+    core to each generator worker (or to the loader thread): torch's spinning OpenMP threads can slow down many
+    times when a core they count on is busy (measured on a shared 2-core machine: 1 thread + 1 worker 13-21k
+    tokens/s; 2 threads + 1 worker anywhere from 2k to 25k, depending on how busy the worker is).
+    ``benchmarks/RESULTS.md`` has the measurements behind the CPU recipes' ``run.threads``."""
+    if device.type != "cpu":
+        return
+    if threads is not None:
+        torch.set_num_threads(threads)
+        return
+    if os.environ.get("OMP_NUM_THREADS"):
         return
     try:
         cores = len(os.sched_getaffinity(0))
@@ -764,7 +790,8 @@ def _share_cpu(device, workers: int) -> None:
 
 
 def _checkpoint(cfg: TrainConfig, env: DistEnv, out: Path, step: int, model, tokenizer, optimizer, data_state,
-                tokens_per_step: int, device, layout: Layout, init_from: str | None) -> Path | None:
+                tokens_per_step: int, device, layout: Layout, init_from: str | None,
+                train_seconds: float = 0.0) -> Path | None:
     """Gather the data positions of every rank; rank 0 writes the checkpoint."""
     import torch.distributed as dist
 
@@ -788,6 +815,7 @@ def _checkpoint(cfg: TrainConfig, env: DistEnv, out: Path, step: int, model, tok
         "world_size": env.world_size,
         "init_from": init_from,
         "data_position": stream_totals(global_state),
+        "train_seconds": train_seconds,
     }
     trainer_state = {
         "format": STATE_FORMAT,
@@ -800,5 +828,6 @@ def _checkpoint(cfg: TrainConfig, env: DistEnv, out: Path, step: int, model, tok
         "config": cfg.to_dict(),
         "world_size": env.world_size,
         "layout": layout.__dict__,
+        "train_seconds": train_seconds,
     }
     return write_checkpoint(out, step, model, tokenizer, provenance, trainer_state, keep=cfg.run.keep_checkpoints)

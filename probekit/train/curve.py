@@ -1,0 +1,74 @@
+"""Learning curves: full-solution accuracy by op, measured during training (``run.eval_every``).
+
+Every evaluation judges greedy solutions of the same fresh test-split problems (``run.eval_problems`` per op,
+op 2..max_op of the training family; op 1 only when max_op is 1, since every op = 1 test problem asks about
+an entity the text never mentions) exactly as ``probekit eval`` does: the same generation budget and the
+checker, a solution counting only when the whole chain of thought is accepted and the emitted answer is
+right. The log gets one ``{"event": "eval", ...}`` record per evaluation (:meth:`CurveEval.record`).
+:func:`learning_curve` reads the points of a run back from its ``log.jsonl`` records (the sweep stores them with
+the run's row; ``probekit figures`` draws them as ``learning_curves``).
+"""
+
+from __future__ import annotations
+
+import time
+
+from probekit.evaluate.generation import ModelGenerator
+from probekit.evaluate.judge import judge
+from probekit.evaluate.metrics import wilson_interval
+from probekit.evaluate.run import generation_budget
+from probekit.evaluate.sets import EvalSet, draw_set
+from probekit.igsm.generate import PRESETS
+from probekit.igsm.render import prompt_text
+from probekit.tokenizer import IGSMTokenizer
+
+EVAL_SEED = 0
+LOSS_KEYS = ("step", "tokens", "problems", "train_seconds", "loss", "solution_loss")
+EVAL_KEYS = ("step", "tokens", "problems", "train_seconds", "accuracy", "ci_low", "ci_high", "n", "accuracy_by_op")
+
+
+def curve_ops(max_op: int) -> list[int]:
+    """The ops a learning curve evaluates: 2..max_op (``[1]`` when max_op is 1)."""
+    return list(range(2, max_op + 1)) or [1]
+
+
+class CurveEval:
+    """Judge a model on ``n`` test-split problems per op of ``preset`` (drawn once, at construction)."""
+
+    def __init__(self, preset: str, format: str, n: int, tokenizer: IGSMTokenizer, batch_size: int = 64):
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.sets = [EvalSet(preset, op=op, format=format, seed=EVAL_SEED, n=n) for op in curve_ops(PRESETS[preset].max_op)]
+        self.drawn = [draw_set(s) for s in self.sets]
+
+    def record(self, model) -> dict:
+        """``{"accuracy", "ci_low", "ci_high", "n", "accuracy_by_op": {op: accuracy}, "eval_seconds"}``."""
+        start = time.perf_counter()
+        training = model.training
+        model.eval()
+        generate = ModelGenerator(model, self.tokenizer, batch_size=self.batch_size, progress=False)
+        by_op, correct, total = {}, 0, 0
+        try:
+            for eval_set, drawn in zip(self.sets, self.drawn):
+                prompts = [prompt_text(p, eval_set.format) for p, _ in drawn]
+                completions = generate(prompts, max_new_tokens=generation_budget(eval_set, drawn))
+                right = sum(judge(p, c.solution, c.answer)["correct"] for (p, _), c in zip(drawn, completions))
+                by_op[str(eval_set.op)] = right / len(drawn)
+                correct, total = correct + right, total + len(drawn)
+        finally:
+            model.train(training)
+        low, high = wilson_interval(correct, total)
+        return {"accuracy": correct / total, "ci_low": low, "ci_high": high, "n": total, "accuracy_by_op": by_op,
+                "eval_seconds": time.perf_counter() - start}
+
+
+def learning_curve(records: list[dict]) -> list[dict]:
+    """The points of a run's curve from its ``log.jsonl`` records, in log order: the loss records
+    (``LOSS_KEYS``) and the evaluation records (``EVAL_KEYS``, with ``"event": "eval"``)."""
+    points = []
+    for r in records:
+        if r.get("event") == "eval":
+            points.append({"event": "eval", **{k: r.get(k) for k in EVAL_KEYS}})
+        elif "loss" in r:
+            points.append({k: r.get(k) for k in LOSS_KEYS})
+    return points
