@@ -639,6 +639,13 @@ def test_schedule_and_flops():
     assert loop.lr_at(999, 2e-3, s) == pytest.approx(2e-5)
     lrs = [loop.lr_at(i, 2e-3, s) for i in range(100, 1000)]
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    # wsd: the peak until the last 20% of the steps after warm-up, then linear to 1%; a longer run is the same
+    # schedule up to where the shorter one starts decaying
+    wsd = ScheduleSection(steps=1100, warmup_steps=100, min_lr_ratio=0.01, decay="wsd", decay_fraction=0.2)
+    assert loop.lr_at(99, 2e-3, wsd) == loop.lr_at(899, 2e-3, wsd) == pytest.approx(2e-3)
+    assert loop.lr_at(900, 2e-3, wsd) < 2e-3 and loop.lr_at(1099, 2e-3, wsd) == pytest.approx(2e-5)
+    longer = ScheduleSection(steps=2100, warmup_steps=100, min_lr_ratio=0.01, decay="wsd", decay_fraction=0.1)
+    assert [loop.lr_at(i, 2e-3, longer) for i in range(900)] == [loop.lr_at(i, 2e-3, wsd) for i in range(900)]
     model = loop.build_model(loop.model_config(load_config(None, TINY).model), data_mod.default_tokenizer())
     n = sum(p.numel() for p in model.parameters())
     assert matmul_params(model) == n - model.get_input_embeddings().weight.numel()

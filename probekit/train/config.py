@@ -14,7 +14,7 @@ recipe, App. F.1). ``None`` on a "by preset" key means: take the value of ``data
               workers (generator processes per rank; 0 = in the loader thread), prefetch (batches queued),
               length_check_samples, max_drop_fraction
     optim:    lr, betas, eps, weight_decay, decay_embeddings, grad_clip, fused, loss (all | solution)
-    schedule: steps, warmup_steps, min_lr_ratio, decay (cosine | linear | constant)
+    schedule: steps, warmup_steps, min_lr_ratio, decay (cosine | linear | constant | wsd), decay_fraction
     run:      out, device, threads, dtype, compile, tf32, seed, log_every, checkpoint_every, save_final,
               keep_checkpoints, eval_every, eval_problems, stop_at_step, peak_tflops, tensorboard, progress
 
@@ -139,7 +139,12 @@ class ScheduleSection:
     warmup_steps: int = 1000
     min_lr_ratio: float = 0.01
     """The LR decays to this fraction of the peak at the last step."""
-    decay: Literal["cosine", "linear", "constant"] = "cosine"
+    decay: Literal["cosine", "linear", "constant", "wsd"] = "cosine"
+    """wsd (warmup-stable-decay): the peak LR until the last ``decay_fraction`` of the steps, then linear
+    decay; a run still in its stable phase can be resumed with a larger ``schedule.steps`` and sees exactly
+    the LRs it would have seen with that length from the start."""
+    decay_fraction: float = 0.2
+    """wsd: the fraction of ``steps`` (after warm-up) spent decaying."""
 
 
 @dataclass
@@ -374,6 +379,8 @@ def resolve(cfg: TrainConfig, world_size: int = 1) -> tuple[TrainConfig, Layout]
         raise ConfigError(f"optim.weight_decay must be >= 0, got {o.weight_decay}")
     if o.grad_clip is not None and o.grad_clip <= 0:
         raise ConfigError(f"optim.grad_clip must be > 0 or null, got {o.grad_clip}")
+    if not 0 < s.decay_fraction <= 1:
+        raise ConfigError(f"schedule.decay_fraction must be in (0, 1], got {s.decay_fraction}")
     if not 0 <= s.min_lr_ratio <= 1:
         raise ConfigError(f"schedule.min_lr_ratio must be in [0, 1], got {s.min_lr_ratio}")
     if s.warmup_steps > s.steps:

@@ -14,7 +14,8 @@ the embedding and output matrices, as Hugging Face's Trainer does), never on bia
 (``optim.decay_embeddings: false`` also exempts the embedding and output matrices).
 
 LR schedule: linear warm-up ``lr * (step + 1) / warmup_steps`` for ``step < warmup_steps``, then cosine
-(or linear) decay reaching ``min_lr_ratio * lr`` at the last step (``schedule.steps - 1``).
+(or linear) decay reaching ``min_lr_ratio * lr`` at the last step (``schedule.steps - 1``); ``wsd`` keeps the
+peak until the last ``decay_fraction`` of the steps and decays linearly over those.
 
 Checkpoints (rank 0; every ``run.checkpoint_every`` steps and at the end): ``OUT/checkpoints/step_NNNNNN/`` is
 an HF folder (:func:`probekit.modeling.save_checkpoint`: model, tokenizer, ``probekit.json`` provenance) plus
@@ -124,6 +125,10 @@ def lr_at(step: int, peak: float, schedule: ScheduleSection) -> float:
     if schedule.decay == "constant":
         return peak
     low = schedule.min_lr_ratio * peak
+    if schedule.decay == "wsd":
+        decay_steps = max(1, round(schedule.decay_fraction * (total - warmup)))
+        progress = min(1.0, max(0, step - (total - decay_steps) + 1) / decay_steps)
+        return peak - (peak - low) * progress
     progress = min(1.0, (step - warmup + 1) / max(1, total - warmup))
     if schedule.decay == "linear":
         return peak - (peak - low) * progress
