@@ -191,16 +191,11 @@ def _open(checkpoint, device: str) -> _Subject:
 
 
 def _data_settings(provenance: dict) -> tuple[str, str, int | None]:
-    """(preset name, format, training window) of the checkpoint's training data (med / pq / None if unknown);
-    a restricted preset (``data.max_op: 4`` on med) is registered as training registers it (``med-op4``)."""
-    from probekit.evaluate.run import provenance_value
-    from probekit.train.data import ensure_preset
+    """(preset name, format, training window) of the checkpoint's training data (med / pq / None if unknown)."""
+    from probekit.evaluate.run import training_family
 
     data = (provenance.get("training_config") or {}).get("data") or provenance.get("data") or {}
-    base = provenance_value(provenance, "preset", ("med", "hard")) or "med"
-    name = ensure_preset(base, data.get("max_op"), data.get("max_edge"))
-    fmt = provenance_value(provenance, "format", ("pq", "qp")) or "pq"
-    return name, fmt, data.get("context")
+    return (*training_family(provenance), data.get("context"))
 
 
 def _records(provenance: dict, n: int) -> list[dict]:

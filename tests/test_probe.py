@@ -431,6 +431,12 @@ def test_cli_rank_update_on_one_layer(tmp_path, tok, gpt2, capsys):
     assert args.func(args) == 0
     (record,) = json.loads(capsys.readouterr().out)
     assert record["model"] == "pretrained" and record["layer"] == 1 and record["rank"] == 2
+    assert record["amp"] == "auto"
+    args = parser.parse_args(["probe", str(ckpt), "--task", "known", "--rank", "2", "--steps", "2", "--batch-size", "8",
+                              "--n-train", "3", "--n-test", "2", "--op", "2", "--amp", "bf16", "--json", "--quiet"])
+    assert args.func(args) == 0
+    (bf16,) = json.loads(capsys.readouterr().out)
+    assert bf16["amp"] == "bf16"
 
 
 def test_bf16_autocast_path_runs_on_cpu(gpt2):

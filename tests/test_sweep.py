@@ -110,7 +110,13 @@ def test_grid_expansion_and_stable_ids(tmp_path, tiny_ckpt):
     assert not {j.job_id for j in changed if j.kind == "accuracy"} & {j.job_id for j in jobs if j.kind == "accuracy"}
     reask = next(j for j in jobs if j.kind == "probe" and j.params["test_set"] == "r5")
     argv = reask.argv(tiny_ckpt, tmp_path / "w")
-    assert argv[argv.index("--test-op") + 1] == "5" and "--reask" in argv
+    assert argv[argv.index("--test-op") + 1] == "5" and "--reask" in argv and "--amp" not in argv
+    # a non-default autocast is a setting of the result: new ids, passed to the command
+    data = yaml.safe_load((tmp_path / "sweep.yaml").read_text())
+    bf16 = [j for j in expand(parse_sweep({**data, "probe": {**data["probe"], "amp": "bf16"}})) if j.kind == "probe"]
+    assert not {j.job_id for j in bf16} & {j.job_id for j in jobs if j.kind == "probe"}
+    argv = bf16[0].argv(tiny_ckpt, tmp_path / "w")
+    assert argv[argv.index("--amp") + 1] == "bf16"
 
 
 def test_dry_run_json_lists_jobs_with_stable_ids(tmp_path, tiny_ckpt, capsys):

@@ -63,9 +63,8 @@ def run_command(args) -> int:
     """Run ``probekit eval`` from parsed arguments; returns the exit status."""
     from pathlib import Path
 
-    from probekit.evaluate.run import evaluate_checkpoint, format_table, provenance_value, read_provenance
+    from probekit.evaluate.run import evaluate_checkpoint, format_table, read_provenance, training_family
     from probekit.evaluate.sets import EvalSet, parse_sets
-    from probekit.igsm.generate import PRESETS
 
     ckpt = Path(args.checkpoint)
     if not (ckpt / "config.json").exists():
@@ -90,9 +89,9 @@ def run_command(args) -> int:
         if not torch.cuda.is_available():
             return _error("--device cuda: no CUDA device is available")
 
-    provenance = read_provenance(ckpt)
-    preset = args.preset or provenance_value(provenance, "preset", tuple(PRESETS)) or "med"
-    fmt = args.format or provenance_value(provenance, "format", ("pq", "qp")) or "pq"
+    family, family_format = training_family(read_provenance(ckpt))
+    preset = args.preset or family
+    fmt = args.format or family_format
     if args.sets:
         sets = parse_sets(args.sets, preset, args.n, args.seed, fmt)
     else:

@@ -45,14 +45,12 @@ from pathlib import Path
 
 from probekit.evaluate import errors, metrics
 from probekit.evaluate.judge import judge
-from probekit.evaluate.sets import EvalSet, draw_set
+from probekit.evaluate.sets import EXTRA_TOKENS, TOKENS_PER_OP, EvalSet, draw_set, generation_budget
 from probekit.igsm.check import MISTAKE_KINDS
 from probekit.igsm.generate import to_record
 from probekit.igsm.problem import Problem
 from probekit.igsm.render import prompt_text
 
-TOKENS_PER_OP = 40
-EXTRA_TOKENS = 64
 
 Drawn = Sequence[tuple[Problem, str]]
 
@@ -73,13 +71,6 @@ def _call(fn, prompts: list[str], budget: int | None):
     if getattr(fn, "budgeted", False):
         return fn(prompts, max_new_tokens=budget)
     return fn(prompts)
-
-
-def generation_budget(eval_set: EvalSet, drawn: Drawn, tokens_per_op: int = TOKENS_PER_OP,
-                      extra_tokens: int = EXTRA_TOKENS) -> int:
-    """``tokens_per_op * max(nominal op, largest reference op) + extra_tokens`` (reask ops are recounted)."""
-    ops = [p.op_count() for p, _ in drawn]
-    return tokens_per_op * max([eval_set.nominal_op, *ops]) + extra_tokens
 
 
 def _nan_to_none(value):
@@ -413,6 +404,19 @@ def provenance_value(provenance: dict, key: str, allowed: Sequence[str]) -> str 
         elif isinstance(node, list):
             stack.extend(reversed(node))
     return None
+
+
+def training_family(provenance: dict) -> tuple[str, str]:
+    """``(preset, format)`` of the problems a checkpoint was trained on, from its ``probekit.json``: the base
+    preset (med when unknown) restricted by the training config's ``data.max_op`` / ``data.max_edge`` and
+    registered the way training registers it (``med-op4-ip12``), so that evaluation and probes draw the model's
+    own family by default; the format is pq when unknown."""
+    from probekit.train.data import ensure_preset
+
+    data = (provenance.get("training_config") or {}).get("data") or provenance.get("data") or {}
+    base = provenance_value(provenance, "preset", ("med", "hard")) or "med"
+    fmt = provenance_value(provenance, "format", ("pq", "qp")) or "pq"
+    return ensure_preset(base, data.get("max_op"), data.get("max_edge")), fmt
 
 
 def evaluate_checkpoint(

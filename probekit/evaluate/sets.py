@@ -6,7 +6,8 @@ The paper's suite for a preset (``default_suite``), ``max`` = 15 (med) or 21 (ha
 |------------------|-------------------------------------------------|--------------------------------------------|
 | ``op<=max``      | ``op=None`` (unforced: the training op draw)    | in distribution                            |
 | ``op=max``       | ``op=max``                                      | in distribution, hardest op                |
-| ``op=K``         | ``op=K``, K in OOD_OPS (med 20..23, hard 28..32)| out of distribution: longer than training  |
+| ``op=K``         | ``op=K``, K in OOD_OPS (med 20..23, hard 28..32;| out of distribution: longer than training  |
+|                  | a restricted family: max_op + 1, max_op + 2)    |                                            |
 | ``reask op=K``   | ``op=K, reask=True`` for the same K             | OOD: a new query on an op=K problem        |
 
 Every set uses ``split="test"`` (template hash bins 16..22, never seen in training), the checkpoint's format
@@ -24,13 +25,23 @@ single-step fit bins it by its own op.
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from probekit.igsm.generate import PRESETS, GenerationConfig, draw_problem
 from probekit.igsm.problem import Problem
 
 OOD_OPS = {"med": (20, 21, 22, 23), "hard": (28, 29, 30, 31, 32)}
+"""The paper's out-of-distribution ops; a restricted family (``med-op4-ip12``, registered by training) uses
+max_op + 1 and max_op + 2 (:func:`ood_ops`)."""
+
+
+def ood_ops(preset: str) -> tuple[int, ...]:
+    """The out-of-distribution ops of ``preset`` (see :data:`OOD_OPS`)."""
+    if preset in OOD_OPS:
+        return OOD_OPS[preset]
+    max_op = PRESETS[preset].max_op
+    return (max_op + 1, max_op + 2)
 DEFAULT_N = 4096  # problems per evaluation cell (paper F.1)
 
 
@@ -93,7 +104,7 @@ def parse_sets(spec: str, preset: str = "med", n: int = DEFAULT_N, seed: int = 0
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, not {preset!r}")
     base = EvalSet(preset, None, False, format, seed, n)
-    max_op, ood = PRESETS[preset].max_op, OOD_OPS[preset]
+    max_op, ood = PRESETS[preset].max_op, ood_ops(preset)
     out: list[EvalSet] = []
     for raw in spec.split(","):
         token = raw.strip().lower()
@@ -124,6 +135,18 @@ def parse_sets(spec: str, preset: str = "med", n: int = DEFAULT_N, seed: int = 0
     if not out:
         raise ValueError("no evaluation set given")
     return out
+
+
+# ---------------------------------------------------------------------------------------------- budget
+TOKENS_PER_OP = 40
+EXTRA_TOKENS = 64
+
+
+def generation_budget(eval_set: EvalSet, drawn: Sequence[tuple[Problem, str]], tokens_per_op: int = TOKENS_PER_OP,
+                      extra_tokens: int = EXTRA_TOKENS) -> int:
+    """``tokens_per_op * max(nominal op, largest reference op) + extra_tokens`` (reask ops are recounted)."""
+    ops = [p.op_count() for p, _ in drawn]
+    return tokens_per_op * max([eval_set.nominal_op, *ops]) + extra_tokens
 
 
 # ---------------------------------------------------------------------------------------------- drawing

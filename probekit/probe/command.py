@@ -104,6 +104,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="bootstrap resamples over test problems for the 95%% intervals (0 = none; default 1000)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--compile", action="store_true", help="torch.compile the probe forward (CUDA)")
+    p.add_argument("--amp", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="autocast of the frozen model: auto (bf16 on CUDA, fp32 on CPU), bf16 (also on a CPU with "
+                        "native bf16, about 1.7x faster there), fp32")
     p.add_argument("--skip-checks", action="store_true",
                    help="do not run the fast load-time model checks (probekit inspect --fast) first; recorded in "
                         "the results as checks_skipped")
@@ -207,6 +210,7 @@ def run_command(args) -> int:
                 frame["n_train"] = len(train.task(task))
                 frame["n_too_long"] = train.n_too_long.get(task, 0) + test.n_too_long.get(task, 0)
                 frame["steps"] = args.steps
+                frame["amp"] = args.amp
                 frame["seconds"] = round(seconds / len(frame), 3)
                 frame["checkpoint"] = str(args.ckpt)
                 frame["checks_skipped"] = args.skip_checks
@@ -275,8 +279,7 @@ def _load(args):
     does), else med."""
     import torch
 
-    from probekit.evaluate.run import provenance_value
-    from probekit.igsm.generate import PRESETS
+    from probekit.evaluate.run import training_family
     from probekit.modeling import load_checkpoint
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -285,13 +288,13 @@ def _load(args):
         from probekit.modelcheck import require_healthy
 
         require_healthy((model, tokenizer, provenance), device=device)
-    preset = args.preset or provenance_value(provenance, "preset", PRESETS) or "med"
+    preset = args.preset or training_family(provenance)[0]
     return device, model, tokenizer, preset, int(model.config.max_position_embeddings)
 
 
 def _probe_kwargs(args, device) -> dict:
     return {"steps": args.steps, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed, "device": device,
-            "compile": args.compile, "micro_batch_size": args.micro_batch_size}
+            "compile": args.compile, "micro_batch_size": args.micro_batch_size, "amp": args.amp}
 
 
 def _show(table, columns, title):

@@ -90,6 +90,8 @@ class ProbeSettings:
     op: int | None = None
     preset: Literal["med", "hard"] | None = None
     format: Literal["pq", "qp"] = "pq"
+    amp: Literal["auto", "bf16", "fp32"] = "auto"
+    """Autocast of the frozen model (``probekit probe --amp``): auto = bf16 on CUDA, fp32 on CPU."""
 
 
 @dataclass

@@ -72,7 +72,7 @@ class Job:
                     "--n-train", p["n_train"], "--n-test", p["n_test"], "--per-problem", p["per_problem"],
                     "--steps", p["steps"], "--lr", p["lr"], "--batch-size", p["batch_size"], "--format", p["format"],
                     "--out", str(out), "--quiet"]
-            args += _flags(op=p["op"], preset=p["preset"], micro_batch_size=o.get("micro_batch_size"))
+            args += _flags(op=p["op"], preset=p["preset"], micro_batch_size=o.get("micro_batch_size"), amp=p.get("amp"))
             if self.kind == "probe":
                 args += ["--task", p["task"], "--layers", p["layer"], *_test_set_flags(p["test_set"]),
                          "--controls" if p["controls"] else "--no-controls", "--mdl" if p["mdl"] else "--no-mdl",
@@ -113,6 +113,8 @@ def _test_set_flags(test_set: str) -> list[str]:
 def expand(cfg: SweepConfig) -> list[Job]:
     """Every job of the sweep: training runs first, then per checkpoint the analyses in the order of
     :meth:`SweepConfig.analyses`; duplicates (same ``job_id``) are dropped."""
+    from probekit.evaluate.run import training_family
+
     jobs: list[Job] = []
     sources: list[tuple[str, str, dict, str | None]] = []  # (sweep label, job label, source, preset)
     for label, folder in cfg.checkpoints.items():
@@ -123,7 +125,8 @@ def expand(cfg: SweepConfig) -> list[Job]:
             job = _train_job(name, spec.config, overrides, trained)
             trained[name] = job.job_id
             jobs.append(job)
-            sources.append((label, job.checkpoint, {"train": job.job_id}, job.params["resolved"]["data"]["preset"]))
+            sources.append((label, job.checkpoint, {"train": job.job_id},
+                            training_family({"training_config": job.params["resolved"]})[0]))
     for sweep_label, label, source, preset in sources:
         for analysis in cfg.analyses():
             section = getattr(cfg, analysis)
@@ -135,11 +138,10 @@ def expand(cfg: SweepConfig) -> list[Job]:
     return list(unique.values())
 
 
-def _checkpoint_preset(folder) -> str | None:
-    from probekit.evaluate.run import provenance_value, read_provenance
-    from probekit.igsm.generate import PRESETS
+def _checkpoint_preset(folder) -> str:
+    from probekit.evaluate.run import read_provenance, training_family
 
-    return provenance_value(read_provenance(folder), "preset", tuple(PRESETS))
+    return training_family(read_provenance(folder))[0]
 
 
 def train_variants(label: str, spec) -> list[tuple[str, list[str]]]:
@@ -203,7 +205,10 @@ def _accuracy_jobs(section, label: str, source: dict, preset: str | None) -> lis
 
 def _probe_params(section: ProbeSettings) -> dict:
     keys = ("n_train", "n_test", "per_problem", "steps", "lr", "batch_size", "op", "preset", "format")
-    return {k: getattr(section, k) for k in keys}
+    params = {k: getattr(section, k) for k in keys}
+    if section.amp != "auto":  # the default stays out of the job id (ids of earlier stores are unchanged)
+        params["amp"] = section.amp
+    return params
 
 
 def _probe_jobs(section, label: str, source: dict, preset: str | None) -> list[Job]:

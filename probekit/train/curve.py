@@ -16,8 +16,7 @@ import time
 from probekit.evaluate.generation import ModelGenerator
 from probekit.evaluate.judge import judge
 from probekit.evaluate.metrics import wilson_interval
-from probekit.evaluate.run import generation_budget
-from probekit.evaluate.sets import EvalSet, draw_set
+from probekit.evaluate.sets import EvalSet, draw_set, generation_budget
 from probekit.igsm.generate import PRESETS
 from probekit.igsm.render import prompt_text
 from probekit.tokenizer import IGSMTokenizer
