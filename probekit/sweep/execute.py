@@ -4,9 +4,8 @@ A job runs its ``probekit`` command in-process (the same code path as the comman
 ``DIR/work/<job_id>/`` and its stdout/stderr in ``DIR/work/<job_id>/log.txt``; its rows are then read from what
 the command wrote and stored with the job and checkpoint columns (:mod:`probekit.sweep.store`):
 
-- ``train``: the last ``log.jsonl`` record (step, tokens, loss, solution loss, ...), the last learning-curve
-  evaluation (``curve_accuracy``, ``curve_accuracy_by_op`` as JSON), the whole curve (``curve``: JSON,
-  :func:`probekit.train.curve.learning_curve`) and the final checkpoint;
+- ``train``: :func:`probekit.train.curve.run_summary` of its ``log.jsonl`` (the last loss record, the last
+  learning-curve evaluation, the whole curve) and the final checkpoint;
 - ``accuracy``: the ``probekit eval`` summary row of the set (accuracy with its Wilson interval, accuracy by op,
   unnecessary parameters, mistake kinds, single-step fit, always-0 baseline, Pass@N / PassRatio@N when sampling);
 - ``probe``: the ``probekit probe`` result row (accuracy, on positive / negative labels and on unnecessary
@@ -116,17 +115,9 @@ def read_rows(job: Job, out: Path) -> list[dict]:
     import pandas as pd
 
     if job.kind == "train":
-        from probekit.train.curve import learning_curve
+        from probekit.train.curve import run_summary
 
-        lines = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines() if x.strip()]
-        steps = [r for r in lines if "loss" in r]
-        last = steps[-1] if steps else {}
-        keys = ("step", "tokens", "loss", "solution_loss", "tokens_per_s", "mfu", "elapsed_s", "train_seconds")
-        evals = [r for r in lines if r.get("event") == "eval"]
-        final = evals[-1] if evals else {}
-        return [{**{k: last.get(k) for k in keys}, "curve_accuracy": final.get("accuracy"),
-                 "curve_accuracy_by_op": json.dumps(final.get("accuracy_by_op")) if evals else None,
-                 "curve": json.dumps(learning_curve(lines))}]
+        return [run_summary([json.loads(x) for x in (out / "log.jsonl").read_text().splitlines() if x.strip()])]
     if job.kind == "accuracy":
         return table_records(pd.read_parquet(out / "summary.parquet"))
     if job.kind == "probe":

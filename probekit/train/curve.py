@@ -11,6 +11,7 @@ the run's row; ``probekit figures`` draws them as ``learning_curves``).
 
 from __future__ import annotations
 
+import json
 import time
 
 from probekit.evaluate.generation import ModelGenerator
@@ -59,6 +60,21 @@ class CurveEval:
         low, high = wilson_interval(correct, total)
         return {"accuracy": correct / total, "ci_low": low, "ci_high": high, "n": total, "accuracy_by_op": by_op,
                 "eval_seconds": time.perf_counter() - start}
+
+
+def run_summary(records: list[dict]) -> dict:
+    """One row for a training run from its ``log.jsonl`` records: the last loss record's ``step``, ``tokens``,
+    ``loss``, ``solution_loss``, ``tokens_per_s``, ``mfu``, ``elapsed_s``, ``train_seconds``; the last
+    evaluation's ``curve_accuracy`` and ``curve_accuracy_by_op`` (JSON; None without ``run.eval_every``); and
+    the whole ``curve`` (JSON, :func:`learning_curve`)."""
+    steps = [r for r in records if "loss" in r]
+    last = steps[-1] if steps else {}
+    evals = [r for r in records if r.get("event") == "eval"]
+    keys = ("step", "tokens", "loss", "solution_loss", "tokens_per_s", "mfu", "elapsed_s", "train_seconds")
+    return {**{k: last.get(k) for k in keys},
+            "curve_accuracy": evals[-1]["accuracy"] if evals else None,
+            "curve_accuracy_by_op": json.dumps(evals[-1]["accuracy_by_op"]) if evals else None,
+            "curve": json.dumps(learning_curve(records))}
 
 
 def learning_curve(records: list[dict]) -> list[dict]:
