@@ -150,6 +150,16 @@ def test_resume_is_exact(tmp_path):
     sa, sb = straight.model.state_dict(), resumed.model.state_dict()
     for key in sa:
         torch.testing.assert_close(sa[key], sb[key], rtol=0, atol=1e-6)
+    # --resume-from a checkpoint folder (e.g. one shipped under models/) continues exactly into a new run.out
+    moved = tmp_path / "shipped"
+    (tmp_path / "b/checkpoints/step_000006").rename(moved)
+    elsewhere = loop.train(cfg(tmp_path / "c", *extra), resume_from=moved)
+    c = losses(tmp_path / "c")
+    assert sorted(c) == list(range(7, 13)) and all(abs(a[s] - c[s]) < 1e-6 for s in c)
+    torch.testing.assert_close(elsewhere.model.state_dict(), straight.model.state_dict(), rtol=0, atol=1e-6)
+    assert loop.train(cfg(tmp_path / "c", *extra), resume_from=moved).step == 12  # then run.out's own checkpoint
+    with pytest.raises(ConfigError, match="trainer_state.pt"):
+        loop.train(cfg(tmp_path / "d", *extra), resume_from=tmp_path / "a")
     # without --resume an existing run is refused; with a changed data stream, resume is refused
     with pytest.raises(ConfigError, match="already holds checkpoints"):
         loop.train(cfg(tmp_path / "b", *extra))

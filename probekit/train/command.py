@@ -1,4 +1,4 @@
-"""``probekit train CONFIG.yaml [section.key=value ...] [--resume] [--init-from DIR]``.
+"""``probekit train CONFIG.yaml [section.key=value ...] [--resume | --resume-from DIR] [--init-from DIR]``.
 
 :func:`register` only uses argparse (``probekit --help`` stays fast); :func:`run` imports torch when it runs.
 One command from a CPU to many GPUs: ``torchrun --nproc_per_node 8 -m probekit train CONFIG.yaml`` (or the
@@ -35,6 +35,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides such as optim.lr=3e-3 data.max_op=4")
     p.add_argument("--resume", action="store_true",
                    help="continue exactly from OUT/checkpoints/latest (starts fresh when there is none)")
+    p.add_argument("--resume-from", metavar="DIR",
+                   help="continue exactly from the checkpoint folder DIR (with its trainer_state.pt, e.g. a shipped "
+                        "checkpoint) into OUT; once OUT holds checkpoints, the same as --resume")
     p.add_argument("--init-from", metavar="DIR",
                    help="start from the weights of an HF checkpoint folder (fine-tuning; same as model.init_from)")
     p.add_argument("--out", metavar="DIR", help="run folder (same as run.out=DIR)")
@@ -67,7 +70,7 @@ def run(args) -> int:
         print(f"probekit train: needs torch and transformers (pip install 'probekit-igsm[train]'): {err}", file=sys.stderr)
         return 1
     try:
-        result = train(cfg, resume=bool(getattr(args, "resume", False)))
+        result = train(cfg, resume=bool(getattr(args, "resume", False)), resume_from=getattr(args, "resume_from", None))
     except ConfigError as err:
         print(f"probekit train: config error: {err}", file=sys.stderr)
         return 2

@@ -406,7 +406,7 @@ def _device(run_device: str, env: DistEnv) -> torch.device:
     return torch.device("cpu")
 
 
-def prepare(cfg: TrainConfig, env: DistEnv, resume: bool):
+def prepare(cfg: TrainConfig, env: DistEnv, resume: bool, resume_from: str | os.PathLike | None = None):
     """Every check that can fail before training starts; returns what the run needs (no process group yet)."""
     from transformers.utils import logging as hf_logging
 
@@ -432,8 +432,15 @@ def prepare(cfg: TrainConfig, env: DistEnv, resume: bool):
 
     checkpoint = None
     saved = None
+    if resume_from is not None:
+        resume = True
+        if latest_checkpoint(out) is None:  # the first start: from the given folder; later: OUT's own checkpoints
+            checkpoint = Path(resume_from)
+            if not (checkpoint / STATE_FILE).exists() or not (checkpoint / "config.json").exists():
+                raise ConfigError(f"--resume-from {checkpoint}: needs a checkpoint folder with config.json and "
+                                  f"{STATE_FILE} (written by probekit train)")
     if resume:
-        checkpoint = latest_checkpoint(out)
+        checkpoint = checkpoint or latest_checkpoint(out)
         if checkpoint is not None:
             saved = torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=True)
             if saved.get("format") != STATE_FORMAT:
@@ -490,10 +497,15 @@ def make_stream(p: dict, env: DistEnv):
     return ShardStream(cfg.data, cfg.data.context, layout.batch_size, lanes, p["tokenizer"], state=data_state)
 
 
-def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
-    """Train as ``cfg`` says (see the module doc); returns the final step, losses and the model."""
+def train(cfg: TrainConfig, resume: bool = False, resume_from: str | os.PathLike | None = None) -> TrainResult:
+    """Train as ``cfg`` says (see the module doc); returns the final step, losses and the model.
+
+    ``resume``: continue from ``OUT/checkpoints/latest``. ``resume_from``: continue from that checkpoint folder
+    (its ``trainer_state.pt``; e.g. a shipped checkpoint) while ``run.out`` holds no checkpoint yet, and from
+    ``run.out``'s own checkpoints after that, so the same command also continues an interrupted continuation.
+    """
     env = DistEnv.from_env()
-    p = prepare(cfg, env, resume)
+    p = prepare(cfg, env, resume, resume_from)
     cfg, layout, device = p["cfg"], p["layout"], p["device"]
     threads = torch.get_num_threads()
     # generator workers are forked before CUDA and the process group start (they never use either)
