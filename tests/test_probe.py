@@ -249,6 +249,23 @@ def test_right_padding_equals_unpadded_runs(gpt2):
             assert torch.allclose(batched[i], single, atol=1e-5)
 
 
+def test_eager_attention_for_cpu_probes_reads_the_same_hidden_states(tmp_path, tok, gpt2):
+    from probekit.modeling import load_checkpoint, probe_attention
+
+    assert (probe_attention("cpu"), probe_attention("cuda:0")) == ("eager", "sdpa")
+    folder = save_checkpoint(gpt2, tok, tmp_path / "ckpt", {})
+    eager = load_checkpoint(folder, attn_implementation="eager")[0]
+    assert eager.config._attn_implementation == "eager" and random_init_like(eager).config._attn_implementation == "eager"
+    data = _small_data(3, tasks="nece")
+    ids, end = pad_batch(data.ids[:6], 0)  # right-padded, no attention mask: causal attention keeps pads out
+    with torch.no_grad():
+        for layer in (0, -1):
+            name = hooks.resid_name(layer % 2)
+            got = hooks.HiddenReader(eager, name)(ids)[torch.arange(6), end]
+            want = hooks.HiddenReader(gpt2, name)(ids)[torch.arange(6), end]
+            assert torch.allclose(got, want, atol=1e-5)
+
+
 # ---------------------------------------------------------------------------- estimator
 def _planted_task(tok, seed=0):
     """A linearly readable signal planted in a tiny random model.

@@ -280,10 +280,10 @@ def _load(args):
     import torch
 
     from probekit.evaluate.run import training_family
-    from probekit.modeling import load_checkpoint
+    from probekit.modeling import load_checkpoint, probe_attention
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, tokenizer, provenance = load_checkpoint(args.ckpt, device=device)
+    model, tokenizer, provenance = load_checkpoint(args.ckpt, device=device, attn_implementation=probe_attention(device))
     if not args.skip_checks:
         from probekit.modelcheck import require_healthy
 
