@@ -25,14 +25,15 @@ $(VENV)/.test-deps: $(BIN)/probekit
 	$(BIN)/python -m pip install -q -e '.[train,probe,figures,cluster,test]'
 	touch $@
 
-## demo: the main job (experiments/demo.yaml, a few minutes on a CPU): generate and judge iGSM data, train a tiny
-## model, evaluate it with the checker, probe it and its random-init control, write $(OUT)/report/REPORT.md.
+## demo: the main job (experiments/demo.yaml, under 10 minutes on a 2-core CPU): generate and judge iGSM data;
+## evaluate the shipped CPU-trained reasoner with the checker, probe it (six tasks, random-init twin, control task,
+## nece by layer, its own mistakes), train a tiny model to show the training path; write $(OUT)/report/REPORT.md.
 ## Re-running resumes (finished jobs are skipped). TORCH=torch==2.13.0 picks a torch build (default: pip's choice).
 demo: $(VENV)/.demo-deps
 	$(BIN)/probekit generate --preset med --n 500 --seed 0 --workers 2 --out $(OUT)/data/problems.jsonl --tokens $(OUT)/data/tokens --context 768 --overwrite
 	$(BIN)/probekit check --input $(OUT)/data/problems.jsonl --out $(OUT)/data/verdicts.jsonl
 	$(BIN)/probekit labels --input $(OUT)/data/problems.jsonl --out $(OUT)/data/labels.jsonl
-	$(BIN)/probekit run experiments/demo.yaml --results $(OUT)
+	$(BIN)/probekit run experiments/demo.yaml --results $(OUT) --workers 2
 	$(BIN)/probekit figures experiments/demo.yaml --results $(OUT) --out $(OUT)/report
 	@echo "report: $(OUT)/report/REPORT.md (results store: $(OUT)/results.parquet)"
 

@@ -619,6 +619,7 @@ def _train(cfg: TrainConfig, layout: Layout, device: torch.device, env: DistEnv,
         preset = ensure_preset(cfg.data.preset, cfg.data.max_op, cfg.data.max_edge)
         from probekit.igsm.generate import PRESETS
 
+        revision = git_revision()  # of the code that runs: checkpoints record it, not the tree at save time
         start_record = {
             "event": "start", "step": start_step, "time": time.time(),
             "resumed_from": str(p["checkpoint"]) if p["checkpoint"] else None,
@@ -630,7 +631,7 @@ def _train(cfg: TrainConfig, layout: Layout, device: torch.device, env: DistEnv,
             "n_params": n_params, "n_params_matmul": n_matmul, "n_layer": n_layer, "d_model": d_model,
             "flops_per_token": flops_token, "flops_formula": flops_mod.FORMULA, "peak_tflops": peak,
             "data_preset": PRESETS[preset].__dict__ if cfg.data.source == "generate" else None,
-            "context_check": p["context_stats"], "git_revision": git_revision(), "config": cfg.to_dict(),
+            "context_check": p["context_stats"], "git_revision": revision, "config": cfg.to_dict(),
         }
         log.write(start_record)
         stats = p["context_stats"]
@@ -765,7 +766,7 @@ def _train(cfg: TrainConfig, layout: Layout, device: torch.device, env: DistEnv,
             if periodic or final:
                 checkpoint_path = _checkpoint(cfg, env, out, step, model, tokenizer, optimizer, last_state,
                                               tokens_per_step, device, layout, init_from=cfg.model.init_from,
-                                              train_seconds=train_seconds())
+                                              train_seconds=train_seconds(), revision=revision)
                 if env.main:
                     log.write({"event": "checkpoint", "step": step, "path": str(checkpoint_path)})
                     _say(f"checkpoint: {checkpoint_path}", env, bar)
@@ -808,7 +809,7 @@ def _share_cpu(device, workers: int, threads: int | None = None) -> None:
 
 def _checkpoint(cfg: TrainConfig, env: DistEnv, out: Path, step: int, model, tokenizer, optimizer, data_state,
                 tokens_per_step: int, device, layout: Layout, init_from: str | None,
-                train_seconds: float = 0.0) -> Path | None:
+                train_seconds: float = 0.0, revision: str | None = None) -> Path | None:
     """Gather the data positions of every rank; rank 0 writes the checkpoint."""
     import torch.distributed as dist
 
@@ -825,6 +826,7 @@ def _checkpoint(cfg: TrainConfig, env: DistEnv, out: Path, step: int, model, tok
 
     tokens = step * tokens_per_step
     provenance = {
+        "git_revision": revision,
         "training_config": cfg.to_dict(),
         "data_preset": PRESETS[preset].__dict__ if cfg.data.source == "generate" else {"shards": cfg.data.shards},
         "step": step,
