@@ -170,9 +170,9 @@ def test_resume_is_exact(tmp_path):
 def test_checkpoints_record_the_revision_of_the_code_that_runs(tmp_path, monkeypatch):
     revisions = iter(["abc123-at-start"])
     monkeypatch.setattr(loop, "git_revision", lambda: next(revisions, "def456-pulled-later"))
-    loop.train(cfg(tmp_path, "schedule.steps=2", "run.checkpoint_every=1"))
+    loop.train(cfg(tmp_path, "schedule.steps=4", "run.checkpoint_every=2"))
     assert loop.read_log(tmp_path)[0]["git_revision"] == "abc123-at-start"
-    for step in (1, 2):
+    for step in (2, 4):
         assert load_checkpoint(tmp_path / "checkpoints" / f"step_00000{step}")[2]["git_revision"] == "abc123-at-start"
 
 
