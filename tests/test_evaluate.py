@@ -236,6 +236,20 @@ def test_provenance_lookup():
     assert provenance_value({"format": "xx"}, "format", ("pq", "qp")) is None
 
 
+def test_a_checkpoint_is_evaluated_on_its_own_training_family():
+    from probekit.evaluate.run import training_family
+    from probekit.igsm.generate import PRESETS
+
+    trained = {"training_config": {"data": {"preset": "med", "max_op": 4, "max_edge": 12, "format": "qp"}}}
+    assert training_family(trained) == ("med-op4-ip12", "qp")
+    assert (PRESETS["med-op4-ip12"].max_op, PRESETS["med-op4-ip12"].max_edge) == (4, 12)
+    assert training_family({}) == ("med", "pq") and training_family({"data": {"preset": "hard"}}) == ("hard", "pq")
+    # its default suite: in distribution up to op 4, out of distribution at op 5 and 6, and their re-asked versions
+    names = [s.name for s in parse_sets("default", "med-op4-ip12")]
+    assert names == ["op<=4", "op=4", "op=5", "op=6", "reask op=5", "reask op=6"]
+    assert [s.name for s in parse_sets("ood", "med")] == ["op=20", "op=21", "op=22", "op=23"]  # the paper's
+
+
 # ============================================================================================== judge / aggregate
 _CACHE: dict = {}
 
