@@ -51,7 +51,6 @@ from probekit.igsm.generate import to_record
 from probekit.igsm.problem import Problem
 from probekit.igsm.render import prompt_text
 
-
 Drawn = Sequence[tuple[Problem, str]]
 
 

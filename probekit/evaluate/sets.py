@@ -42,6 +42,8 @@ def ood_ops(preset: str) -> tuple[int, ...]:
         return OOD_OPS[preset]
     max_op = PRESETS[preset].max_op
     return (max_op + 1, max_op + 2)
+
+
 DEFAULT_N = 4096  # problems per evaluation cell (paper F.1)
 
 

@@ -78,4 +78,3 @@ def learning_curves(results: pd.DataFrame, out_dir: Path) -> list[Path]:
         [f"Final evaluation of {label}: {_final(evals)}." for label, (_, evals) in sorted(runs.items())],
     )
     return save_figure(fig, Path(out_dir) / "learning_curves", text)
-

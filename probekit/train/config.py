@@ -9,8 +9,8 @@ recipe, App. F.1). ``None`` on a "by preset" key means: take the value of ``data
               family), format (pq | qp), seed, n_problems (data size: None = unlimited fresh problems,
               N = epochs over N distinct problems), resample (none | length: op-weighted draws, paper
               Fig. 4 right) and resample_power, packing (stream | whole), shards (dir, source=shards),
-              shuffle (shards), context,
-              batch_size (global sequences per step), micro_batch_size (per rank and forward pass),
+              shuffle (shards), context, batch_size (global sequences per step), micro_batch_size (per rank
+              and forward pass),
               workers (generator processes per rank; 0 = in the loader thread), prefetch (batches queued),
               length_check_samples, max_drop_fraction
     optim:    lr, betas, eps, weight_decay, decay_embeddings, grad_clip, fused, loss (all | solution)
@@ -423,9 +423,9 @@ def smaller_micro_batch(per_rank: int, micro: int) -> int | None:
 # keys whose change would make a resumed run follow a different data stream or model
 RESUME_FIXED = (
     "model.name", "model.arch", "model.n_layer", "model.n_head", "model.head_dim", "model.rope_theta",
-    "model.tie_embeddings", "model.init_from", "data.source", "data.packing", "data.preset", "data.max_op", "data.max_edge", "data.format", "data.seed",
-    "data.n_problems", "data.resample", "data.resample_power", "data.shards", "data.shuffle", "data.context",
-    "data.batch_size",
+    "model.tie_embeddings", "model.init_from", "data.source", "data.packing", "data.preset", "data.max_op",
+    "data.max_edge", "data.format", "data.seed", "data.n_problems", "data.resample", "data.resample_power",
+    "data.shards", "data.shuffle", "data.context", "data.batch_size",
 )
 
 

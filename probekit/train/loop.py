@@ -54,7 +54,6 @@ from probekit.modeling import (
 from probekit.records import write_atomic
 from probekit.tokenizer import IGSMTokenizer, default_tokenizer
 from probekit.train import flops as flops_mod
-from probekit.train.objective import CausalLMLoss
 from probekit.train.config import (
     ConfigError,
     Layout,
@@ -75,6 +74,7 @@ from probekit.train.data import (
     merge_states,
     stream_totals,
 )
+from probekit.train.objective import CausalLMLoss
 
 STATE_FILE = "trainer_state.pt"
 STATE_FORMAT = "probekit-trainer-state-v1"
