@@ -446,7 +446,9 @@ def _check_save_reload(s: _Subject, records: list[dict]):
     with tempfile.TemporaryDirectory(prefix="probekit-inspect-") as tmp:
         folder = save_checkpoint(s.model, s.tokenizer or default_tokenizer(), Path(tmp) / "ckpt", s.provenance)
         device = next(s.model.parameters()).device
-        reloaded, _, _ = load_checkpoint(folder, device=str(device), dtype=next(s.model.parameters()).dtype)
+        attention = getattr(s.model.config, "_attn_implementation", None) or "sdpa"  # as loaded: eager != sdpa
+        reloaded, _, _ = load_checkpoint(folder, device=str(device), dtype=next(s.model.parameters()).dtype,
+                                         attn_implementation=attention)
         again = _logits(reloaded, inputs)
     fresh_diff, reload_diff = _max_abs_diff(logits, fresh), _max_abs_diff(logits, again)
     if fresh_diff > RELOAD_TOLERANCE:

@@ -65,6 +65,15 @@ def test_a_healthy_checkpoint_passes_every_check(healthy):
     assert [r.name for r in modelcheck.require_healthy(healthy)] == [n for n in modelcheck.CHECKS if n in FAST]
 
 
+def test_a_checkpoint_loaded_with_eager_attention_round_trips_with_eager_attention():
+    """Probes load with eager attention on a CPU; the save/reload check must compare eager with eager (on the
+    shipped model eager and SDPA logits differ by ~5e-6, above the reload tolerance)."""
+    model, tokenizer, provenance = load_checkpoint(SHIPPED, attn_implementation="eager")
+    assert model.config._attn_implementation == "eager"
+    by_name = _by_name(modelcheck.require_healthy((model, tokenizer, provenance)))
+    assert by_name["save_reload"].passed and by_name["save_reload"].measured <= modelcheck.RELOAD_TOLERANCE
+
+
 def test_the_shipped_checkpoint_passes_every_check_that_applies():
     by_name = _by_name(modelcheck.run_checks(SHIPPED))
     assert by_name.keys() == ALL
