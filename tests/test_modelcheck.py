@@ -21,7 +21,7 @@ from probekit.modeling import (  # noqa: E402
     save_checkpoint,
 )
 
-SHIPPED = MODELS_DIR / "igsm-med-op4-gpt2-4-2-cpu"
+SHIPPED = MODELS_DIR / "igsm-med-op4-ip12-gpt2-8-2-reasoner"
 FAST = {"tokenizer", "config", "weights", "save_reload"}
 ALL = FAST | {"residual_stream", "bridge_logits"}
 
@@ -74,13 +74,12 @@ def test_a_checkpoint_loaded_with_eager_attention_round_trips_with_eager_attenti
     assert by_name["save_reload"].passed and by_name["save_reload"].measured <= modelcheck.RELOAD_TOLERANCE
 
 
-def test_the_shipped_checkpoint_passes_every_check_that_applies():
+def test_the_shipped_checkpoint_passes_every_check():
     by_name = _by_name(modelcheck.run_checks(SHIPPED))
     assert by_name.keys() == ALL
-    assert by_name["weights"].passed is None and by_name["weights"].status == "skipped"
-    assert "no fingerprint recorded" in by_name["weights"].detail
-    assert all(r.passed for name, r in by_name.items() if name != "weights"), by_name
-    assert "gpt2-4-2" in by_name["config"].detail and "med-op4" in by_name["config"].detail
+    assert all(r.passed for r in by_name.values()), by_name
+    assert by_name["weights"].measured <= modelcheck.WEIGHTS_TOLERANCE  # the fingerprint written at save time
+    assert "gpt2-8-2" in by_name["config"].detail and "med-op4-ip12" in by_name["config"].detail
 
 
 def test_a_rotary_buffer_corrupted_in_memory_fails(healthy):

@@ -18,6 +18,7 @@ from probekit.modeling import (  # noqa: E402
 )
 from probekit.tokenizer import default_tokenizer  # noqa: E402
 
+REASONER = MODELS_DIR / "igsm-med-op4-ip12-gpt2-8-2-reasoner"
 PAPER_NON_EMBEDDING_M = {  # paper-facts.md 1.11 (~12 l d^2; ours adds biases and norms)
     "gpt2-4-21": 86.7, "gpt2-8-15": 88.5, "gpt2-12-12": 84.9, "gpt2-16-10": 78.6, "gpt2-20-9": 79.6,
     "gpt2-4-30": 176.9, "gpt2-8-21": 173.4, "gpt2-12-17": 170.5, "gpt2-16-15": 176.9, "gpt2-20-13": 166.1,
@@ -148,15 +149,21 @@ def test_transformer_bridge_hooks_match_hf_and_pass_gradients(tmp_path, tokenize
     assert all(torch.equal(v, bridge.state_dict()[k]) for k, v in frozen.items())
 
 
-def test_shipped_cpu_checkpoint_loads_and_writes_checkable_solutions():
-    from probekit.evaluate.generation import ModelGenerator
-    from probekit.igsm.check import check_solution
-    from probekit.igsm.generate import GenerationConfig, draw_problem
-    from probekit.igsm.render import prompt_text
+def test_the_shipped_reasoner_is_the_run_its_training_config_describes():
+    """The model card's reproduce command is true: ``probekit.json`` records ``experiments/train/cpu-reasoner.yaml``
+    (only the run folder and the progress bar differ), and ``trainer_state.pt`` continues it at the same step."""
+    from dataclasses import asdict
 
-    model, tok, provenance = load_checkpoint(MODELS_DIR / "igsm-med-op4-gpt2-4-2-cpu")
-    assert provenance["step"] == 500 and provenance["data_preset"]["max_op"] == 4
-    drawn = [draw_problem(GenerationConfig("med", op=2, split="test", seed=9), i) for i in range(4)]
-    outputs = ModelGenerator(model, tok, batch_size=4, progress=False)([prompt_text(p) for p, _ in drawn], 96)
-    kinds = [{m.kind for m in check_solution(p, out.solution).mistakes} for (p, _), out in zip(drawn, outputs)]
-    assert sum("unparseable" not in k for k in kinds) >= 3  # it writes the solution grammar
+    from probekit.train.config import load_config
+
+    provenance = json.loads((REASONER / "probekit.json").read_text())
+    saved = provenance["training_config"]
+    config = json.loads(json.dumps(asdict(load_config(MODELS_DIR.parent / "experiments/train/cpu-reasoner.yaml"))))
+    for section in ("model", "data", "optim", "schedule"):
+        assert saved[section] == config[section], section
+    where = {"out", "progress"}
+    assert {k: v for k, v in saved["run"].items() if k not in where} == {
+        k: v for k, v in config["run"].items() if k not in where}
+    state = torch.load(REASONER / "trainer_state.pt", map_location="cpu", weights_only=False)
+    assert state["step"] == provenance["step"] == config["schedule"]["steps"]
+    assert state["tokens"] == provenance["tokens_seen"] and state["world_size"] == provenance["world_size"] == 2

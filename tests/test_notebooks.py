@@ -118,7 +118,7 @@ def test_probing(executed):
     assert _has_image(layers)
     rows = re.findall(r"^\s*(pretrained|random-init)\s+(\d+)\s+blocks\.\d+\.hook_resid_post\s+([0-9.]+)",
                       _stdout(layers), flags=re.MULTILINE)
-    assert len(rows) == 8  # 4 blocks x 2 models
+    assert len(rows) == 16  # 8 blocks x 2 models
     assert all(0.0 <= float(acc) <= 1.0 for *_, acc in rows)
 
 
@@ -126,7 +126,7 @@ def test_probing(executed):
 def test_mistakes(executed):
     nb = executed("03-mistakes.ipynb")
     _no_errors(nb)
-    m = re.search(r"set op=3: (\d+)/(\d+) correct, accuracy ([0-9.]+)", _stdout(_cell(nb, "eval")))
+    m = re.search(r"set op=5: (\d+)/(\d+) correct, accuracy ([0-9.]+)", _stdout(_cell(nb, "eval")))
     assert m and int(m.group(2)) == 16 and int(m.group(1)) <= 16 and 0.0 <= float(m.group(3)) <= 1.0
     kinds = _cell(nb, "kinds")
     assert _has_image(kinds)

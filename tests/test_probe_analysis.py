@@ -31,7 +31,7 @@ from probekit.probe.data import ProbeBuilder, ProbeData, ProblemText, probe_pool
 from probekit.probe.layers import probe_layers  # noqa: E402
 
 CFG = GenerationConfig("med", op=5, seed=7, split="test")
-CKPT = Path(__file__).resolve().parents[1] / "models" / "igsm-med-op4-gpt2-4-2-cpu"
+CKPT = Path(__file__).resolve().parents[1] / "models" / "igsm-med-op4-ip12-gpt2-8-2-reasoner"
 
 
 # ---------------------------------------------------------------------------- synthetic model solutions
@@ -376,9 +376,9 @@ def test_cli_depth_on_the_shipped_checkpoint(tmp_path, capsys):
     assert _run(["--analysis", "depth", "--rank", "0", "--steps", "5", "--n-train", "4", "--n-test", "3",
                  "--op", "3", "--device", "cpu", "--out", str(tmp_path / "d"), "--json", "--quiet"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert {r["layer"] for r in out} == {0, 1, 2, 3}  # four blocks
+    assert {r["layer"] for r in out} == set(range(8))  # eight blocks
     n = json.loads((tmp_path / "d" / "data.json").read_text())["n_necessary_test"]
-    for layer in range(4):
+    for layer in range(8):
         assert sum(r["n"] for r in out if r["layer"] == layer) == n
     assert all(r["analysis"] == "depth" and r["model"] == "pretrained" and not math.isnan(r["accuracy"]) for r in out)
     assert (tmp_path / "d" / "depth.csv").exists()

@@ -27,7 +27,7 @@ from probekit.sweep.jobs import expand, select  # noqa: E402
 from probekit.sweep.store import ResultsStore  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED = REPO / "models" / "igsm-med-op4-gpt2-4-2-cpu"
+SHIPPED = REPO / "models" / "igsm-med-op4-ip12-gpt2-8-2-reasoner"
 
 
 @pytest.fixture(scope="module")
