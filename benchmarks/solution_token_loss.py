@@ -73,9 +73,9 @@ def token_loss(checkpoint: str, op: int, n: int, seed: int) -> list[dict]:
     preset, fmt = training_family(provenance)
     sums: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0, 0])
     for problem, solution in draw_set(EvalSet(preset, op=op, format=fmt, n=n, seed=seed)):
-        prompt, sol = tok.encode(prompt_text(problem, fmt)), tok.encode(solution)
         ids = tok.encode_example(prompt_text(problem, fmt), solution, problem.answer)
-        start = len(prompt) + 2  # [PROBLEM] prompt [SOLUTION]
+        start = ids.index(tok.special("SOLUTION")) + 1  # [PROBLEM] prompt [SOLUTION] solution [ANSWER] ...
+        sol = ids[start : ids.index(tok.special("ANSWER"))]
         with torch.no_grad():
             logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
         for k, (role, sentence) in enumerate(roles([tok.id_to_token(t) for t in sol])):
