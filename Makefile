@@ -8,7 +8,7 @@ OUT ?= out/demo
 TORCH_CPU ?= torch==2.13.0
 TORCH ?=
 
-.PHONY: demo test bench clean
+.PHONY: demo test lint bench clean
 
 $(BIN)/probekit: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,9 +37,17 @@ demo: $(VENV)/.demo-deps
 	$(BIN)/probekit figures experiments/demo.yaml --results $(OUT) --out $(OUT)/report
 	@echo "report: $(OUT)/report/REPORT.md (results store: $(OUT)/results.parquet)"
 
-## test: the CPU test suite (what CI runs)
-test: $(VENV)/.test-deps
+## test: lint, format and type checks, then the CPU test suite (what CI runs; GPU tests skip without CUDA).
+## Tiers: tests/unit (fast, pure), tests/integration (CLI, sweeps, torchrun), tests/notebooks;
+## e.g. `$(BIN)/python -m pytest tests/unit` or `-m "not slow"`.
+test: lint
 	$(BIN)/python -m pytest
+
+## lint: ruff (lint and format) and mypy, configured in pyproject.toml
+lint: $(VENV)/.test-deps
+	$(BIN)/ruff check probekit tests benchmarks
+	$(BIN)/ruff format --check probekit tests benchmarks
+	$(BIN)/mypy
 
 ## bench: generator and checker throughput (figures in benchmarks/RESULTS.md)
 bench: $(VENV)/.test-deps

@@ -20,7 +20,8 @@ import time
 
 import torch
 
-from probekit.evaluate.generation import ModelGenerator, default_device
+from probekit.checkpoint import select_device
+from probekit.evaluate.generation import ModelGenerator
 from probekit.evaluate.judge import judge
 from probekit.evaluate.run import EXTRA_TOKENS, TOKENS_PER_OP
 from probekit.evaluate.sets import EvalSet, draw_set
@@ -29,7 +30,7 @@ from probekit.igsm.render import prompt_text
 
 def load(args):
     if args.checkpoint:
-        from probekit.modeling import load_checkpoint
+        from probekit.checkpoint import load_checkpoint
 
         model, tokenizer, _ = load_checkpoint(args.checkpoint, device=args.device)
         return model, tokenizer, args.checkpoint
@@ -46,7 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="checkpoint folder (default: a random model of --model)")
     parser.add_argument("--model", help="model config name (default: gpt2-tiny on cpu, gpt2-12-12 on cuda)")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default=default_device())
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=select_device())
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--n", type=int, default=64, help="problems")
     parser.add_argument("--preset", choices=["med", "hard"], default="med")
@@ -84,7 +85,9 @@ def main() -> None:
     result = {
         "model": name,
         "device": args.device,
-        "device_name": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine(),
+        "device_name": torch.cuda.get_device_name()
+        if args.device == "cuda"
+        else platform.processor() or platform.machine(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "transformers": __import__("transformers").__version__,

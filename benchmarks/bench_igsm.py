@@ -75,7 +75,9 @@ def main() -> None:
             f"{r['all_cores_per_s']:8.1f}/s on {cores} cores (scaling {r['scaling_efficiency']:.0%})"
         )
     c = results["check"]
-    print(f"check: {c['check_parsed_per_s']:.1f} solutions/s (parsed problem), {c['parse_and_check_per_s']:.1f}/s from records")
+    print(
+        f"check: {c['check_parsed_per_s']:.1f} solutions/s (parsed problem), {c['parse_and_check_per_s']:.1f}/s from records"
+    )
 
 
 if __name__ == "__main__":

@@ -94,11 +94,25 @@ def main() -> None:
         times: dict[str, list[tuple[float, float]]] = {b: [] for b in backends}
         for r in range(args.rounds):
             for backend in backends:
-                probe = VProbe("can_next", rank=8, layer=-1, steps=1, batch_size=args.batch_size, device=args.device,
-                               backend=backend, compile=args.compile, micro_batch_size=args.micro_batch_size)
+                probe = VProbe(
+                    "can_next",
+                    rank=8,
+                    layer=-1,
+                    steps=1,
+                    batch_size=args.batch_size,
+                    device=args.device,
+                    backend=backend,
+                    compile=args.compile,
+                    micro_batch_size=args.micro_batch_size,
+                )
                 times[backend] += step_times(probe, model, data, args.steps, args.batch_size, seed=r)
-        row = {"model": name, "device": args.device, "batch_size": args.batch_size,
-               "mean_tokens": float(data.lengths.mean()), "threads": torch.get_num_threads()}
+        row = {
+            "model": name,
+            "device": args.device,
+            "batch_size": args.batch_size,
+            "mean_tokens": float(data.lengths.mean()),
+            "threads": torch.get_num_threads(),
+        }
         wall = {b: statistics.median(t[0] for t in ts) for b, ts in times.items()}
         cpu = {b: statistics.median(t[1] for t in ts) for b, ts in times.items()}
         for backend in backends:

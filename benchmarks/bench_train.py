@@ -35,7 +35,9 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=30 if cuda else 20, help="timed steps")
     p.add_argument("--warmup", type=int, default=10 if cuda else 3, help="untimed steps first (compilation)")
     p.add_argument("--preset", default="med", choices=["med", "hard"])
-    p.add_argument("--max-op", type=int, default=None if cuda else 4, help="CPU default 4: short problems for context 256")
+    p.add_argument(
+        "--max-op", type=int, default=None if cuda else 4, help="CPU default 4: short problems for context 256"
+    )
     p.add_argument("--max-edge", type=int, default=None if cuda else 12)
     p.add_argument("--workers", type=int, default=None, help="generator processes (default: auto)")
     p.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
@@ -46,7 +48,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from probekit.train.config import load_config
-    from probekit.train.loop import read_log, train
+    from probekit.train.loop import train
+    from probekit.train.metrics import read_log
 
     total = args.warmup + args.steps
     with tempfile.TemporaryDirectory(prefix="bench_train.") as out:
@@ -94,8 +97,8 @@ def main(argv=None) -> int:
     result = {
         "model": args.model + "".join(f" {o}" for o in args.overrides),
         "n_params": start["n_params"],
-        "device": start["device_name"] or f"cpu ({platform.processor() or platform.machine()}, "
-                                             f"{start['torch_threads']} torch thread(s))",
+        "device": start["device_name"]
+        or f"cpu ({platform.processor() or platform.machine()}, {start['torch_threads']} torch thread(s))",
         "dtype": start["dtype"],
         "compile": start["compile"],
         "context": args.context,
@@ -118,9 +121,12 @@ def main(argv=None) -> int:
         print(json.dumps(result))
     else:
         mfu = f"{result['mfu']:.1%}" if result["mfu"] is not None else "n/a (no peak on CPU)"
-        print(f"{args.model} ({result['n_params'] / 1e6:.1f}M) on {result['device']}, {result['dtype']}"
-              f"{', compiled' if result['compile'] else ''}: context {args.context}, micro-batch {args.micro_batch}"
-              f" x {args.accum}, {result['data_workers']} data worker(s)", file=sys.stderr)
+        print(
+            f"{args.model} ({result['n_params'] / 1e6:.1f}M) on {result['device']}, {result['dtype']}"
+            f"{', compiled' if result['compile'] else ''}: context {args.context}, micro-batch {args.micro_batch}"
+            f" x {args.accum}, {result['data_workers']} data worker(s)",
+            file=sys.stderr,
+        )
         print(f"  tokens/s            {tokens_per_s:,.0f}", file=sys.stderr)
         print(f"  step time           {result['step_time_s'] * 1000:.1f} ms", file=sys.stderr)
         print(f"  MFU                 {mfu}", file=sys.stderr)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 
 def rows_of(runs: list[str]) -> list[dict]:
-    from probekit.evaluate.run import read_provenance
+    from probekit.checkpoint import latest_checkpoint, read_provenance
     from probekit.train.curve import run_summary
-    from probekit.train.loop import latest_checkpoint, read_log
+    from probekit.train.metrics import read_log
 
     rows = []
     for spec in runs:
@@ -30,22 +30,35 @@ def rows_of(runs: list[str]) -> list[dict]:
             raise SystemExit(f"{folder}: no log.jsonl (not a probekit train folder)")
         ckpt = latest_checkpoint(folder)
         provenance = read_provenance(ckpt) if ckpt else {}
-        rows.append({"kind": "train", "checkpoint": label or folder.name, "job_id": folder.name, "sweep": "benchmarks",
-                     "revision": provenance.get("git_revision"), **run_summary(read_log(folder))})
+        rows.append(
+            {
+                "kind": "train",
+                "checkpoint": label or folder.name,
+                "job_id": folder.name,
+                "sweep": "benchmarks",
+                "revision": provenance.get("git_revision"),
+                **run_summary(read_log(folder)),
+            }
+        )
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| run | step | tokens (M) | minutes | solution loss | accuracy [95% CI] | by op |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| run | step | tokens (M) | minutes | solution loss | accuracy [95% CI] | by op |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         points = json.loads(row["curve"])
         losses = [p for p in points if p.get("event") != "eval"]
         for e in (p for p in points if p.get("event") == "eval"):
             loss = max((p for p in losses if p["step"] <= e["step"]), key=lambda p: p["step"], default={})
             by_op = ", ".join(f"{op}: {acc:.2f}" for op, acc in e["accuracy_by_op"].items())
-            lines.append(f"| {row['checkpoint']} | {e['step']} | {e['tokens'] / 1e6:.0f} | {e['train_seconds'] / 60:.0f} | "
-                         f"{loss.get('solution_loss') or float('nan'):.3f} | {e['accuracy']:.3f} [{e['ci_low']:.3f}, "
-                         f"{e['ci_high']:.3f}] | {by_op} |")
+            lines.append(
+                f"| {row['checkpoint']} | {e['step']} | {e['tokens'] / 1e6:.0f} | {e['train_seconds'] / 60:.0f} | "
+                f"{loss.get('solution_loss') or float('nan'):.3f} | {e['accuracy']:.3f} [{e['ci_low']:.3f}, "
+                f"{e['ci_high']:.3f}] | {by_op} |"
+            )
     return "\n".join(lines)
 
 

@@ -28,10 +28,9 @@ from collections import defaultdict
 
 import torch
 
-from probekit.evaluate.run import training_family
+from probekit.checkpoint import load_checkpoint, training_family
 from probekit.evaluate.sets import EvalSet, draw_set
 from probekit.igsm.render import prompt_text
-from probekit.modeling import load_checkpoint
 
 LETTERS = {"▁" + c for c in string.ascii_letters}
 
@@ -55,7 +54,9 @@ def roles(words: list[str]) -> list[tuple[str, int]]:
             if last:
                 role = "result"
             elif segment == 1:
-                role = "expr_symbol" if word in LETTERS else "expr_number" if word.strip("▁").isdigit() else "expr_other"
+                role = (
+                    "expr_symbol" if word in LETTERS else "expr_number" if word.strip("▁").isdigit() else "expr_other"
+                )
             else:
                 role = "operand_value" if word.strip("▁").isdigit() else "other"
         else:
@@ -84,8 +85,10 @@ def token_loss(checkpoint: str, op: int, n: int, seed: int) -> list[dict]:
             for key in ((role, "all"), (role, str(min(sentence, 3)))):
                 cell = sums[key]
                 cell[0], cell[1], cell[2] = cell[0] + nll, cell[1] + 1, cell[2] + top1
-    return [{"role": role, "sentence": sentence, "n": c, "loss": s / c, "top1": t / c}
-            for (role, sentence), (s, c, t) in sorted(sums.items())]
+    return [
+        {"role": role, "sentence": sentence, "n": c, "loss": s / c, "top1": t / c}
+        for (role, sentence), (s, c, t) in sorted(sums.items())
+    ]
 
 
 def main(argv=None) -> int:

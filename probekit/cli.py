@@ -1,5 +1,8 @@
 """The ``probekit`` command. Each subcommand parses its options and calls one library function.
 
+Convention: a command's module has ``register(subparsers)``, which adds it, and a handler ``<name>_command(args)``
+returning the exit status (``generate_command``, ``eval_command``, ``probe_command``, ``run_command`` ...).
+
 Results go to stdout (``--json``: machine-readable), progress bars and logs to stderr. Heavy modules are
 imported inside the subcommands so that ``probekit --help`` starts fast.
 """
@@ -35,7 +38,7 @@ def _print_summary(title: str, rows: dict, as_json: bool, stdout_free: bool) -> 
 
 
 # ---------------------------------------------------------------------------- generate
-def cmd_generate(args) -> int:
+def generate_command(args) -> int:
     from probekit.igsm.generate import GenerationConfig
     from probekit.igsm.jobs import generate_records
     from probekit.records import atomic_output, dumps
@@ -92,13 +95,15 @@ def _run_records(args, job, on_result=None) -> int:
     return 0
 
 
-def cmd_check(args) -> int:
+def check_command(args) -> int:
     from probekit.igsm.jobs import CheckSummary, check_record, unparseable
 
     summary = CheckSummary()
 
     def judge(line):
-        return check_record(line.record) if line.record is not None else unparseable(f"line {line.number}: {line.error}")
+        return (
+            check_record(line.record) if line.record is not None else unparseable(f"line {line.number}: {line.error}")
+        )
 
     status = _run_records(args, judge, summary.add)
     if status == 0:
@@ -106,7 +111,7 @@ def cmd_check(args) -> int:
     return status
 
 
-def cmd_labels(args) -> int:
+def labels_command(args) -> int:
     from probekit.igsm.jobs import labels_record
 
     def label(line):
@@ -132,8 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="generate iGSM problems with reference solutions (JSONL)")
     g.add_argument("--preset", choices=["med", "hard"], default="med", help="med: op<=15, ip<=20; hard: op<=21, ip<=28")
-    g.add_argument("--op", type=int, help="force the number of operations (evaluation sets 'op = K'); with --reask, the op of the problem "
-        "before its question is replaced (the paper's reask sets), after which op is recounted")
+    g.add_argument(
+        "--op",
+        type=int,
+        help="force the number of operations (evaluation sets 'op = K'); with --reask, the op of the problem "
+        "before its question is replaced (the paper's reask sets), after which op is recounted",
+    )
     g.add_argument("--format", choices=["pq", "qp"], default="pq", help="problem then question, or the reverse")
     g.add_argument("--reask", action="store_true", help="re-ask a parameter drawn uniformly from the problem")
     g.add_argument("--split", choices=["train", "test", "all"], default="train", help="template-hash split")
@@ -146,19 +155,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--context", type=int, default=768, help="window length of the training shards")
     g.add_argument("--overwrite", action="store_true", help="replace shards already in the --tokens directory")
     common(g)
-    g.set_defaults(func=cmd_generate)
+    g.set_defaults(func=generate_command)
 
     c = sub.add_parser("check", help="judge solutions with the full-solution checker")
     c.add_argument("--input", required=True, help="JSONL with 'problem', 'solution' and optional 'categories'")
     c.add_argument("--out", help="verdicts JSONL, one line per input line (default: stdout)")
     common(c)
-    c.set_defaults(func=cmd_check)
+    c.set_defaults(func=check_command)
 
     lab = sub.add_parser("labels", help="compute the six probe labels along each solution")
     lab.add_argument("--input", required=True, help="JSONL with 'problem', optional 'solution' and 'categories'")
     lab.add_argument("--out", help="labels JSONL, one line per input line (default: stdout)")
     common(lab, results=False)
-    lab.set_defaults(func=cmd_labels)
+    lab.set_defaults(func=labels_command)
 
     from probekit.evaluate.command import register as register_eval
     from probekit.figures.command import register as register_figures

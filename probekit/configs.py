@@ -119,7 +119,9 @@ def fill(section, data, where: str):
     hints = type_fields(type(section))
     for key, value in data.items():
         if key not in hints:
-            raise ConfigError(f"{where}: unknown key {key!r}{suggest(str(key), hints)}; allowed keys: {', '.join(hints)}")
+            raise ConfigError(
+                f"{where}: unknown key {key!r}{suggest(str(key), hints)}; allowed keys: {', '.join(hints)}"
+            )
         try:
             setattr(section, key, coerce(value, hints[key]))
         except Mismatch:

@@ -38,7 +38,7 @@ training stream's), so a broken checkpoint tokenizer fails the ``tokenizer`` che
 run (an exception) fails with the error as its detail.
 
 :func:`require_healthy` runs the fast checks and raises :class:`ModelCheckError` on a failure;
-``probekit inspect CKPT`` (:func:`register`, :func:`run_command`) prints the report.
+``probekit inspect CKPT`` (:func:`register`, :func:`inspect_command`) prints the report.
 """
 
 from __future__ import annotations
@@ -48,9 +48,10 @@ import json
 import re
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 BRIDGE_TOLERANCE = 1e-4
 """Largest absolute logit difference between the HF model and its TransformerLens bridge (fp32; eager vs SDPA
@@ -99,10 +100,10 @@ class ModelCheckError(ValueError):
     def __init__(self, checkpoint: str, results: list[CheckResult]):
         self.results = results
         failed = [r for r in results if r.passed is False]
-        lines = [f"  {r.name}: measured {_fmt(r.measured)} (threshold {_fmt(r.threshold)}): {r.detail}"
-                 for r in failed]
+        lines = [f"  {r.name}: measured {_fmt(r.measured)} (threshold {_fmt(r.threshold)}): {r.detail}" for r in failed]
         super().__init__(
-            f"{checkpoint} fails {len(failed)} load-time model check(s):\n" + "\n".join(lines)
+            f"{checkpoint} fails {len(failed)} load-time model check(s):\n"
+            + "\n".join(lines)
             + f"\nRun `probekit inspect {checkpoint}` for the full report; pass --skip-checks to override."
         )
 
@@ -167,7 +168,7 @@ def _label(checkpoint) -> str:
 
 
 def _open(checkpoint, device: str) -> _Subject:
-    from probekit.modeling import load_checkpoint
+    from probekit.checkpoint import load_checkpoint
 
     if isinstance(checkpoint, tuple):
         model, tokenizer, provenance = checkpoint
@@ -175,24 +176,22 @@ def _open(checkpoint, device: str) -> _Subject:
         return _Subject(model, tokenizer, dict(provenance or {}), error)
     path = Path(checkpoint)
     try:
-        return _Subject(*load_checkpoint(path, device=device))
+        return _Subject(*load_checkpoint(path, device=device, repair_rotary=False))
     except FileNotFoundError:
         raise
     except Exception as exc:
         error = f"load_checkpoint refuses the folder: {type(exc).__name__}: {exc}"
     # load the model alone (as load_checkpoint does), so that the other checks still run and the tokenizer
     # check reports the error; a model that does not load either raises here
-    from transformers import AutoModelForCausalLM
+    from probekit.checkpoint import load_model, read_provenance
 
-    from probekit.evaluate.run import read_provenance
-
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, attn_implementation="sdpa")
-    return _Subject(model.to(device).eval(), None, read_provenance(path), error)
+    model = load_model(path, device=device, repair_rotary=False)
+    return _Subject(model, None, read_provenance(path), error)
 
 
 def _data_settings(provenance: dict) -> tuple[str, str, int | None]:
     """(preset name, format, training window) of the checkpoint's training data (med / pq / None if unknown)."""
-    from probekit.evaluate.run import training_family
+    from probekit.checkpoint import training_family
 
     data = (provenance.get("training_config") or {}).get("data") or provenance.get("data") or {}
     return (*training_family(provenance), data.get("context"))
@@ -231,25 +230,6 @@ def _max_abs_diff(a: list, b: list) -> float:
 
 
 # ---------------------------------------------------------------------------- rotary
-def rotary_fraction(config) -> float:
-    """The fraction of each head's dimensions the model rotates: GPT-NeoX's ``partial_rotary_factor``
-    (transformers fills in its default 0.25 when config.json has none); 1.0 for LLaMA, which rotates all."""
-    if config.model_type == "llama":
-        return 1.0
-    return float((config.rope_parameters or {}).get("partial_rotary_factor", 1.0))
-
-
-def expected_inv_freq(config):
-    """The rotary ``inv_freq`` implied by the config: ``1 / theta ** (arange(0, dim, 2) / dim)`` with ``dim`` the
-    rotated part of a head (default rotary type)."""
-    import torch
-
-    theta = float(config.rope_parameters["rope_theta"])
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    dim = int(head_dim * rotary_fraction(config))
-    return 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float) / dim))
-
-
 def _rotary_buffers(model) -> dict[str, Any]:
     """``{name: tensor}`` of every rotary frequency buffer (``inv_freq`` and ``original_inv_freq``)."""
     names = ("inv_freq", "original_inv_freq")
@@ -299,12 +279,21 @@ def _check_tokenizer(s: _Subject, records: list[dict]):
             issues.append(f"{tok.vocab_size} tokens but the {what} has {n} rows")
     recorded = (s.provenance.get("fingerprint") or {}).get("tokenizer")
     if recorded is not None and recorded != tok.fingerprint:
-        issues.append(f"not the tokenizer recorded at save time (fingerprint {tok.fingerprint[:12]}, "
-                      f"recorded {recorded[:12]}): same words with other ids, or another vocabulary")
+        issues.append(
+            f"not the tokenizer recorded at save time (fingerprint {tok.fingerprint[:12]}, "
+            f"recorded {recorded[:12]}): same words with other ids, or another vocabulary"
+        )
     measured = f"{ok}/{n_texts} round trips, vocab {tok.vocab_size}"
-    return not issues, measured, threshold, "; ".join(issues) or (
-        "round trips exact, markers single tokens, vocab fits"
-        + (", tokenizer as recorded at save time" if recorded is not None else ""))
+    return (
+        not issues,
+        measured,
+        threshold,
+        "; ".join(issues)
+        or (
+            "round trips exact, markers single tokens, vocab fits"
+            + (", tokenizer as recorded at save time" if recorded is not None else "")
+        ),
+    )
 
 
 def _claimed_shape(provenance: dict):
@@ -312,7 +301,7 @@ def _claimed_shape(provenance: dict):
     import dataclasses
 
     from probekit.train.config import ModelSection
-    from probekit.train.loop import model_config
+    from probekit.train.model import model_config
 
     section = (provenance.get("training_config") or {}).get("model")
     if not isinstance(section, dict) or not section.get("name"):
@@ -324,7 +313,9 @@ def _claimed_shape(provenance: dict):
 
 
 def _check_config(s: _Subject, records: list[dict]):
-    from probekit.igsm.generate import PRESETS, GenerationConfig
+    from probekit.checkpoint import rotary_fraction
+    from probekit.igsm.generate import GenerationConfig
+    from probekit.igsm.presets import resolve_preset
     from probekit.modeling import hf_config
     from probekit.tokenizer import default_tokenizer
     from probekit.train.data import problem_tokens
@@ -338,8 +329,10 @@ def _check_config(s: _Subject, records: list[dict]):
     if arch is None:
         issues.append(f"model type {cfg.model_type!r} is neither gpt_neox (gpt2) nor llama")
     if fraction != 1.0:
-        issues.append(f"rotary fraction {fraction:g} (partial_rotary_factor): probekit's {arch} rotates every "
-                      "head dimension (1.0)")
+        issues.append(
+            f"rotary fraction {fraction:g} (partial_rotary_factor): probekit's {arch} rotates every "
+            "head dimension (1.0)"
+        )
     if parallel:
         issues.append("use_parallel_residual=True: probekit's gpt2 has a sequential residual")
     rope_type = (cfg.rope_parameters or {}).get("rope_type", "default")
@@ -348,8 +341,15 @@ def _check_config(s: _Subject, records: list[dict]):
     claimed, why = _claimed_shape(s.provenance)
     if claimed is not None:
         expected = hf_config(claimed, default_tokenizer())
-        for key in ("model_type", "num_hidden_layers", "num_attention_heads", "hidden_size", "intermediate_size",
-                    "max_position_embeddings", "hidden_act"):
+        for key in (
+            "model_type",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "hidden_size",
+            "intermediate_size",
+            "max_position_embeddings",
+            "hidden_act",
+        ):
             want, got = getattr(expected, key), getattr(cfg, key, None)
             if want != got:
                 issues.append(f"{key}={got!r} but {claimed.name} gives {want!r}")
@@ -359,33 +359,47 @@ def _check_config(s: _Subject, records: list[dict]):
     name, fmt, window = _data_settings(s.provenance)
     if window is not None and window > context:
         issues.append(f"max_position_embeddings={context} is shorter than the training window data.context={window}")
-    max_op = PRESETS[name].max_op
+    max_op = resolve_preset(name).max_op
     config = GenerationConfig(name, op=max_op, format=fmt, split="train", seed=0)
     lengths = [len(problem_tokens(config, i)) for i in range(LENGTH_SAMPLES)]
     fit = sum(n <= context for n in lengths) / len(lengths)
     if fit < MIN_FIT_FRACTION:
-        issues.append(f"only {fit:.0%} of {name} op-{max_op} problems fit in max_position_embeddings={context} "
-                      f"(longest {max(lengths)} tokens)")
-    measured = (f"rotary {fraction:g}, parallel_residual {parallel}, context {context}, "
-                f"longest {max(lengths)} ({fit:.0%} fit)")
+        issues.append(
+            f"only {fit:.0%} of {name} op-{max_op} problems fit in max_position_embeddings={context} "
+            f"(longest {max(lengths)} tokens)"
+        )
+    measured = (
+        f"rotary {fraction:g}, parallel_residual {parallel}, context {context}, longest {max(lengths)} ({fit:.0%} fit)"
+    )
     shape = f"shape and context of {claimed.name}" if claimed is not None else "no shape claim"
-    threshold = (f"rotary 1, parallel_residual False, {shape}, "
-                 f">= {MIN_FIT_FRACTION:.0%} of {LENGTH_SAMPLES} {name} op-{max_op} problems fit")
+    threshold = (
+        f"rotary 1, parallel_residual False, {shape}, "
+        f">= {MIN_FIT_FRACTION:.0%} of {LENGTH_SAMPLES} {name} op-{max_op} problems fit"
+    )
     claim = f"matches {claimed.name}" if claimed is not None else f"shape not compared: {why}"
-    detail = "; ".join(issues) or (f"{claim}; training window {window}; longest of {LENGTH_SAMPLES} "
-                                   f"{name} op-{max_op} ({fmt}) problems: {max(lengths)} tokens")
+    detail = "; ".join(issues) or (
+        f"{claim}; training window {window}; longest of {LENGTH_SAMPLES} "
+        f"{name} op-{max_op} ({fmt}) problems: {max(lengths)} tokens"
+    )
     return not issues, measured, threshold, detail
 
 
 def _check_weights(s: _Subject, records: list[dict]):
     import math
 
-    from probekit.modeling import weight_fingerprint
+    from probekit.checkpoint import weight_fingerprint
 
     recorded = (s.provenance.get("fingerprint") or {}).get("tensors")
     if not recorded:
-        return None, None, WEIGHTS_TOLERANCE, ("no fingerprint recorded in probekit.json (saved before "
-                                               "save_checkpoint recorded one): the tensors cannot be verified")
+        return (
+            None,
+            None,
+            WEIGHTS_TOLERANCE,
+            (
+                "no fingerprint recorded in probekit.json (saved before "
+                "save_checkpoint recorded one): the tensors cannot be verified"
+            ),
+        )
     tensors = {**s.model.state_dict(), **dict(s.model.named_buffers())}
     current = weight_fingerprint(s.model)
     errors = {}
@@ -399,8 +413,9 @@ def _check_weights(s: _Subject, records: list[dict]):
     if bad:
         blocks = sorted({int(m.group(1)) for m in map(_BLOCK.search, bad) if m})
         where = f" (in blocks {', '.join(map(str, blocks))})" if blocks else ""
-        issues.append(f"{len(bad)} of {len(recorded)} tensors differ from the save-time fingerprint{where}: "
-                      f"{_some(bad)}")
+        issues.append(
+            f"{len(bad)} of {len(recorded)} tensors differ from the save-time fingerprint{where}: {_some(bad)}"
+        )
     if missing:
         issues.append(f"{len(missing)} recorded tensors are missing: {_some(missing)}")
     if extra:
@@ -417,7 +432,7 @@ def _some(names: list[str], k: int = 4) -> str:
 
 
 def _check_save_reload(s: _Subject, records: list[dict]):
-    from probekit.modeling import load_checkpoint, save_checkpoint
+    from probekit.checkpoint import expected_inv_freq, load_checkpoint, save_checkpoint
     from probekit.tokenizer import default_tokenizer
 
     inputs = _inputs(s, records)
@@ -447,8 +462,9 @@ def _check_save_reload(s: _Subject, records: list[dict]):
         folder = save_checkpoint(s.model, s.tokenizer or default_tokenizer(), Path(tmp) / "ckpt", s.provenance)
         device = next(s.model.parameters()).device
         attention = getattr(s.model.config, "_attn_implementation", None) or "sdpa"  # as loaded: eager != sdpa
-        reloaded, _, _ = load_checkpoint(folder, device=str(device), dtype=next(s.model.parameters()).dtype,
-                                         attn_implementation=attention)
+        reloaded, _, _ = load_checkpoint(
+            folder, device=str(device), dtype=next(s.model.parameters()).dtype, attn_implementation=attention
+        )
         again = _logits(reloaded, inputs)
     fresh_diff, reload_diff = _max_abs_diff(logits, fresh), _max_abs_diff(logits, again)
     if fresh_diff > RELOAD_TOLERANCE:
@@ -456,8 +472,10 @@ def _check_save_reload(s: _Subject, records: list[dict]):
     if reload_diff > RELOAD_TOLERANCE:
         issues.append(f"logits change by {reload_diff:.3g} after save_checkpoint + load_checkpoint")
     measured = max(fresh_diff, reload_diff)
-    detail = "; ".join(issues) or (f"rotary buffers as the config implies (relative error {rotary_error:.2g}); "
-                                   f"logits identical after a rotary recompute and a save/reload")
+    detail = "; ".join(issues) or (
+        f"rotary buffers as the config implies (relative error {rotary_error:.2g}); "
+        f"logits identical after a rotary recompute and a save/reload"
+    )
     return not issues, measured, RELOAD_TOLERANCE, detail
 
 
@@ -484,9 +502,13 @@ def _check_residual(s: _Subject, records: list[dict]):
         try:
             for i, layer in enumerate(parts.layers):
                 for kind, module in zip(("attn", "mlp"), _attn_mlp(layer)):
-                    handles.append(module.register_forward_hook(
-                        lambda mod, args, out, key=(kind, i), store=outputs: store.__setitem__(
-                            key, out[0] if isinstance(out, tuple) else out)))
+                    handles.append(
+                        module.register_forward_hook(
+                            lambda mod, args, out, key=(kind, i), store=outputs: store.__setitem__(
+                                key, out[0] if isinstance(out, tuple) else out
+                            )
+                        )
+                    )
             with torch.no_grad():
                 s.model(x, use_cache=False)
         finally:
@@ -499,9 +521,12 @@ def _check_residual(s: _Subject, records: list[dict]):
             if err >= worst:
                 worst, where = err, i
     ok = worst <= RESIDUAL_TOLERANCE
-    detail = (f"resid_post = resid_pre + attn_out + mlp_out at all {n} blocks through the probe hooks" if ok else
-              f"blocks.{where}.hook_resid_post differs from resid_pre + attn_out + mlp_out (relative error "
-              f"{worst:.3g}): the probes would not read the residual stream the blocks compute")
+    detail = (
+        f"resid_post = resid_pre + attn_out + mlp_out at all {n} blocks through the probe hooks"
+        if ok
+        else f"blocks.{where}.hook_resid_post differs from resid_pre + attn_out + mlp_out (relative error "
+        f"{worst:.3g}): the probes would not read the residual stream the blocks compute"
+    )
     return ok, worst, RESIDUAL_TOLERANCE, detail
 
 
@@ -517,9 +542,12 @@ def _check_bridge(s: _Subject, records: list[dict]):
         tl = [bridge(x).float() for x in inputs]
     diff = _max_abs_diff(_logits(s.model, inputs), tl)
     ok = diff <= BRIDGE_TOLERANCE
-    detail = ("HF and TransformerLens bridge logits agree" if ok else
-              f"the TransformerLens bridge's logits differ from the HF model's by {diff:.3g}: the bridge back-end "
-              "would probe a different model")
+    detail = (
+        "HF and TransformerLens bridge logits agree"
+        if ok
+        else f"the TransformerLens bridge's logits differ from the HF model's by {diff:.3g}: the bridge back-end "
+        "would probe a different model"
+    )
     return ok, diff, BRIDGE_TOLERANCE, detail
 
 
@@ -538,21 +566,22 @@ CHECKS: dict[str, tuple[Callable, bool]] = {
 def register(subparsers) -> argparse.ArgumentParser:
     """Add ``probekit inspect CKPT [--fast] [--json] [--device]`` to an argparse subparsers object."""
     p = subparsers.add_parser(
-        "inspect", help="load-time checks of a checkpoint (tokenizer, config, weights, rotary, hooks, bridge)",
+        "inspect",
+        help="load-time checks of a checkpoint (tokenizer, config, weights, rotary, hooks, bridge)",
         description="Check that a checkpoint loads as the model that was trained: tokenizer round trips and probe "
-                    "markers, rotary fraction / residual layout / context, weights against the save-time "
-                    "fingerprint, rotary buffers and save/reload logits, the residual stream through the probe "
-                    "hooks, and HF vs TransformerLens bridge logits. Exit status 0 when every check passes.")
+        "markers, rotary fraction / residual layout / context, weights against the save-time "
+        "fingerprint, rotary buffers and save/reload logits, the residual stream through the probe "
+        "hooks, and HF vs TransformerLens bridge logits. Exit status 0 when every check passes.",
+    )
     p.add_argument("ckpt", metavar="CKPT", help="checkpoint folder (config.json, model.safetensors, tokenizer.json)")
-    p.add_argument("--fast", action="store_true",
-                   help="only the fast checks (tokenizer, config, weights, save_reload)")
+    p.add_argument("--fast", action="store_true", help="only the fast checks (tokenizer, config, weights, save_reload)")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.add_argument("--device", default="cpu", help="device to load the model on (default cpu)")
-    p.set_defaults(func=run_command)
+    p.set_defaults(func=inspect_command)
     return p
 
 
-def run_command(args) -> int:
+def inspect_command(args) -> int:
     """``probekit inspect``: a table on stderr (and JSON on stdout with ``--json``); 0 if all checks pass, else 1."""
     results = run_checks(args.ckpt, fast_only=args.fast, device=args.device)
     passed = all(r.passed is not False for r in results)

@@ -17,22 +17,17 @@ A checkpoint is a plain HF folder: ``config.json``, ``model.safetensors``, the t
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import subprocess
-import tempfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import yaml
 
-from probekit.records import write_atomic
 from probekit.tokenizer import IGSMTokenizer
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
-PROVENANCE_FILE = "probekit.json"
 ARCHS = ("gpt2", "llama")
 VOCAB_MULTIPLE = 64  # embedding rows are padded to a multiple of 64 (faster matmuls); ids >= vocab never occur
 
@@ -103,7 +98,7 @@ def hf_config(cfg: ModelConfig, tokenizer: IGSMTokenizer):
     """The ``transformers`` config for a shape and a tokenizer."""
     from transformers import GPTNeoXConfig, LlamaConfig
 
-    common = dict(
+    common: dict[str, Any] = dict(
         vocab_size=padded_vocab(tokenizer.vocab_size),
         hidden_size=cfg.d_model,
         num_hidden_layers=cfg.n_layer,
@@ -116,6 +111,7 @@ def hf_config(cfg: ModelConfig, tokenizer: IGSMTokenizer):
         tie_word_embeddings=cfg.tie_embeddings,
     )
     rope = {"rope_type": "default", "rope_theta": cfg.rope_theta}
+    config: GPTNeoXConfig | LlamaConfig
     if cfg.arch == "gpt2":
         config = GPTNeoXConfig(
             **common,
@@ -125,7 +121,8 @@ def hf_config(cfg: ModelConfig, tokenizer: IGSMTokenizer):
             attention_dropout=0.0,
             hidden_dropout=0.0,
         )
-        if config.rope_parameters.get("partial_rotary_factor") != 1.0:
+        rope_kept = config.rope_parameters
+        if rope_kept is None or rope_kept.get("partial_rotary_factor") != 1.0:
             raise RuntimeError("transformers did not keep partial_rotary_factor=1.0 (full rotary)")
     else:
         config = LlamaConfig(**common, num_key_value_heads=cfg.n_head, hidden_act="silu", rope_parameters=rope)
@@ -148,113 +145,15 @@ def git_revision() -> str | None:
     root = Path(__file__).resolve().parents[1]
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if rev.returncode:
         return None
     return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-
-
-def weight_fingerprint(model) -> dict[str, list[float]]:
-    """Per-tensor checksums ``{name: [sum, sum of squares, ramp-weighted sum]}`` (float64) of every tensor of
-    ``model.state_dict()`` and every buffer, non-persistent ones (the rotary ``inv_freq``) included.
-
-    The ramp weights run linearly from -1 to 1 over the flattened tensor, so the third number also changes when
-    values move inside a tensor; two blocks swapped, a corrupted buffer or a rescaled tensor change the table.
-    """
-    import torch
-
-    tensors = {**model.state_dict(), **dict(model.named_buffers())}
-    table = {}
-    with torch.no_grad():
-        for name, tensor in tensors.items():
-            x = tensor.detach().reshape(-1).to(torch.float64)
-            ramp = torch.linspace(-1.0, 1.0, x.numel(), dtype=torch.float64, device=x.device)
-            table[name] = [x.sum().item(), x.square().sum().item(), (x * ramp).sum().item()]
-    return table
-
-
-def save_checkpoint(model, tokenizer: IGSMTokenizer, out_dir: str | os.PathLike, provenance: dict,
-                    write_extra: Callable[[Path], None] | None = None) -> Path:
-    """Write an HF checkpoint folder atomically: everything goes to a temp folder renamed into place.
-
-    ``write_extra(folder)`` may add files (the training loop adds ``trainer_state.pt``) before the rename.
-    ``probekit.json`` gets ``provenance`` plus the git revision and a ``fingerprint`` (:func:`weight_fingerprint`
-    of ``model`` and the tokenizer's fingerprint; it replaces any ``fingerprint`` in ``provenance``).
-    """
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save(tmp)
-        fingerprint = {"tensors": weight_fingerprint(model), "tokenizer": tokenizer.fingerprint}
-        record = {"git_revision": git_revision(), **provenance, "fingerprint": fingerprint}
-        write_atomic(tmp / PROVENANCE_FILE, json.dumps(record, indent=2, default=_jsonable) + "\n")
-        if write_extra is not None:
-            write_extra(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700 folders
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
-
-
-def _jsonable(obj):
-    if hasattr(obj, "__dataclass_fields__"):
-        return asdict(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"cannot store {type(obj).__name__} in {PROVENANCE_FILE}")
-
-
-def load_checkpoint(path: str | os.PathLike, device: str = "cpu", dtype=None, attn_implementation: str = "sdpa"):
-    """Load ``(model, tokenizer, provenance)`` from a checkpoint folder, offline.
-
-    ``attn_implementation``: ``"sdpa"`` (flash attention where available) or ``"eager"`` (the same attention as
-    plain matmuls; on a CPU it is the faster one for sequences of a few hundred tokens, see
-    :func:`probe_attention`)."""
-    from transformers import AutoModelForCausalLM
-
-    path = Path(path)
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(f"{path} is not a checkpoint folder (no config.json)")
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype,
-                                                 attn_implementation=attn_implementation)
-    model.to(device).eval()
-    provenance_file = path / PROVENANCE_FILE
-    provenance = json.loads(provenance_file.read_text()) if provenance_file.exists() else {}
-    tokenizer = checkpoint_tokenizer(path, model.get_input_embeddings().num_embeddings)
-    return model, tokenizer, provenance
-
-
-def probe_attention(device: str) -> str:
-    """The attention implementation for probing on ``device``: eager on a CPU, where torch's flash-attention
-    kernel spends over half of a V-probe step on probe inputs of ~200 tokens and eager attention fits 1.3x
-    more examples per second (benchmarks/RESULTS.md); sdpa elsewhere."""
-    return "eager" if str(device).startswith("cpu") else "sdpa"
-
-
-def checkpoint_tokenizer(path: Path, embedding_rows: int) -> IGSMTokenizer:
-    """The checkpoint's own tokenizer, or probekit's default for a foreign checkpoint (e.g. a LLaMA
-    folder written by another tool), after checking that the embedding has a row for every token."""
-    from probekit.tokenizer import default_tokenizer
-
-    tokenizer = IGSMTokenizer.load(path) if (path / "tokenizer.json").exists() else default_tokenizer()
-    if tokenizer.vocab_size > embedding_rows:
-        raise ValueError(
-            f"{path}: the tokenizer has {tokenizer.vocab_size} tokens but the model embeds only {embedding_rows}"
-        )
-    return tokenizer

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -86,7 +86,9 @@ def _triple(index: int, record: Mapping) -> tuple[str, str, int | str]:
         raise ValueError(f"record {index} needs keys 'problem', 'solution' and 'answer': {err!r}") from None
 
 
-def encode_records(records: Iterable[Mapping], tokenizer: IGSMTokenizer, batch: int = _ENCODE_BATCH) -> Iterator[list[int]]:
+def encode_records(
+    records: Iterable[Mapping], tokenizer: IGSMTokenizer, batch: int = _ENCODE_BATCH
+) -> Iterator[list[int]]:
     """Token sequences of ``records`` in order (batched); an unknown word raises with the record's index."""
     it = iter(records)
     start = 0
@@ -171,7 +173,12 @@ def pack_records(records: Iterable[Mapping], tokenizer: IGSMTokenizer, context: 
 
 def _previous_outputs(out_dir: Path) -> list[Path]:
     return sorted(
-        [*out_dir.glob("shard_*.npy"), *out_dir.glob(".shard_*.tmp"), *out_dir.glob(META_FILE), *out_dir.glob(f".{META_FILE}.*.tmp")]
+        [
+            *out_dir.glob("shard_*.npy"),
+            *out_dir.glob(".shard_*.tmp"),
+            *out_dir.glob(META_FILE),
+            *out_dir.glob(f".{META_FILE}.*.tmp"),
+        ]
     )
 
 
@@ -199,7 +206,9 @@ def write_shards(
     old = _previous_outputs(out)
     if old:
         if not overwrite:
-            raise FileExistsError(f"{out} already holds shard output ({old[0].name}, ...); pass overwrite=True (CLI: --overwrite)")
+            raise FileExistsError(
+                f"{out} already holds shard output ({old[0].name}, ...); pass overwrite=True (CLI: --overwrite)"
+            )
         for path in old:
             path.unlink()
     tokenizer.save(out)

@@ -56,9 +56,9 @@ import hashlib
 import json
 import numbers
 import os
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers
 
@@ -185,7 +185,10 @@ def build_tokenizer(world=None) -> Tokenizer:
     tok.pre_tokenizer = _pre_tokenizer()
     tok.decoder = _decoder()
     tok.add_special_tokens(
-        [AddedToken(s, single_word=False, lstrip=True, rstrip=True, normalized=False, special=True) for s in SPECIAL_TOKENS]
+        [
+            AddedToken(s, single_word=False, lstrip=True, rstrip=True, normalized=False, special=True)
+            for s in SPECIAL_TOKENS
+        ]
     )
     for i, s in enumerate(SPECIAL_TOKENS):  # the specials keep their model ids
         assert tok.token_to_id(s) == i, (s, tok.token_to_id(s))
@@ -344,7 +347,12 @@ class IGSMTokenizer:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         extra = [s for s in SPECIAL_TOKENS if s not in ("[PAD]", "[UNK]", "[EOS]")]
-        specials = {"pad_token": "[PAD]", "eos_token": "[EOS]", "unk_token": "[UNK]", "additional_special_tokens": extra}
+        specials = {
+            "pad_token": "[PAD]",
+            "eos_token": "[EOS]",
+            "unk_token": "[UNK]",
+            "additional_special_tokens": extra,
+        }
         config = {
             "tokenizer_class": "PreTrainedTokenizerFast",
             **specials,
@@ -361,7 +369,7 @@ class IGSMTokenizer:
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> "IGSMTokenizer":
+    def load(cls, directory: str | os.PathLike) -> IGSMTokenizer:
         """Load a tokenizer written by :meth:`save` (``directory`` or the ``tokenizer.json`` path itself)."""
         path = Path(directory)
         if path.is_dir():

@@ -1,9 +1,10 @@
 """``probekit eval``: the command-line front end of :mod:`probekit.evaluate` (argparse only at import time).
 
 Wire it in ``probekit/cli.py`` with ``from probekit.evaluate.command import register; register(sub)``;
-``register`` adds the subcommand and sets ``func=run_command``, which imports torch and the model code lazily
-and returns the exit status (0 ok, 2 bad options; library errors propagate to ``cli.main``, which prints them
-and returns 1).
+``register`` adds the subcommand and sets ``func=eval_command``, which parses the options into an
+:class:`~probekit.evaluate.job.EvalSpec`, runs :func:`~probekit.evaluate.job.run_eval` (torch and the model code
+load then) and returns the exit status (0 ok, 2 bad options; library errors propagate to ``cli.main``, which
+prints them and returns 1).
 """
 
 from __future__ import annotations
@@ -29,28 +30,46 @@ def register(subparsers) -> argparse.ArgumentParser:
         "full-solution checker and counts as correct only if the checker accepts it AND the emitted "
         "[ANSWER] equals the true answer.",
     )
-    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint folder (config.json, model.safetensors, tokenizer, probekit.json)")
+    p.add_argument(
+        "checkpoint",
+        metavar="CKPT",
+        help="checkpoint folder (config.json, model.safetensors, tokenizer, probekit.json)",
+    )
     p.add_argument("--preset", choices=["med", "hard"], help="problem family (default: the checkpoint's, else med)")
     p.add_argument("--format", choices=["pq", "qp"], help="problem/question order (default: the checkpoint's, else pq)")
     p.add_argument("--op", type=int, help="force op=K (default: unforced, op <= the preset's max)")
     p.add_argument("--reask", action="store_true", help="re-ask a new query of each op=K problem (needs --op)")
     p.add_argument("--sets", help=SET_HELP)
     p.add_argument("--n", type=int, default=4096, help="problems per set (paper: 4096)")
-    p.add_argument("--seed", type=int, default=0, help="problem seed (problem i of a set is a function of seed and i); also seeds sampling")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="problem seed (problem i of a set is a function of seed and i); also seeds sampling",
+    )
     p.add_argument("--samples", type=int, default=0, help="also draw N samples per problem for Pass@N / PassRatio@N")
-    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (with --samples; Xwin-Math: 0.7)")
+    p.add_argument(
+        "--temperature", type=float, default=0.7, help="sampling temperature (with --samples; Xwin-Math: 0.7)"
+    )
     p.add_argument("--batch-size", type=int, help="rows per generation batch (default: 256 on cuda, 32 on cpu)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
-    p.add_argument("--max-new-tokens", type=int, help="fixed generation budget (default: 40 per op + 64, capped by the context)")
+    p.add_argument(
+        "--max-new-tokens", type=int, help="fixed generation budget (default: 40 per op + 64, capped by the context)"
+    )
     p.add_argument("--tokens-per-op", type=int, default=40, help="budget per op when --max-new-tokens is not given")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="processes drawing the problems")
-    p.add_argument("--out", metavar="DIR", help="write records.jsonl, summary.parquet/csv, step_fit.json, eval.json here")
-    p.add_argument("--skip-checks", action="store_true",
-                   help="do not run the fast load-time model checks (probekit inspect --fast) first; recorded in "
-                        "the results as checks_skipped")
+    p.add_argument(
+        "--out", metavar="DIR", help="write records.jsonl, summary.parquet/csv, step_fit.json, eval.json here"
+    )
+    p.add_argument(
+        "--skip-checks",
+        action="store_true",
+        help="do not run the fast load-time model checks (probekit inspect --fast) first; recorded in "
+        "the results as checks_skipped",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON list (one object per set) on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars or logs")
-    p.set_defaults(func=run_command)
+    p.set_defaults(func=eval_command)
     return p
 
 
@@ -59,60 +78,43 @@ def _error(msg: str) -> int:
     return 2
 
 
-def run_command(args) -> int:
-    """Run ``probekit eval`` from parsed arguments; returns the exit status."""
-    from pathlib import Path
+def build_spec(args):
+    """The :class:`~probekit.evaluate.job.EvalSpec` of parsed ``probekit eval`` arguments."""
+    from probekit.evaluate.job import EvalSpec
 
-    from probekit.evaluate.run import evaluate_checkpoint, format_table, read_provenance, training_family
-    from probekit.evaluate.sets import EvalSet, parse_sets
-
-    ckpt = Path(args.checkpoint)
-    if not (ckpt / "config.json").exists():
-        return _error(f"{ckpt} is not a checkpoint folder (no config.json)")
-    if args.n < 0:
-        return _error("--n must be >= 0")
-    if args.samples < 0:
-        return _error("--samples must be >= 0")
-    if args.samples and args.temperature <= 0:
-        return _error("--temperature must be > 0 when sampling")
-    if args.op is not None and not 1 <= args.op <= 52:
-        return _error("--op must be between 1 and 52")
-    if args.reask and args.op is None and not args.sets:
-        return _error("--reask needs --op (the paper re-asks op=K problems)")
-    for name in ("batch_size", "max_new_tokens", "tokens_per_op", "workers"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            return _error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            return _error("--device cuda: no CUDA device is available")
-
-    family, family_format = training_family(read_provenance(ckpt))
-    preset = args.preset or family
-    fmt = args.format or family_format
-    if args.sets:
-        sets = parse_sets(args.sets, preset, args.n, args.seed, fmt)
-    else:
-        sets = [EvalSet(preset, args.op, args.reask, fmt, args.seed, args.n)]
-
-    device = args.device
-    if device is None:
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    batch_size = args.batch_size or (256 if device == "cuda" else 32)
-    if not args.quiet:
-        names = ", ".join(s.name for s in sets)
-        print(f"probekit eval: {ckpt} on {preset}_{fmt} [{names}], n={args.n}, seed={args.seed}, device={device}, "
-              f"batch {batch_size}" + (f", {args.samples} samples at T={args.temperature}" if args.samples else ""),
-              file=sys.stderr)
-    report = evaluate_checkpoint(
-        ckpt, sets, out=args.out, batch_size=batch_size, device=device, samples=args.samples,
-        temperature=args.temperature, workers=args.workers, tokens_per_op=args.tokens_per_op,
-        max_new_tokens=args.max_new_tokens, progress=not args.quiet, checks=not args.skip_checks,
+    return EvalSpec(
+        checkpoint=args.checkpoint,
+        sets=args.sets,
+        op=args.op,
+        reask=args.reask,
+        preset=args.preset,
+        format=args.format,
+        n=args.n,
+        seed=args.seed,
+        samples=args.samples,
+        temperature=args.temperature,
+        batch_size=args.batch_size,
+        device=args.device,
+        max_new_tokens=args.max_new_tokens,
+        tokens_per_op=args.tokens_per_op,
+        workers=args.workers,
+        out=args.out,
+        checks=not args.skip_checks,
+        progress=not args.quiet,
     )
+
+
+def eval_command(args) -> int:
+    """Run ``probekit eval`` from parsed arguments; returns the exit status."""
+    from probekit.evaluate.job import run_eval
+    from probekit.evaluate.run import format_table
+
+    spec = build_spec(args)
+    try:
+        spec.check()
+    except ValueError as err:
+        return _error(str(err))
+    report = run_eval(spec)
     print("\n" + format_table(report.rows, report.step_fit), file=sys.stderr)
     if args.out and not args.quiet:
         print(f"probekit eval: results in {args.out}/", file=sys.stderr)

@@ -76,10 +76,6 @@ def split_completion(ids: Sequence[int], tokenizer: IGSMTokenizer) -> Completion
     return Completion(tokenizer.decode(solution_ids), answer, n_tokens, finished)
 
 
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _autocast(device: torch.device, model) -> contextlib.AbstractContextManager:
     if device.type == "cuda" and next(model.parameters()).dtype == torch.float32:
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -160,8 +156,10 @@ class ModelGenerator:
         fits = [i for i, p in enumerate(prompt_ids) if len(p) < self.context]
         too_long = len(prompt_ids) - len(fits)
         if too_long:
-            print(f"probekit eval: {too_long} prompt(s) longer than the context ({self.context}): empty output",
-                  file=sys.stderr)
+            print(
+                f"probekit eval: {too_long} prompt(s) longer than the context ({self.context}): empty output",
+                file=sys.stderr,
+            )
         order = sorted(fits, key=lambda i: -len(prompt_ids[i]))
         generator = None
         if temperature > 0:
@@ -176,7 +174,9 @@ class ModelGenerator:
                 budget = self.context - max(len(p) for p in batch)
                 if max_new_tokens is not None:
                     budget = min(budget, int(max_new_tokens))
-                rows = self._generate_batch(batch, budget, temperature, generator) if budget > 0 else [[] for _ in batch]
+                rows = (
+                    self._generate_batch(batch, budget, temperature, generator) if budget > 0 else [[] for _ in batch]
+                )
                 for i, row in zip(chunk, rows):
                     out[i] = row
                 bar.update(len(chunk))
@@ -233,9 +233,9 @@ class ModelGenerator:
                 step_pos = step_pos[:, -1:] + 1
                 step_ids = nxt[:, None]
         del past
-        tokens = tokens[:, :steps].cpu().tolist()
+        token_rows: list[list[int]] = tokens[:, :steps].cpu().tolist()
         result = []
-        for row in tokens:
+        for row in token_rows:
             n = row.index(tok.eos_id) + 1 if tok.eos_id in row else len(row)
             result.append(row[:n])
         st = self.stats

@@ -72,7 +72,7 @@ def proportion(correct: Iterable[bool], z: float = Z95) -> dict:
 
 
 def bootstrap_mean_interval(
-    values: Sequence[float], *, level: float = 0.95, resamples: int = 2000, seed: int = 0
+    values: Sequence[float] | np.ndarray, *, level: float = 0.95, resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of ``values`` (deterministic for a seed); NaN when empty.
 
@@ -163,7 +163,7 @@ def stability_metrics(correct, greedy_correct: Sequence[bool] | None = None, *, 
     problems = arr.shape[0]
     solved = int(arr.any(axis=1).sum()) if problems else 0
     ratios = arr.mean(axis=1) if problems else np.zeros(0)
-    out = {"samples": int(arr.shape[1])}
+    out: dict[str, float] = {"samples": int(arr.shape[1])}
     if greedy_correct is not None:
         g = proportion(greedy_correct)
         if g["n"] != problems:
@@ -172,12 +172,18 @@ def stability_metrics(correct, greedy_correct: Sequence[bool] | None = None, *, 
     low, high = wilson_interval(solved, problems)
     out.update(pass_at_n=solved / problems if problems else math.nan, pass_at_n_ci_low=low, pass_at_n_ci_high=high)
     low, high = bootstrap_mean_interval(ratios, seed=seed)
-    out.update(pass_ratio_at_n=float(ratios.mean()) if problems else math.nan, pass_ratio_ci_low=low, pass_ratio_ci_high=high)
+    out.update(
+        pass_ratio_at_n=float(ratios.mean()) if problems else math.nan, pass_ratio_ci_low=low, pass_ratio_ci_high=high
+    )
     return out
 
 
 # ---------------------------------------------------------------------------------------------- single-step model
-def counts_by_steps(steps: Sequence[int], correct: Sequence[bool] | Sequence[int], trials: Sequence[int] | None = None):
+def counts_by_steps(
+    steps: Sequence[int] | np.ndarray,
+    correct: Sequence[bool] | Sequence[int] | np.ndarray,
+    trials: Sequence[int] | np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Group per-problem results into bins: ``(steps, n, k)`` arrays sorted by steps.
 
     ``correct`` holds booleans (one trial per problem) or, with ``trials``, counts of correct samples out of
@@ -318,13 +324,21 @@ class StepFit:
             return None if x is None or math.isnan(x) else float(x)
 
         return [
-            {"op": b["steps"], "n": b["n"], "correct": b["correct"], "accuracy": finite(b["accuracy"]),
-             "predicted": finite(b["predicted"]), "residual": finite(b["pearson"])}
+            {
+                "op": b["steps"],
+                "n": b["n"],
+                "correct": b["correct"],
+                "accuracy": finite(b["accuracy"]),
+                "predicted": finite(b["predicted"]),
+                "residual": finite(b["pearson"]),
+            }
             for b in self.bins
         ]
 
 
-def fit_step_accuracy(steps: Sequence[int], n: Sequence[int], k: Sequence[int]) -> StepFit:
+def fit_step_accuracy(
+    steps: Sequence[int] | np.ndarray, n: Sequence[int] | np.ndarray, k: Sequence[int] | np.ndarray
+) -> StepFit:
     """Binomial maximum-likelihood fit of ``accuracy(s) = p ** s`` over bins ``(steps[i], n[i], k[i])``.
 
     Bins with ``n = 0`` are ignored; ``steps`` must be >= 1. All-correct data gives ``p = 1`` and all-wrong

@@ -45,7 +45,13 @@ from pathlib import Path
 
 from probekit.evaluate import errors, metrics
 from probekit.evaluate.judge import judge
-from probekit.evaluate.sets import EXTRA_TOKENS, TOKENS_PER_OP, EvalSet, draw_set, generation_budget
+from probekit.evaluate.sets import (
+    EXTRA_TOKENS,
+    TOKENS_PER_OP,
+    EvalSet,
+    draw_set,
+    generation_budget,
+)
 from probekit.igsm.check import MISTAKE_KINDS
 from probekit.igsm.generate import to_record
 from probekit.igsm.problem import Problem
@@ -122,8 +128,9 @@ def summarize(
         tokens = [c[2] for c in completions if c[2] is not None]
         row["mean_generated_tokens"] = sum(tokens) / len(tokens) if tokens else math.nan
     row["answer_mismatch"] = sum(not j["answer_ok"] for j in judged)
-    row["always_zero_accuracy"] = (sum(v["expected_answer"] == 0 for v in verdicts) / len(verdicts)
-                                   if verdicts else math.nan)
+    row["always_zero_accuracy"] = (
+        sum(v["expected_answer"] == 0 for v in verdicts) / len(verdicts) if verdicts else math.nan
+    )
     steps, n, k = metrics.counts_by_steps(ops, correct)
     row["accuracy_by_op"] = {int(s): [int(a), int(b)] for s, a, b in zip(steps, n, k)}
     fit = metrics.fit_step_accuracy(steps, n, k)
@@ -142,7 +149,9 @@ def summarize(
 def _fit_columns(fit: metrics.StepFit, prefix: str, short: bool = False) -> dict:
     out = {prefix: fit.step_accuracy, f"{prefix}_ci_low": fit.ci_low, f"{prefix}_ci_high": fit.ci_high}
     if not short:
-        out.update({"step_fit_chi2": fit.chi2, "step_fit_dof": fit.dof, "step_fit_p": fit.p_value, "step_fit_r2": fit.r2})
+        out.update(
+            {"step_fit_chi2": fit.chi2, "step_fit_dof": fit.dof, "step_fit_p": fit.p_value, "step_fit_r2": fit.r2}
+        )
     return out
 
 
@@ -238,6 +247,12 @@ class EvalReport:
         """The rows with NaN as None (valid JSON)."""
         return [_nan_to_none(r) for r in self.rows]
 
+    def summary_records(self) -> list[dict]:
+        """The rows as the flat records of ``summary.parquet`` (:func:`summary_table`; needs pandas)."""
+        from probekit.records import table_records
+
+        return table_records(summary_table(self.rows))
+
 
 def evaluate_sets(
     prepared: Sequence[tuple[EvalSet, Drawn]],
@@ -269,8 +284,10 @@ def evaluate_sets(
             pooled_correct += result.correct
         if log:
             r = result.row
-            log(f"set {eval_set.name}: accuracy {r['accuracy']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
-                f" in {r['seconds']:.1f}s")
+            log(
+                f"set {eval_set.name}: accuracy {r['accuracy']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+                f" in {r['seconds']:.1f}s"
+            )
     step_fit = None
     if pooled_ops:
         fit = metrics.fit_step_accuracy(*metrics.counts_by_steps(pooled_ops, pooled_correct))
@@ -280,11 +297,34 @@ def evaluate_sets(
 
 # ---------------------------------------------------------------------------------------------- output
 SUMMARY_COLUMNS = (
-    "set", "preset", "format", "op", "reask", "split", "seed", "n", "correct", "accuracy", "ci_low", "ci_high",
-    "unnecessary_per_correct", "first_error_position", "first_error_position_ci_low",
-    "first_error_position_ci_high", "errors_calculation", "errors_reasoning", "errors_format",
-    "error_share_calculation", "step_accuracy", "step_accuracy_ci_low", "step_accuracy_ci_high",
-    "step_fit_chi2", "step_fit_dof", "step_fit_p", "step_fit_r2", "step_fit_bins",
+    "set",
+    "preset",
+    "format",
+    "op",
+    "reask",
+    "split",
+    "seed",
+    "n",
+    "correct",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+    "unnecessary_per_correct",
+    "first_error_position",
+    "first_error_position_ci_low",
+    "first_error_position_ci_high",
+    "errors_calculation",
+    "errors_reasoning",
+    "errors_format",
+    "error_share_calculation",
+    "step_accuracy",
+    "step_accuracy_ci_low",
+    "step_accuracy_ci_high",
+    "step_fit_chi2",
+    "step_fit_dof",
+    "step_fit_p",
+    "step_fit_r2",
+    "step_fit_bins",
 )
 
 
@@ -309,13 +349,13 @@ def write_summary(rows: list[dict], out_dir: str | Path) -> Path:
     from probekit.records import atomic_output
 
     out_dir = Path(out_dir)
-    flat = tidy_rows(rows)
     try:
-        import pandas as pd
+        import pandas  # noqa: F401
         import pyarrow  # noqa: F401
     except ImportError:
         import csv
 
+        flat = tidy_rows(rows)
         columns = list(dict.fromkeys(k for r in flat for k in r))
         path = out_dir / "summary.csv"
         with atomic_output(path) as fh:
@@ -325,12 +365,19 @@ def write_summary(rows: list[dict], out_dir: str | Path) -> Path:
                 writer.writerow({k: ("" if v is None else v) for k, v in r.items()})
         return path
     path = out_dir / "summary.parquet"
-    frame = pd.DataFrame(flat)
+    with atomic_output(path, binary=True) as fh:
+        summary_table(rows).to_parquet(fh, index=False)
+    return path
+
+
+def summary_table(rows: list[dict]):
+    """The rows as the DataFrame of ``summary.parquet``: :func:`tidy_rows`, ``op`` as a nullable integer."""
+    import pandas as pd
+
+    frame = pd.DataFrame(tidy_rows(rows))
     if "op" in frame:
         frame["op"] = frame["op"].astype("Int64")
-    with atomic_output(path, binary=True) as fh:
-        frame.to_parquet(fh, index=False)
-    return path
+    return frame
 
 
 def format_table(rows: list[dict], step_fit: dict | None = None) -> str:
@@ -346,15 +393,25 @@ def format_table(rows: list[dict], step_fit: dict | None = None) -> str:
     lines = []
     for r in rows:
         kinds = {k: v for k, v in r.get("mistake_kinds", {}).items() if v}
-        top = max(kinds, key=kinds.get) if kinds else "-"
+        top = max(kinds, key=kinds.__getitem__) if kinds else "-"
         cells = [
-            r["set"], str(r["n"]), num(r["accuracy"]), f"[{num(r['ci_low'])}, {num(r['ci_high'])}]",
-            num(r["unnecessary_per_correct"], 3), num(r["first_error_position"], 3), num(r["step_accuracy"]),
-            str(r.get("unfinished", "-")), f"{top} ({kinds[top]})" if kinds else "-",
+            r["set"],
+            str(r["n"]),
+            num(r["accuracy"]),
+            f"[{num(r['ci_low'])}, {num(r['ci_high'])}]",
+            num(r["unnecessary_per_correct"], 3),
+            num(r["first_error_position"], 3),
+            num(r["step_accuracy"]),
+            str(r.get("unfinished", "-")),
+            f"{top} ({kinds[top]})" if kinds else "-",
         ]
         if sampling:
-            cells += [str(r.get("samples", "-")), num(r.get("pass_at_1")), num(r.get("pass_at_n")),
-                      num(r.get("pass_ratio_at_n"))]
+            cells += [
+                str(r.get("samples", "-")),
+                num(r.get("pass_at_1")),
+                num(r.get("pass_at_n")),
+                num(r.get("pass_ratio_at_n")),
+            ]
         lines.append(cells)
     widths = [max(len(h), *(len(c[i]) for c in lines)) if lines else len(h) for i, h in enumerate(header)]
     text = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
@@ -369,55 +426,6 @@ def format_table(rows: list[dict], step_fit: dict | None = None) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
-def read_provenance(checkpoint: str | Path) -> dict:
-    """A checkpoint folder's ``probekit.json`` ({} when absent or unreadable), without loading the model."""
-    from probekit.modeling import PROVENANCE_FILE
-
-    path = Path(checkpoint) / PROVENANCE_FILE
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def provenance_value(provenance: dict, key: str, allowed: Sequence[str]) -> str | None:
-    """``key`` from a checkpoint's ``probekit.json``: top level, then under ``data``, then anywhere (depth first);
-    only values in ``allowed`` count."""
-
-    def ok(v):
-        return isinstance(v, str) and v in allowed
-
-    if ok(provenance.get(key)):
-        return provenance[key]
-    data = provenance.get("data")
-    if isinstance(data, dict) and ok(data.get(key)):
-        return data[key]
-    stack = [provenance]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            if ok(node.get(key)):
-                return node[key]
-            stack.extend(reversed(list(node.values())))
-        elif isinstance(node, list):
-            stack.extend(reversed(node))
-    return None
-
-
-def training_family(provenance: dict) -> tuple[str, str]:
-    """``(preset, format)`` of the problems a checkpoint was trained on, from its ``probekit.json``: the base
-    preset (med when unknown) restricted by the training config's ``data.max_op`` / ``data.max_edge`` and
-    registered the way training registers it (``med-op4-ip12``), so that evaluation and probes draw the model's
-    own family by default; the format is pq when unknown."""
-    from probekit.train.data import ensure_preset
-
-    data = (provenance.get("training_config") or {}).get("data") or provenance.get("data") or {}
-    base = provenance_value(provenance, "preset", ("med", "hard")) or "med"
-    fmt = provenance_value(provenance, "format", ("pq", "qp")) or "pq"
-    return ensure_preset(base, data.get("max_op"), data.get("max_edge")), fmt
-
-
 def evaluate_checkpoint(
     checkpoint: str | Path,
     sets: Sequence[EvalSet],
@@ -454,17 +462,18 @@ def evaluate_checkpoint(
         prepared.append((s, draw_set(s, workers)))
         log(f"drew {s.n} problems for {s.name} in {time.perf_counter() - start:.1f}s")
 
-    from probekit.evaluate.generation import ModelGenerator, default_device
-    from probekit.modeling import load_checkpoint
+    from probekit.checkpoint import load_checkpoint, select_device
+    from probekit.evaluate.generation import ModelGenerator
 
-    device = device or default_device()
+    device = select_device(device)
     model, tokenizer, provenance = load_checkpoint(checkpoint, device=device)
     if checks:
         from probekit.modelcheck import require_healthy
 
         require_healthy((model, tokenizer, provenance), device=device)
-    gen = ModelGenerator(model, tokenizer, batch_size=batch_size, device=device, seed=sets[0].seed if sets else 0,
-                         progress=progress)
+    gen = ModelGenerator(
+        model, tokenizer, batch_size=batch_size, device=device, seed=sets[0].seed if sets else 0, progress=progress
+    )
     sampler = gen.sampler(samples, temperature) if samples else None
 
     out_dir = Path(out) if out is not None else None
@@ -476,8 +485,15 @@ def evaluate_checkpoint(
                 fh.write(dumps(rec) + "\n")
 
         report = evaluate_sets(
-            prepared, gen, sampler, tokens_per_op=tokens_per_op, extra_tokens=extra_tokens,
-            max_new_tokens=max_new_tokens, on_records=write if fh else None, keep_records=keep_records, log=log,
+            prepared,
+            gen,
+            sampler,
+            tokens_per_op=tokens_per_op,
+            extra_tokens=extra_tokens,
+            max_new_tokens=max_new_tokens,
+            on_records=write if fh else None,
+            keep_records=keep_records,
+            log=log,
         )
     for row in report.rows:
         row["checkpoint"] = str(checkpoint)

@@ -28,11 +28,12 @@ import multiprocessing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
-from probekit.igsm.generate import PRESETS, GenerationConfig, draw_problem
+from probekit.igsm.generate import GenerationConfig, draw_problem
+from probekit.igsm.presets import resolve_preset
 from probekit.igsm.problem import Problem
 
 OOD_OPS = {"med": (20, 21, 22, 23), "hard": (28, 29, 30, 31, 32)}
-"""The paper's out-of-distribution ops; a restricted family (``med-op4-ip12``, registered by training) uses
+"""The paper's out-of-distribution ops; a restricted family (``med-op4-ip12``, named as training names it) uses
 max_op + 1 and max_op + 2 (:func:`ood_ops`)."""
 
 
@@ -40,7 +41,7 @@ def ood_ops(preset: str) -> tuple[int, ...]:
     """The out-of-distribution ops of ``preset`` (see :data:`OOD_OPS`)."""
     if preset in OOD_OPS:
         return OOD_OPS[preset]
-    max_op = PRESETS[preset].max_op
+    max_op = resolve_preset(preset).max_op
     return (max_op + 1, max_op + 2)
 
 
@@ -69,17 +70,17 @@ class EvalSet:
     @property
     def name(self) -> str:
         if self.op is None:
-            return f"op<={PRESETS[self.preset].max_op}"
+            return f"op<={resolve_preset(self.preset).max_op}"
         return f"reask op={self.op}" if self.reask else f"op={self.op}"
 
     @property
     def nominal_op(self) -> int:
         """The op that sizes the generation budget: the forced op, or the preset's maximum when unforced."""
-        return self.op if self.op is not None else PRESETS[self.preset].max_op
+        return self.op if self.op is not None else resolve_preset(self.preset).max_op
 
     @property
     def in_distribution(self) -> bool:
-        return not self.reask and self.nominal_op <= PRESETS[self.preset].max_op
+        return not self.reask and self.nominal_op <= resolve_preset(self.preset).max_op
 
     def config(self) -> GenerationConfig:
         return GenerationConfig(self.preset, self.op, self.format, self.reask, self.split, self.seed)
@@ -103,10 +104,8 @@ def default_suite(preset: str = "med", n: int = DEFAULT_N, seed: int = 0, format
 
 def parse_sets(spec: str, preset: str = "med", n: int = DEFAULT_N, seed: int = 0, format: str = "pq") -> list[EvalSet]:
     """Evaluation sets from a ``--sets`` spec (comma list; see the module docstring), duplicates dropped."""
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}, not {preset!r}")
     base = EvalSet(preset, None, False, format, seed, n)
-    max_op, ood = PRESETS[preset].max_op, ood_ops(preset)
+    max_op, ood = resolve_preset(preset).max_op, ood_ops(preset)
     out: list[EvalSet] = []
     for raw in spec.split(","):
         token = raw.strip().lower()
@@ -144,8 +143,12 @@ TOKENS_PER_OP = 40
 EXTRA_TOKENS = 64
 
 
-def generation_budget(eval_set: EvalSet, drawn: Sequence[tuple[Problem, str]], tokens_per_op: int = TOKENS_PER_OP,
-                      extra_tokens: int = EXTRA_TOKENS) -> int:
+def generation_budget(
+    eval_set: EvalSet,
+    drawn: Sequence[tuple[Problem, str]],
+    tokens_per_op: int = TOKENS_PER_OP,
+    extra_tokens: int = EXTRA_TOKENS,
+) -> int:
     """``tokens_per_op * max(nominal op, largest reference op) + extra_tokens`` (reask ops are recounted)."""
     ops = [p.op_count() for p, _ in drawn]
     return tokens_per_op * max([eval_set.nominal_op, *ops]) + extra_tokens

@@ -33,7 +33,8 @@ Training
   training minutes (runs with ``run.eval_every``).
 
 Modules: :mod:`.registry` (``FIGURES``, ``render``, ``NoData``), :mod:`.accuracy`, :mod:`.probing`,
-:mod:`.mistakes`, :mod:`.depth`, :mod:`.scaling`, :mod:`.curves`, :mod:`.report` (``REPORT.md``), :mod:`.command` (``probekit figures``),
+:mod:`.mistakes`, :mod:`.depth`, :mod:`.scaling`, :mod:`.curves`, :mod:`.tables` (the data-scaling tables and
+markdown tables the figures and the report share), :mod:`.report` (``REPORT.md``), :mod:`.command` (``probekit figures``),
 :mod:`.style` (the shared look), :mod:`.graphs` (the problem graphs of fig1). Importing the package loads
 neither matplotlib nor pandas; the names below are imported on first use.
 """

@@ -62,13 +62,23 @@ def pooled_accuracy(rows: pd.DataFrame) -> pd.DataFrame:
     for (ckpt, preset, fmt, name), g in rows.groupby(["checkpoint", *PANEL_KEYS, "set"], sort=False, dropna=False):
         n, k = int(g["n"].sum()), int(g["correct"].sum())
         acc, low, high = proportion(k, n)
-        out.append({
-            "checkpoint": ckpt, "preset": preset, "format": fmt, "set": name,
-            "n_layer": column(g, "n_layer").iloc[0], "d_model": column(g, "d_model").iloc[0],
-            "n": n, "correct": k, "accuracy": acc, "ci_low": low, "ci_high": high,
-            "always_zero": weighted_mean(column(g, "always_zero_accuracy"), g["n"]),
-            "unnecessary_per_correct": weighted_mean(column(g, "unnecessary_per_correct"), g["correct"]),
-        })
+        out.append(
+            {
+                "checkpoint": ckpt,
+                "preset": preset,
+                "format": fmt,
+                "set": name,
+                "n_layer": column(g, "n_layer").iloc[0],
+                "d_model": column(g, "d_model").iloc[0],
+                "n": n,
+                "correct": k,
+                "accuracy": acc,
+                "ci_low": low,
+                "ci_high": high,
+                "always_zero": weighted_mean(column(g, "always_zero_accuracy"), g["n"]),
+                "unnecessary_per_correct": weighted_mean(column(g, "unnecessary_per_correct"), g["correct"]),
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -98,12 +108,16 @@ def _checkpoint_bars(results, table, value, ylabel, *, low=None, high=None, base
     fig, axes = grid(len(panels), width=panel_width(n_sets, table["checkpoint"].nunique()), height=3.0)
     for ax, (title, panel) in zip(axes, panels):
         sets = sorted_sets(panel["set"])
-        series = [Series(c, colors[c], *_aligned(panel[panel["checkpoint"] == c], sets, *columns))
-                  for c in checkpoint_order(panel)]
+        series = [
+            Series(c, colors[c], *_aligned(panel[panel["checkpoint"] == c], sets, *columns))
+            for c in checkpoint_order(panel)
+        ]
         x = grouped_bars(ax, sets, series)
         if baseline:
             cells = [panel[panel["set"] == s] for s in sets]
-            baseline_marks(ax, x, [weighted_mean(c[baseline], c["n"]) for c in cells], "always answer 0", COLORS["majority"])
+            baseline_marks(
+                ax, x, [weighted_mean(c[baseline], c["n"]) for c in cells], "always answer 0", COLORS["majority"]
+            )
         ax.set(title=title, xlabel=SET_LABEL, ylabel=ylabel, ylim=ylim)
     legend_below(fig, axes)
     return fig
@@ -112,8 +126,9 @@ def _checkpoint_bars(results, table, value, ylabel, *, low=None, high=None, base
 def fig3(results: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Paper Fig. 3: accuracy by evaluation set, bars per checkpoint with Wilson 95% CIs and the always-0 baseline."""
     rows, table = accuracy_table(results)
-    fig = _checkpoint_bars(results, table, "accuracy", ACCURACY_LABEL, low="ci_low", high="ci_high",
-                           baseline="always_zero", ylim=(0, 1.05))
+    fig = _checkpoint_bars(
+        results, table, "accuracy", ACCURACY_LABEL, low="ci_low", high="ci_high", baseline="always_zero", ylim=(0, 1.05)
+    )
     text = caption(
         "Figure 3 (Physics of LMs 2.1, Fig. 3): generation accuracy by evaluation set.",
         "share of test problems whose whole solution the checker accepts and whose answer is right, per checkpoint "
@@ -143,7 +158,7 @@ def fig4(results: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 
 def _shape_labels(panel: pd.DataFrame, ckpts: list[str]) -> list[str]:
-    """"L-layer d-dim" per checkpoint; the checkpoint label is added where two share a shape."""
+    """ "L-layer d-dim" per checkpoint; the checkpoint label is added where two share a shape."""
     first = panel.drop_duplicates("checkpoint").set_index("checkpoint")
     labels = [f"{integer(first.at[c, 'n_layer'])}-layer {integer(first.at[c, 'd_model'])}-dim" for c in ckpts]
     return [f"{lab} ({c})" if labels.count(lab) > 1 else lab for lab, c in zip(labels, ckpts)]
@@ -219,11 +234,15 @@ def stability(results: pd.DataFrame, out_dir: Path) -> list[Path]:
         ("pass_at_n", "pass_at_n_ci_low", "pass_at_n_ci_high", f"Pass@{n_label}"),
         ("pass_ratio_at_n", "pass_ratio_ci_low", "pass_ratio_ci_high", f"PassRatio@{n_label}"),
     ]
-    panels = [(f"{ckpt} - iGSM-{preset}_{fmt}", g) for (ckpt, preset, fmt), g in table.groupby(["checkpoint", *PANEL_KEYS])]
+    panels = [
+        (f"{ckpt} - iGSM-{preset}_{fmt}", g) for (ckpt, preset, fmt), g in table.groupby(["checkpoint", *PANEL_KEYS])
+    ]
     fig, axes = grid(len(panels), width=panel_width(max(len(g) for _, g in panels), len(metrics)), height=3.0)
     for ax, (title, panel) in zip(axes, panels):
         sets = sorted_sets(panel["set"])
-        series = [Series(label, CYCLE[i], *_aligned(panel, sets, v, lo, hi)) for i, (v, lo, hi, label) in enumerate(metrics)]
+        series = [
+            Series(label, CYCLE[i], *_aligned(panel, sets, v, lo, hi)) for i, (v, lo, hi, label) in enumerate(metrics)
+        ]
         grouped_bars(ax, sets, series)
         ax.set(title=title, xlabel=SET_LABEL, ylabel=ACCURACY_LABEL, ylim=(0, 1.05))
     legend_below(fig, axes)
@@ -270,9 +289,11 @@ def step_fits(results: pd.DataFrame) -> dict[str, tuple[tuple[np.ndarray, np.nda
 
 
 def _fit_line(ckpt: str, fit: StepFit) -> str:
-    return (f"{ckpt}: step accuracy {fit.step_accuracy:.4f} (95% profile CI {fit.ci_low:.4f}-{fit.ci_high:.4f}), "
-            f"R^2 {fit.r2:.3f}, chi2 {fit.chi2:.2f} on {fit.dof} dof (p = {fit.p_value:.3g}), "
-            f"{fit.n} problems in {len(fit.bins)} op bins.")
+    return (
+        f"{ckpt}: step accuracy {fit.step_accuracy:.4f} (95% profile CI {fit.ci_low:.4f}-{fit.ci_high:.4f}), "
+        f"R^2 {fit.r2:.3f}, chi2 {fit.chi2:.2f} on {fit.dof} dof (p = {fit.p_value:.3g}), "
+        f"{fit.n} problems in {len(fit.bins)} op bins."
+    )
 
 
 def step_fit(results: pd.DataFrame, out_dir: Path) -> list[Path]:
@@ -286,13 +307,30 @@ def step_fit(results: pd.DataFrame, out_dir: Path) -> list[Path]:
         (ops, n, k), fit = fits[ckpt]
         acc = k / n
         bounds = np.array([wilson_interval(ki, ni) for ki, ni in zip(k, n)])
-        ax.errorbar(ops, acc, yerr=np.clip([acc - bounds[:, 0], bounds[:, 1] - acc], 0, None), fmt="o", ms=3,
-                    color=colors[ckpt], capsize=2, label=f"{ckpt} (measured)")
+        ax.errorbar(
+            ops,
+            acc,
+            yerr=np.clip([acc - bounds[:, 0], bounds[:, 1] - acc], 0, None),
+            fmt="o",
+            ms=3,
+            color=colors[ckpt],
+            capsize=2,
+            label=f"{ckpt} (measured)",
+        )
         grid_ops = np.linspace(ops.min(), ops.max(), 100)
-        ax.plot(grid_ops, fit.step_accuracy**grid_ops, color=colors[ckpt], linestyle="--",
-                label=f"{ckpt}: {fit.step_accuracy:.4f}^op")
-    ax.set(xlabel="op (number of operations)", ylabel=ACCURACY_LABEL, ylim=(0, 1.05),
-           title="single-step model: accuracy = step_accuracy^op")
+        ax.plot(
+            grid_ops,
+            fit.step_accuracy**grid_ops,
+            color=colors[ckpt],
+            linestyle="--",
+            label=f"{ckpt}: {fit.step_accuracy:.4f}^op",
+        )
+    ax.set(
+        xlabel="op (number of operations)",
+        ylabel=ACCURACY_LABEL,
+        ylim=(0, 1.05),
+        title="single-step model: accuracy = step_accuracy^op",
+    )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(loc="best")
     text = caption(

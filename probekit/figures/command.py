@@ -1,7 +1,7 @@
 """``probekit figures EXPERIMENT.yaml``: redraw the papers' figures and ``REPORT.md`` from a results store.
 
 Wire it in ``probekit/cli.py`` with ``from probekit.figures.command import register; register(sub)``; ``register``
-adds the subcommand and sets ``func=run_command``, which returns the exit status (0 ok, 2 bad input).
+adds the subcommand and sets ``func=figures_command``, which returns the exit status (0 ok, 2 bad input).
 
 The experiment YAML is a sweep config, checked as ``probekit run`` checks it (paths and jobs aside); three
 top-level keys are used here:
@@ -46,14 +46,19 @@ def register(subparsers) -> argparse.ArgumentParser:
         description="Read RESULTS/results.parquet (written by `probekit run EXPERIMENT.yaml`) and write every figure "
         f"(PNG + PDF + caption) and REPORT.md. Figures: {ALLOWED}.",
     )
-    p.add_argument("experiment", metavar="EXPERIMENT.yaml", help="sweep config (reads its name, results and figures keys)")
-    p.add_argument("--results", metavar="DIR", help="results folder holding results.parquet (default: the YAML's "
-                   "`results`, else out/<name>)")
+    p.add_argument(
+        "experiment", metavar="EXPERIMENT.yaml", help="sweep config (reads its name, results and figures keys)"
+    )
+    p.add_argument(
+        "--results",
+        metavar="DIR",
+        help="results folder holding results.parquet (default: the YAML's `results`, else out/<name>)",
+    )
     p.add_argument("--out", metavar="DIR", help="where figures and REPORT.md go (default: RESULTS/figures)")
     p.add_argument("--only", metavar="NAMES", help=f"comma list of figures to draw, overriding the YAML ({ALLOWED})")
     p.add_argument("--json", action="store_true", help='print [{"figure", "files", "skipped", "n_rows"}] on stdout')
     p.add_argument("--quiet", action="store_true", help="no table on stderr")
-    p.set_defaults(func=run_command)
+    p.set_defaults(func=figures_command)
     return p
 
 
@@ -81,7 +86,7 @@ def _print_table(figure_results, out: Path, report: Path) -> None:
     print(f"report: {report}", file=sys.stderr)
 
 
-def run_command(args) -> int:
+def figures_command(args) -> int:
     """Run ``probekit figures`` from parsed arguments; returns the exit status."""
     from probekit.figures.registry import check_request
 

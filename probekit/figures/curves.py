@@ -44,8 +44,10 @@ def _final(evals: pd.DataFrame) -> str:
         return "no evaluation"
     last = evals.iloc[-1]
     by_op = ", ".join(f"op {op} {acc:.2f}" for op, acc in (last["accuracy_by_op"] or {}).items())
-    return (f"{last['accuracy']:.3f} [{last['ci_low']:.3f}, {last['ci_high']:.3f}] at step {int(last['step'])} "
-            f"({last['tokens'] / 1e6:.1f}M tokens, {last['train_seconds'] / 60:.0f} min; {by_op}; n = {int(last['n'])})")
+    return (
+        f"{last['accuracy']:.3f} [{last['ci_low']:.3f}, {last['ci_high']:.3f}] at step {int(last['step'])} "
+        f"({last['tokens'] / 1e6:.1f}M tokens, {last['train_seconds'] / 60:.0f} min; {by_op}; n = {int(last['n'])})"
+    )
 
 
 def learning_curves(results: pd.DataFrame, out_dir: Path) -> list[Path]:

@@ -62,18 +62,23 @@ def _title(checkpoint: str, model: str, test_set: str, several_sets: bool) -> st
 def _panels(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """``(title, rows)`` per (checkpoint, model, test set): checkpoints in shape order, pretrained first."""
     order = {c: i for i, c in enumerate(checkpoint_order(table))}
-    groups = sorted(table.groupby(PANEL_KEYS),
-                    key=lambda kv: (order[kv[0][0]], kv[0][1] != "pretrained", set_sort_key(kv[0][2])))
+    groups = sorted(
+        table.groupby(PANEL_KEYS), key=lambda kv: (order[kv[0][0]], kv[0][1] != "pretrained", set_sort_key(kv[0][2]))
+    )
     several_sets = table["test_set"].nunique() > 1
-    return [(_title(*keys, several_sets), g) for keys, g in groups]
+    return [(_title(checkpoint, model, test_set, several_sets), g) for (checkpoint, model, test_set), g in groups]
 
 
 def fig10(results: pd.DataFrame, out_dir: Path, *, rank: int | None = None) -> list[Path]:
     """Paper Fig. 10: nece probe accuracy on necessary parameters by layer (y) and distance to the query (x)."""
     rows, table = depth_table(results, rank)
     panels = _panels(table)
-    fig, axes = grid(len(panels), ncols=4, width=max(2.8, 1.4 + 0.4 * table["distance"].nunique()),
-                     height=1.2 + 0.3 * table["layer"].nunique())
+    fig, axes = grid(
+        len(panels),
+        ncols=4,
+        width=max(2.8, 1.4 + 0.4 * table["distance"].nunique()),
+        height=1.2 + 0.3 * table["layer"].nunique(),
+    )
     for ax, (title, panel) in zip(axes, panels):
         matrix, layers, distances = _matrix(panel)
         image = heatmap(ax, matrix, distances, layers, lower_origin=True)
@@ -88,7 +93,10 @@ def fig10(results: pd.DataFrame, out_dir: Path, *, rank: int | None = None) -> l
         "nece probe accuracy (fraction of necessary parameters); cell text in percent",
         count_range(table["n"], "parameters"),
         rows,
-        ["Probe rank: " + "; ".join(f"{r.checkpoint} {r.model}: {integer(getattr(r, 'rank', None))}"
-                                    for r in picks.itertuples()) + "."],
+        [
+            "Probe rank: "
+            + "; ".join(f"{r.checkpoint} {r.model}: {integer(getattr(r, 'rank', None))}" for r in picks.itertuples())
+            + "."
+        ],
     )
     return save_figure(fig, Path(out_dir) / "fig10", text)

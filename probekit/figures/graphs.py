@@ -101,6 +101,7 @@ def _order_columns(problem: Problem, columns: list[list[Param]], sweeps: int = 4
             i, p = item
             ys = [pos[q] for q in neighbours[p] if q in pos]
             return (-(sum(ys) / len(ys)) if ys else -((len(col) - 1) / 2 - i), i)
+
         return [p for _, p in sorted(enumerate(col), key=key)]
 
     for _ in range(sweeps):
@@ -120,8 +121,13 @@ def _wrap_label(owner: str, tail: str, width: int) -> list[str]:
     return _wrap(f"{owner}'s", width) + _wrap(tail, width)
 
 
-def _fit_font(wrapped: Callable[[int], list[list[str]]], box_w_pt: float, box_h_pt: float, prefix: int = 0,
-              max_font: float = _MAX_FONT) -> tuple[float, int]:
+def _fit_font(
+    wrapped: Callable[[int], list[list[str]]],
+    box_w_pt: float,
+    box_h_pt: float,
+    prefix: int = 0,
+    max_font: float = _MAX_FONT,
+) -> tuple[float, int]:
     """(font size, wrap width) that makes every label fit a ``box_w_pt`` x ``box_h_pt`` cell, largest font first;
     ``wrapped(width)`` gives every label's lines at that wrap width."""
     best = None
@@ -132,6 +138,8 @@ def _fit_font(wrapped: Callable[[int], list[list[str]]], box_w_pt: float, box_h_
         size = min(max_font, box_w_pt / (_CHAR_WIDTH * chars + 1.0), box_h_pt / (_LINE_HEIGHT * rows + 1.0))
         if best is None or size > best[0] + 0.25:
             best = (size, width)
+    if best is None:
+        raise ValueError("no wrap width to try: _WRAPS is empty")
     return max(best[0], _MIN_FONT), best[1]
 
 
@@ -146,8 +154,9 @@ def _tint(color, amount: float = 0.22):
 
 
 # ---------------------------------------------------------------------------------------------- drawing
-def draw_problem_graphs(problem: Problem, solution: str | None = None, *, show_rng: bool = False,
-                        title: str | None = None):
+def draw_problem_graphs(
+    problem: Problem, solution: str | None = None, *, show_rng: bool = False, title: str | None = None
+):
     """Draw ``problem``'s structure graph (left) and dependency graph (right), as in the paper's Fig. 1.
 
     Left: the structure graph, one row per layer (top layer first) labelled with its category, the layer's items
@@ -197,8 +206,13 @@ def draw_problem_graphs(problem: Problem, solution: str | None = None, *, show_r
     dep_w = min(max(4.2, 1.45 * n_cols), 12.0)
     struct_w = min(max(3.0, 1.05 * max_items + 1.1), 5.0)
     with plt.rc_context(style.RC):
-        fig, axes = style.new_figure(ncols=2, nrows=1, width=(dep_w + struct_w) / 2, height=height,
-                                     gridspec_kw={"width_ratios": [struct_w, dep_w]})
+        fig, axes = style.new_figure(
+            ncols=2,
+            nrows=1,
+            width=(dep_w + struct_w) / 2,
+            height=height,
+            gridspec_kw={"width_ratios": [struct_w, dep_w]},
+        )
         ax_s, ax_d = axes[0]
         _draw_structure(ax_s, problem, set(nodes), struct_w, height)
         _draw_dependency(ax_d, problem, columns, rows, step_of, first_error, show_rng, dep_w, height)
@@ -216,18 +230,43 @@ def draw_problem_graphs(problem: Problem, solution: str | None = None, *, show_r
 
 
 def _node(ax, x, y, text, size, face, edge, lw=0.8, ls="-", gid=None, weight="normal"):
-    t = ax.text(x, y, text, ha="center", va="center", fontsize=size, multialignment="center", zorder=3,
-                fontweight=weight, bbox={"boxstyle": "round,pad=0.3", "facecolor": face, "edgecolor": edge,
-                                         "linewidth": lw, "linestyle": ls})
+    t = ax.text(
+        x,
+        y,
+        text,
+        ha="center",
+        va="center",
+        fontsize=size,
+        multialignment="center",
+        zorder=3,
+        fontweight=weight,
+        bbox={"boxstyle": "round,pad=0.3", "facecolor": face, "edgecolor": edge, "linewidth": lw, "linestyle": ls},
+    )
     if gid:
         t.set_gid(gid)
     return t
 
 
 def _arrow(ax, src, dst, color, lw=0.8, ls="-", rad=0.0, src_xy=(1.0, 0.5), dst_xy=(0.0, 0.5), alpha=1.0):
-    ax.annotate("", xy=dst_xy, xycoords=dst, xytext=src_xy, textcoords=src, zorder=2,
-                arrowprops={"arrowstyle": "-|>", "color": color, "lw": lw, "linestyle": ls, "alpha": alpha,
-                            "shrinkA": 3, "shrinkB": 3, "mutation_scale": 7, "connectionstyle": f"arc3,rad={rad}"})
+    ax.annotate(
+        "",
+        xy=dst_xy,
+        xycoords=dst,
+        xytext=src_xy,
+        textcoords=src,
+        zorder=2,
+        arrowprops={
+            "arrowstyle": "-|>",
+            "color": color,
+            "lw": lw,
+            "linestyle": ls,
+            "alpha": alpha,
+            "shrinkA": 3,
+            "shrinkB": 3,
+            "mutation_scale": 7,
+            "connectionstyle": f"arc3,rad={rad}",
+        },
+    )
 
 
 def _role(problem: Problem, p: Param) -> str:
@@ -252,10 +291,28 @@ def _draw_structure(ax, problem: Problem, drawn: set[Param], width_in: float, he
         n = len(layer)
         offset = (max_items - n) / 2
         y = -i
-        ax.add_patch(FancyBboxPatch((offset - 0.45, y - 0.32), n - 0.1, 0.64, boxstyle="round,pad=0.02",
-                                    facecolor="#F2F2F2", edgecolor="#BBBBBB", lw=0.6, zorder=1))
-        ax.text(offset - 0.55, y, "\n".join(textwrap.wrap(problem.categories[i], 10)), ha="right", va="center",
-                fontsize=cat_size, fontweight="bold", color="#444444")
+        ax.add_patch(
+            FancyBboxPatch(
+                (offset - 0.45, y - 0.32),
+                n - 0.1,
+                0.64,
+                boxstyle="round,pad=0.02",
+                facecolor="#F2F2F2",
+                edgecolor="#BBBBBB",
+                lw=0.6,
+                zorder=1,
+            )
+        )
+        ax.text(
+            offset - 0.55,
+            y,
+            "\n".join(textwrap.wrap(problem.categories[i], 10)),
+            ha="right",
+            va="center",
+            fontsize=cat_size,
+            fontweight="bold",
+            color="#444444",
+        )
         for j, name in enumerate(layer):
             label = "\n".join(_wrap(name, wrap))
             texts[(i, j)] = _node(ax, offset + j, y, label, size, "white", "#666666", gid=f"item:{i}:{j}")
@@ -267,8 +324,17 @@ def _draw_structure(ax, problem: Problem, drawn: set[Param], width_in: float, he
         _arrow(ax, texts[(i, j)], texts[(i + 1, k)], color, lw=lw, src_xy=(0.5, 0.0), dst_xy=(0.5, 1.0))
 
 
-def _draw_dependency(ax, problem: Problem, columns: list[list[Param]], rows: int, step_of: dict[Param, int],
-                     first_error: str | None, show_rng: bool, width_in: float, height_in: float) -> None:
+def _draw_dependency(
+    ax,
+    problem: Problem,
+    columns: list[list[Param]],
+    rows: int,
+    step_of: dict[Param, int],
+    first_error: str | None,
+    show_rng: bool,
+    width_in: float,
+    height_in: float,
+) -> None:
     ax.set_axis_off()
     n_cols = len(columns)
     ax.set_xlim(-0.5, n_cols - 0.5)
@@ -295,9 +361,19 @@ def _draw_dependency(ax, problem: Problem, columns: list[list[Param]], rows: int
             if first_error is not None and name == first_error:
                 edge, lw = ROLE_COLORS["first_error"], 2.2
             face = _tint(ROLE_COLORS[role], 0.35 if role == "query" else 0.22)
-            texts[p] = _node(ax, x, y, "\n".join(lines), size, face, edge, lw=lw,
-                             ls="--" if p[0] == ABSTRACT else "-", gid=NODE_GID + name,
-                             weight="bold" if role == "query" else "normal")
+            texts[p] = _node(
+                ax,
+                x,
+                y,
+                "\n".join(lines),
+                size,
+                face,
+                edge,
+                lw=lw,
+                ls="--" if p[0] == ABSTRACT else "-",
+                gid=NODE_GID + name,
+                weight="bold" if role == "query" else "normal",
+            )
             pos[p] = (x, y)
     if show_rng:
         rng_text = _node(ax, 0, 0, "RNG", size, "white", ROLE_COLORS["rng"], lw=0.6, gid="rng")
@@ -309,20 +385,33 @@ def _draw_dependency(ax, problem: Problem, columns: list[list[Param]], rows: int
             rad = 0.0 if span <= 1 else (0.18 if pos[q][1] >= pos[p][1] else -0.18)
             both = p in problem.necessary and q in problem.necessary
             color = ROLE_COLORS["necessary"] if both else "#888888"
-            _arrow(ax, texts[q], texts[p], color, lw=1.0 if both else 0.7, ls="--" if p[0] == ABSTRACT else "-",
-                   rad=rad)
+            _arrow(
+                ax, texts[q], texts[p], color, lw=1.0 if both else 0.7, ls="--" if p[0] == ABSTRACT else "-", rad=rad
+            )
         if show_rng and problem.has_constant(p):
-            _arrow(ax, rng_text, texts[p], ROLE_COLORS["rng"], lw=0.4, ls=":", alpha=0.6,
-                   rad=0.0 if pos[p][0] <= 1 else 0.12)
+            _arrow(
+                ax,
+                rng_text,
+                texts[p],
+                ROLE_COLORS["rng"],
+                lw=0.4,
+                ls=":",
+                alpha=0.6,
+                rad=0.0 if pos[p][0] <= 1 else 0.12,
+            )
 
 
 def _legend(fig, with_solution: bool, show_rng: bool) -> None:
     handles = [
         Patch(facecolor=_tint(ROLE_COLORS["query"], 0.35), edgecolor=ROLE_COLORS["query"], lw=2, label="query"),
-        Patch(facecolor=_tint(ROLE_COLORS["necessary"]), edgecolor=ROLE_COLORS["necessary"],
-              label="necessary parameter"),
-        Patch(facecolor=_tint(ROLE_COLORS["unnecessary"]), edgecolor=ROLE_COLORS["unnecessary"],
-              label="unnecessary parameter"),
+        Patch(
+            facecolor=_tint(ROLE_COLORS["necessary"]), edgecolor=ROLE_COLORS["necessary"], label="necessary parameter"
+        ),
+        Patch(
+            facecolor=_tint(ROLE_COLORS["unnecessary"]),
+            edgecolor=ROLE_COLORS["unnecessary"],
+            label="unnecessary parameter",
+        ),
         Patch(facecolor="white", edgecolor="#555555", linestyle="--", label="abstract parameter"),
         Line2D([], [], color="#555555", lw=0.9, label="stated dependency"),
         Line2D([], [], color="#555555", lw=0.9, ls="--", label="implied by the structure"),
@@ -331,5 +420,12 @@ def _legend(fig, with_solution: bool, show_rng: bool) -> None:
         handles.append(Patch(facecolor="white", edgecolor=ROLE_COLORS["first_error"], lw=2, label="first error"))
     if show_rng:
         handles.append(Line2D([], [], color=ROLE_COLORS["rng"], lw=0.6, ls=":", label="random constant (RNG)"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), frameon=False,
-               fontsize=7, title="n. = step of the solution that defines it", title_fontsize=7)
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=min(len(handles), 4),
+        frameon=False,
+        fontsize=7,
+        title="n. = step of the solution that defines it",
+        title_fontsize=7,
+    )

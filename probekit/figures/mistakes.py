@@ -12,6 +12,7 @@ summing their counts, and Wilson 95% intervals are recomputed on the pooled coun
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -89,7 +90,9 @@ def _series(panel: pd.DataFrame, sets: list[str], group: Group, count: str) -> t
 def _mistake_figure(rows: pd.DataFrame, groups, count: str, ylabel: str):
     """Panels per (checkpoint, task): x = set, one bar series per group; returns the figure and n per cell."""
     pairs = set(zip(rows["checkpoint"], rows["task"]))
-    panels = [(f"{c} - {t} probe", c, t) for c in checkpoint_order(rows) for t in sorted(t for cc, t in pairs if cc == c)]
+    panels = [
+        (f"{c} - {t} probe", c, t) for c in checkpoint_order(rows) for t in sorted(t for cc, t in pairs if cc == c)
+    ]
     n_sets = rows["set"].nunique()
     fig, axes = grid(len(panels), width=panel_width(n_sets, len(groups)), height=3.0)
     counts: list[int] = []
@@ -104,38 +107,66 @@ def _mistake_figure(rows: pd.DataFrame, groups, count: str, ylabel: str):
     return fig, counts
 
 
-def fig8a(results: pd.DataFrame, out_dir: Path, *, layer: int | None = None) -> list[Path]:
-    """Paper Fig. 8(a): nece probe's P(necessary) for written vs unwritten unnecessary (and necessary) parameters."""
-    rows = mistake_rows(results, "unnecessary", "n_pred_true", layer)
-    label = "P(probe: necessary) (fraction)"
-    fig, counts = _mistake_figure(rows, FIG8A, "n_pred_true", label)
-    text = caption(
+@dataclass(frozen=True)
+class MistakeFigure:  # not a NamedTuple: its field ``count`` would shadow tuple.count
+    """One figure: the rows of ``analysis`` with the ``count`` column, drawn as ``groups`` on a ``ylabel`` axis,
+    captioned ``title`` and ``description`` (what a bar shows; :func:`_render` adds the layout)."""
+
+    analysis: str
+    count: str
+    groups: tuple[Group, ...]
+    ylabel: str
+    title: str
+    description: str
+
+
+#: figure name -> what it draws and its caption (:func:`_render`)
+MISTAKE_FIGURES = {
+    "fig8a": MistakeFigure(
+        "unnecessary",
+        "n_pred_true",
+        FIG8A,
+        "P(probe: necessary) (fraction)",
         "Figure 8(a) (Physics of LMs 2.1, Fig. 8a): unnecessary steps are planned before the solution starts.",
         "share of parameters that the nece probe (end of the question) calls necessary, for unnecessary parameters "
         "the model computed in its (correct) solution, unnecessary parameters it did not compute, and necessary "
-        "parameters, per evaluation set (x; 'all' = pooled), one panel per (checkpoint, probe task); whiskers = "
-        "Wilson 95% intervals on the pooled counts.",
+        "parameters",
+    ),
+    "fig8b": MistakeFigure(
+        "first_error",
+        "n_correct",
+        FIG8B,
+        "probe accuracy (fraction)",
+        "Figure 8(b) (Physics of LMs 2.1, Fig. 8b): wrong steps are foreshadowed by the model's mental state.",
+        "accuracy of the can_next / nece_next probe (position right before the sentence) on the first wrong "
+        "parameter of wrong greedy solutions whose true label is false (low accuracy = the model believed it was "
+        "ready), on the other label-false parameters at that position (background), and on the parameters of "
+        "correct steps (label true)",
+    ),
+}
+
+
+def _render(results: pd.DataFrame, out_dir: Path, name: str, layer: int | None) -> list[Path]:
+    """Figure ``name`` of :data:`MISTAKE_FIGURES`: its rows (:func:`mistake_rows`) drawn by :func:`_mistake_figure`."""
+    spec = MISTAKE_FIGURES[name]
+    rows = mistake_rows(results, spec.analysis, spec.count, layer)
+    fig, counts = _mistake_figure(rows, spec.groups, spec.count, spec.ylabel)
+    text = caption(
+        spec.title,
+        f"{spec.description}, per evaluation set (x; 'all' = pooled), one panel per (checkpoint, probe task); "
+        "whiskers = Wilson 95% intervals on the pooled counts.",
         "fraction of parameters",
         count_range(counts, "parameters"),
         rows,
     )
-    return save_figure(fig, Path(out_dir) / "fig8a", text)
+    return save_figure(fig, Path(out_dir) / name, text)
+
+
+def fig8a(results: pd.DataFrame, out_dir: Path, *, layer: int | None = None) -> list[Path]:
+    """Paper Fig. 8(a): nece probe's P(necessary) for written vs unwritten unnecessary (and necessary) parameters."""
+    return _render(results, out_dir, "fig8a", layer)
 
 
 def fig8b(results: pd.DataFrame, out_dir: Path, *, layer: int | None = None) -> list[Path]:
     """Paper Fig. 8(b): can_next / nece_next probe accuracy on first wrong parameters vs background and correct steps."""
-    rows = mistake_rows(results, "first_error", "n_correct", layer)
-    label = "probe accuracy (fraction)"
-    fig, counts = _mistake_figure(rows, FIG8B, "n_correct", label)
-    text = caption(
-        "Figure 8(b) (Physics of LMs 2.1, Fig. 8b): wrong steps are foreshadowed by the model's mental state.",
-        "accuracy of the can_next / nece_next probe (position right before the sentence) on the first wrong "
-        "parameter of wrong greedy solutions whose true label is false, on the other label-false parameters at that "
-        "position (background), and on the parameters of correct steps (label true), per evaluation set (x; 'all' = "
-        "pooled), one panel per (checkpoint, probe task); low accuracy on the first wrong parameter = the model "
-        "believed it was ready; whiskers = Wilson 95% intervals on the pooled counts.",
-        "fraction of parameters",
-        count_range(counts, "parameters"),
-        rows,
-    )
-    return save_figure(fig, Path(out_dir) / "fig8b", text)
+    return _render(results, out_dir, "fig8b", layer)

@@ -82,8 +82,9 @@ def pooled_probes(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def probe_table(results: pd.DataFrame, layer: int | None = None, rank: int | None = None, tasks=TASKS,
-                columns=()) -> tuple[pd.DataFrame, pd.DataFrame]:
+def probe_table(
+    results: pd.DataFrame, layer: int | None = None, rank: int | None = None, tasks=TASKS, columns=()
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The selected probe rows of ``tasks`` (having ``columns``) and their :func:`pooled_probes` table.
 
     NoData when no row is left.
@@ -101,8 +102,9 @@ def _cells(panel: pd.DataFrame, model: str, categories: list[tuple[str, str, str
     table = panel[panel["model"] == model].set_index("task")
 
     def pick(field: str) -> np.ndarray:
-        return floats([table.at[task, f"{field}_{metric}"] if task in table.index else np.nan
-                       for _, task, metric in categories])
+        return floats(
+            [table.at[task, f"{field}_{metric}"] if task in table.index else np.nan for _, task, metric in categories]
+        )
 
     return Series(model, COLORS[model], pick("acc"), pick("low"), pick("high"))
 
@@ -154,56 +156,89 @@ def _notes(table: pd.DataFrame) -> list[str]:
     return ["Probes shown: " + "; ".join(shown) + "."]
 
 
-def fig7a(results: pd.DataFrame, out_dir: Path, *, layer: int | None = None, rank: int | None = None) -> list[Path]:
-    """Paper Fig. 7(a): V-probe accuracy per task, pretrained vs random-init, with the majority-guess baseline."""
-    rows, table = probe_table(results, layer, rank)
-    fig, cats = _probe_figure(table, [(t, t, "all") for t in TASKS], majority=True, ylabel=ACCURACY_LABEL)
+def _render(
+    results: pd.DataFrame,
+    out_dir: Path,
+    name: str,
+    categories,
+    *,
+    layer: int | None,
+    rank: int | None,
+    title: str,
+    description: str,
+    tasks=TASKS,
+    columns=(),
+    counts=("n_all",),
+    majority: bool = False,
+) -> list[Path]:
+    """Figure ``name``: the probe rows of ``tasks`` (having ``columns``; :func:`probe_table` at ``layer`` / ``rank``)
+    as bars over ``categories`` (:func:`_probe_figure`), captioned ``title`` / ``description`` (``{tasks}`` in it:
+    the tasks drawn) with n per cell from the ``counts`` columns."""
+    rows, table = probe_table(results, layer, rank, tasks, columns)
+    fig, drawn = _probe_figure(table, categories, majority=majority, ylabel=ACCURACY_LABEL)
     text = caption(
-        "Figure 7(a) (Physics of LMs 2.1, Fig. 7a): V-probe accuracy on the six probing tasks.",
-        f"test accuracy of the probe per task ({', '.join(c[1] for c in cats)}) for the pretrained model and a "
-        "randomly initialised model of the same shape, one panel per (checkpoint, test set); whiskers = Wilson 95% "
-        "intervals on the counts pooled over seeds; dashed ticks = majority-class guess (the most frequent training "
-        "label of the pretrained model's probe) and, when the rows have one, the control-task accuracy (the same "
-        "probe on labels assigned at random per parameter name; Hewitt and Liang 2019).",
+        title,
+        description.format(tasks=", ".join(c[1] for c in drawn)),
         UNITS,
-        count_range(table["n_all"], "examples"),
+        count_range(pd.concat([table[c] for c in counts]), "examples"),
         rows,
         _notes(table),
     )
-    return save_figure(fig, Path(out_dir) / "fig7a", text)
+    return save_figure(fig, Path(out_dir) / name, text)
+
+
+def fig7a(results: pd.DataFrame, out_dir: Path, *, layer: int | None = None, rank: int | None = None) -> list[Path]:
+    """Paper Fig. 7(a): V-probe accuracy per task, pretrained vs random-init, with the majority-guess baseline."""
+    return _render(
+        results,
+        out_dir,
+        "fig7a",
+        [(t, t, "all") for t in TASKS],
+        layer=layer,
+        rank=rank,
+        majority=True,
+        title="Figure 7(a) (Physics of LMs 2.1, Fig. 7a): V-probe accuracy on the six probing tasks.",
+        description="test accuracy of the probe per task ({tasks}) for the pretrained model and a randomly "
+        "initialised model of the same shape, one panel per (checkpoint, test set); whiskers = Wilson 95% "
+        "intervals on the counts pooled over seeds; dashed ticks = majority-class guess (the most frequent training "
+        "label of the pretrained model's probe) and, when the rows have one, the control-task accuracy (the same "
+        "probe on labels assigned at random per parameter name; Hewitt and Liang 2019).",
+    )
 
 
 def fig7b(results: pd.DataFrame, out_dir: Path, *, layer: int | None = None, rank: int | None = None) -> list[Path]:
     """Paper Fig. 7(b): V-probe accuracy restricted to unnecessary parameters (nece(A) = false)."""
-    rows, table = probe_table(results, layer, rank, columns=("accuracy_unnecessary", "n_unnecessary"))
-    fig, cats = _probe_figure(table, [(t, t, "unnecessary") for t in TASKS], majority=False, ylabel=ACCURACY_LABEL)
-    text = caption(
-        "Figure 7(b) (Physics of LMs 2.1, Fig. 7b): V-probe accuracy on unnecessary parameters.",
-        f"test accuracy of the probe per task ({', '.join(c[1] for c in cats)}) on the examples whose parameter A is "
-        "not needed for the answer (nece(A) = false), pretrained vs random-init, one panel per (checkpoint, test set); "
+    return _render(
+        results,
+        out_dir,
+        "fig7b",
+        [(t, t, "unnecessary") for t in TASKS],
+        layer=layer,
+        rank=rank,
+        columns=("accuracy_unnecessary", "n_unnecessary"),
+        counts=("n_unnecessary",),
+        title="Figure 7(b) (Physics of LMs 2.1, Fig. 7b): V-probe accuracy on unnecessary parameters.",
+        description="test accuracy of the probe per task ({tasks}) on the examples whose parameter A is not needed "
+        "for the answer (nece(A) = false), pretrained vs random-init, one panel per (checkpoint, test set); "
         "whiskers = Wilson 95% intervals on the pooled counts.",
-        UNITS,
-        count_range(table["n_unnecessary"], "examples"),
-        rows,
-        _notes(table),
     )
-    return save_figure(fig, Path(out_dir) / "fig7b", text)
 
 
 def fig12(results: pd.DataFrame, out_dir: Path, *, layer: int | None = None, rank: int | None = None) -> list[Path]:
     """Paper Fig. 12: dep and nece_next probe accuracy on positive and on negative labels."""
-    rows, table = probe_table(results, layer, rank, ("dep", "nece_next"), ("accuracy_pos", "accuracy_neg", "n_pos"))
-    cats = [(f"{task} {sign}", task, metric) for task in ("dep", "nece_next") for sign, metric in (("+", "pos"), ("-", "neg"))]
-    fig, cats = _probe_figure(table, cats, majority=False, ylabel=ACCURACY_LABEL)
-    counts = pd.concat([table["n_pos"], table["n_neg"]])
-    text = caption(
-        "Figure 12 (Physics of LMs 2.1, Fig. 12): dep and nece_next probe accuracy split by label.",
-        "test accuracy of the probe on examples whose true label is true (+) and false (-), pretrained vs "
-        "random-init, one panel per (checkpoint, test set); whiskers = Wilson 95% intervals on the pooled counts. "
-        "An all-false guess scores 1 on (-) and 0 on (+).",
-        UNITS,
-        count_range(counts, "examples"),
-        rows,
-        _notes(table),
+    tasks = ("dep", "nece_next")
+    return _render(
+        results,
+        out_dir,
+        "fig12",
+        [(f"{task} {sign}", task, metric) for task in tasks for sign, metric in (("+", "pos"), ("-", "neg"))],
+        layer=layer,
+        rank=rank,
+        tasks=tasks,
+        columns=("accuracy_pos", "accuracy_neg", "n_pos"),
+        counts=("n_pos", "n_neg"),
+        title="Figure 12 (Physics of LMs 2.1, Fig. 12): dep and nece_next probe accuracy split by label.",
+        description="test accuracy of the probe on examples whose true label is true (+) and false (-), pretrained "
+        "vs random-init, one panel per (checkpoint, test set); whiskers = Wilson 95% intervals on the pooled "
+        "counts. An all-false guess scores 1 on (-) and 0 on (+).",
     )
-    return save_figure(fig, Path(out_dir) / "fig12", text)

@@ -37,8 +37,6 @@ class NoData(Exception):
     """The results table holds none of the rows a figure needs; the message says which."""
 
 
-
-
 @dataclass
 class FigureResult:
     """What :func:`render` did for one figure: the files written, or why it was skipped.
@@ -53,12 +51,19 @@ class FigureResult:
 
     def to_dict(self) -> dict:
         """``{"figure", "files", "skipped", "n_rows"}`` (JSON-ready)."""
-        return {"figure": self.name, "files": [str(p) for p in self.paths], "skipped": self.skipped, "n_rows": self.n_rows}
+        return {
+            "figure": self.name,
+            "files": [str(p) for p in self.paths],
+            "skipped": self.skipped,
+            "n_rows": self.n_rows,
+        }
 
 
 @functools.cache
 def _figures() -> dict[str, Callable]:
-    return {name: getattr(importlib.import_module(f"probekit.figures.{src.module}"), name) for name, src in SOURCES.items()}
+    return {
+        name: getattr(importlib.import_module(f"probekit.figures.{src.module}"), name) for name, src in SOURCES.items()
+    }
 
 
 def __getattr__(name: str):
@@ -88,7 +93,9 @@ def check_request(names: Iterable[str] | None = None, options: Mapping[str, Mapp
         allowed = figure_options(name)
         bad = sorted(set(opts or {}) - set(allowed))
         if bad:
-            raise ValueError(f"figure {name} has no option(s) {', '.join(bad)}; allowed: {', '.join(allowed) or 'none'}")
+            raise ValueError(
+                f"figure {name} has no option(s) {', '.join(bad)}; allowed: {', '.join(allowed) or 'none'}"
+            )
     return names
 
 
@@ -184,7 +191,9 @@ def last_per_group(rows: pd.DataFrame, keys: Sequence[str], column: str, value=N
     if value is not None:
         picked = rows[rows[column] == value]
         if picked.empty:
-            raise NoData(f"no rows with {column} = {value!r} (present: {sorted(rows[column].dropna().unique().tolist())})")
+            raise NoData(
+                f"no rows with {column} = {value!r} (present: {sorted(rows[column].dropna().unique().tolist())})"
+            )
         return picked
     best = rows.groupby(list(keys), dropna=False)[column].transform("max")
     return rows[rows[column] == best]
@@ -269,7 +278,11 @@ def provenance(rows: pd.DataFrame) -> str:
     """Which runs produced ``rows``: job count, sweeps, checkpoint labels with sha256 prefixes, revisions."""
     parts = []
     for label in checkpoint_order(rows):
-        shas = _distinct(rows.loc[rows["checkpoint"] == label, "checkpoint_sha256"], 12) if "checkpoint_sha256" in rows else []
+        shas = (
+            _distinct(rows.loc[rows["checkpoint"] == label, "checkpoint_sha256"], 12)
+            if "checkpoint_sha256" in rows
+            else []
+        )
         parts.append(f"{label} (sha256 {', '.join(shas) or 'unknown'})")
     jobs = rows["job_id"].nunique() if "job_id" in rows else 0
     sweeps = ", ".join(_distinct(rows.get("sweep", []))) or "unknown"
@@ -342,9 +355,18 @@ def grouped_bars(ax, categories: Sequence[str], series: Sequence[Series]) -> np.
         if s.low is not None and s.high is not None:
             yerr = np.vstack([values - s.low, s.high - values])
             ok = ~np.isnan(yerr).any(axis=0)
-            ax.errorbar(pos[ok], values[ok], yerr=np.clip(yerr[:, ok], 0, None), fmt="none", ecolor="black",
-                        elinewidth=0.8, capsize=2)
-    ax.set_xticks(x, categories, rotation=30 if len(categories) > 3 else 0, ha="right" if len(categories) > 3 else "center")
+            ax.errorbar(
+                pos[ok],
+                values[ok],
+                yerr=np.clip(yerr[:, ok], 0, None),
+                fmt="none",
+                ecolor="black",
+                elinewidth=0.8,
+                capsize=2,
+            )
+    ax.set_xticks(
+        x, categories, rotation=30 if len(categories) > 3 else 0, ha="right" if len(categories) > 3 else "center"
+    )
     return x
 
 
@@ -367,21 +389,31 @@ def baseline_marks(ax, x: np.ndarray, values, label: str, color: str) -> None:
     values = np.asarray(values, dtype=float)
     ok = ~np.isnan(values)
     if ok.any():
-        ax.hlines(values[ok], x[ok] - 0.42, x[ok] + 0.42, colors=color, linestyles="--", linewidth=1.2, label=label, zorder=4)
+        ax.hlines(
+            values[ok], x[ok] - 0.42, x[ok] + 0.42, colors=color, linestyles="--", linewidth=1.2, label=label, zorder=4
+        )
 
 
 def heatmap(ax, matrix: np.ndarray, xlabels: Sequence, ylabels: Sequence, *, lower_origin: bool = False):
     """An accuracy heat map in [0, 1] with each cell annotated in percent; returns the image (for a colour bar)."""
-    image = ax.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto",
-                      origin="lower" if lower_origin else "upper")
+    image = ax.imshow(
+        matrix, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto", origin="lower" if lower_origin else "upper"
+    )
     ax.set_xticks(range(len(xlabels)), [str(v) for v in xlabels])
     ax.set_yticks(range(len(ylabels)), [str(v) for v in ylabels])
     ax.grid(False)
     size = 7 if matrix.size <= 60 else 5
     for (i, j), value in np.ndenumerate(matrix):
         if not math.isnan(value):
-            ax.text(j, i, f"{100 * value:.0f}", ha="center", va="center", fontsize=size,
-                    color="black" if value > 0.6 else "white")
+            ax.text(
+                j,
+                i,
+                f"{100 * value:.0f}",
+                ha="center",
+                va="center",
+                fontsize=size,
+                color="black" if value > 0.6 else "white",
+            )
     return image
 
 

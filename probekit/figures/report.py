@@ -24,6 +24,7 @@ from probekit.figures.registry import (
     set_label,
     set_sort_key,
 )
+from probekit.figures.tables import markdown_table
 from probekit.records import write_atomic
 
 
@@ -37,13 +38,6 @@ def _num(value, digits: int = 3) -> str:
 def _ci(value, low, high) -> str:
     """``value [low, high]`` ("-" when the value is missing)."""
     return "-" if _num(value) == "-" else f"{_num(value)} [{_num(low)}, {_num(high)}]"
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
-    """A GitHub markdown table."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _order(table: pd.DataFrame, *keys: str):
@@ -69,8 +63,15 @@ def accuracy_section(results: pd.DataFrame) -> str:
     _, table = accuracy_table(results)
     records = sorted(table.to_dict("records"), key=_order(table, "preset", "format", "set"))
     rows = [
-        (r["checkpoint"], f"{r['preset']}_{r['format']}", r["set"], r["n"], _ci(r["accuracy"], r["ci_low"], r["ci_high"]),
-         _num(r["always_zero"]), _num(r["unnecessary_per_correct"], 2))
+        (
+            r["checkpoint"],
+            f"{r['preset']}_{r['format']}",
+            r["set"],
+            r["n"],
+            _ci(r["accuracy"], r["ci_low"], r["ci_high"]),
+            _num(r["always_zero"]),
+            _num(r["unnecessary_per_correct"], 2),
+        )
         for r in records
     ]
     headers = ["checkpoint", "data", "set", "n", "accuracy [95% CI]", "always-0", "unnecessary/correct"]
@@ -92,16 +93,43 @@ def probe_section(results: pd.DataFrame) -> str:
         cells.setdefault((r["checkpoint"], r["test_set"], r["task"]), {})[r["model"]] = r
     order = _order(table, "task", "test_set")
     rows = []
-    for ckpt, test_set, task in sorted(cells, key=lambda k: order({"checkpoint": k[0], "test_set": k[1], "task": k[2]})):
+    for ckpt, test_set, task in sorted(
+        cells, key=lambda k: order({"checkpoint": k[0], "test_set": k[1], "task": k[2]})
+    ):
         pre, rnd = cells[ckpt, test_set, task].get("pretrained"), cells[ckpt, test_set, task].get("random-init")
         first = pre or rnd
-        rows.append((
-            ckpt, task, set_label(test_set), integer(first["layer"]), integer(first["rank"]), _probe_cell(pre),
-            _probe_cell(rnd), _num(first["majority"]), _num(first["control_accuracy"]), _num(first["selectivity"]),
-            "-" if pre is None else f"{_num(pre['acc_pos'])} / {_num(pre['acc_neg'])}", integer(first["n_all"]),
-        ))
-    headers = ["checkpoint", "task", "test set", "layer", "rank", "pretrained [95% CI]", "random-init [95% CI]",
-               "majority", "control task", "selectivity", "pretrained pos / neg", "n"]
+        if first is None:  # rows of another model only (MODELS: pretrained, random-init)
+            raise ValueError(f"no pretrained or random-init probe row for {ckpt} / {task} / {test_set}")
+        rows.append(
+            (
+                ckpt,
+                task,
+                set_label(test_set),
+                integer(first["layer"]),
+                integer(first["rank"]),
+                _probe_cell(pre),
+                _probe_cell(rnd),
+                _num(first["majority"]),
+                _num(first["control_accuracy"]),
+                _num(first["selectivity"]),
+                "-" if pre is None else f"{_num(pre['acc_pos'])} / {_num(pre['acc_neg'])}",
+                integer(first["n_all"]),
+            )
+        )
+    headers = [
+        "checkpoint",
+        "task",
+        "test set",
+        "layer",
+        "rank",
+        "pretrained [95% CI]",
+        "random-init [95% CI]",
+        "majority",
+        "control task",
+        "selectivity",
+        "pretrained pos / neg",
+        "n",
+    ]
     return markdown_table(headers, rows)
 
 
@@ -115,8 +143,16 @@ def depth_section(results: pd.DataFrame) -> str:
         for (model, test_set), g in table[table["checkpoint"] == ckpt].groupby(["model", "test_set"]):
             last = g[g["layer"] == g["layer"].max()].sort_values("distance")
             by_distance = ", ".join(f"t={int(d)}: {_num(a)}" for d, a in zip(last["distance"], last["accuracy"]))
-            rows.append((ckpt, model, set_label(test_set), f"{integer(g['layer'].min())}-{integer(g['layer'].max())}",
-                         int(g["n"].sum()), f"layer {integer(last['layer'].iloc[0])}: {by_distance}"))
+            rows.append(
+                (
+                    ckpt,
+                    model,
+                    set_label(test_set),
+                    f"{integer(g['layer'].min())}-{integer(g['layer'].max())}",
+                    int(g["n"].sum()),
+                    f"layer {integer(last['layer'].iloc[0])}: {by_distance}",
+                )
+            )
     return markdown_table(["checkpoint", "model", "test set", "layers", "n", "last-layer accuracy by distance"], rows)
 
 
@@ -139,7 +175,10 @@ def mistakes_section(results: pd.DataFrame) -> str:
     from probekit.figures.mistakes import mistake_rows
 
     parts = []
-    for analysis, count, what in (("unnecessary", "n_pred_true", "P(probe says true)"), ("first_error", "n_correct", "accuracy")):
+    for analysis, count, what in (
+        ("unnecessary", "n_pred_true", "P(probe says true)"),
+        ("first_error", "n_correct", "accuracy"),
+    ):
         try:
             table = _mistakes_table(mistake_rows(results, analysis, count), count)
         except NoData:
@@ -160,30 +199,60 @@ def train_section(results: pd.DataFrame) -> str:
     table = []
     for ckpt in checkpoint_order(rows):
         last = rows[rows["checkpoint"] == ckpt].sort_values("step").iloc[-1]
-        seconds = next((last.get(k) for k in ("train_seconds", "seconds", "elapsed_s") if _num(last.get(k)) != "-"), None)
-        table.append((ckpt, integer(last["step"]), integer(last.get("tokens")), _num(last.get("loss"), 4),
-                      _num(last.get("solution_loss"), 4), _num(last.get("curve_accuracy")), _num(seconds, 1)))
-    return markdown_table(["checkpoint", "last step", "tokens", "loss", "solution loss", "accuracy (curve)", "seconds"],
-                          table)
+        seconds = next(
+            (last.get(k) for k in ("train_seconds", "seconds", "elapsed_s") if _num(last.get(k)) != "-"), None
+        )
+        table.append(
+            (
+                ckpt,
+                integer(last["step"]),
+                integer(last.get("tokens")),
+                _num(last.get("loss"), 4),
+                _num(last.get("solution_loss"), 4),
+                _num(last.get("curve_accuracy")),
+                _num(seconds, 1),
+            )
+        )
+    return markdown_table(
+        ["checkpoint", "last step", "tokens", "loss", "solution loss", "accuracy (curve)", "seconds"], table
+    )
 
 
 def scaling_section(results: pd.DataFrame) -> str | None:
     """Per run and data size (non-reask sets pooled): accuracy, Pass@N, PassRatio@N, step accuracy, first-error
     position, calculation share; None (no section) when no accuracy row records a limited training data size."""
-    from probekit.figures.scaling import SIZE, scaling_summary, size_label
+    from probekit.figures.tables import SIZE, scaling_summary, size_label
 
     if SIZE not in results.columns or results.loc[results["kind"] == "accuracy", SIZE].isna().all():
         return None  # no checkpoint trained on a limited number of problems: not a data-scaling study
     table = scaling_summary(results)
     rows = [
-        (r["run"], size_label(r["data_size"]), ", ".join(r["checkpoints"]), r["n"], _ci(r["accuracy"], r["ci_low"], r["ci_high"]),
-         _num(r["pass_at_n"]) + ("" if _num(r["pass_at_n"]) == "-" else f" (N={r['samples']})"), _num(r["pass_ratio_at_n"]),
-         _ci(r["step_accuracy"], r["step_ci_low"], r["step_ci_high"]), _num(r["first_error"]),
-         _ci(r["calculation_share"], r["share_low"], r["share_high"]))
+        (
+            r["run"],
+            size_label(r["data_size"]),
+            ", ".join(r["checkpoints"]),
+            r["n"],
+            _ci(r["accuracy"], r["ci_low"], r["ci_high"]),
+            _num(r["pass_at_n"]) + ("" if _num(r["pass_at_n"]) == "-" else f" (N={r['samples']})"),
+            _num(r["pass_ratio_at_n"]),
+            _ci(r["step_accuracy"], r["step_ci_low"], r["step_ci_high"]),
+            _num(r["first_error"]),
+            _ci(r["calculation_share"], r["share_low"], r["share_high"]),
+        )
         for r in table.to_dict("records")
     ]
-    headers = ["run", "training problems", "checkpoints", "n", "accuracy [95% CI]", "Pass@N", "PassRatio@N",
-               "step accuracy [95% CI]", "first-error position", "calculation share [95% CI]"]
+    headers = [
+        "run",
+        "training problems",
+        "checkpoints",
+        "n",
+        "accuracy [95% CI]",
+        "Pass@N",
+        "PassRatio@N",
+        "step accuracy [95% CI]",
+        "first-error position",
+        "calculation share [95% CI]",
+    ]
     return "Non-reask evaluation sets pooled per run and data size.\n\n" + markdown_table(headers, rows)
 
 
@@ -218,8 +287,11 @@ def write_report(results: pd.DataFrame, out_dir: str | Path, figure_results: Seq
     """Write ``out_dir/REPORT.md`` (atomically): the store's provenance, a table per kind, the figures."""
     out_dir = Path(out_dir)
     counts = results["kind"].value_counts() if "kind" in results else pd.Series(dtype=int)
-    lines = ["# Results report", "", f"{len(results)} rows: "
-             + (", ".join(f"{k} {int(n)}" for k, n in sorted(counts.items())) or "none") + "."]
+    lines = [
+        "# Results report",
+        "",
+        f"{len(results)} rows: " + (", ".join(f"{k} {int(n)}" for k, n in sorted(counts.items())) or "none") + ".",
+    ]
     if len(results):
         lines.append(provenance(results))
     for key, (title, section) in SECTIONS.items():

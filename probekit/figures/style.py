@@ -8,13 +8,18 @@ which runs produced it). The Agg back-end is used, so figures render without a d
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
 matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.rcsetup import cycler  # noqa: E402  (the object matplotlib.cycler names)
 
 from probekit.records import atomic_output, write_atomic  # noqa: E402
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 #: colours by role, used by every figure (colour-blind safe, Okabe-Ito)
 COLORS = {
@@ -29,7 +34,7 @@ COLORS = {
 #: a cycle for series without a role
 CYCLE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 
-RC = {
+RC: dict[RcKeyType, Any] = {
     "figure.dpi": 100,
     "savefig.dpi": 150,
     "font.size": 9,
@@ -40,15 +45,16 @@ RC = {
     "axes.spines.right": False,
     "axes.grid": True,
     "grid.alpha": 0.3,
-    "axes.prop_cycle": matplotlib.cycler(color=list(CYCLE)),
+    "axes.prop_cycle": cycler(color=list(CYCLE)),
 }
 
 
 def new_figure(ncols: int = 1, nrows: int = 1, width: float = 3.6, height: float = 2.8, **kwargs):
     """``(fig, axes)`` with the probekit style; ``width`` / ``height`` are per panel, in inches."""
     with plt.rc_context(RC):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False,
-                                 layout="constrained", **kwargs)
+        fig, axes = plt.subplots(
+            nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, layout="constrained", **kwargs
+        )
     return fig, axes
 
 

@@ -302,13 +302,14 @@ def check_solution(problem: Problem, solution: str) -> Verdict:
             mistakes.append(Mistake(sentence.name, "unparseable", sentence.error))
             first_bad = i if first_bad is None else first_bad
             continue
+        name = _defined_name(sentence)
         found = _check_sentence(ctx, sentence, symbols, defined)
         if found and first_bad is None:
             first_bad = i
-        mistakes.extend(Mistake(sentence.name, kind, detail) for kind, detail in found)
-        last_name = sentence.name
-        if not found and sentence.name not in ctx.necessary:
-            unnecessary.append(sentence.name)
+        mistakes.extend(Mistake(name, kind, detail) for kind, detail in found)
+        last_name = name
+        if not found and name not in ctx.necessary:
+            unnecessary.append(name)
     last = sentences[-1] if sentences else None
     answer = last.steps[-1].result if last is not None and last.error is None else None
     if last_name != ctx.query:
@@ -329,11 +330,18 @@ def check_solution(problem: Problem, solution: str) -> Verdict:
     )
 
 
+def _defined_name(sentence: SolutionSentence) -> str:
+    """The parameter a fully parsed sentence defines (its ``Define`` part was read, so it has a name)."""
+    if sentence.name is None:
+        raise ValueError(f"sentence {sentence.text!r} has no parameter name; only parsed sentences are checked")
+    return sentence.name
+
+
 def _check_sentence(
     ctx: _Context, sentence: SolutionSentence, symbols: _Symbols, defined: set[str]
 ) -> list[tuple[str, str]]:
     """Check one parsed sentence, define its symbols, and return its (kind, detail) issues."""
-    name = sentence.name
+    name = _defined_name(sentence)
     issues: list[tuple[str, str]] = []
     known = name in ctx.params
     if not known:
@@ -361,7 +369,7 @@ def _check_step(step: Step, symbols: _Symbols, issues: list[tuple[str, str]]) ->
     deps: set[str] = set()
     resolved = True
     for operand, value in zip(step.operands, step.values):
-        if type(operand) is int:
+        if isinstance(operand, int):
             if value != operand:
                 issues.append(("wrong_value_carried", f"constant {operand} written as {value}"))
             continue

@@ -29,12 +29,19 @@ import hashlib
 import itertools
 import math
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Iterable
+from functools import cache
 
+from probekit.igsm.presets import Preset, resolve_preset
 from probekit.igsm.problem import ABSTRACT, INSTANCE, RNG, Param, Problem, Statement
-from probekit.igsm.render import SPLIT_BINS, SYMBOLS, prompt_text, solution_text, template_bin
+from probekit.igsm.render import (
+    SPLIT_BINS,
+    SYMBOLS,
+    prompt_text,
+    solution_text,
+    template_bin,
+)
 from probekit.igsm.world import World, load_world
 
 MAX_PARAMS_PER_SENTENCE = 4
@@ -44,20 +51,10 @@ MAX_DRAWS = 200_000
 
 
 @dataclass(frozen=True)
-class Preset:
-    """A dataset family: the op bound and the instance-parameter (edge) bound."""
-
-    name: str
-    max_op: int
-    max_edge: int
-
-
-PRESETS = {"med": Preset("med", 15, 20), "hard": Preset("hard", 21, 28)}
-
-
-@dataclass(frozen=True)
 class GenerationConfig:
-    """What to generate. ``op`` forces the op count (eval sets "op = K"); ``reask`` re-asks a new query."""
+    """What to generate. ``preset`` names the family (``med``, ``hard`` or a restriction such as ``med-op4-ip12``,
+    :func:`probekit.igsm.presets.resolve_preset`); ``op`` forces the op count (eval sets "op = K"); ``reask``
+    re-asks a new query."""
 
     preset: str = "med"
     op: int | None = None
@@ -67,8 +64,7 @@ class GenerationConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.preset not in PRESETS:
-            raise ValueError(f"preset must be one of {sorted(PRESETS)}, not {self.preset!r}")
+        resolve_preset(self.preset)  # a base or a restricted family (raises ValueError)
         if self.format not in ("pq", "qp"):
             raise ValueError(f"format must be 'pq' or 'qp', not {self.format!r}")
         if self.split not in SPLIT_BINS:
@@ -106,7 +102,7 @@ class _Knobs:
     e: int
 
 
-@lru_cache(maxsize=None)
+@cache
 def _size_weights(s: int, max_edge: int) -> tuple[float, ...]:
     """Cumulative softmax weights over sizes (2, 3, 4): larger graphs for larger op."""
     rel = (s - 1) / (max_edge - 1)
@@ -114,7 +110,7 @@ def _size_weights(s: int, max_edge: int) -> tuple[float, ...]:
     return tuple(itertools.accumulate(weights))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _min_of_two_table(high: int, low: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     values = tuple(range(low, high + 1))
     return values, tuple(itertools.accumulate(2 * (high - v) + 1 for v in values))
@@ -348,8 +344,7 @@ class _Draft:
         """Extra ops each Topo position can absorb: an instance parameter at position i takes up to
         min(i + 1, 4) inputs (RNG and earlier parameters only), i.e. min(i + 1, 4) - 2 extra ops."""
         return [
-            max(min(i + 1, MAX_PARAMS_PER_SENTENCE) - 2, 0) if p[0] == INSTANCE else 0
-            for i, p in enumerate(self.topo)
+            max(min(i + 1, MAX_PARAMS_PER_SENTENCE) - 2, 0) if p[0] == INSTANCE else 0 for i, p in enumerate(self.topo)
         ]
 
     def design(self, s: int, op_min: int):
@@ -584,17 +579,18 @@ def _reask(rng: random.Random, problem: Problem, graph_nodes: frozenset[Param]) 
     if not needed <= graph_nodes:  # the authors' re_ask needs every input to be in G_d
         return None
     order = _random_topological_order(rng, [p for p in problem.params if p in needed], problem.parents)
-    return Problem(problem.categories, problem.items, problem.edges, problem.statements,
-                   problem.statement_order, query, order)
+    return Problem(
+        problem.categories, problem.items, problem.edges, problem.statements, problem.statement_order, query, order
+    )
 
 
 def draw_problem(config: GenerationConfig, index: int, world: World | None = None) -> tuple[Problem, str]:
     """Draw problem ``index`` of ``config``; returns it with its reference solution text."""
     world = world or load_world()
-    preset = PRESETS[config.preset]
+    preset = resolve_preset(config.preset)
     rng = FastRandom(record_seed(config.seed, index))
     forced = config.op is not None
-    target = config.op if forced else min(rng.randint(1, preset.max_op), rng.randint(1, preset.max_op))
+    target = config.op if config.op is not None else min(rng.randint(1, preset.max_op), rng.randint(1, preset.max_op))
     bins = SPLIT_BINS[config.split]
     for _ in range(MAX_DRAWS):
         drawn = _draw_problem(rng, preset, target, forced, world)

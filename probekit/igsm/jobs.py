@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from probekit.igsm.check import MISTAKE_KINDS, check_solution
 from probekit.igsm.generate import GenerationConfig, generate_record

@@ -84,7 +84,7 @@ def _sentence_params(problem: Problem, solution: str | None) -> list[Param | Non
     if solution is None:
         return list(problem.solution_order) or [p for p in problem.topological_params if p in problem.necessary]
     by_name = {problem.name(p): p for p in problem.params}
-    return [by_name.get(n) for n in defined_names(solution)]
+    return [by_name.get(n) if n is not None else None for n in defined_names(solution)]
 
 
 def _steps(problem: Problem, sentences: list[Param | None]) -> list[dict]:
@@ -93,8 +93,9 @@ def _steps(problem: Problem, sentences: list[Param | None]) -> list[dict]:
     known: dict[Param, None] = {}
     steps = []
     for t in range(len(sentences) + 1):
-        if t and sentences[t - 1] is not None:
-            known.setdefault(sentences[t - 1])
+        done = sentences[t - 1] if t else None
+        if done is not None:
+            known.setdefault(done)
         can_next = [p for p in problem.params if p not in known and all(q in known for q in parents[p])]
         steps.append(
             {

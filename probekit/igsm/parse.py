@@ -40,7 +40,9 @@ class _Names:
 
     def tails(self, i: int, j: int) -> list[tuple[str, Param]]:
         """What can follow ``"<item (i, j)>'s "``: next-layer items and deeper category names."""
-        out = [(name, (INSTANCE, i, j, k)) for k, name in enumerate(self.items[i + 1])] if i + 1 < len(self.items) else []
+        out = (
+            [(name, (INSTANCE, i, j, k)) for k, name in enumerate(self.items[i + 1])] if i + 1 < len(self.items) else []
+        )
         out += [(self.categories[k], (ABSTRACT, i, j, k)) for k in range(i + 1, len(self.items))]
         return sorted(out, key=lambda t: len(t[0]), reverse=True)
 
@@ -90,7 +92,7 @@ def _parse_rhs(names: _Names, rhs: str, where: str) -> Statement:
     inner = "sum"
     for lead, kind in (("the sum of ", "sum"), ("the difference of ", "diff")):
         if body.startswith(lead):
-            refs = _parse_refs(names, body[len(lead):])
+            refs = _parse_refs(names, body[len(lead) :])
             if not refs or len(refs[0]) < 2 or (kind == "diff" and len(refs[0]) != 2):
                 raise ParseError(f"{where}: cannot read the operands of {body!r}")
             return Statement(refs[0], constant, outer, kind)
@@ -105,7 +107,7 @@ def _split_question(text: str) -> tuple[str, re.Match]:
     if len(found) != 1:
         raise ParseError(f"expected exactly one question 'How many ... does ... have?', found {len(found)}")
     q = found[0]
-    statements = (text[: q.start()] + text[q.end():]).strip()
+    statements = (text[: q.start()] + text[q.end() :]).strip()
     if not statements.endswith("."):
         raise ParseError("the problem statements must end with '.'")
     return statements[:-1], q
@@ -129,7 +131,9 @@ def _names_from_world(statements: list[str], question: re.Match, world: World) -
     chain = world.chains[chains.pop()]
     depths = sorted({world.item_home[w][1] for w in items})
     layers = range(depths[0], depths[-1] + 1)
-    by_layer = [sorted((w for w in items if world.item_home[w][1] == d), key=world.item_rank.get) for d in layers]
+    by_layer = [
+        sorted((w for w in items if world.item_home[w][1] == d), key=world.item_rank.__getitem__) for d in layers
+    ]
     return [chain[d].category for d in layers], by_layer
 
 
@@ -155,7 +159,11 @@ def parse_problem(text: str, categories: dict[str, list[str]] | None = None, wor
             raise ParseError(f"{where}: expected 'The number of each X's Y equals ...'")
         pos = len(_SUBJECT_HEAD) + 5
         subject = next(
-            ((p, end) for p, end in names.match(sentence, pos) if p[0] == INSTANCE and sentence.startswith(_EQUALS, end)),
+            (
+                (p, end)
+                for p, end in names.match(sentence, pos)
+                if p[0] == INSTANCE and sentence.startswith(_EQUALS, end)
+            ),
             None,
         )
         if subject is None:
@@ -163,10 +171,10 @@ def parse_problem(text: str, categories: dict[str, list[str]] | None = None, wor
         param, end = subject
         if param in statements:
             raise ParseError(f"{where}: {sentence[pos:end]!r} is stated twice")
-        statements[param] = _parse_rhs(names, sentence[end + len(_EQUALS):], where)
+        statements[param] = _parse_rhs(names, sentence[end + len(_EQUALS) :], where)
 
     edges = [p[1:] for p in statements]
-    for p, st in statements.items():
+    for st in statements.values():
         for r in st.refs:
             if r[0] == INSTANCE and r not in statements:
                 raise ParseError(f"{_name(names, r)!r} is referenced but no sentence states it")
@@ -180,7 +188,7 @@ def parse_problem(text: str, categories: dict[str, list[str]] | None = None, wor
         raise ParseError(f"the question asks for {what!r} in {owner!r}, which this problem does not define")
     problem = Problem(cats, items, edges, statements, list(statements), query)
     try:
-        problem.topological_params
+        problem.topological_params  # noqa: B018  (computing it checks the graph is acyclic)
     except ValueError as err:
         raise ParseError(str(err)) from None
     return problem

@@ -43,13 +43,19 @@ class Statement:
         """The statement's value given the values of its references (mod 23)."""
         operands = [values[r] for r in self.refs]
         if not operands:
-            return self.constant % MOD
+            return self.require_constant() % MOD
         inner = operands[0] - operands[1] if self.inner == "diff" else sum(operands)
         if self.outer == "add":
-            inner += self.constant
+            inner += self.require_constant()
         elif self.outer == "mul":
-            inner *= self.constant
+            inner *= self.require_constant()
         return inner % MOD
+
+    def require_constant(self) -> int:
+        """``constant``, which a statement without references or with an ``outer`` operation must have."""
+        if self.constant is None:
+            raise ValueError(f"statement {self!r} needs a random constant but has none")
+        return self.constant
 
 
 @dataclass

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import string
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from probekit.igsm.problem import ABSTRACT, INSTANCE, MOD, Param, Problem
 
@@ -102,10 +102,10 @@ def definition_tree(problem: Problem, param: Param):
     if param[0] == INSTANCE:
         st = problem.statements[param]
         if not st.refs:
-            return _Const(st.constant)
+            return _Const(st.require_constant())
         refs = [_Ref(r) for r in st.refs]
         inner = _Op("diff", *refs) if st.inner == "diff" and len(refs) == 2 else _fold_sum(refs)
-        return _Op(st.outer, _Const(st.constant), inner) if st.outer else inner
+        return _Op(st.outer, _Const(st.require_constant()), inner) if st.outer else inner
     _, i, j, k = param
     kids = problem.children[(i, j)]
     if not kids:

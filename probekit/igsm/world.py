@@ -38,7 +38,7 @@ class World:
     category_home: dict[str, tuple[int, int]] = field(repr=False)  # category -> (chain, layer)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "World":
+    def from_dict(cls, data: dict) -> World:
         chains, item_home, item_rank, category_home = [], {}, {}, {}
         for c, chain in enumerate(data["categorizations"]):
             layers = []

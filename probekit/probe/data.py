@@ -43,8 +43,8 @@ from __future__ import annotations
 import hashlib
 import random
 import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -120,7 +120,7 @@ class ProblemText:
     source: str = "reference"
 
     @classmethod
-    def from_record(cls, record: dict, solution: str | None = None, source: str | None = None) -> "ProblemText":
+    def from_record(cls, record: dict, solution: str | None = None, source: str | None = None) -> ProblemText:
         """From a ``probekit generate`` record (``problem``, ``solution``, optional ``categories``, ...)."""
         from probekit.igsm.jobs import problem_of
 
@@ -128,8 +128,17 @@ class ProblemText:
         prompt = record["problem"]
         fmt = record.get("format") or ("qp" if prompt.startswith("How many ") else "pq")
         sol = record["solution"] if solution is None else solution
-        return cls(problem, prompt, sol, fmt, int(record.get("index", 0)), record.get("seed"), record.get("split"),
-                   bool(record.get("reask", False)), source or ("reference" if solution is None else "model"))
+        return cls(
+            problem,
+            prompt,
+            sol,
+            fmt,
+            int(record.get("index", 0)),
+            record.get("seed"),
+            record.get("split"),
+            bool(record.get("reask", False)),
+            source or ("reference" if solution is None else "model"),
+        )
 
 
 def problems_from_config(config, n: int, start: int = 0) -> Iterator[ProblemText]:
@@ -141,8 +150,16 @@ def problems_from_config(config, n: int, start: int = 0) -> Iterator[ProblemText
     world = load_world()
     for index in range(start, start + n):
         problem, solution = draw_problem(config, index, world)
-        yield ProblemText(problem, prompt_text(problem, config.format), solution, config.format, index,
-                          config.seed, config.split, config.reask)
+        yield ProblemText(
+            problem,
+            prompt_text(problem, config.format),
+            solution,
+            config.format,
+            index,
+            config.seed,
+            config.split,
+            config.reask,
+        )
 
 
 def problems_from_records(records: Iterable[dict], solution_key: str = "solution") -> Iterator[ProblemText]:
@@ -163,7 +180,6 @@ class ProbeBuilder:
     Token prefixes are encoded from the truncated text once per position and cached.
     """
 
-
     def __init__(self, item: ProblemText, tokenizer=None, labels: Labels | None = None):
         from probekit.tokenizer import default_tokenizer
 
@@ -180,9 +196,7 @@ class ProbeBuilder:
         self.statement_end = _statement_end(item.prompt, self.problem.question(), item.format)
         self._nece = set(self.labels.nece)
         self._dep = set(self.labels.dep)
-        self._steps = [
-            {k: set(s[k]) for k in ("known", "can_next", "nece_next")} for s in self.labels.steps
-        ]
+        self._steps = [{k: set(s[k]) for k in ("known", "can_next", "nece_next")} for s in self.labels.steps]
         self._prefix_cache: dict = {}
         self._name_cache: dict[str, list[int]] = {}
         self.op = self.problem.op_count()
@@ -243,7 +257,9 @@ class ProbeBuilder:
             return int(a in self._nece)
         if task == "dep":
             return int((a, b) in self._dep)
-        self.position(task, t)
+        self.position(task, t)  # checks the task, and t for the step tasks
+        if t is None:  # position() has raised already: every other task needs t
+            raise ValueError(f"task {task!r} needs a position t")
         if task == "value":
             return self.labels.value_label(t, a)
         return int(a in self._steps[t][task])
@@ -258,10 +274,20 @@ class ProbeBuilder:
         ids = self.ids(task, a, b, t)
         item = self.item
         meta = {
-            "task": task, "problem": item.index, "seed": item.seed, "split": item.split, "format": item.format,
-            "reask": item.reask, "source": item.source, "a": a, "b": b,
-            "t": t if task in STEP_TASKS else None, "T": self.n_steps, "op": self.op,
-            "necessary": a in self._nece, "distance": self.labels.distance.get(a),
+            "task": task,
+            "problem": item.index,
+            "seed": item.seed,
+            "split": item.split,
+            "format": item.format,
+            "reask": item.reask,
+            "source": item.source,
+            "a": a,
+            "b": b,
+            "t": t if task in STEP_TASKS else None,
+            "T": self.n_steps,
+            "op": self.op,
+            "necessary": a in self._nece,
+            "distance": self.labels.distance.get(a),
             "b_necessary": None if b is None else b in self._nece,
             "a_kind": "abstract" if a not in self._instance_names else "instance",
         }
@@ -282,7 +308,7 @@ class ProbeBuilder:
             return [(names[i], None, None) for i in rng.sample(range(n), min(k, n))]
         if task == "dep":
             total = n * (n - 1)
-            out = []
+            out: list[tuple[str, str | None, int | None]] = []
             for x in rng.sample(range(total), min(k, total)):
                 i, j = divmod(x, n - 1)
                 out.append((names[i], names[j + (j >= i)], None))
@@ -305,8 +331,24 @@ def _draw_rng(seed: int, index: int, task: str) -> random.Random:
 
 
 # ---------------------------------------------------------------------------- data sets
-META_COLUMNS = ("task", "problem", "seed", "split", "format", "reask", "source", "a", "b", "t", "T", "op",
-                "necessary", "distance", "b_necessary", "a_kind")
+META_COLUMNS = (
+    "task",
+    "problem",
+    "seed",
+    "split",
+    "format",
+    "reask",
+    "source",
+    "a",
+    "b",
+    "t",
+    "T",
+    "op",
+    "necessary",
+    "distance",
+    "b_necessary",
+    "a_kind",
+)
 
 
 @dataclass
@@ -334,15 +376,20 @@ class ProbeData:
     def lengths(self) -> np.ndarray:
         return np.fromiter((len(x) for x in self.ids), dtype=np.int64, count=len(self.ids))
 
-    def select(self, index) -> "ProbeData":
+    def select(self, index) -> ProbeData:
         """A subset by integer indices or a boolean mask (``n_too_long`` is kept)."""
         index = np.asarray(index)
         if index.dtype == bool:
             index = np.flatnonzero(index)
-        return ProbeData([self.ids[i] for i in index], self.labels[index],
-                         {k: [v[i] for i in index] for k, v in self.meta.items()}, dict(self.n_too_long), self.max_len)
+        return ProbeData(
+            [self.ids[i] for i in index],
+            self.labels[index],
+            {k: [v[i] for i in index] for k, v in self.meta.items()},
+            dict(self.n_too_long),
+            self.max_len,
+        )
 
-    def task(self, name: str) -> "ProbeData":
+    def task(self, name: str) -> ProbeData:
         """The examples of one task."""
         check_task(name)
         sub = self.select(np.array([t == name for t in self.meta["task"]], dtype=bool))
@@ -362,7 +409,7 @@ class ProbeData:
         return df
 
     @classmethod
-    def concat(cls, parts: Sequence["ProbeData"]) -> "ProbeData":
+    def concat(cls, parts: Sequence[ProbeData]) -> ProbeData:
         parts = list(parts)
         if not parts:
             return cls([], np.zeros(0, dtype=np.int64), {k: [] for k in META_COLUMNS})
@@ -371,8 +418,13 @@ class ProbeData:
             for k, v in p.n_too_long.items():
                 too_long[k] = too_long.get(k, 0) + v
         meta = {k: [x for p in parts for x in p.meta[k]] for k in parts[0].meta}
-        return cls([x for p in parts for x in p.ids], np.concatenate([p.labels for p in parts]), meta, too_long,
-                   parts[0].max_len)
+        return cls(
+            [x for p in parts for x in p.ids],
+            np.concatenate([p.labels for p in parts]),
+            meta,
+            too_long,
+            parts[0].max_len,
+        )
 
     def summary(self) -> dict:
         """Per task: examples, positive rate (binary tasks), longest input and the count left out as too long."""
@@ -391,8 +443,15 @@ class ProbeData:
         return out
 
 
-def build_examples(problems: Iterable[ProblemText], tasks="all", tokenizer=None, per_problem: int = PER_PROBLEM,
-                   seed: int = 0, max_len: int | None = None, progress=None) -> ProbeData:
+def build_examples(
+    problems: Iterable[ProblemText],
+    tasks="all",
+    tokenizer=None,
+    per_problem: int = PER_PROBLEM,
+    seed: int = 0,
+    max_len: int | None = None,
+    progress=None,
+) -> ProbeData:
     """Sample up to ``per_problem`` queries per problem and task (module doc) and build their inputs.
 
     ``max_len``: examples with more tokens are left out and counted in ``n_too_long`` (with a warning).
@@ -422,8 +481,11 @@ def build_examples(problems: Iterable[ProblemText], tasks="all", tokenizer=None,
             progress(1)
     dropped = sum(too_long.values())
     if dropped:
-        warnings.warn(f"{dropped} probe examples longer than max_len={max_len} tokens were left out: "
-                      + ", ".join(f"{k}={v}" for k, v in too_long.items() if v), stacklevel=2)
+        warnings.warn(
+            f"{dropped} probe examples longer than max_len={max_len} tokens were left out: "
+            + ", ".join(f"{k}={v}" for k, v in too_long.items() if v),
+            stacklevel=2,
+        )
     return ProbeData(ids, np.asarray(labels, dtype=np.int64), meta, too_long, max_len)
 
 
@@ -437,9 +499,18 @@ def examples_from_records(records: Iterable[dict], solution_key: str = "solution
     return build_examples(problems_from_records(records, solution_key), **kwargs)
 
 
-def train_test_data(preset: str = "med", fmt: str = "pq", n_train: int = 1000, n_test: int = 400, seed: int = 0,
-                    op: int | None = None, test_op: int | None = None, reask: bool = False, tasks="all",
-                    **kwargs) -> tuple[ProbeData, ProbeData]:
+def train_test_data(
+    preset: str = "med",
+    fmt: str = "pq",
+    n_train: int = 1000,
+    n_test: int = 400,
+    seed: int = 0,
+    op: int | None = None,
+    test_op: int | None = None,
+    reask: bool = False,
+    tasks="all",
+    **kwargs,
+) -> tuple[ProbeData, ProbeData]:
     """Fresh probe data: train on train-split templates (seed ``seed``), test on test-split templates
     (seed ``seed + 1``); ``test_op`` / ``reask`` shape the test problems (default: like the train ones)."""
     from probekit.igsm.generate import GenerationConfig

@@ -10,7 +10,7 @@ Hook names follow TransformerLens 4 (``TransformerBridge``):
 An integer layer means a block: ``layer=i`` is ``blocks.{i}.hook_resid_post`` and negative integers count
 from the end, so ``layer=-1`` is the *last block's* resid_post (before the final norm).
 
-Two back-ends give the same numbers (``tests/test_probe.py`` checks allclose at every name):
+Two back-ends give the same numbers (``tests/integration/test_probe.py`` checks allclose at every name):
 
 - **HF** (:class:`HiddenReader`, :func:`hidden_states`): the plain ``GPTNeoXForCausalLM`` /
   ``LlamaForCausalLM``. To read block ``i`` the reader runs a *truncated view* of the model's base module
@@ -188,11 +188,18 @@ def hidden_states(model, ids: torch.Tensor, names, embed_delta: torch.Tensor | N
             if name in (EMBED, FINAL):
                 continue
             i = stop_block(name, n) - 1
-            handles.append(parts.layers[i].register_forward_hook(
-                lambda mod, args, output, name=name: out.__setitem__(name, _output_tensor(output))))
+            handles.append(
+                parts.layers[i].register_forward_hook(
+                    lambda mod, args, output, name=name: out.__setitem__(name, _output_tensor(output))
+                )
+            )
         if FINAL in names:
-            handles.append(view._modules[parts.norm_attr].register_forward_hook(
-                lambda mod, args, output: out.__setitem__(FINAL, _output_tensor(output))))
+            norm = view._modules[parts.norm_attr]
+            if norm is None:  # model_parts found the attribute; a None there is not a norm layer
+                raise ValueError(f"the model's final norm {parts.norm_attr!r} is None")
+            handles.append(
+                norm.register_forward_hook(lambda mod, args, output: out.__setitem__(FINAL, _output_tensor(output)))
+            )
         if deepest:
             view(inputs_embeds=x, use_cache=False)
     finally:
@@ -220,7 +227,8 @@ def make_bridge(model, tokenizer=None):
         tokenizer.save(tmp)
         hf_tok = AutoTokenizer.from_pretrained(tmp, local_files_only=True)
         bridge = TransformerBridge.boot_transformers(
-            "probekit-local", hf_model=hf_model, tokenizer=hf_tok, device=str(next(model.parameters()).device))
+            "probekit-local", hf_model=hf_model, tokenizer=hf_tok, device=str(next(model.parameters()).device)
+        )
     bridge.eval()
     for p in bridge.parameters():
         p.requires_grad_(False)

@@ -28,6 +28,7 @@ Every row also carries (:mod:`probekit.probe.stats`; columns in :mod:`probekit.p
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,8 +53,9 @@ def resolve_layers(layers, n_layer: int) -> list[str]:
 
 
 @torch.no_grad()
-def collect_features(model, data: ProbeData, names, batch_size: int | None = None, amp: str | None = "auto",
-                     progress=None) -> dict[str, torch.Tensor]:
+def collect_features(
+    model, data: ProbeData, names, batch_size: int | None = None, amp: str | None = "auto", progress=None
+) -> dict[str, torch.Tensor]:
     """``{hook name: (N, d) float32 CPU tensor}``: the [END] hidden states of the unmodified model."""
     device = next(model.parameters()).device
     amp_dtype = torch.bfloat16 if (amp == "auto" and device.type == "cuda") or amp in ("bf16", True) else None
@@ -86,12 +88,15 @@ def control_task(train: ProbeData, test: ProbeData, task: str, seed: int = 0) ->
     through a fixed map seeded by ``seed``, so a name has the same control label in train and test."""
     train, test = train.task(task), test.task(task)
     prior = stats.label_prior(train.labels, n_classes(task))
-    return (stats.control_labels(stats.control_keys(train.meta, task), prior, seed, task),
-            stats.control_labels(stats.control_keys(test.meta, task), prior, seed, task))
+    return (
+        stats.control_labels(stats.control_keys(train.meta, task), prior, seed, task),
+        stats.control_labels(stats.control_keys(test.meta, task), prior, seed, task),
+    )
 
 
-def online_code_length(features: torch.Tensor, labels, task: str, groups=None,
-                       fractions=stats.MDL_FRACTIONS, **probe_kwargs) -> dict:
+def online_code_length(
+    features: torch.Tensor, labels, task: str, groups=None, fractions=stats.MDL_FRACTIONS, **probe_kwargs
+) -> dict:
     """Online code length (Voita and Titov 2020) of ``labels`` given rank-0 ``features`` ``(N, d)``.
 
     The examples are ordered with :func:`stats.group_order` (problems in a random order seeded by the probe
@@ -115,13 +120,29 @@ def online_code_length(features: torch.Tensor, labels, task: str, groups=None,
         probe = VProbe(task, rank=0, **kwargs).fit_features(feats[:start], y[:start], standardize_on=feats)
         bits += stats.code_length_bits(probe.predict_log_proba_features(feats[start:stop]), y[start:stop])
     uniform = stats.uniform_bits(n, k)
-    return {"mdl_bits": bits, "uniform_bits": uniform, "compression": uniform / bits if bits > 0 else np.inf,
-            "blocks": ends}
+    return {
+        "mdl_bits": bits,
+        "uniform_bits": uniform,
+        "compression": uniform / bits if bits > 0 else np.inf,
+        "blocks": ends,
+    }
 
 
-def probe_layers(model, train: ProbeData, test: ProbeData, task: str, layers="all", rank: int = 0,
-                 model_label: str | None = None, return_probes: bool = False, progress: bool = False,
-                 controls: bool = True, bootstrap: int = stats.N_BOOT, mdl: bool = False, **probe_kwargs):
+def probe_layers(
+    model,
+    train: ProbeData,
+    test: ProbeData,
+    task: str,
+    layers="all",
+    rank: int = 0,
+    model_label: str | None = None,
+    return_probes: bool = False,
+    progress: bool | str = False,
+    controls: bool = True,
+    bootstrap: int = stats.N_BOOT,
+    mdl: bool = False,
+    **probe_kwargs,
+):
     """Fit a ``task`` probe at each layer on ``train``, score on ``test``: a DataFrame, one row per layer:
     layer, hook, task, rank, accuracy, ci_low, ci_high, accuracy_pos (+ interval), accuracy_neg (+ interval),
     majority, control_accuracy (+ interval), control_majority, selectivity (+ interval), n, n_pos,
@@ -148,18 +169,19 @@ def probe_layers(model, train: ProbeData, test: ProbeData, task: str, layers="al
         c_train_data = ProbeData(train.ids, c_train, train.meta, dict(train.n_too_long), train.max_len)
     rows, probes = [], {}
     amp = probe_kwargs.get("amp", "auto")
-    f_train = f_test = None
+    # frozen [END] features by hook name, collected only where used (rank 0 probes, MDL)
+    f_train: dict[str, torch.Tensor] = {}
+    f_test: dict[str, torch.Tensor] = {}
     if rank == 0 or mdl:
         f_train = collect_features(model, train, names, probe_kwargs.get("eval_batch_size"), amp)
     if rank == 0:
         f_test = collect_features(model, test, names, probe_kwargs.get("eval_batch_size"), amp)
     c_progress = f"{progress} control" if isinstance(progress, str) else progress
     for name in names:
-        control = {}
+        control: dict[str, Any] = {}
         if rank == 0:
             probe = VProbe(task, rank=0, layer=name, progress=progress, **probe_kwargs)
             probe.fit_features(f_train[name], train.labels)
-            probe.layer_name_ = name
             pred = probe.predict_features(f_test[name])
             if controls:
                 c_probe = VProbe(task, rank=0, layer=name, progress=c_progress, **probe_kwargs)
@@ -180,8 +202,7 @@ def probe_layers(model, train: ProbeData, test: ProbeData, task: str, layers="al
             train_groups = stats.problem_groups(train.meta, len(train))
             mdl_kwargs = {k: v for k, v in probe_kwargs.items() if k != "compile"}
             real = online_code_length(f_train[name], train.labels, task, train_groups, **mdl_kwargs)
-            code.update(mdl_bits=real["mdl_bits"], uniform_bits=real["uniform_bits"],
-                        compression=real["compression"])
+            code.update(mdl_bits=real["mdl_bits"], uniform_bits=real["uniform_bits"], compression=real["compression"])
             if controls:
                 fake = online_code_length(f_train[name], c_train, task, train_groups, **mdl_kwargs)
                 code.update(control_mdl_bits=fake["mdl_bits"], control_compression=fake["compression"])

@@ -82,8 +82,12 @@ def resample_weights(groups: np.ndarray, n_boot: int = N_BOOT, seed: int = 0):
         done += size
 
 
-def bootstrap_means(columns: dict[str, tuple[np.ndarray, np.ndarray | None]], groups: np.ndarray | None = None,
-                    n_boot: int = N_BOOT, seed: int = 0) -> dict[str, np.ndarray]:
+def bootstrap_means(
+    columns: dict[str, tuple[np.ndarray, np.ndarray | None]],
+    groups: np.ndarray | None = None,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
     """Bootstrap distributions ``{name: (n_boot,)}`` of example means over resampled problems.
 
     ``columns``: ``{name: (values, mask)}``; the statistic is ``mean(values[mask])`` (``mask`` None: all
@@ -130,8 +134,9 @@ def percentile_interval(samples: np.ndarray, level: float = LEVEL) -> tuple[floa
     return lo, hi
 
 
-def bootstrap_ci(values, groups=None, mask=None, n_boot: int = N_BOOT, seed: int = 0,
-                 level: float = LEVEL) -> tuple[float, float]:
+def bootstrap_ci(
+    values, groups=None, mask=None, n_boot: int = N_BOOT, seed: int = 0, level: float = LEVEL
+) -> tuple[float, float]:
     """Percentile interval of ``mean(values[mask])`` under the bootstrap over ``groups`` (module doc)."""
     samples = bootstrap_means({"x": (values, mask)}, groups, n_boot, seed)["x"]
     return percentile_interval(samples, level)
@@ -197,8 +202,9 @@ def group_order(groups: np.ndarray, seed: int = 0) -> np.ndarray:
     groups = np.asarray(groups, dtype=np.int64)
     n_groups = int(groups.max()) + 1 if len(groups) else 0
     rank = np.empty(n_groups, dtype=np.int64)
-    rank[np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0x3D1])).permutation(n_groups)] = \
+    rank[np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0x3D1])).permutation(n_groups)] = (
         np.arange(n_groups)
+    )
     return np.lexsort((np.arange(len(groups)), rank[groups]))
 
 

@@ -29,10 +29,11 @@ the embedding update does too. On CUDA: bf16 autocast (``amp="auto"``) and optio
 
 ``rank=0`` takes a cheap path: the frozen features are computed once, then only the head is trained.
 
-Scores (:func:`score_row`): ``accuracy``; ``accuracy_pos`` / ``accuracy_neg`` (accuracy on examples whose true
-label is 1 / 0; NaN for ``value``); ``majority``: the accuracy of always answering the most frequent class *of
-the training labels* (fixed at ``fit``), measured on the scored data, so it is the baseline a probe that
-learned nothing but the label prior would reach; ``n``, ``n_pos``, ``n_problems`` (distinct problems);
+Scores (:meth:`VProbe.score_table`, :func:`score_row`; :meth:`VProbe.score` is the accuracy alone): ``accuracy``;
+``accuracy_pos`` / ``accuracy_neg`` (accuracy on examples whose true label is 1 / 0; NaN for ``value``);
+``majority``: the accuracy of always answering the most frequent class *of the training labels* (fixed at
+``fit``), measured on the scored data, so it is the baseline a probe that learned nothing but the label prior
+would reach; ``n``, ``n_pos``, ``n_problems`` (distinct problems);
 ``accuracy_unnecessary`` / ``n_unnecessary``: accuracy and count on the examples whose parameter A is not
 necessary (nece(A) = false; the paper's Fig. 7(b)).
 
@@ -53,6 +54,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import numbers
 import os
 import time
 from pathlib import Path
@@ -64,6 +66,7 @@ from torch import nn
 
 from probekit.probe import hooks, stats
 from probekit.probe.data import ProbeData, check_task, n_classes
+from probekit.probe.estimator import Estimator, NotFittedError
 
 PROBE_WEIGHTS = "probe.safetensors"
 PROBE_CONFIG = "probe.json"
@@ -92,7 +95,12 @@ def pad_batch(seqs, pad_id: int, multiple: int = 1, device=None) -> tuple[torch.
 class ProbeParams(nn.Module):
     """The trainable parameters: ``U`` (rows x r), ``V`` (d x r), the head and the fixed standardisation."""
 
-    def __init__(self, vocab_rows: int, d_model: int, rank: int, classes: int, generator: torch.Generator | None = None):
+    mean: torch.Tensor  # buffers (register_buffer in __init__)
+    scale: torch.Tensor
+
+    def __init__(
+        self, vocab_rows: int, d_model: int, rank: int, classes: int, generator: torch.Generator | None = None
+    ):
         super().__init__()
         self.rank = rank
         if rank:
@@ -114,49 +122,132 @@ class ProbeParams(nn.Module):
         return self.head((features.float() - self.mean) / self.scale)
 
 
-class VProbe:
-    """V-probe estimator (module doc). ``VProbe(task, rank=8, layer=-1).fit(model, train).score(test)``.
+class VProbe(Estimator):
+    """V-probe estimator (module doc): ``VProbe(task, rank=8, layer=-1).fit(model, train).score(test)``.
 
-    ``model`` may be an HF causal LM or a checkpoint path (loaded with ``load_checkpoint``). ``data`` is a
-    :class:`~probekit.probe.data.ProbeData`; examples of other tasks are ignored.
+    It follows the scikit-learn estimator contract: ``__init__`` only stores its arguments (they are checked
+    by ``fit``), ``get_params`` / ``set_params`` make ``sklearn.base.clone`` work, ``fit`` returns the probe
+    and ``score`` the accuracy; reading a fitted attribute before ``fit`` raises
+    :class:`~probekit.probe.estimator.NotFittedError`. ``model`` arguments may be an HF causal LM or a checkpoint
+    path (loaded with ``load_checkpoint``); ``data`` arguments are :class:`~probekit.probe.data.ProbeData`,
+    whose examples of other tasks are ignored.
+
+    Parameters
+    ----------
+    task : str, default "nece"
+        The probing task, one of :data:`probekit.probe.data.TASKS`.
+    rank : int, default 8
+        Rank r of the embedding update ``U V^T``; 0 trains the linear head alone (a plain linear probe).
+    layer : int or str, default -1
+        The hidden state read: a block index (negative from the end; -1 = the last block's ``resid_post``) or
+        a hook name (:func:`probekit.probe.hooks.layer_name`).
+    steps : int, default 1000
+        Optimizer steps (>= 1).
+    lr : float, default 2e-3
+        AdamW learning rate, decayed linearly to 0 over ``steps``.
+    batch_size : int, default 256
+        Examples per step (>= 1).
+    weight_decay : float, default 0.01
+        AdamW weight decay of U, V and the head's weight (not its bias).
+    seed : int, default 0
+        Seeds the initialisation of V, the batches, the standardisation sample and the bootstrap.
+    device : str or None, default None
+        Where the model and the probe run; None: the model's device.
+    amp : {"auto", "bf16", None}, default "auto"
+        Autocast dtype: "auto" = bf16 on CUDA, fp32 elsewhere; "bf16" always; None never.
+    compile : bool, default False
+        ``torch.compile`` the feature function (CUDA only).
+    micro_batch_size : int or None, default None
+        Gradient-accumulation chunk of a training batch; None: ``batch_size`` on CUDA, 32 on CPU.
+    eval_batch_size : int or None, default None
+        Batch of the no-grad passes (features, predictions); None: 256 on CUDA, 64 on CPU.
+    standardize : bool, default True
+        Standardise the head's input with a fixed per-feature mean and scale (module doc).
+    backend : {"hf", "bridge"}, default "hf"
+        How hidden states are read (:func:`probekit.probe.hooks.make_reader`).
+    betas : tuple of float, default (0.9, 0.98)
+        AdamW betas.
+    progress : bool or str, default False
+        Show a training progress bar (a string is its label).
+
+    Attributes
+    ----------
+    params_ : ProbeParams
+        The trained U, V, head and standardisation.
+    n_classes_ : int
+        Number of classes of ``task``.
+    majority_class_ : int
+        The most frequent class of the training labels (the ``majority`` baseline).
+    model_ : transformers.PreTrainedModel or None
+        The frozen model the probe reads (None after ``fit_features`` without a model, or ``load`` without one
+        until the first prediction).
+    model_path_ : str or None
+        The checkpoint path the model was loaded from (None when it was given as an object).
+    device_ : torch.device
+        Where the probe runs.
+    layer_name_ : str or None
+        The hook name read (None after ``fit_features`` with an integer ``layer`` and no model).
+    history_ : list of float
+        Training loss per step (``load``: the final loss only).
+    n_train_ : int
+        Number of training examples (set by ``fit`` and ``fit_features``).
+    fit_seconds_ : float
+        Training time in seconds (set by ``fit`` and ``fit_features``).
+    examples_per_second_ : float or None
+        Training throughput of the full V-probe (None for rank 0; set by ``fit`` and ``fit_features``).
     """
 
-    def __init__(self, task: str = "nece", rank: int = 8, layer: int | str = -1, steps: int = 1000,
-                 lr: float = 2e-3, batch_size: int = 256, weight_decay: float = 0.01, seed: int = 0,
-                 device: str | None = None, amp: str | None = "auto", compile: bool = False,
-                 micro_batch_size: int | None = None, eval_batch_size: int | None = None,
-                 standardize: bool = True, backend: str = "hf", betas: tuple[float, float] = (0.9, 0.98),
-                 progress: bool | str = False):
-        self.task = check_task(task)
-        if not isinstance(rank, int) or rank < 0:
-            raise ValueError(f"rank must be an integer >= 0, not {rank!r}")
-        if steps < 1 or batch_size < 1:
-            raise ValueError("steps and batch_size must be >= 1")
-        self.rank, self.layer, self.steps, self.lr = rank, layer, int(steps), float(lr)
-        self.batch_size, self.weight_decay, self.seed = int(batch_size), float(weight_decay), int(seed)
+    def __init__(
+        self,
+        task: str = "nece",
+        rank: int = 8,
+        layer: int | str = -1,
+        steps: int = 1000,
+        lr: float = 2e-3,
+        batch_size: int = 256,
+        weight_decay: float = 0.01,
+        seed: int = 0,
+        device: str | None = None,
+        amp: str | None = "auto",
+        compile: bool = False,
+        micro_batch_size: int | None = None,
+        eval_batch_size: int | None = None,
+        standardize: bool = True,
+        backend: str = "hf",
+        betas: tuple[float, float] = (0.9, 0.98),
+        progress: bool | str = False,
+    ):
+        self.task, self.rank, self.layer, self.steps, self.lr = task, rank, layer, steps, lr
+        self.batch_size, self.weight_decay, self.seed = batch_size, weight_decay, seed
         self.device, self.amp, self.compile = device, amp, compile
         self.micro_batch_size, self.eval_batch_size = micro_batch_size, eval_batch_size
-        self.standardize, self.backend, self.betas, self.progress = standardize, backend, tuple(betas), progress
-        self.params_: ProbeParams | None = None
-        self.model_ = None
-        self.model_path_: str | None = None
-        self.history_: list[float] = []
-        self.layer_name_: str | None = None
-        self._reader = None
+        self.standardize, self.backend, self.betas, self.progress = standardize, backend, betas, progress
 
     # ------------------------------------------------------------------ set-up
+    def _validate_params(self):
+        """Check the parameters (``fit`` and ``fit_features`` call this before anything else)."""
+        check_task(self.task)
+        for name in ("rank", "steps", "batch_size", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise ValueError(f"{name} must be an integer, not {value!r}")
+        if self.rank < 0:
+            raise ValueError(f"rank must be an integer >= 0, not {self.rank!r}")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be >= 1")
+
     def _hparams(self) -> dict:
-        keys = ("task", "rank", "layer", "steps", "lr", "batch_size", "weight_decay", "seed", "amp", "compile",
-                "micro_batch_size", "eval_batch_size", "standardize", "backend", "betas")
-        return {k: getattr(self, k) for k in keys}
+        """The parameters recorded by :meth:`save` (all but ``device`` and ``progress``)."""
+        return {k: v for k, v in self.get_params().items() if k not in ("device", "progress")}
 
     def _attach(self, model):
-        """Resolve ``model`` (object or checkpoint path), move it to the device, remember it."""
+        """Resolve ``model`` (object or checkpoint path), move it to the device, remember it (``model_``,
+        ``device_``, ``layer_name_``; ``model_path_`` for a path). A fitted probe checks that it fits the model."""
         if isinstance(model, (str, os.PathLike)):
-            from probekit.modeling import load_checkpoint
+            from probekit.checkpoint import load_checkpoint
 
             self.model_path_ = str(Path(model).resolve())
-            model = load_checkpoint(model, device=self.device or ("cuda" if torch.cuda.is_available() else "cpu"))[0]
+            model = load_checkpoint(model, device=self.device).model
         if self.device is not None and _default_device(model) != torch.device(self.device):
             model.to(self.device)
         model.eval()
@@ -164,7 +255,7 @@ class VProbe:
         self.device_ = _default_device(model)
         self.layer_name_ = hooks.layer_name(self.layer, hooks.n_layers(model))
         self._reader = None
-        if self.params_ is not None:
+        if "params_" in vars(self):
             self._check_shapes(model)
             self.params_.to(self.device_)
         return model
@@ -172,8 +263,9 @@ class VProbe:
     def _check_shapes(self, model):
         d, rows = model.config.hidden_size, model.get_input_embeddings().num_embeddings
         if self.params_.head.in_features != d or (self.rank and self.params_.U.shape[0] != rows):
-            raise ValueError(f"probe shapes (d={self.params_.head.in_features}) do not fit this model "
-                             f"(d={d}, {rows} embedding rows)")
+            raise ValueError(
+                f"probe shapes (d={self.params_.head.in_features}) do not fit this model (d={d}, {rows} embedding rows)"
+            )
 
     def _model(self, model=None):
         if model is not None:
@@ -259,7 +351,9 @@ class VProbe:
         decay = [p.head.weight] + ([p.U, p.V] if self.rank else [])
         opt = torch.optim.AdamW(
             [{"params": decay, "weight_decay": self.weight_decay}, {"params": [p.head.bias], "weight_decay": 0.0}],
-            lr=self.lr, betas=self.betas)
+            lr=self.lr,
+            betas=self.betas,
+        )
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / self.steps))
         return opt, sched
 
@@ -273,10 +367,32 @@ class VProbe:
         return tqdm(total=total, desc=label, file=sys.stderr, disable=disable, dynamic_ncols=True, leave=False)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, model, data: ProbeData) -> "VProbe":
-        """Train U, V and the head on ``data``. The model's weights are never modified (its ``requires_grad``
-        flags are restored after fitting); with ``device=`` set, the model is moved to that device."""
-        self.params_ = None
+    def fit(self, model, data: ProbeData) -> VProbe:
+        """Train U, V and the head on ``data`` (rank 0: the head alone, on features computed once).
+
+        The model's weights are never modified (its ``requires_grad`` flags are restored after fitting); with
+        ``device`` set, the model is moved to that device. Whatever an earlier fit learned is forgotten first.
+
+        Parameters
+        ----------
+        model : transformers.PreTrainedModel or str or os.PathLike
+            The frozen language model, or a checkpoint folder to load it from.
+        data : ProbeData
+            Training examples; those of other tasks are ignored.
+
+        Returns
+        -------
+        VProbe
+            ``self``, fitted.
+
+        Raises
+        ------
+        ValueError
+            Invalid parameters, no example of ``task`` in ``data`` or labels outside the task's classes.
+        """
+        self._validate_params()
+        self._clear_fitted()
+        self.model_path_ = None
         model = self._attach(model)
         data = self._task_data(data)
         labels = np.asarray(data.labels, dtype=np.int64)
@@ -299,18 +415,40 @@ class VProbe:
         self.examples_per_second_ = self.steps * self.batch_size / self.fit_seconds_ if self.rank else None
         return self
 
-    def fit_features(self, features: torch.Tensor, labels, model=None,
-                     standardize_on: torch.Tensor | None = None) -> "VProbe":
-        """Rank-0 fit from precomputed [END] features ``(N, d)`` (the per-layer cache path).
+    def fit_features(
+        self, features: torch.Tensor, labels, model=None, standardize_on: torch.Tensor | None = None
+    ) -> VProbe:
+        """Rank-0 fit of the head from precomputed [END] features (the per-layer cache path).
 
-        ``standardize_on``: features to measure the fixed input standardisation on (default ``features``); the
-        online code (MDL) passes all training features, which need no label, so small prefixes get a sane one."""
+        Parameters
+        ----------
+        features : torch.Tensor
+            ``(N, d)`` hidden states of the unmodified model at the final ``[END]`` (see
+            :func:`probekit.probe.layers.collect_features`).
+        labels : array-like of int
+            ``(N,)`` class labels.
+        model : transformers.PreTrainedModel or str or os.PathLike, optional
+            The model the features came from, attached for later :meth:`predict` calls; without it the probe
+            predicts from features only (:meth:`predict_features`) and ``layer_name_`` is ``layer`` when that is
+            a string.
+        standardize_on : torch.Tensor, optional
+            Features to measure the fixed input standardisation on (default ``features``); the online code (MDL)
+            passes all training features, which need no label, so small prefixes get a sane one.
+
+        Returns
+        -------
+        VProbe
+            ``self``, fitted.
+        """
+        self._validate_params()
         if self.rank:
             raise ValueError("fit_features is the rank-0 path; use fit(model, data) for rank > 0")
-        self.params_ = None
+        self._clear_fitted()
+        self.model_path_ = None
         if model is not None:
-            model = self._attach(model)
+            self._attach(model)
         else:
+            self.model_ = None
             self.device_ = torch.device(self.device) if self.device else features.device
             self.layer_name_ = self.layer if isinstance(self.layer, str) else None
         labels = np.asarray(labels, dtype=np.int64)
@@ -410,60 +548,202 @@ class VProbe:
         return out
 
     def _require_fit(self):
-        if self.params_ is None:
-            raise RuntimeError("this probe is not fitted yet")
+        if "params_" not in vars(self):
+            raise NotFittedError(
+                "this VProbe is not fitted yet: call fit(model, data) or fit_features(features, "
+                "labels) first, or VProbe.load a saved one"
+            )
 
     @torch.no_grad()
     def decision_function(self, data: ProbeData, model=None) -> np.ndarray:
-        """Logits ``(N, classes)`` for the task's examples of ``data``."""
+        """Logits of the task's examples of ``data``.
+
+        Parameters
+        ----------
+        data : ProbeData
+            Examples; those of other tasks are ignored.
+        model : transformers.PreTrainedModel or str or os.PathLike, optional
+            A model (or checkpoint) to attach first; default: the attached one, else the checkpoint recorded at
+            ``fit``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(N, n_classes_)`` float logits, in data order.
+        """
         self._require_fit()
         self._model(model)
         data = self._task_data(data)
         return self.params_.logits(self._collect(data)).cpu().numpy()
 
     def predict(self, data: ProbeData, model=None) -> np.ndarray:
-        """Predicted classes (``argmax`` of the logits) for the task's examples of ``data``."""
+        """Predicted classes of the task's examples of ``data``.
+
+        Parameters
+        ----------
+        data, model
+            As for :meth:`decision_function`.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(N,)`` int classes (``argmax`` of the logits), in data order.
+        """
         return self.decision_function(data, model).argmax(1)
 
     @torch.no_grad()
+    def _feature_logits(self, features: torch.Tensor) -> torch.Tensor:
+        self._require_fit()
+        return self.params_.logits(features.to(self.params_.mean.device))
+
     def predict_features(self, features: torch.Tensor) -> np.ndarray:
-        """Predicted classes from precomputed features ``(N, d)`` (rank 0)."""
-        self._require_fit()
-        return self.params_.logits(features.to(self.params_.mean.device)).argmax(1).cpu().numpy()
+        """Predicted classes from precomputed [END] features (rank 0).
 
-    @torch.no_grad()
+        Parameters
+        ----------
+        features : torch.Tensor
+            ``(N, d)`` hidden states, as given to :meth:`fit_features`.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(N,)`` int classes.
+        """
+        return self._feature_logits(features).argmax(1).cpu().numpy()
+
     def predict_log_proba_features(self, features: torch.Tensor) -> np.ndarray:
-        """Natural-log class probabilities ``(N, classes)`` from precomputed features (rank 0; the online code)."""
-        self._require_fit()
-        logits = self.params_.logits(features.to(self.params_.mean.device))
-        return torch.log_softmax(logits.double(), dim=1).cpu().numpy()
+        """Natural-log class probabilities from precomputed [END] features (rank 0; the online code).
 
-    def score(self, data: ProbeData, model=None, bootstrap: int = stats.N_BOOT):
-        """One-row DataFrame of :func:`score_row`: task, layer, rank, accuracy with its bootstrap interval over
-        problems (``bootstrap`` resamples, seeded by the probe's seed; 0: no interval), accuracy_pos,
-        accuracy_neg, majority, n, ... (module doc). The control-task columns are NaN here (see
-        :func:`probekit.probe.layers.probe_layers`)."""
+        Parameters
+        ----------
+        features
+            As for :meth:`predict_features`.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(N, n_classes_)`` float64 log probabilities.
+        """
+        return torch.log_softmax(self._feature_logits(features).double(), dim=1).cpu().numpy()
+
+    def score(self, data: ProbeData, model=None) -> float:
+        """Accuracy on the task's examples of ``data`` (the scikit-learn ``score`` of a classifier).
+
+        Parameters
+        ----------
+        data : ProbeData
+            Labelled examples; those of other tasks are ignored.
+        model : transformers.PreTrainedModel or str or os.PathLike, optional
+            As for :meth:`decision_function`.
+
+        Returns
+        -------
+        float
+            The share of examples predicted right: the ``accuracy`` column of :meth:`score_table`.
+        """
         data = self._task_data(data)
-        return self.score_predictions(self.predict(data, model), data.labels, data.meta.get("necessary"),
-                                      groups=stats.problem_groups(data.meta, len(data)), bootstrap=bootstrap)
+        return float(np.mean(self.predict(data, model) == data.labels))
 
-    def score_predictions(self, pred, labels, necessary=None, groups=None, bootstrap: int = stats.N_BOOT,
-                          control_pred=None, control_labels=None, control_majority_class=None):
-        """:meth:`score` from predictions, true labels and (optionally) whether each example's A is necessary,
-        its problem (``groups``: integer codes, :func:`stats.problem_groups`; None: one per example) and the
-        control probe's predictions on the control labels (:func:`score_row`)."""
+    def score_table(self, data: ProbeData, model=None, bootstrap: int = stats.N_BOOT):
+        """All the scores of the task's examples of ``data``, with bootstrap intervals over problems.
+
+        Parameters
+        ----------
+        data : ProbeData
+            Labelled examples (their ``meta`` gives the problems and whether A is necessary); those of other
+            tasks are ignored.
+        model : transformers.PreTrainedModel or str or os.PathLike, optional
+            As for :meth:`decision_function`.
+        bootstrap : int, default 1000
+            Resamples of the intervals, seeded by the probe's ``seed``; 0: no interval (NaN).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row of :func:`score_row`: task, layer, rank, accuracy, ci_low, ci_high, accuracy_pos,
+            accuracy_neg, majority, n, ... (module doc). The control-task columns are NaN here (see
+            :func:`probekit.probe.layers.probe_layers`).
+        """
+        data = self._task_data(data)
+        return self.score_predictions(
+            self.predict(data, model),
+            data.labels,
+            data.meta.get("necessary"),
+            groups=stats.problem_groups(data.meta, len(data)),
+            bootstrap=bootstrap,
+        )
+
+    def score_predictions(
+        self,
+        pred,
+        labels,
+        necessary=None,
+        groups=None,
+        bootstrap: int = stats.N_BOOT,
+        control_pred=None,
+        control_labels=None,
+        control_majority_class=None,
+    ):
+        """The :meth:`score_table` row of given predictions (:func:`score_row` with this probe's task, layer,
+        rank, seed and training majority class).
+
+        Parameters
+        ----------
+        pred, labels : array-like of int
+            ``(N,)`` predicted and true classes.
+        necessary : array-like of bool, optional
+            Whether each example's parameter A is necessary (adds the accuracy on unnecessary ones).
+        groups : array-like of int, optional
+            Each example's problem (:func:`stats.problem_groups`); None: one group per example.
+        bootstrap : int, default 1000
+            Resamples of the intervals over groups (0: none).
+        control_pred, control_labels : array-like of int, optional
+            The control-task probe's predictions and the control labels of the same examples.
+        control_majority_class : int, optional
+            The majority class of the control training labels.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row of :func:`score_row`.
+        """
         import pandas as pd
 
         self._require_fit()
-        return pd.DataFrame([score_row(self.task, pred, labels, self.majority_class_, necessary, groups=groups,
-                                       bootstrap=bootstrap, bootstrap_seed=self.seed, control_pred=control_pred,
-                                       control_labels=control_labels, control_majority_class=control_majority_class,
-                                       layer=hooks.layer_label(self.layer_name_) if self.layer_name_ else self.layer,
-                                       rank=self.rank)])
+        return pd.DataFrame(
+            [
+                score_row(
+                    self.task,
+                    pred,
+                    labels,
+                    self.majority_class_,
+                    necessary,
+                    groups=groups,
+                    bootstrap=bootstrap,
+                    bootstrap_seed=self.seed,
+                    control_pred=control_pred,
+                    control_labels=control_labels,
+                    control_majority_class=control_majority_class,
+                    layer=hooks.layer_label(self.layer_name_) if self.layer_name_ else self.layer,
+                    rank=self.rank,
+                )
+            ]
+        )
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write ``probe.safetensors`` (U, V, head, standardisation) and ``probe.json`` (everything else)."""
+        """Write ``probe.safetensors`` (U, V, head, standardisation) and ``probe.json`` (everything else).
+
+        Parameters
+        ----------
+        directory : str or os.PathLike
+            The folder to write (created if missing).
+
+        Returns
+        -------
+        pathlib.Path
+            ``directory``.
+        """
         from safetensors.torch import save_file
 
         from probekit.records import write_atomic
@@ -484,18 +764,37 @@ class VProbe:
             "vocab_rows": int(self.params_.U.shape[0]) if self.rank else None,
             "majority_class": self.majority_class_,
             "model_path": self.model_path_,
-            "model": None if config is None else {
-                "model_type": config.model_type, "n_layer": config.num_hidden_layers, "d_model": config.hidden_size},
-            "fit": {"n_train": getattr(self, "n_train_", None), "seconds": getattr(self, "fit_seconds_", None),
-                    "final_loss": self.history_[-1] if self.history_ else None},
+            "model": None
+            if config is None
+            else {"model_type": config.model_type, "n_layer": config.num_hidden_layers, "d_model": config.hidden_size},
+            "fit": {
+                "n_train": getattr(self, "n_train_", None),
+                "seconds": getattr(self, "fit_seconds_", None),
+                "final_loss": self.history_[-1] if self.history_ else None,
+            },
         }
         write_atomic(out / PROBE_CONFIG, json.dumps(record, indent=2) + "\n")
         return out
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, model=None, device: str | None = None) -> "VProbe":
-        """Load a probe written by :meth:`save`. ``model`` (object or path) is attached now or at the first
-        ``predict``; without it the checkpoint path recorded at ``fit`` is used when it exists."""
+    def load(cls, directory: str | os.PathLike, model=None, device: str | None = None) -> VProbe:
+        """Load a probe written by :meth:`save`.
+
+        Parameters
+        ----------
+        directory : str or os.PathLike
+            The folder :meth:`save` wrote.
+        model : transformers.PreTrainedModel or str or os.PathLike, optional
+            The model (or checkpoint) to attach now; without it the checkpoint path recorded at ``fit`` is
+            opened at the first prediction when it exists, else a model must be passed then.
+        device : str, optional
+            Where to run (default: CPU, or the model's device once one is attached).
+
+        Returns
+        -------
+        VProbe
+            A fitted probe (``history_`` holds the final training loss only).
+        """
         from safetensors.torch import load_file
 
         path = Path(directory)
@@ -518,12 +817,13 @@ class VProbe:
         probe.history_ = [record["fit"]["final_loss"]] if record["fit"].get("final_loss") is not None else []
         probe.device_ = torch.device(device or "cpu")
         probe.params_.to(probe.device_)
+        probe.model_, probe._reader = None, None
         if model is not None:
             probe._model(model)
         return probe
 
     def __repr__(self) -> str:
-        state = "fitted" if self.params_ is not None else "unfitted"
+        state = "fitted" if "params_" in vars(self) else "unfitted"
         return f"VProbe(task={self.task!r}, rank={self.rank}, layer={self.layer!r}, steps={self.steps}, {state})"
 
 
@@ -560,9 +860,22 @@ def _next_batch(order: np.ndarray, pos: int, size: int, gen: np.random.Generator
     return np.concatenate(out), order, pos
 
 
-def score_row(task: str, pred, labels, majority_class: int, necessary=None, *, groups=None, bootstrap: int = 0,
-              bootstrap_seed: int = 0, level: float = stats.LEVEL, control_pred=None, control_labels=None,
-              control_majority_class: int | None = None, **extra) -> dict:
+def score_row(
+    task: str,
+    pred,
+    labels,
+    majority_class: int,
+    necessary=None,
+    *,
+    groups=None,
+    bootstrap: int = 0,
+    bootstrap_seed: int = 0,
+    level: float = stats.LEVEL,
+    control_pred=None,
+    control_labels=None,
+    control_majority_class: int | None = None,
+    **extra,
+) -> dict:
     """The score columns for predictions ``pred`` against ``labels`` (module doc); ``necessary`` (one bool per
     example: is its parameter A needed for the answer) adds the accuracy on unnecessary parameters.
 
@@ -591,7 +904,7 @@ def score_row(task: str, pred, labels, majority_class: int, necessary=None, *, g
         return float(correct[mask].mean()) if (binary or any_task) and mask.any() else math.nan
 
     accuracy = float(correct.mean()) if n else math.nan
-    control_accuracy = float(control_correct.mean()) if has_control and n else math.nan
+    control_accuracy = float(control_correct.mean()) if control_correct is not None and n else math.nan
     nan2 = (math.nan, math.nan)
     ci = dict.fromkeys(("all", "pos", "neg", "unnecessary", "control", "selectivity"), nan2)
     if bootstrap and n:
@@ -625,8 +938,11 @@ def score_row(task: str, pred, labels, majority_class: int, necessary=None, *, g
         "control_accuracy": control_accuracy,
         "ci_low_control": ci["control"][0],
         "ci_high_control": ci["control"][1],
-        "control_majority": (float((control_labels == control_majority_class).mean())
-                             if has_control and n and control_majority_class is not None else math.nan),
+        "control_majority": (
+            float((control_labels == control_majority_class).mean())
+            if has_control and n and control_majority_class is not None
+            else math.nan
+        ),
         "selectivity": accuracy - control_accuracy if has_control else math.nan,
         "ci_low_selectivity": ci["selectivity"][0],
         "ci_high_selectivity": ci["selectivity"][1],

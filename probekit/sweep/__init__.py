@@ -2,7 +2,8 @@
 
 - :mod:`.config` -- the typed sweep config (checkpoints, training runs, analyses and their grids), checked before
   anything runs;
-- :mod:`.jobs` -- expansion into :class:`~.jobs.Job` objects with stable ``job_id`` and the command each runs;
+- :mod:`.jobs` -- expansion into :class:`~.jobs.Job` objects with stable ``job_id`` (and the equivalent command);
+- :mod:`.runners` -- the library spec and function of each job kind (what ``probekit train|eval|probe`` call);
 - :mod:`.store` -- the results store (one parquet file per finished job, merged ``results.parquet``);
 - :mod:`.execute` -- running a job in-process, local workers (one per GPU) and submitit (Slurm);
 - :mod:`.command` -- ``probekit run``.

@@ -1,8 +1,9 @@
 """``probekit run CONFIG.yaml``: expand a sweep into jobs, run the unfinished ones, merge the results store.
 
 ``--dry-run`` prints the expanded jobs (``--dry-run --json``: a JSON list of objects, each with its stable
-``job_id``, ``kind``, ``checkpoint``, ``params``, ``depends_on``, ``done`` and the ``command`` it runs) and runs
-nothing. Otherwise the unfinished jobs run (``--executor local``: one worker per GPU, or ``--workers`` processes
+``job_id``, ``kind``, ``checkpoint``, ``params``, ``depends_on``, ``done`` and the equivalent ``probekit``
+``command``) and runs nothing. Otherwise the unfinished jobs run, each a library call
+(:mod:`probekit.sweep.runners`; ``--executor local``: one worker per GPU, or ``--workers`` processes
 on CPU; ``--executor submitit``: Slurm through submitit) under a progress bar with ETA, and ``--json`` prints a
 summary object on stdout. Exit status: 0 when every job finished, 1 when some failed (they are retried by the
 next run), 2 for a bad config (nothing runs).
@@ -18,22 +19,35 @@ import sys
 def register(subparsers) -> argparse.ArgumentParser:
     """Add the ``run`` subcommand (argparse only; torch is imported when jobs run)."""
     p = subparsers.add_parser(
-        "run", help="run a sweep of training, evaluation and probe jobs (resumable) into a results store",
+        "run",
+        help="run a sweep of training, evaluation and probe jobs (resumable) into a results store",
         description="Expand CONFIG.yaml (checkpoints or training runs x analyses x grids; see "
-                    "probekit/sweep/config.py and experiments/) into jobs and run the unfinished ones. Each job's "
-                    "rows are stored in DIR/jobs/<job_id>.parquet and merged into DIR/results.parquet.")
+        "probekit/sweep/config.py and experiments/) into jobs and run the unfinished ones. Each job's "
+        "rows are stored in DIR/jobs/<job_id>.parquet and merged into DIR/results.parquet.",
+    )
     p.add_argument("config", metavar="CONFIG.yaml", help="sweep config")
     p.add_argument("--results", metavar="DIR", help="results store (default: the config's 'results', else out/<name>)")
     p.add_argument("--dry-run", action="store_true", help="print the expanded jobs and run nothing")
-    p.add_argument("--only", metavar="KINDS",
-                   help="run only these job kinds, a comma list of train, accuracy, probe, mistakes, depth")
+    p.add_argument(
+        "--only",
+        metavar="KINDS",
+        help="run only these job kinds, a comma list of train, accuracy, probe, mistakes, depth",
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override the config's device")
-    p.add_argument("--executor", choices=("local", "submitit"), default="local",
-                   help="local workers (default) or Slurm through submitit")
+    p.add_argument(
+        "--executor",
+        choices=("local", "submitit"),
+        default="local",
+        help="local workers (default) or Slurm through submitit",
+    )
     p.add_argument("--workers", type=int, help="local worker processes (default: one per GPU, else 1)")
     c = p.add_argument_group("submitit (--executor submitit)")
-    c.add_argument("--cluster", choices=("slurm", "local", "debug"), default=None,
-                   help="submitit cluster (default: Slurm when available, else local)")
+    c.add_argument(
+        "--cluster",
+        choices=("slurm", "local", "debug"),
+        default=None,
+        help="submitit cluster (default: Slurm when available, else local)",
+    )
     c.add_argument("--slurm-partition", help="Slurm partition")
     c.add_argument("--timeout-min", type=int, default=240, help="time limit per job in minutes (default 240)")
     c.add_argument("--gpus-per-job", type=int, default=None, help="GPUs per job (default 1 with --device cuda)")
@@ -70,21 +84,36 @@ def run_command(args) -> int:
 
     store.root.mkdir(parents=True, exist_ok=True)
     store.write_jobs([j.to_dict() for j in jobs])
-    cluster = {"cluster": args.cluster, "timeout_min": args.timeout_min, "slurm_partition": args.slurm_partition,
-               "gpus_per_node": args.gpus_per_job if args.gpus_per_job is not None else (1 if device == "cuda" else None),
-               "cpus_per_task": args.cpus_per_job}
+    cluster = {
+        "cluster": args.cluster,
+        "timeout_min": args.timeout_min,
+        "slurm_partition": args.slurm_partition,
+        "gpus_per_node": args.gpus_per_job if args.gpus_per_job is not None else (1 if device == "cuda" else None),
+        "cpus_per_task": args.cpus_per_job,
+    }
     if not args.quiet:
         print(f"probekit run: {cfg.name}: {len(jobs)} jobs, results in {store.root}/", file=sys.stderr)
-    summary = run_jobs(jobs, store.root, device=device, sweep=cfg.name, executor=args.executor,
-                       workers=args.workers, cluster=cluster, progress=not args.quiet,
-                       sweep_jobs=[j.job_id for j in every_job])
+    summary = run_jobs(
+        jobs,
+        store.root,
+        device=device,
+        sweep=cfg.name,
+        executor=args.executor,
+        workers=args.workers,
+        cluster=cluster,
+        progress=not args.quiet,
+        sweep_jobs=[j.job_id for j in every_job],
+    )
     result = {"sweep": cfg.name, "results": str(store.results_path), **summary.to_dict()}
     if args.json:
         print(json.dumps(result))
     if not args.quiet or summary.failed:
-        print(f"probekit run: {summary.already_done} already done, {len(summary.finished)} finished, "
-              f"{len(summary.failed)} failed, {len(summary.skipped)} skipped in {summary.seconds:.0f}s; "
-              f"results: {store.results_path}", file=sys.stderr)
+        print(
+            f"probekit run: {summary.already_done} already done, {len(summary.finished)} finished, "
+            f"{len(summary.failed)} failed, {len(summary.skipped)} skipped in {summary.seconds:.0f}s; "
+            f"results: {store.results_path}",
+            file=sys.stderr,
+        )
         for job_id, reason in {**summary.failed, **summary.skipped}.items():
             print(f"  {job_id}: {reason}", file=sys.stderr)
     return 1 if summary.failed or summary.skipped else 0
@@ -97,8 +126,13 @@ def _dry_run(jobs, store, device, as_json: bool) -> int:
     listing = []
     for job in jobs:
         checkpoint = job.source.get("path") or f"<checkpoint of {job.depends_on}>"
-        listing.append({**job.to_dict(), "done": job.job_id in finished,
-                        "command": job.command(checkpoint, job_output(job, store), device)})
+        listing.append(
+            {
+                **job.to_dict(),
+                "done": job.job_id in finished,
+                "command": job.command(checkpoint, job_output(job, store), device),
+            }
+        )
     if as_json:
         print(json.dumps(listing))
         return 0

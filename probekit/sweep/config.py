@@ -28,15 +28,17 @@ ones), ``K`` (op = K test problems) or ``rK`` (re-asked op = K problems).
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
 from probekit.configs import ConfigError, fill, read_yaml, suggest
+from probekit.probe.runs import MODELS
 
 TASKS = ("nece", "dep", "known", "value", "can_next", "nece_next")
-MODELS = ("pretrained", "random-init")
 ANALYSES = ("accuracy", "probe", "mistakes", "depth")
 _TEST_SET = re.compile(r"^(id|r?\d+)$")
 
@@ -52,6 +54,28 @@ class TrainSpec:
     ``model.init_from: [null, models/x]``); the label gets one ``-<key>-<value>`` suffix per key."""
     seeds: list[int] | None = None
     """None: the config's own seeds; else one run per seed (``model.seed`` and ``data.seed`` set to it)."""
+
+    def variants(self, label: str) -> list[tuple[str, list[str]]]:
+        """``[(checkpoint label, overrides)]``: one run per combination of the ``grid`` values and ``seeds``
+        (``model.seed`` and ``data.seed``); labels get ``-<key>-<value>`` and ``-s<seed>`` suffixes."""
+        keys = list(self.grid)
+        seeds: Sequence[int | None] = self.seeds or [None]
+        out = []
+        for values in itertools.product(*(self.grid[k] for k in keys)):
+            for seed in seeds:
+                overrides = list(self.overrides) + [f"{k}={'null' if v is None else v}" for k, v in zip(keys, values)]
+                name = label + "".join(f"-{k.split('.')[-1]}-{_word(v)}" for k, v in zip(keys, values))
+                if seed is not None:
+                    overrides += [f"model.seed={seed}", f"data.seed={seed}"]
+                    name += f"-s{seed}" if len(seeds) > 1 else ""
+                out.append((name, overrides))
+        return out
+
+
+def _word(value) -> str:
+    """A grid value as a label word (a path: its last part)."""
+    text = "none" if value is None else (Path(str(value)).name if "/" in str(value) else str(value))
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-") or "x"
 
 
 @dataclass
@@ -167,18 +191,22 @@ def load_sweep(path: str | Path, check_paths: bool = True, require_jobs: bool = 
     config to exist (and the training configs to load); ``require_jobs=False`` accepts a file that names no
     checkpoint or analysis (``probekit figures`` reads only ``name``, ``results`` and ``figures``)."""
     path = Path(path)
-    return parse_sweep(read_yaml(path, "sweep config"), where=str(path), path=path, check_paths=check_paths,
-                       require_jobs=require_jobs)
+    return parse_sweep(
+        read_yaml(path, "sweep config"), where=str(path), path=path, check_paths=check_paths, require_jobs=require_jobs
+    )
 
 
-def parse_sweep(data: dict, where: str = "sweep", path: Path | None = None, check_paths: bool = True,
-                require_jobs: bool = True) -> SweepConfig:
+def parse_sweep(
+    data: dict, where: str = "sweep", path: Path | None = None, check_paths: bool = True, require_jobs: bool = True
+) -> SweepConfig:
     """A :class:`SweepConfig` from a mapping (see :func:`load_sweep`)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping with keys {', '.join(TOP_KEYS)}")
     for key in data:
         if key not in TOP_KEYS:
-            raise ConfigError(f"{where}: unknown key {key!r}{suggest(str(key), TOP_KEYS)}; allowed keys: {', '.join(TOP_KEYS)}")
+            raise ConfigError(
+                f"{where}: unknown key {key!r}{suggest(str(key), TOP_KEYS)}; allowed keys: {', '.join(TOP_KEYS)}"
+            )
     name = data.get("name") or (path.stem if path else None)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ConfigError(f"{where}: name must be a word of letters, digits, '_', '.', '-', got {name!r}")
@@ -187,8 +215,10 @@ def parse_sweep(data: dict, where: str = "sweep", path: Path | None = None, chec
         if key in data:
             fill(cfg, {key: data[key]}, where)
     cfg.checkpoints = _labels(data.get("checkpoints"), f"{where}: checkpoints", str)
-    cfg.train = {label: fill(TrainSpec(), spec, f"{where}: train.{label}")
-                 for label, spec in _labels(data.get("train"), f"{where}: train", dict).items()}
+    cfg.train = {
+        label: fill(TrainSpec(), spec, f"{where}: train.{label}")
+        for label, spec in _labels(data.get("train"), f"{where}: train", dict).items()
+    }
     clash = set(cfg.checkpoints) & set(cfg.train)
     if clash:
         raise ConfigError(f"{where}: labels used both in checkpoints and train: {', '.join(sorted(clash))}")
@@ -206,12 +236,16 @@ def _labels(value, where: str, kind: type) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ConfigError(f"{where} must be a mapping label -> {'folder' if kind is str else 'settings'}, got {value!r}")
+        raise ConfigError(
+            f"{where} must be a mapping label -> {'folder' if kind is str else 'settings'}, got {value!r}"
+        )
     for label, item in value.items():
         if not isinstance(label, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", label):
             raise ConfigError(f"{where}: label {label!r} must be a word of letters, digits, '_', '.', '-'")
         if not isinstance(item, kind):
-            raise ConfigError(f"{where}.{label} must be {'a folder path' if kind is str else 'a mapping'}, got {item!r}")
+            raise ConfigError(
+                f"{where}.{label} must be {'a folder path' if kind is str else 'a mapping'}, got {item!r}"
+            )
     return dict(value)
 
 
@@ -226,15 +260,19 @@ def _figures(value, where: str) -> dict[str, dict]:
 
     for figure in value:
         if figure not in FIGURE_NAMES:
-            raise ConfigError(f"{where}: unknown figure {figure!r}{suggest(str(figure), FIGURE_NAMES)}; "
-                              f"allowed: {', '.join(FIGURE_NAMES)}")
+            raise ConfigError(
+                f"{where}: unknown figure {figure!r}{suggest(str(figure), FIGURE_NAMES)}; "
+                f"allowed: {', '.join(FIGURE_NAMES)}"
+            )
     return {k: dict(v or {}) for k, v in value.items()}
 
 
 def _allowed(values, allowed, key: str) -> None:
     bad = [v for v in values if v not in allowed]
     if bad:
-        raise ConfigError(f"{key}: unknown value {bad[0]!r}{suggest(str(bad[0]), allowed)}; allowed: {', '.join(allowed)}")
+        raise ConfigError(
+            f"{key}: unknown value {bad[0]!r}{suggest(str(bad[0]), allowed)}; allowed: {', '.join(allowed)}"
+        )
 
 
 def _check_values(cfg: SweepConfig, where: str, require_jobs: bool) -> None:
@@ -249,8 +287,9 @@ def _check_values(cfg: SweepConfig, where: str, require_jobs: bool) -> None:
             raise ConfigError(f"{where}: train.{label}.config: give the training config (YAML)")
         for key, values in spec.grid.items():
             if not isinstance(key, str) or "." not in key or not isinstance(values, list) or not values:
-                raise ConfigError(f"{where}: train.{label}.grid: {key!r} must be 'section.key: [values]' with at "
-                                  f"least one value")
+                raise ConfigError(
+                    f"{where}: train.{label}.grid: {key!r} must be 'section.key: [values]' with at least one value"
+                )
     labels = list(cfg.checkpoints) + list(cfg.train)
     for key in cfg.analyses():
         _allowed(getattr(cfg, key).checkpoints or [], labels, f"{where}: {key}.checkpoints")
@@ -276,8 +315,15 @@ def _check_values(cfg: SweepConfig, where: str, require_jobs: bool) -> None:
                 raise ConfigError(f"{where}: {key}.test_sets: {test_set!r} is not id, K (op = K) or rK (reask op = K)")
         if any(r < 0 for r in section.ranks):
             raise ConfigError(f"{where}: {key}.ranks must be >= 0")
-        _positive(where, key, n_train=section.n_train, n_test=section.n_test, steps=section.steps,
-                  batch_size=section.batch_size, per_problem=section.per_problem)
+        _positive(
+            where,
+            key,
+            n_train=section.n_train,
+            n_test=section.n_test,
+            steps=section.steps,
+            batch_size=section.batch_size,
+            per_problem=section.per_problem,
+        )
         if isinstance(section, MistakesSection):
             _positive(where, key, n_eval=section.n_eval)
             for token in section.sets:
@@ -299,10 +345,8 @@ def _check_paths(cfg: SweepConfig, where: str) -> None:
     for label, folder in cfg.checkpoints.items():
         if not (Path(folder) / "config.json").exists():
             raise ConfigError(f"{where}: checkpoints.{label}: {folder!r} is not a checkpoint folder (no config.json)")
-    from probekit.sweep.jobs import train_variants
-
     for label, spec in cfg.train.items():
-        for name, overrides in train_variants(label, spec):
+        for name, overrides in spec.variants(label):
             try:
                 load_config(spec.config, overrides)
             except ConfigError as err:

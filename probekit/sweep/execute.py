@@ -1,17 +1,9 @@
 """Running jobs: one job in this process (:func:`run_job`), many on local workers or a cluster (:func:`run_jobs`).
 
-A job runs its ``probekit`` command in-process (the same code path as the command line), with its output in
-``DIR/work/<job_id>/`` and its stdout/stderr in ``DIR/work/<job_id>/log.txt``; its rows are then read from what
-the command wrote and stored with the job and checkpoint columns (:mod:`probekit.sweep.store`):
-
-- ``train``: :func:`probekit.train.curve.run_summary` of its ``log.jsonl`` (the last loss record, the last
-  learning-curve evaluation, the whole curve) and the final checkpoint;
-- ``accuracy``: the ``probekit eval`` summary row of the set (accuracy with its Wilson interval, accuracy by op,
-  unnecessary parameters, mistake kinds, single-step fit, always-0 baseline, Pass@N / PassRatio@N when sampling);
-- ``probe``: the ``probekit probe`` result row (accuracy, on positive / negative labels and on unnecessary
-  parameters, majority baseline, n), with ``test_set``;
-- ``mistakes``: the rows of the two conditional tables (column ``analysis``: ``unnecessary`` | ``first_error``);
-- ``depth``: one row per layer and distance.
+A job calls the library function of its kind (:mod:`probekit.sweep.runners`: the same code path as the command
+line) in-process, with its files in ``DIR/work/<job_id>/`` (training runs: ``DIR/train/<job_id>/``) and its
+stdout/stderr in ``log.txt`` there, headed by the equivalent ``probekit`` command; the rows the function returns
+are stored with the job and checkpoint columns (:mod:`probekit.sweep.store`).
 
 Executors: ``local`` runs one worker per GPU (``CUDA_VISIBLE_DEVICES`` pinned per worker) or, on CPU, the given
 number of worker processes (1 = this process); ``submitit`` submits every job to Slurm (or submitit's
@@ -30,18 +22,19 @@ import time
 import traceback
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
+from typing import Any, Protocol
 
-from probekit.records import table_records
 from probekit.sweep.jobs import Job
+from probekit.sweep.runners import job_rows, job_spec
 from probekit.sweep.store import ResultsStore
 
 MERGE_EVERY_S = 30.0
 
 
 class JobFailed(RuntimeError):
-    """A job's command did not succeed; the message says why and where its log is."""
+    """A job did not succeed; the message says why and where its log is."""
 
 
 # ---------------------------------------------------------------------------- one job
@@ -53,7 +46,7 @@ def checkpoint_folder(job: Job, store: ResultsStore, written: bool = False) -> P
     train_id = job.job_id if written else job.depends_on
     if train_id is None:
         return None
-    from probekit.train.loop import latest_checkpoint
+    from probekit.checkpoint import latest_checkpoint
 
     folder = latest_checkpoint(store.train_dir(train_id))
     if folder is None:
@@ -75,71 +68,74 @@ def run_job(job: Job, results_dir: str | Path, device: str | None = None, sweep:
         shutil.rmtree(out)  # leftovers of a killed run; training resumes instead
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = checkpoint_folder(job, store)
-    argv = job.argv(checkpoint, out, device)
     log_path = out / "log.txt"
     with open(log_path, "a", encoding="utf-8") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        print(f"$ probekit {' '.join(argv)}", flush=True)
-        status = _run_cli(argv)
-    if status != 0:
+        print(f"$ {job.command(checkpoint, out, device)}", flush=True)
+        failure: str | None
+        try:
+            rows = job_rows(job, job_spec(job, checkpoint, out, device))
+        except Exception as err:  # noqa: BLE001 - the job fails with the traceback in its log
+            traceback.print_exc()
+            failure = f"{type(err).__name__}: {err}".splitlines()[0]
+        else:
+            failure = None
+            _log_rows(rows)
+    if failure is not None:
         tail = "".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines(True)[-20:])
-        raise JobFailed(f"{job.job_id}: probekit {argv[0]} exited with status {status}; log {log_path}:\n{tail}")
+        raise JobFailed(f"{job.job_id}: {job.kind} job failed ({failure}); log {log_path}:\n{tail}")
     if job.kind == "train":
         checkpoint = checkpoint_folder(job, store, written=True)
-    rows = read_rows(job, out)
-    info = {"job_id": job.job_id, "kind": job.kind, "sweep": sweep, "checkpoint": job.checkpoint,
-            **checkpoint_info(str(checkpoint)), "revision": revision(),
-            "job_config": json.dumps(job.to_dict(), sort_keys=True), "model": job.params.get("model", "pretrained")}
-    # the job's columns win over the command's own (e.g. its ``checkpoint`` path becomes the sweep label)
+    info = {
+        "job_id": job.job_id,
+        "kind": job.kind,
+        "sweep": sweep,
+        "checkpoint": job.checkpoint,
+        **checkpoint_info(str(checkpoint)),
+        "revision": revision(),
+        "job_config": json.dumps(job.to_dict(), sort_keys=True),
+        "model": job.params.get("model", "pretrained"),
+    }
+    # the job's columns win over the function's own (e.g. its ``checkpoint`` path becomes the sweep label)
     store.write_job(job.job_id, [{**info, **{k: v for k, v in row.items() if k not in info}} for row in rows])
     return len(rows)
 
 
-def _run_cli(argv: list[str]) -> int:
-    from probekit.cli import build_parser, validate
+LOG_COLUMNS = (
+    "model",
+    "set",
+    "task",
+    "analysis",
+    "group",
+    "true_label",
+    "layer",
+    "distance",
+    "step",
+    "loss",
+    "n",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+)
+"""The columns of a job's rows shown in its log (those it has)."""
 
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        validate(parser, args)
-    except SystemExit as err:  # argparse: the message is in the log
-        return int(err.code or 2)
-    try:
-        return int(args.func(args) or 0)
-    except Exception:  # noqa: BLE001 - the job fails with the traceback in its log
-        traceback.print_exc()
-        return 1
 
-
-def read_rows(job: Job, out: Path) -> list[dict]:
-    """The result rows a finished job's command wrote to ``out`` (see the module docstring)."""
+def _log_rows(rows: list[dict]) -> None:
     import pandas as pd
 
-    if job.kind == "train":
-        from probekit.train.curve import run_summary
-
-        return [run_summary([json.loads(x) for x in (out / "log.jsonl").read_text().splitlines() if x.strip()])]
-    if job.kind == "accuracy":
-        return table_records(pd.read_parquet(out / "summary.parquet"))
-    if job.kind == "probe":
-        rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines() if x.strip()]
-        return [{**r, "test_set": job.params["test_set"]} for r in rows]
-    if job.kind == "depth":
-        return [{**r, "test_set": job.params["test_set"]} for r in table_records(pd.read_parquet(out / "depth.parquet"))]
-    rows = []
-    for analysis in ("unnecessary", "first_error"):
-        frame = pd.read_parquet(out / f"{analysis}.parquet")
-        rows += [{"analysis": analysis, **r} for r in table_records(frame)]
-    return rows
+    frame = pd.DataFrame(rows)
+    shown = frame[[c for c in LOG_COLUMNS if c in frame]]
+    table = shown.to_string(index=False, float_format=lambda x: f"{x:.4f}") if len(shown.columns) else ""
+    print(f"\n{len(rows)} rows" + (f":\n{table}" if table else ""))
 
 
-@lru_cache(maxsize=None)
+@cache
 def checkpoint_info(folder: str) -> dict:
     """``checkpoint_path``, ``checkpoint_sha256`` (of model.safetensors), ``arch``, ``n_layer``, ``d_model``,
     ``n_params`` (from the safetensors header) and what it was trained on (``train_preset``, ``train_max_op``,
     ``train_n_problems`` (None: unlimited fresh problems), ``train_resample``, ``train_init_from``,
     ``train_tokens``), read from its ``probekit.json``."""
-    from probekit.evaluate.run import provenance_value, read_provenance
-    from probekit.igsm.generate import PRESETS
+    from probekit.checkpoint import provenance_value, read_provenance
+    from probekit.igsm.presets import PRESETS
 
     path = Path(folder)
     weights = path / "model.safetensors"
@@ -197,13 +193,27 @@ class RunSummary:
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"jobs": self.total, "already_done": self.already_done, "finished": len(self.finished),
-                "failed": self.failed, "skipped": self.skipped, "seconds": round(self.seconds, 1)}
+        return {
+            "jobs": self.total,
+            "already_done": self.already_done,
+            "finished": len(self.finished),
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "seconds": round(self.seconds, 1),
+        }
 
 
-def _run_now(fn, *args) -> Future:
+class _Pending(Protocol):
+    """A submitted job: a ``concurrent.futures.Future`` (local executors) or a ``submitit.Job``."""
+
+    def done(self) -> bool: ...
+
+    def result(self) -> Any: ...
+
+
+def _run_now(fn, *args) -> Future[Any]:
     """Run ``fn(*args)`` in this process; the outcome (result or exception) comes back as a finished future."""
-    future = Future()
+    future: Future[Any] = Future()
     try:
         future.set_result(fn(*args))
     except Exception as err:  # noqa: BLE001 - delivered through result()
@@ -211,9 +221,18 @@ def _run_now(fn, *args) -> Future:
     return future
 
 
-def run_jobs(jobs: list[Job], results_dir: str | Path, *, device: str | None = None, sweep: str = "",
-             executor: str = "local", workers: int | None = None, cluster: dict | None = None,
-             progress: bool = True, sweep_jobs: list[str] | None = None) -> RunSummary:
+def run_jobs(
+    jobs: list[Job],
+    results_dir: str | Path,
+    *,
+    device: str | None = None,
+    sweep: str = "",
+    executor: str = "local",
+    workers: int | None = None,
+    cluster: dict | None = None,
+    progress: bool = True,
+    sweep_jobs: list[str] | None = None,
+) -> RunSummary:
     """Run the unfinished ``jobs`` (see the module docstring); merges ``results.parquet`` as they finish, from
     the finished jobs among ``sweep_jobs`` (the ids of the whole sweep; default: ``jobs``)."""
     from tqdm import tqdm
@@ -226,10 +245,9 @@ def run_jobs(jobs: list[Job], results_dir: str | Path, *, device: str | None = N
     start = time.perf_counter()
     submit, shutdown, capacity = _executor(executor, results_dir, device, sweep, workers, cluster or {})
     waiting = {j.job_id: j for j in pending}
-    running: dict[str, object] = {}
+    running: dict[str, _Pending] = {}
     last_merge = time.perf_counter()
-    bar = tqdm(total=len(pending), unit="job", desc="sweep", file=sys.stderr, disable=not progress,
-               dynamic_ncols=True)
+    bar = tqdm(total=len(pending), unit="job", desc="sweep", file=sys.stderr, disable=not progress, dynamic_ncols=True)
     try:
         while waiting or running:
             for job_id, job in list(waiting.items()):

@@ -1,8 +1,9 @@
 """Expanding a sweep into jobs: the product of its grid axes, each job with a stable ``job_id``.
 
-A :class:`Job` is one ``probekit`` command on one checkpoint: ``train`` (``probekit train``), ``accuracy``
-(``probekit eval`` on one evaluation set), ``probe`` (``probekit probe``: one model, task, layer, rank, seed and
-test set), ``mistakes`` and ``depth`` (``probekit probe --analysis ...``). ``job_id`` is
+A :class:`Job` is one library call on one checkpoint, the one a ``probekit`` command makes
+(:mod:`probekit.sweep.runners`): ``train`` (``probekit train``), ``accuracy`` (``probekit eval`` on one
+evaluation set), ``probe`` (``probekit probe``: one model, task, layer, rank, seed and test set), ``mistakes``
+and ``depth`` (``probekit probe --analysis ...``). ``job_id`` is
 ``<kind>-<checkpoint label>-<10 hex digits>``, the digits a SHA-256 of everything that decides the job's result
 (kind, checkpoint source, settings); execution settings (device, workers, micro-batch, batch size of
 generation) are not part of it. The same config therefore always expands to the same ids, and changing a
@@ -17,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,53 +44,133 @@ class Job:
 
     @property
     def job_id(self) -> str:
-        payload = json.dumps({"kind": self.kind, "checkpoint": self.checkpoint, "source": self.source,
-                              "params": self.params}, sort_keys=True)
+        payload = json.dumps(
+            {"kind": self.kind, "checkpoint": self.checkpoint, "source": self.source, "params": self.params},
+            sort_keys=True,
+        )
         return f"{self.kind}-{self.checkpoint}-{hashlib.sha256(payload.encode()).hexdigest()[:10]}"
 
     @property
     def depends_on(self) -> str | None:
         return self.source.get("train")
 
-    def argv(self, checkpoint: str | Path, out: str | Path, device: str | None = None) -> list[str]:
-        """The ``probekit`` command line of the job, reading ``checkpoint`` and writing to ``out``."""
+    def train_overrides(self, checkpoint: str | Path | None, device: str | None = None) -> list[str]:
+        """A train job's config overrides: ``model.init_from=train:<id>`` becomes ``checkpoint`` (the final
+        checkpoint of the run it fine-tunes), and ``run.device`` is set when ``device`` is given."""
+        overrides = [
+            f"{INIT_FROM}={checkpoint}" if o.startswith(f"{INIT_FROM}={TRAINED}") else o
+            for o in self.params["overrides"]
+        ]
+        return overrides + ([f"run.device={device}"] if device else [])
+
+    def argv(self, checkpoint: str | Path | None, out: str | Path, device: str | None = None) -> list[str]:
+        """The ``probekit`` command line equivalent to the job, reading ``checkpoint`` (None: a train job from
+        scratch) and writing to ``out`` (shown by ``probekit run --dry-run`` and in the job's log; the sweep runs
+        the job through the library, :mod:`probekit.sweep.runners`)."""
         p, o = self.params, self.options
         if self.kind == "train":  # ``checkpoint``: the one it fine-tunes, when it depends on another run
-            overrides = [f"{INIT_FROM}={checkpoint}" if o.startswith(f"{INIT_FROM}={TRAINED}") else o
-                         for o in p["overrides"]]
-            device_override = [f"run.device={device}"] if device else []
-            return ["train", p["config"], *overrides, *device_override, "--out", str(out), "--resume", "--quiet"]
+            return [
+                "train",
+                p["config"],
+                *self.train_overrides(checkpoint, device),
+                "--out",
+                str(out),
+                "--resume",
+                "--quiet",
+            ]
         if self.kind == "accuracy":
-            args = ["eval", str(checkpoint), "--sets", p["set"], "--n", p["n"], "--seed", p["seed"],
-                    "--workers", 1, "--out", str(out), "--quiet"]
+            args = [
+                "eval",
+                str(checkpoint),
+                "--sets",
+                p["set"],
+                "--n",
+                p["n"],
+                "--seed",
+                p["seed"],
+                "--workers",
+                1,
+                "--out",
+                str(out),
+                "--quiet",
+            ]
             if p["samples"]:
                 args += ["--samples", p["samples"], "--temperature", p["temperature"]]
-            args += _flags(preset=p["preset"], format=p["format"], max_new_tokens=p["max_new_tokens"],
-                           batch_size=o.get("batch_size"))
+            args += _flags(
+                preset=p["preset"],
+                format=p["format"],
+                max_new_tokens=p["max_new_tokens"],
+                batch_size=o.get("batch_size"),
+            )
         else:
-            args = ["probe", str(checkpoint), "--models", p["model"], "--rank", p["rank"], "--seed", p["seed"],
-                    "--n-train", p["n_train"], "--n-test", p["n_test"], "--per-problem", p["per_problem"],
-                    "--steps", p["steps"], "--lr", p["lr"], "--batch-size", p["batch_size"], "--format", p["format"],
-                    "--out", str(out), "--quiet"]
+            args = [
+                "probe",
+                str(checkpoint),
+                "--models",
+                p["model"],
+                "--rank",
+                p["rank"],
+                "--seed",
+                p["seed"],
+                "--n-train",
+                p["n_train"],
+                "--n-test",
+                p["n_test"],
+                "--per-problem",
+                p["per_problem"],
+                "--steps",
+                p["steps"],
+                "--lr",
+                p["lr"],
+                "--batch-size",
+                p["batch_size"],
+                "--format",
+                p["format"],
+                "--out",
+                str(out),
+                "--quiet",
+            ]
             args += _flags(op=p["op"], preset=p["preset"], micro_batch_size=o.get("micro_batch_size"), amp=p.get("amp"))
             if self.kind == "probe":
-                args += ["--task", p["task"], "--layers", p["layer"], *_test_set_flags(p["test_set"]),
-                         "--controls" if p["controls"] else "--no-controls", "--mdl" if p["mdl"] else "--no-mdl",
-                         "--bootstrap", p["bootstrap"]]
+                args += [
+                    "--task",
+                    p["task"],
+                    "--layers",
+                    p["layer"],
+                    *_test_set_flags(p["test_set"]),
+                    "--controls" if p["controls"] else "--no-controls",
+                    "--mdl" if p["mdl"] else "--no-mdl",
+                    "--bootstrap",
+                    p["bootstrap"],
+                ]
             elif self.kind == "depth":
                 args += ["--analysis", "depth", "--layers", p["layers"], *_test_set_flags(p["test_set"])]
             else:
-                args += ["--analysis", "mistakes", "--layers", p["layer"], "--sets", ",".join(p["sets"]),
-                         "--n-eval", p["n_eval"]] + _flags(max_new_tokens=p["max_new_tokens"])
+                args += [
+                    "--analysis",
+                    "mistakes",
+                    "--layers",
+                    p["layer"],
+                    "--sets",
+                    ",".join(p["sets"]),
+                    "--n-eval",
+                    p["n_eval"],
+                ] + _flags(max_new_tokens=p["max_new_tokens"])
         return [str(a) for a in args + (["--device", device] if device else [])]
 
-    def command(self, checkpoint: str | Path, out: str | Path, device: str | None = None) -> str:
+    def command(self, checkpoint: str | Path | None, out: str | Path, device: str | None = None) -> str:
         """:meth:`argv` as a shell command line."""
         return "probekit " + shlex.join(self.argv(checkpoint, out, device))
 
     def to_dict(self) -> dict:
-        return {"job_id": self.job_id, "kind": self.kind, "checkpoint": self.checkpoint, "source": self.source,
-                "params": self.params, "depends_on": self.depends_on}
+        return {
+            "job_id": self.job_id,
+            "kind": self.kind,
+            "checkpoint": self.checkpoint,
+            "source": self.source,
+            "params": self.params,
+            "depends_on": self.depends_on,
+        }
 
 
 def _flags(**values) -> list:
@@ -101,19 +181,23 @@ def _flags(**values) -> list:
     return out
 
 
-def _test_set_flags(test_set: str) -> list[str]:
+def split_test_set(test_set: str) -> tuple[int | None, bool]:
+    """``(test_op, reask)`` of a probe test set: ``id`` (None, False), ``K`` (K, False), ``rK`` (K, True)."""
     if test_set == "id":
-        return []
-    if test_set.startswith("r"):
-        return ["--test-op", test_set[1:], "--reask"]
-    return ["--test-op", test_set]
+        return None, False
+    return int(test_set.lstrip("r")), test_set.startswith("r")
+
+
+def _test_set_flags(test_set: str) -> list:
+    test_op, reask = split_test_set(test_set)
+    return _flags(test_op=test_op) + (["--reask"] if reask else [])
 
 
 # ---------------------------------------------------------------------------- expansion
 def expand(cfg: SweepConfig) -> list[Job]:
     """Every job of the sweep: training runs first, then per checkpoint the analyses in the order of
     :meth:`SweepConfig.analyses`; duplicates (same ``job_id``) are dropped."""
-    from probekit.evaluate.run import training_family
+    from probekit.checkpoint import training_family
 
     jobs: list[Job] = []
     sources: list[tuple[str, str, dict, str | None]] = []  # (sweep label, job label, source, preset)
@@ -121,49 +205,33 @@ def expand(cfg: SweepConfig) -> list[Job]:
         sources.append((label, label, {"path": str(folder)}, _checkpoint_preset(folder)))
     trained: dict[str, str] = {}  # checkpoint label -> train job id, for model.init_from=train:<label>
     for label, spec in cfg.train.items():
-        for name, overrides in train_variants(label, spec):
+        for name, overrides in spec.variants(label):
             job = _train_job(name, spec.config, overrides, trained)
             trained[name] = job.job_id
             jobs.append(job)
-            sources.append((label, job.checkpoint, {"train": job.job_id},
-                            training_family({"training_config": job.params["resolved"]})[0]))
+            sources.append(
+                (
+                    label,
+                    job.checkpoint,
+                    {"train": job.job_id},
+                    training_family({"training_config": job.params["resolved"]})[0],
+                )
+            )
     for sweep_label, label, source, preset in sources:
         for analysis in cfg.analyses():
             section = getattr(cfg, analysis)
             if section.checkpoints is None or sweep_label in section.checkpoints:
                 jobs += EXPANDERS[analysis](section, label, source, preset)
-    unique = {}
+    unique: dict[str, Job] = {}
     for job in jobs:
         unique.setdefault(job.job_id, job)
     return list(unique.values())
 
 
 def _checkpoint_preset(folder) -> str:
-    from probekit.evaluate.run import read_provenance, training_family
+    from probekit.checkpoint import read_provenance, training_family
 
     return training_family(read_provenance(folder))[0]
-
-
-def train_variants(label: str, spec) -> list[tuple[str, list[str]]]:
-    """``[(checkpoint label, overrides)]`` of a training spec: one per combination of its ``grid`` values and
-    ``seeds`` (``model.seed`` and ``data.seed``); labels get ``-<key>-<value>`` and ``-s<seed>`` suffixes."""
-    keys = list(spec.grid)
-    seeds = spec.seeds or [None]
-    out = []
-    for values in itertools.product(*(spec.grid[k] for k in keys)):
-        for seed in seeds:
-            overrides = list(spec.overrides) + [f"{k}={'null' if v is None else v}" for k, v in zip(keys, values)]
-            name = label + "".join(f"-{k.split('.')[-1]}-{_word(v)}" for k, v in zip(keys, values))
-            if seed is not None:
-                overrides += [f"model.seed={seed}", f"data.seed={seed}"]
-                name += f"-s{seed}" if len(seeds) > 1 else ""
-            out.append((name, overrides))
-    return out
-
-
-def _word(value) -> str:
-    text = "none" if value is None else (Path(str(value)).name if "/" in str(value) else str(value))
-    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-") or "x"
 
 
 def _train_job(name: str, config: str, overrides: list[str], trained: dict[str, str]) -> Job:
@@ -174,12 +242,14 @@ def _train_job(name: str, config: str, overrides: list[str], trained: dict[str, 
     source = {}
     for i, text in enumerate(overrides):
         if text.startswith(f"{INIT_FROM}={TRAINED}"):
-            parent = text.split("=", 1)[1][len(TRAINED):]
+            parent = text.split("=", 1)[1][len(TRAINED) :]
             if parent not in trained:
-                raise ConfigError(f"train.{name}: {text}: no earlier training run is labelled {parent!r}; "
-                                  f"labels: {', '.join(trained) or 'none'}")
+                raise ConfigError(
+                    f"train.{name}: {text}: no earlier training run is labelled {parent!r}; "
+                    f"labels: {', '.join(trained) or 'none'}"
+                )
             source = {"train": trained[parent]}
-            overrides = [*overrides[:i], f"{INIT_FROM}={TRAINED}{trained[parent]}", *overrides[i + 1:]]
+            overrides = [*overrides[:i], f"{INIT_FROM}={TRAINED}{trained[parent]}", *overrides[i + 1 :]]
     resolved = load_config(config, overrides).to_dict()
     resolved["run"].pop("out", None)
     resolved["run"].pop("progress", None)
@@ -196,9 +266,16 @@ def _accuracy_jobs(section, label: str, source: dict, preset: str | None) -> lis
             tokens.append("unforced" if s.op is None else f"{'r' if s.reask else ''}{s.op}")
     jobs = []
     for token, seed in itertools.product(dict.fromkeys(tokens), section.seeds):
-        params = {"set": token, "n": section.n, "seed": seed, "samples": section.samples,
-                  "temperature": section.temperature if section.samples else None,
-                  "max_new_tokens": section.max_new_tokens, "preset": section.preset, "format": section.format}
+        params = {
+            "set": token,
+            "n": section.n,
+            "seed": seed,
+            "samples": section.samples,
+            "temperature": section.temperature if section.samples else None,
+            "max_new_tokens": section.max_new_tokens,
+            "preset": section.preset,
+            "format": section.format,
+        }
         jobs.append(Job("accuracy", label, source, params, {"batch_size": section.batch_size}))
     return jobs
 
@@ -212,30 +289,67 @@ def _probe_params(section: ProbeSettings) -> dict:
 
 
 def _probe_jobs(section, label: str, source: dict, preset: str | None) -> list[Job]:
-    axes = itertools.product(section.models, section.tasks, section.layers, section.ranks, section.seeds,
-                             section.test_sets)
-    return [Job("probe", label, source, {"model": m, "task": t, "layer": layer, "rank": r, "seed": s,
-                                         "test_set": ts, "controls": section.controls, "mdl": section.mdl,
-                                         "bootstrap": section.bootstrap, **_probe_params(section)},
-                {"micro_batch_size": section.micro_batch_size})
-            for m, t, layer, r, s, ts in axes]
+    axes = itertools.product(
+        section.models, section.tasks, section.layers, section.ranks, section.seeds, section.test_sets
+    )
+    return [
+        Job(
+            "probe",
+            label,
+            source,
+            {
+                "model": m,
+                "task": t,
+                "layer": layer,
+                "rank": r,
+                "seed": s,
+                "test_set": ts,
+                "controls": section.controls,
+                "mdl": section.mdl,
+                "bootstrap": section.bootstrap,
+                **_probe_params(section),
+            },
+            {"micro_batch_size": section.micro_batch_size},
+        )
+        for m, t, layer, r, s, ts in axes
+    ]
 
 
 def _mistakes_jobs(section: MistakesSection, label: str, source: dict, preset: str | None) -> list[Job]:
     axes = itertools.product(section.models, section.layers, section.ranks, section.seeds)
-    return [Job("mistakes", label, source, {"model": m, "layer": layer, "rank": r, "seed": s,
-                                            "sets": list(section.sets), "n_eval": section.n_eval,
-                                            "max_new_tokens": section.max_new_tokens, **_probe_params(section)},
-                {"micro_batch_size": section.micro_batch_size})
-            for m, layer, r, s in axes]
+    return [
+        Job(
+            "mistakes",
+            label,
+            source,
+            {
+                "model": m,
+                "layer": layer,
+                "rank": r,
+                "seed": s,
+                "sets": list(section.sets),
+                "n_eval": section.n_eval,
+                "max_new_tokens": section.max_new_tokens,
+                **_probe_params(section),
+            },
+            {"micro_batch_size": section.micro_batch_size},
+        )
+        for m, layer, r, s in axes
+    ]
 
 
 def _depth_jobs(section, label: str, source: dict, preset: str | None) -> list[Job]:
     axes = itertools.product(section.models, section.ranks, section.seeds, section.test_sets)
-    return [Job("depth", label, source, {"model": m, "rank": r, "seed": s, "layers": section.layers,
-                                         "test_set": ts, **_probe_params(section)},
-                {"micro_batch_size": section.micro_batch_size})
-            for m, r, s, ts in axes]
+    return [
+        Job(
+            "depth",
+            label,
+            source,
+            {"model": m, "rank": r, "seed": s, "layers": section.layers, "test_set": ts, **_probe_params(section)},
+            {"micro_batch_size": section.micro_batch_size},
+        )
+        for m, r, s, ts in axes
+    ]
 
 
 EXPANDERS = {"accuracy": _accuracy_jobs, "probe": _probe_jobs, "mistakes": _mistakes_jobs, "depth": _depth_jobs}

@@ -6,7 +6,7 @@ Layout of a results directory::
     DIR/jobs/<job_id>.parquet  the rows of one finished job (written atomically when the job succeeds)
     DIR/jobs.json              the expanded job list of the last ``probekit run``
     DIR/failed/<job_id>.txt    why a job failed (removed when it later succeeds)
-    DIR/work/<job_id>/         what the job's command wrote (records, probes, tables) and its log
+    DIR/work/<job_id>/         what the job wrote (records, probes, tables) and its log
     DIR/train/<job_id>/        training runs (resumable: a killed run continues from its last checkpoint)
 
 A job is finished exactly when its ``jobs/<job_id>.parquet`` exists, so a sweep killed at any moment and
@@ -17,7 +17,7 @@ Every row carries: ``job_id``, ``kind``, ``sweep``, ``checkpoint`` (label), ``ch
 ``job_config`` (the job's settings as JSON), ``model`` (pretrained | random-init), the checkpoint's shape
 (``arch``, ``n_layer``, ``d_model``, ``n_params``) and training data (``train_preset``, ``train_max_op``,
 ``train_n_problems``, ``train_resample``, ``train_init_from``, ``train_tokens``), then the columns of the job's
-own result (see :mod:`probekit.sweep.execute`). Nested values are stored as JSON strings.
+own result (see :mod:`probekit.sweep.runners`). Nested values are stored as JSON strings.
 """
 
 from __future__ import annotations
@@ -105,8 +105,10 @@ def table(rows: list[dict]):
     """A DataFrame of result rows; dict and list values become JSON strings."""
     import pandas as pd
 
-    flat = [{k: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list, tuple)) else v for k, v in r.items()}
-            for r in rows]
+    flat = [
+        {k: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list, tuple)) else v for k, v in r.items()}
+        for r in rows
+    ]
     return _uniform(pd.DataFrame(flat))
 
 

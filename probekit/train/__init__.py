@@ -4,8 +4,13 @@
   ``schedule``, ``run``), YAML loading with dotted ``key=value`` overrides, validation and preset defaults;
 - :mod:`probekit.train.data`: the training stream (fresh problems from worker processes, packed per batch
   lane, or packed shards) and the pinned-memory background loader;
-- :mod:`probekit.train.loop`: the training loop (bf16 autocast, ``torch.compile``, fused AdamW, gradient
-  accumulation, DDP), logging and atomic, exactly resumable checkpoints;
+- :mod:`probekit.train.plan`: every check before a run starts, giving its typed :class:`RunPlan`;
+- :mod:`probekit.train.loop`: :func:`train` and the train step (bf16 autocast, ``torch.compile``, gradient
+  accumulation, DDP), built from :mod:`~probekit.train.distributed` (ranks, devices, process group),
+  :mod:`~probekit.train.model` (fresh, ``--init-from`` or checkpoint model), :mod:`~probekit.train.optim`
+  (fused AdamW, parameter groups), :mod:`~probekit.train.schedule` (the LR of a step),
+  :mod:`~probekit.train.checkpointing` (atomic, exactly resumable checkpoints) and
+  :mod:`~probekit.train.metrics` (``log.jsonl``, tokens/s, MFU);
 - :mod:`probekit.train.flops`: FLOPs per token and MFU;
 - :mod:`probekit.train.command`: the ``probekit train`` sub-command.
 

@@ -1,6 +1,7 @@
 """``probekit train CONFIG.yaml [section.key=value ...] [--resume | --resume-from DIR] [--init-from DIR]``.
 
-:func:`register` only uses argparse (``probekit --help`` stays fast); :func:`run` imports torch when it runs.
+:func:`register` only uses argparse (``probekit --help`` stays fast); :func:`run` parses the options into a
+:class:`~probekit.train.job.TrainRun` and calls :func:`~probekit.train.job.run_training` (torch loads then).
 One command from a CPU to many GPUs: ``torchrun --nproc_per_node 8 -m probekit train CONFIG.yaml`` (or the
 ``probekit`` script under ``torchrun``); RANK / WORLD_SIZE / LOCAL_RANK come from the environment.
 """
@@ -29,48 +30,69 @@ OUT/checkpoints/latest."""
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add the ``train`` sub-command to an ``argparse`` sub-parsers object (sets ``func=run``)."""
-    p = subparsers.add_parser("train", help=HELP, description=DESCRIPTION,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "train", help=HELP, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("config", help="training config (YAML)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides such as optim.lr=3e-3 data.max_op=4")
-    p.add_argument("--resume", action="store_true",
-                   help="continue exactly from OUT/checkpoints/latest (starts fresh when there is none)")
-    p.add_argument("--resume-from", metavar="DIR",
-                   help="continue exactly from the checkpoint folder DIR (with its trainer_state.pt, e.g. a shipped "
-                        "checkpoint) into OUT; once OUT holds checkpoints, the same as --resume")
-    p.add_argument("--init-from", metavar="DIR",
-                   help="start from the weights of an HF checkpoint folder (fine-tuning; same as model.init_from)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue exactly from OUT/checkpoints/latest (starts fresh when there is none)",
+    )
+    p.add_argument(
+        "--resume-from",
+        metavar="DIR",
+        help="continue exactly from the checkpoint folder DIR (with its trainer_state.pt, e.g. a shipped "
+        "checkpoint) into OUT; once OUT holds checkpoints, the same as --resume",
+    )
+    p.add_argument(
+        "--init-from",
+        metavar="DIR",
+        help="start from the weights of an HF checkpoint folder (fine-tuning; same as model.init_from)",
+    )
     p.add_argument("--out", metavar="DIR", help="run folder (same as run.out=DIR)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (same as run.progress=false)")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout at the end")
-    p.set_defaults(func=run)
+    p.set_defaults(func=train_command)
     return p
 
 
-def run(args) -> int:
-    """Run ``probekit train``; returns the exit status (2: bad config, 1: failed run)."""
-    from probekit.train.config import ConfigError, load_config
+def build_spec(args):
+    """The :class:`~probekit.train.job.TrainRun` of parsed ``probekit train`` arguments."""
+    from probekit.train.job import TrainRun
 
-    overrides = list(args.overrides or [])
-    if getattr(args, "init_from", None):
-        overrides.append(f"model.init_from={args.init_from}")
-    if getattr(args, "out", None):
-        overrides.append(f"run.out={args.out}")
-    if getattr(args, "quiet", False):
-        overrides.append("run.progress=false")
+    return TrainRun(
+        args.config,
+        list(args.overrides or []),
+        out=getattr(args, "out", None),
+        init_from=getattr(args, "init_from", None),
+        resume=bool(getattr(args, "resume", False)),
+        resume_from=getattr(args, "resume_from", None),
+        progress=not getattr(args, "quiet", False),
+    )
+
+
+def train_command(args) -> int:
+    """Run ``probekit train``; returns the exit status (2: bad config, 1: failed run)."""
+    from probekit.train.config import ConfigError
+    from probekit.train.job import run_training
+
+    spec = build_spec(args)
     try:
-        cfg = load_config(args.config, overrides)
+        spec.load()
     except ConfigError as err:
         print(f"probekit train: config error: {err}", file=sys.stderr)
         return 2
-
     try:
-        from probekit.train.loop import OutOfMemory, train
+        from probekit.train.loop import OutOfMemory
     except ImportError as err:  # torch / transformers missing
-        print(f"probekit train: needs torch and transformers (pip install 'probekit-igsm[train]'): {err}", file=sys.stderr)
+        print(
+            f"probekit train: needs torch and transformers (pip install 'probekit-igsm[train]'): {err}", file=sys.stderr
+        )
         return 1
     try:
-        result = train(cfg, resume=bool(getattr(args, "resume", False)), resume_from=getattr(args, "resume_from", None))
+        result = run_training(spec)
     except ConfigError as err:
         print(f"probekit train: config error: {err}", file=sys.stderr)
         return 2
@@ -78,8 +100,5 @@ def run(args) -> int:
         print(f"probekit train: {err}", file=sys.stderr)
         return 1
     if getattr(args, "json", False):
-        summary = {"step": result.step, "tokens": result.tokens, "out": str(result.out),
-                   "checkpoint": str(result.checkpoint) if result.checkpoint else None,
-                   "last": result.last_log}
-        print(json.dumps(summary))
+        print(json.dumps(result.summary()))
     return 0

@@ -34,17 +34,28 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 
-from probekit.configs import ConfigError, Mismatch, coerce, read_yaml, suggest, type_fields, type_name
+from probekit.configs import (
+    ConfigError,
+    Mismatch,
+    coerce,
+    read_yaml,
+    suggest,
+    type_fields,
+    type_name,
+)
+from probekit.igsm.presets import preset_name
 
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
     "med": {"context": 768, "batch_size": 512, "steps": 100_000, "weight_decay": 0.05},
     "hard": {"context": 1024, "batch_size": 256, "steps": 200_000, "weight_decay": 0.03},
 }
 MIN_MAX_EDGE = 12  # the generator needs room for (depth - 1) * min width = 3 * 4 structure edges
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -155,7 +166,7 @@ class RunSection:
     """auto (CUDA when available), cpu, cuda."""
     threads: int | None = None
     """CPU: torch threads of this process; None: OMP_NUM_THREADS when set, else the cores minus one per data
-    worker (see probekit.train.loop._share_cpu)."""
+    worker (see probekit.train.distributed.share_cpu)."""
     dtype: Literal["auto", "bf16", "fp32"] = "auto"
     """Autocast dtype; auto: bf16 on CUDA, fp32 on CPU. Weights and optimizer state stay fp32."""
     compile: bool | Literal["auto"] = "auto"
@@ -224,15 +235,6 @@ class TrainConfig:
         return preset_name(self.data.preset, self.data.max_op, self.data.max_edge)
 
 
-def preset_name(base: str, max_op: int | None, max_edge: int | None) -> str:
-    name = base
-    if max_op is not None:
-        name += f"-op{max_op}"
-    if max_edge is not None:
-        name += f"-ip{max_edge}"
-    return name
-
-
 def set_key(cfg: TrainConfig, dotted: str, value, where: str = "override") -> None:
     """Set ``section.key`` (type-checked); raises :class:`ConfigError` naming the key and what was wrong."""
     parts = dotted.split(".")
@@ -240,7 +242,9 @@ def set_key(cfg: TrainConfig, dotted: str, value, where: str = "override") -> No
         raise ConfigError(f"{where}: key {dotted!r} must be 'section.key'; sections: {', '.join(SECTIONS)}")
     section, key = parts
     if section not in SECTIONS:
-        raise ConfigError(f"{where}: unknown section {section!r}{suggest(section, SECTIONS)}; allowed: {', '.join(SECTIONS)}")
+        raise ConfigError(
+            f"{where}: unknown section {section!r}{suggest(section, SECTIONS)}; allowed: {', '.join(SECTIONS)}"
+        )
     obj = getattr(cfg, section)
     hints = type_fields(type(obj))
     if key not in hints:
@@ -324,8 +328,11 @@ def resolve(cfg: TrainConfig, world_size: int = 1) -> tuple[TrainConfig, Layout]
     elif d.shards:
         raise ConfigError("data.shards is set but data.source is 'generate'; set data.source=shards to train on shards")
     if d.source == "shards":
-        for key, value, default in (("n_problems", d.n_problems, None), ("resample", d.resample, "none"),
-                                    ("packing", d.packing, "stream")):
+        for key, value, default in (
+            ("n_problems", d.n_problems, None),
+            ("resample", d.resample, "none"),
+            ("packing", d.packing, "stream"),
+        ):
             if value != default:
                 raise ConfigError(
                     f"data.{key}={value!r} needs data.source=generate: shards already hold a fixed set of "
@@ -368,7 +375,9 @@ def resolve(cfg: TrainConfig, world_size: int = 1) -> tuple[TrainConfig, Layout]
     if d.max_op is not None and d.max_op > 52:
         raise ConfigError(f"data.max_op must be <= 52 (one fresh letter per solution step), got {d.max_op}")
     if d.max_edge is not None and d.max_edge < MIN_MAX_EDGE:
-        raise ConfigError(f"data.max_edge must be >= {MIN_MAX_EDGE} (the generator's smallest graphs need it), got {d.max_edge}")
+        raise ConfigError(
+            f"data.max_edge must be >= {MIN_MAX_EDGE} (the generator's smallest graphs need it), got {d.max_edge}"
+        )
     if not 0 <= d.max_drop_fraction <= 1:
         raise ConfigError(f"data.max_drop_fraction must be in [0, 1], got {d.max_drop_fraction}")
     if o.lr <= 0:
@@ -412,6 +421,17 @@ def resolve(cfg: TrainConfig, world_size: int = 1) -> tuple[TrainConfig, Layout]
     return cfg, Layout(d.batch_size, world_size, per_rank, micro, per_rank // micro)
 
 
+def required(value: _T | None, key: str) -> _T:
+    """``value`` of ``key`` in a resolved config, where it is set; raises :class:`ConfigError` when it is None.
+
+    :func:`resolve` fills the by-preset keys (``data.batch_size``, ``schedule.steps``, ...) and the run plan
+    sets ``data.context`` from the shards; code past those points calls this instead of assuming.
+    """
+    if value is None:
+        raise ConfigError(f"{key} is not set: the config was used before probekit.train.config.resolve filled it")
+    return value
+
+
 def smaller_micro_batch(per_rank: int, micro: int) -> int | None:
     """The largest divisor of ``per_rank`` that is at most half of ``micro`` (OOM hint)."""
     for m in range(micro // 2, 0, -1):
@@ -422,10 +442,28 @@ def smaller_micro_batch(per_rank: int, micro: int) -> int | None:
 
 # keys whose change would make a resumed run follow a different data stream or model
 RESUME_FIXED = (
-    "model.name", "model.arch", "model.n_layer", "model.n_head", "model.head_dim", "model.rope_theta",
-    "model.tie_embeddings", "model.init_from", "data.source", "data.packing", "data.preset", "data.max_op",
-    "data.max_edge", "data.format", "data.seed", "data.n_problems", "data.resample", "data.resample_power",
-    "data.shards", "data.shuffle", "data.context", "data.batch_size",
+    "model.name",
+    "model.arch",
+    "model.n_layer",
+    "model.n_head",
+    "model.head_dim",
+    "model.rope_theta",
+    "model.tie_embeddings",
+    "model.init_from",
+    "data.source",
+    "data.packing",
+    "data.preset",
+    "data.max_op",
+    "data.max_edge",
+    "data.format",
+    "data.seed",
+    "data.n_problems",
+    "data.resample",
+    "data.resample_power",
+    "data.shards",
+    "data.shuffle",
+    "data.context",
+    "data.batch_size",
 )
 
 
@@ -441,7 +479,8 @@ def resume_differences(saved: dict, current: TrainConfig) -> tuple[list[str], li
     """
     old, new = flat(TrainConfig().to_dict()) | flat(saved), flat(current.to_dict())
     power_used = "length" in (old.get("data.resample"), new.get("data.resample"))
-    blocking, other = [], []
+    blocking: list[str] = []
+    other: list[str] = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
         if isinstance(a, (list, tuple)):

@@ -18,7 +18,7 @@ from probekit.evaluate.generation import ModelGenerator
 from probekit.evaluate.judge import judge
 from probekit.evaluate.metrics import wilson_interval
 from probekit.evaluate.sets import EvalSet, draw_set, generation_budget
-from probekit.igsm.generate import PRESETS
+from probekit.igsm.presets import resolve_preset
 from probekit.igsm.render import prompt_text
 from probekit.tokenizer import IGSMTokenizer
 
@@ -38,7 +38,10 @@ class CurveEval:
     def __init__(self, preset: str, format: str, n: int, tokenizer: IGSMTokenizer, batch_size: int = 64):
         self.tokenizer = tokenizer
         self.batch_size = batch_size
-        self.sets = [EvalSet(preset, op=op, format=format, seed=EVAL_SEED, n=n) for op in curve_ops(PRESETS[preset].max_op)]
+        self.sets = [
+            EvalSet(preset, op=op, format=format, seed=EVAL_SEED, n=n)
+            for op in curve_ops(resolve_preset(preset).max_op)
+        ]
         self.drawn = [draw_set(s) for s in self.sets]
 
     def record(self, model) -> dict:
@@ -58,8 +61,14 @@ class CurveEval:
         finally:
             model.train(training)
         low, high = wilson_interval(correct, total)
-        return {"accuracy": correct / total, "ci_low": low, "ci_high": high, "n": total, "accuracy_by_op": by_op,
-                "eval_seconds": time.perf_counter() - start}
+        return {
+            "accuracy": correct / total,
+            "ci_low": low,
+            "ci_high": high,
+            "n": total,
+            "accuracy_by_op": by_op,
+            "eval_seconds": time.perf_counter() - start,
+        }
 
 
 def run_summary(records: list[dict]) -> dict:
@@ -71,10 +80,12 @@ def run_summary(records: list[dict]) -> dict:
     last = steps[-1] if steps else {}
     evals = [r for r in records if r.get("event") == "eval"]
     keys = ("step", "tokens", "loss", "solution_loss", "tokens_per_s", "mfu", "elapsed_s", "train_seconds")
-    return {**{k: last.get(k) for k in keys},
-            "curve_accuracy": evals[-1]["accuracy"] if evals else None,
-            "curve_accuracy_by_op": json.dumps(evals[-1]["accuracy_by_op"]) if evals else None,
-            "curve": json.dumps(learning_curve(records))}
+    return {
+        **{k: last.get(k) for k in keys},
+        "curve_accuracy": evals[-1]["accuracy"] if evals else None,
+        "curve_accuracy_by_op": json.dumps(evals[-1]["accuracy_by_op"]) if evals else None,
+        "curve": json.dumps(learning_curve(records)),
+    }
 
 
 def learning_curve(records: list[dict]) -> list[dict]:

@@ -76,37 +76,32 @@ from typing import Any
 
 import numpy as np
 
-from probekit.igsm.generate import PRESETS, FastRandom, GenerationConfig, Preset, generate_record, record_seed
+from probekit.igsm.generate import (
+    FastRandom,
+    GenerationConfig,
+    generate_record,
+    record_seed,
+)
+from probekit.igsm.presets import Preset, resolve_preset, restricted_preset
 from probekit.tokenizer import IGSMTokenizer, default_tokenizer
-from probekit.train.config import ConfigError, DataSection, preset_name
+from probekit.train.config import ConfigError, DataSection, required
 
 TOKEN_DTYPE = np.uint16
 
 
 # ---------------------------------------------------------------------------- presets
-def ensure_preset(base: str, max_op: int | None = None, max_edge: int | None = None) -> str:
-    """The name of the (possibly custom) preset; a custom ``Preset`` is registered in ``PRESETS``.
-
-    ``GenerationConfig`` accepts any name registered in ``PRESETS``, so ``data.max_op: 4`` on ``med`` registers
-    ``Preset("med-op4", 4, 20)`` at run time (in this process and in every generator worker).
-    """
-    if base not in PRESETS:
-        raise ConfigError(f"data.preset must be one of med, hard, not {base!r}")
-    name = preset_name(base, max_op, max_edge)
-    if name == base:
-        return name
-    ref = PRESETS[base]
-    preset = Preset(name, max_op if max_op is not None else ref.max_op, max_edge if max_edge is not None else ref.max_edge)
-    have = PRESETS.get(name)
-    if have is not None and have != preset:
-        raise ConfigError(f"preset {name!r} is already registered as {have}")
-    PRESETS[name] = preset
-    return name
+def training_preset(data: DataSection) -> Preset:
+    """The family of the training problems: ``data.preset`` restricted by ``data.max_op`` / ``data.max_edge``
+    (``med-op4-ip12``: :func:`probekit.igsm.presets.restricted_preset`)."""
+    try:
+        return restricted_preset(data.preset, data.max_op, data.max_edge)
+    except ValueError as err:
+        raise ConfigError(f"data: {err}") from None
 
 
 def generation_config(data: DataSection) -> GenerationConfig:
     """The generator config of the training stream (train split, op drawn per problem)."""
-    name = ensure_preset(data.preset, data.max_op, data.max_edge)
+    name = training_preset(data).name
     return GenerationConfig(name, op=None, format=data.format, reask=False, split="train", seed=data.seed)
 
 
@@ -118,14 +113,11 @@ def problem_tokens(config: GenerationConfig, index: int, tokenizer: IGSMTokenize
     return np.asarray(ids, dtype=TOKEN_DTYPE)
 
 
-# worker-process state (spawned processes: the preset is registered again there)
+# worker-process state
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(preset: tuple, config_fields: dict, resample: str = "none", power: float = 1.0) -> None:
-    name, max_op, max_edge = preset
-    if name not in PRESETS:
-        PRESETS[name] = Preset(name, max_op, max_edge)
+def _worker_init(config_fields: dict, resample: str = "none", power: float = 1.0) -> None:
     _WORKER["config"] = GenerationConfig(**config_fields)
     _WORKER["tokenizer"] = default_tokenizer()
     _WORKER["resample"] = (resample, power)
@@ -145,7 +137,7 @@ def _mp_context():
 
 def auto_workers(device_type: str) -> int:
     """Generator processes per rank: on CUDA this process's share of the node's cores minus two (the training
-    loop and the loader thread); 1 on CPU (see probekit.train.loop._share_cpu)."""
+    loop and the loader thread); 1 on CPU (see probekit.train.distributed.share_cpu)."""
     if device_type != "cuda":
         return 1
     try:
@@ -168,7 +160,7 @@ def drawn_op(config: GenerationConfig, index: int) -> int:
     1..max_op) and a record is kept only with that op, so this is ``generate_record(config, index)["op"]``;
     :func:`stream_problem_tokens` checks it on every resampled problem.
     """
-    max_op = PRESETS[config.preset].max_op
+    max_op = resolve_preset(config.preset).max_op
     rng = FastRandom(record_seed(config.seed, index))
     return min(rng.randint(1, max_op), rng.randint(1, max_op))
 
@@ -205,7 +197,9 @@ def resampled_op(seed: int, index: int, max_op: int, power: float) -> int:
     return rng.choices(range(1, max_op + 1), cum_weights=_op_cum_weights(max_op, float(power)))[0]
 
 
-def generator_index(config: GenerationConfig, index: int, resample: str = "none", power: float = 1.0) -> tuple[int, int | None]:
+def generator_index(
+    config: GenerationConfig, index: int, resample: str = "none", power: float = 1.0
+) -> tuple[int, int | None]:
     """``(generator index, op or None)`` of stream problem ``index`` (see the module doc, step 2).
 
     ``none``: ``(index, None)``. ``length``: the first index of ``index * RESAMPLE_BLOCK ..`` whose
@@ -213,7 +207,7 @@ def generator_index(config: GenerationConfig, index: int, resample: str = "none"
     """
     if resample == "none":
         return index, None
-    max_op = PRESETS[config.preset].max_op
+    max_op = resolve_preset(config.preset).max_op
     op = resampled_op(config.seed, index, max_op, power)
     start = index * RESAMPLE_BLOCK
     for candidate in range(start, start + RESAMPLE_BLOCK):
@@ -234,8 +228,13 @@ def stream_record(config: GenerationConfig, index: int, resample: str = "none", 
     return record
 
 
-def stream_problem_tokens(config: GenerationConfig, index: int, resample: str = "none", power: float = 1.0,
-                          tokenizer: IGSMTokenizer | None = None) -> np.ndarray:
+def stream_problem_tokens(
+    config: GenerationConfig,
+    index: int,
+    resample: str = "none",
+    power: float = 1.0,
+    tokenizer: IGSMTokenizer | None = None,
+) -> np.ndarray:
     """Token ids of stream problem ``index`` (:func:`problem_tokens` of its generator index)."""
     if resample == "none":
         return problem_tokens(config, index, tokenizer)
@@ -261,6 +260,8 @@ class ProblemOrder:
 
     def permutation(self, epoch: int) -> np.ndarray:
         """The problem order of ``epoch`` (a permutation of ``range(n_problems)``)."""
+        if self.n is None:
+            raise ValueError("an unlimited stream (data.n_problems null) has no epochs to permute")
         perm = self._perm.get(epoch)
         if perm is None:
             if len(self._perm) >= self.cache:
@@ -304,8 +305,8 @@ def check_context(data: DataSection, context: int) -> dict:
     n = data.length_check_samples
     if n == 0 or data.source != "generate":
         return {}
-    name = ensure_preset(data.preset, data.max_op, data.max_edge)
-    max_op = PRESETS[name].max_op
+    preset = training_preset(data)
+    name, max_op = preset.name, preset.max_op
     lengths = _max_op_lengths(name, max_op, data.format, data.seed, n)
     too_long = sum(1 for x in lengths if x > context)
     stats = {
@@ -346,8 +347,16 @@ class GeneratedStream:
 
     kind = "generate"
 
-    def __init__(self, data: DataSection, context: int, n_lanes: int, lanes: range, workers: int,
-                 state: dict | None = None, lookahead: float = 2.0):
+    def __init__(
+        self,
+        data: DataSection,
+        context: int,
+        n_lanes: int,
+        lanes: range,
+        workers: int,
+        state: dict | None = None,
+        lookahead: float = 2.0,
+    ):
         self.config = generation_config(data)
         self.order = ProblemOrder(data.n_problems, data.seed)
         self.resample, self.power = data.resample, float(data.resample_power)
@@ -364,11 +373,8 @@ class GeneratedStream:
         self._pool = None
         self.workers = workers
         if workers > 0:
-            preset = PRESETS[self.config.preset]
-            ctx = _mp_context()
-            self._pool = ctx.Pool(
-                workers, initializer=_worker_init,
-                initargs=((preset.name, preset.max_op, preset.max_edge), asdict(self.config), self.resample, self.power),
+            self._pool = _mp_context().Pool(
+                workers, initializer=_worker_init, initargs=(asdict(self.config), self.resample, self.power)
             )
 
     def _positions(self, state: dict | None) -> dict[int, tuple]:
@@ -504,14 +510,24 @@ class ShardStream:
 
     kind = "shards"
 
-    def __init__(self, data: DataSection, context: int, n_lanes: int, lanes: range, tokenizer: IGSMTokenizer,
-                 state: dict | None = None):
+    def __init__(
+        self,
+        data: DataSection,
+        context: int,
+        n_lanes: int,
+        lanes: range,
+        tokenizer: IGSMTokenizer,
+        state: dict | None = None,
+    ):
         from probekit.shards import load_meta, read_shards
 
-        meta = load_meta(data.shards)
+        shards = required(data.shards, "data.shards")
+        meta = load_meta(shards)
         if meta["context"] != context:
-            raise ConfigError(f"data.context={context} but the shards in {data.shards} have windows of {meta['context']}")
-        self.arrays = read_shards(data.shards, tokenizer)
+            raise ConfigError(
+                f"data.context={context} but the shards in {data.shards} have windows of {meta['context']}"
+            )
+        self.arrays = read_shards(shards, tokenizer)
         counts = np.array([a.shape[0] for a in self.arrays], dtype=np.int64)
         self.n_windows = int(counts.sum())
         if self.n_windows == 0:

@@ -19,10 +19,19 @@ A100: 312); on CPU, or on an unknown GPU or dtype, MFU is left out (``null`` in 
 
 from __future__ import annotations
 
-FORMULA = "flops_per_token = 6*N + 12*L*d*T (PaLM/nanoGPT; N = parameters except the input embedding table, T = context)"
+FORMULA = (
+    "flops_per_token = 6*N + 12*L*d*T (PaLM/nanoGPT; N = parameters except the input embedding table, T = context)"
+)
 
 # dense bf16 tensor-core peaks (TFLOP/s) by device-name substring, first match wins
-BF16_PEAK_TFLOPS = (("H200", 989.0), ("H100", 989.0), ("GH200", 989.0), ("A100", 312.0), ("L40S", 362.0), ("A10G", 70.0))
+BF16_PEAK_TFLOPS = (
+    ("H200", 989.0),
+    ("H100", 989.0),
+    ("GH200", 989.0),
+    ("A100", 312.0),
+    ("L40S", 362.0),
+    ("A10G", 70.0),
+)
 
 
 def matmul_params(model) -> int:

@@ -19,9 +19,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from probekit.checkpoint import provenance_value
 from probekit.evaluate import metrics
 from probekit.evaluate.judge import judge
-from probekit.evaluate.run import evaluate_set, evaluate_sets, format_table, provenance_value, tidy_rows, write_summary
+from probekit.evaluate.run import (
+    evaluate_set,
+    evaluate_sets,
+    format_table,
+    tidy_rows,
+    write_summary,
+)
 from probekit.evaluate.sets import EvalSet, default_suite, draw_set, parse_sets
 from probekit.igsm.check import MISTAKE_KINDS, check_solution, parse_solution
 from probekit.igsm.jobs import check_record
@@ -152,14 +159,28 @@ def test_step_fit_two_bins_by_hand():
     assert fit.ci_low < 0.5 < fit.ci_high
     # profile interval: the log-likelihood at the bounds is 1.92 below the maximum
     for bound in (fit.ci_low, fit.ci_high):
-        drop = fit.log_likelihood - metrics._log_likelihood(bound, np.array([1.0, 2.0]), np.array([10.0, 7.0]), np.array([6.0, 1.0]))
+        drop = fit.log_likelihood - metrics._log_likelihood(
+            bound, np.array([1.0, 2.0]), np.array([10.0, 7.0]), np.array([6.0, 1.0])
+        )
         assert drop == pytest.approx(metrics.CHI2_1_95 / 2, abs=1e-6)
     table = fit.bin_table()
     assert table == [
-        {"op": 1, "n": 10, "correct": 6, "accuracy": pytest.approx(0.6), "predicted": pytest.approx(0.5),
-         "residual": pytest.approx(r1)},
-        {"op": 2, "n": 7, "correct": 1, "accuracy": pytest.approx(1 / 7), "predicted": pytest.approx(0.25),
-         "residual": pytest.approx(r2)},
+        {
+            "op": 1,
+            "n": 10,
+            "correct": 6,
+            "accuracy": pytest.approx(0.6),
+            "predicted": pytest.approx(0.5),
+            "residual": pytest.approx(r1),
+        },
+        {
+            "op": 2,
+            "n": 7,
+            "correct": 1,
+            "accuracy": pytest.approx(1 / 7),
+            "predicted": pytest.approx(0.25),
+            "residual": pytest.approx(r2),
+        },
     ]
     assert [b["pearson"] for b in fit.bins] == pytest.approx([r1, r2])
     assert [b["residual"] for b in fit.bins] == pytest.approx([0.1, 1 / 7 - 0.25])  # raw differences
@@ -199,14 +220,19 @@ def test_first_error_position_and_unnecessary():
     assert math.isnan(metrics.mean_first_error_position([None], [3]))
     with pytest.raises(ValueError):
         metrics.first_error_positions([5], [4])
-    assert metrics.unnecessary_per_correct([0, 2, 1, ["a", "b", "c"]], [True, True, False, True]) == pytest.approx(5 / 3)
+    assert metrics.unnecessary_per_correct([0, 2, 1, ["a", "b", "c"]], [True, True, False, True]) == pytest.approx(
+        5 / 3
+    )
     assert math.isnan(metrics.unnecessary_per_correct([1], [False]))
 
 
 def test_mistake_kind_counts_from_dicts_and_verdicts():
     problem, reference = _drawn("med", 4)[0]
-    verdicts = [check_solution(problem, reference), check_solution(problem, "garbage"),
-                check_solution(problem, "garbage").to_dict()]
+    verdicts = [
+        check_solution(problem, reference),
+        check_solution(problem, "garbage"),
+        check_solution(problem, "garbage").to_dict(),
+    ]
     counts = metrics.mistake_kind_counts(verdicts, MISTAKE_KINDS)
     assert list(counts)[: len(MISTAKE_KINDS)] == list(MISTAKE_KINDS)
     assert counts["unparseable"] == 2 and counts["arithmetic_error"] == 0
@@ -216,13 +242,30 @@ def test_mistake_kind_counts_from_dicts_and_verdicts():
 # ============================================================================================== sets
 def test_suites():
     med = default_suite("med", n=5, seed=3)
-    assert [s.name for s in med] == ["op<=15", "op=15", "op=20", "op=21", "op=22", "op=23",
-                                     "reask op=20", "reask op=21", "reask op=22", "reask op=23"]
+    assert [s.name for s in med] == [
+        "op<=15",
+        "op=15",
+        "op=20",
+        "op=21",
+        "op=22",
+        "op=23",
+        "reask op=20",
+        "reask op=21",
+        "reask op=22",
+        "reask op=23",
+    ]
     assert all(s.split == "test" and s.n == 5 and s.seed == 3 for s in med)
     hard = default_suite("hard")
     assert [s.name for s in hard][:2] == ["op<=21", "op=21"] and len(hard) == 12
     assert [s.op for s in hard if s.reask] == [28, 29, 30, 31, 32]
-    assert [s.name for s in parse_sets("7, r20,7,ood", "med")] == ["op=7", "reask op=20", "op=20", "op=21", "op=22", "op=23"]
+    assert [s.name for s in parse_sets("7, r20,7,ood", "med")] == [
+        "op=7",
+        "reask op=20",
+        "op=20",
+        "op=21",
+        "op=22",
+        "op=23",
+    ]
     with pytest.raises(ValueError):
         parse_sets("op=7")
     with pytest.raises(ValueError):
@@ -237,12 +280,12 @@ def test_provenance_lookup():
 
 
 def test_a_checkpoint_is_evaluated_on_its_own_training_family():
-    from probekit.evaluate.run import training_family
-    from probekit.igsm.generate import PRESETS
+    from probekit.checkpoint import training_family
+    from probekit.igsm.presets import resolve_preset
 
     trained = {"training_config": {"data": {"preset": "med", "max_op": 4, "max_edge": 12, "format": "qp"}}}
     assert training_family(trained) == ("med-op4-ip12", "qp")
-    assert (PRESETS["med-op4-ip12"].max_op, PRESETS["med-op4-ip12"].max_edge) == (4, 12)
+    assert (resolve_preset("med-op4-ip12").max_op, resolve_preset("med-op4-ip12").max_edge) == (4, 12)
     assert training_family({}) == ("med", "pq") and training_family({"data": {"preset": "hard"}}) == ("hard", "pq")
     # its default suite: in distribution up to op 4, out of distribution at op 5 and 6, and their re-asked versions
     names = [s.name for s in parse_sets("default", "med-op4-ip12")]
@@ -288,7 +331,9 @@ def test_reference_solutions_score_one():
     assert all(v == 0 for v in row["mistake_kinds"].values())
     assert math.isnan(row["first_error_position"]) and row["answer_mismatch"] == 0
     assert row["step_accuracy"] == 1.0 and row["accuracy_by_op"] == {6: [6, 6]}
-    assert row["step_fit_bins"] == [{"op": 6, "n": 6, "correct": 6, "accuracy": 1.0, "predicted": 1.0, "residual": None}]
+    assert row["step_fit_bins"] == [
+        {"op": 6, "n": 6, "correct": 6, "accuracy": 1.0, "predicted": 1.0, "residual": None}
+    ]
     assert row["errors_calculation"] == row["errors_reasoning"] == row["errors_format"] == 0
     assert len(result.records) == 6
     rec = result.records[0]
@@ -328,7 +373,9 @@ def test_corrupted_solutions_score_zero_and_count_kinds():
     # first-mistake error types: kinds 0, 1 (answer only) and 3 (garbage) are format, kind 2 calculation
     assert (row["errors_calculation"], row["errors_reasoning"], row["errors_format"]) == (1, 0, 5)
     assert row["error_share_calculation"] == 1.0
-    assert row["step_fit_bins"] == [{"op": 6, "n": 6, "correct": 0, "accuracy": 0.0, "predicted": 0.0, "residual": None}]
+    assert row["step_fit_bins"] == [
+        {"op": 6, "n": 6, "correct": 0, "accuracy": 0.0, "predicted": 0.0, "residual": None}
+    ]
     table = format_table([row])
     assert "op=6" in table and "0.0000" in table
 
@@ -428,8 +475,14 @@ needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="needs torch and transfor
 if HAS_TORCH:
     import torch
 
-    from probekit.evaluate.generation import Completion, ModelGenerator, greedy_reference, split_completion
-    from probekit.modeling import build_model, load_model_config, padded_vocab, save_checkpoint
+    from probekit.checkpoint import save_checkpoint
+    from probekit.evaluate.generation import (
+        Completion,
+        ModelGenerator,
+        greedy_reference,
+        split_completion,
+    )
+    from probekit.modeling import build_model, load_model_config, padded_vocab
     from probekit.tokenizer import default_tokenizer
 
     TOK = default_tokenizer()
@@ -503,7 +556,9 @@ def tiny_models():
 def _prompts(k=3):
     from probekit.igsm.render import prompt_text
 
-    return [prompt_text(p, "pq") for p, _ in _drawn("med", 3, n=k)] + [prompt_text(p, "pq") for p, _ in _drawn("med", 8, n=1)]
+    return [prompt_text(p, "pq") for p, _ in _drawn("med", 3, n=k)] + [
+        prompt_text(p, "pq") for p, _ in _drawn("med", 8, n=1)
+    ]
 
 
 @needs_torch
@@ -553,23 +608,67 @@ def _run_eval(argv: list[str]) -> tuple[int, str]:
 
 @needs_torch
 def test_end_to_end_tiny_checkpoint(tmp_path, tiny_models):
-    ckpt = save_checkpoint(tiny_models["gpt2-tiny"], TOK, tmp_path / "ckpt", {"data": {"preset": "med", "format": "qp"}})
+    ckpt = save_checkpoint(
+        tiny_models["gpt2-tiny"], TOK, tmp_path / "ckpt", {"data": {"preset": "med", "format": "qp"}}
+    )
     out = tmp_path / "out"
-    status, stdout = _run_eval([str(ckpt), "--sets", "2,r3", "--n", "3", "--max-new-tokens", "24", "--out", str(out),
-                                "--json", "--quiet", "--workers", "1", "--samples", "2", "--temperature", "1.0"])
+    status, stdout = _run_eval(
+        [
+            str(ckpt),
+            "--sets",
+            "2,r3",
+            "--n",
+            "3",
+            "--max-new-tokens",
+            "24",
+            "--out",
+            str(out),
+            "--json",
+            "--quiet",
+            "--workers",
+            "1",
+            "--samples",
+            "2",
+            "--temperature",
+            "1.0",
+        ]
+    )
     assert status == 0
     rows = json.loads(stdout)
     assert [r["set"] for r in rows] == ["op=2", "reask op=3"]
     for row in rows:
-        for key in ("set", "n", "accuracy", "ci_low", "ci_high", "unnecessary_per_correct", "pass_at_n",
-                    "pass_ratio_at_n", "pass_at_1", "step_accuracy", "mistake_kinds"):
+        for key in (
+            "set",
+            "n",
+            "accuracy",
+            "ci_low",
+            "ci_high",
+            "unnecessary_per_correct",
+            "pass_at_n",
+            "pass_ratio_at_n",
+            "pass_at_1",
+            "step_accuracy",
+            "mistake_kinds",
+        ):
             assert key in row
         assert row["n"] == 3 and row["format"] == "qp" and 0 <= row["accuracy"] <= 1
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     assert len(records) == 6 and {r["set"] for r in records} == {"op=2", "reask op=3"}
     for rec in records:
-        for key in ("set", "index", "seed", "problem", "question", "categories", "solution", "emitted_answer",
-                    "verdict", "reference_solution", "first_error_index", "n_sentences"):
+        for key in (
+            "set",
+            "index",
+            "seed",
+            "problem",
+            "question",
+            "categories",
+            "solution",
+            "emitted_answer",
+            "verdict",
+            "reference_solution",
+            "first_error_index",
+            "n_sentences",
+        ):
             assert key in rec
         assert len(rec["samples"]) == 2
         assert check_record(rec) == rec["verdict"]
@@ -578,8 +677,9 @@ def test_end_to_end_tiny_checkpoint(tmp_path, tiny_models):
 
     # greedy decoding is deterministic: the same command gives the same solutions
     out2 = tmp_path / "out2"
-    status, _ = _run_eval([str(ckpt), "--op", "2", "--n", "3", "--max-new-tokens", "24", "--out", str(out2), "--quiet",
-                           "--workers", "1"])
+    status, _ = _run_eval(
+        [str(ckpt), "--op", "2", "--n", "3", "--max-new-tokens", "24", "--out", str(out2), "--quiet", "--workers", "1"]
+    )
     again = [json.loads(line) for line in (out2 / "records.jsonl").read_text().splitlines()]
     assert status == 0 and [r["solution"] for r in again] == [r["solution"] for r in records[:3]]
 
@@ -592,8 +692,30 @@ def test_command_rejects_bad_options(tmp_path):
     assert _run_eval([str(tmp_path), "--samples", "2", "--temperature", "0"])[0] == 2
 
 
+@needs_torch
+def test_run_eval_is_a_library_call_returning_the_summary_rows(tmp_path, tiny_models):
+    """What ``probekit eval`` (and a sweep's accuracy job) calls, without the command line."""
+    pd = pytest.importorskip("pandas")
+    from probekit.evaluate.job import EvalSpec, run_eval
+    from probekit.records import table_records
+
+    ckpt = save_checkpoint(tiny_models["gpt2-tiny"], TOK, tmp_path / "ckpt", {"data": {"preset": "med"}})
+    spec = EvalSpec(
+        str(ckpt), sets="2,r3", n=2, max_new_tokens=16, device="cpu", out=str(tmp_path / "out"), progress=False
+    )
+    report = run_eval(spec)
+    rows = report.summary_records()
+    assert [r["set"] for r in rows] == ["op=2", "reask op=3"] and [r["op"] for r in rows] == [2, 3]
+    assert all(r["n"] == 2 and r["checkpoint"] == str(ckpt) and "kind_unparseable" in r for r in rows)
+    assert rows == table_records(pd.read_parquet(tmp_path / "out" / "summary.parquet"))  # the rows it wrote
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        run_eval(EvalSpec(str(ckpt), samples=2, temperature=0))
+
+
 def test_imports_stay_light():
-    code = ("import sys, probekit.evaluate, probekit.evaluate.command, probekit.evaluate.metrics; "
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys, probekit.evaluate, probekit.evaluate.command, probekit.evaluate.metrics; "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

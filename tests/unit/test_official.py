@@ -1,7 +1,7 @@
 """Agreement with the original authors' checker verdicts and probe labels on the official samples.
 
-Skipped until ``probekit.igsm.parse`` exists, or when ``shared/spec/official-samples.jsonl`` is absent. The
-label comparison mirrors ``shared/tools/official_compat.py``: only parameters both sides name are compared.
+The samples live in ``tests/data/`` (with the authors' MIT licence). The label comparison mirrors
+``shared/tools/official_compat.py``: only parameters both sides name are compared.
 """
 
 import json
@@ -12,16 +12,10 @@ import pytest
 
 from probekit.igsm.check import check_solution
 from probekit.igsm.labels import UNKNOWN_VALUE, compute_labels
+from probekit.igsm.parse import parse_problem
 from probekit.igsm.problem import Problem
 
-try:
-    from probekit.igsm.parse import parse_problem
-except ImportError:
-    pytest.skip("probekit.igsm.parse is not available", allow_module_level=True)
-
-SAMPLES = Path(__file__).resolve().parents[2] / "shared/spec/official-samples.jsonl"
-if not SAMPLES.exists():
-    pytest.skip(f"{SAMPLES} is absent", allow_module_level=True)
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "official-samples.jsonl"
 
 RECORDS = [json.loads(line) for line in SAMPLES.read_text().splitlines() if line.strip()]
 IDS = [f"{r['preset']}-{r['format']}-{r['seed']}-{r['index']}" for r in RECORDS]

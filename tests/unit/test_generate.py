@@ -13,12 +13,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from probekit.igsm.check import check_solution
-from probekit.igsm.generate import PRESETS, GenerationConfig, draw_problem, generate_record, to_record
+from probekit.igsm.generate import (
+    GenerationConfig,
+    draw_problem,
+    generate_record,
+    to_record,
+)
 from probekit.igsm.parse import parse_problem
+from probekit.igsm.presets import PRESETS, Preset, preset_name, resolve_preset, restricted_preset
 from probekit.igsm.render import SPLIT_BINS, statement_text, template_bin
 from probekit.igsm.world import load_world
 
-OPIP = Path(__file__).resolve().parents[2] / "shared" / "spec" / "official-opip.json"
+OPIP = Path(__file__).resolve().parents[1] / "data" / "official-opip.json"
 
 configs = st.builds(
     GenerationConfig,
@@ -98,7 +104,10 @@ def _corruptions(solution: str):
             wrong = f"= {calc.group(1)} {calc.group(2)} {calc.group(3)} = {(int(calc.group(4)) + 1) % 23}"
             yield "arithmetic_error", ". ".join(sentences[:-1] + [last[: calc.start()] + wrong]) + "."
     define = re.match(r"Define (.+?) as ([A-Za-z])", last)
-    yield "unknown_parameter", ". ".join(sentences[:-1] + [last.replace(define.group(1), "Nowhere Hall's Nothing", 1)]) + "."
+    yield (
+        "unknown_parameter",
+        ". ".join(sentences[:-1] + [last.replace(define.group(1), "Nowhere Hall's Nothing", 1)]) + ".",
+    )
     yield "unparseable", ". ".join(sentences[:-1] + ["Define it all as x; so x = banana"]) + "."
 
 
@@ -122,7 +131,7 @@ def test_used_before_defined_and_wrong_value_carried():
     kinds = {m.kind for m in check_solution(problem, ". ".join(moved) + ".").mistakes}
     assert "used_before_defined" in kinds
     values = re.search(r"= (\d+)( [+*-] )(\d+) = (\d+)$", ref) or re.search(r"so [A-Za-z] = [A-Za-z] = (\d+)$", ref)
-    carried = ref[: values.start(1)] + str((int(values.group(1)) + 1) % 23) + ref[values.end(1):]
+    carried = ref[: values.start(1)] + str((int(values.group(1)) + 1) % 23) + ref[values.end(1) :]
     kinds = {m.kind for m in check_solution(problem, solution.replace(ref, carried)).mistakes}
     assert "wrong_value_carried" in kinds
 
@@ -143,7 +152,6 @@ def _chi2_critical(df: int, z: float = 3.09) -> float:
     return df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
 
 
-@pytest.mark.skipif(not OPIP.exists(), reason="official op/ip histograms not available")
 @pytest.mark.parametrize("preset,n", [("med", 1500), ("hard", 800)])
 def test_op_and_ip_distributions_match_the_authors(preset, n):
     official = json.loads(OPIP.read_text())[preset]
@@ -161,6 +169,29 @@ def test_presets_bound_op_and_ip():
             record = generate_record(config, i)
             assert 1 <= record["op"] <= preset.max_op
             assert 2 <= record["ip"] <= preset.max_edge
+
+
+def test_derived_presets_are_values_resolved_from_their_names():
+    before = dict(PRESETS)
+    restricted = resolve_preset("med-op4-ip12")
+    assert restricted == Preset("med-op4-ip12", 4, 12) == restricted_preset("med", 4, 12)
+    assert resolve_preset("med-op4") == Preset("med-op4", 4, 20)
+    assert resolve_preset("hard-ip12") == Preset("hard-ip12", 21, 12)
+    assert resolve_preset("med") is PRESETS["med"] and preset_name("med", 4, 12) == "med-op4-ip12"
+    assert dict(PRESETS) == before == {"med": Preset("med", 15, 20), "hard": Preset("hard", 21, 28)}  # untouched
+    with pytest.raises(TypeError):
+        PRESETS["med-op4"] = restricted  # read-only
+    for bad in ("easy", "med-op0", "med-op04", "med-ip12-op4", "med-op4-", "medium-op4"):
+        with pytest.raises(ValueError, match="preset"):
+            resolve_preset(bad)
+    with pytest.raises(ValueError, match="preset"):
+        restricted_preset("easy", 4)
+    # a derived name needs no set-up anywhere: the generator resolves it, and its records keep its bounds
+    config = GenerationConfig("med-op4-ip12", seed=5)
+    records = [generate_record(config, i) for i in range(40)]
+    assert all(r["preset"] == "med-op4-ip12" and 1 <= r["op"] <= 4 and r["ip"] <= 12 for r in records)
+    assert generate_record(GenerationConfig("med-op4-ip12", op=4, split="test"), 0)["op"] == 4
+    assert dict(PRESETS) == before
 
 
 def test_bad_configs_are_refused_clearly():
@@ -194,7 +225,7 @@ def test_steps_a_and_b_spend_at_least_min_n_e_ops():
 
     rng = g.FastRandom(99)
     for _ in range(3000):
-        preset = g.PRESETS[rng.choice(["med", "hard"])]
+        preset = PRESETS[rng.choice(["med", "hard"])]
         knobs = g._draw_knobs(rng, preset, rng.randint(1, preset.max_op), forced=False)
         draft = g._Draft(rng, knobs)
         try:

@@ -19,14 +19,24 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from probekit.modeling import load_checkpoint
+from probekit import checkpoint
+from probekit.checkpoint import load_checkpoint
+from probekit.igsm.presets import PRESETS, Preset, restricted_preset
+from probekit.modeling import build_model
+from probekit.train import checkpointing, loop
 from probekit.train import data as data_mod
-from probekit.train import loop
 from probekit.train.command import register
 from probekit.train.config import ConfigError, ScheduleSection, load_config, resolve
+from probekit.train.distributed import DistEnv
 from probekit.train.flops import flops_per_token, matmul_params
+from probekit.train.metrics import read_log
+from probekit.train.model import init_model, model_config
+from probekit.train.objective import CausalLMLoss
+from probekit.train.optim import param_groups
+from probekit.train.plan import plan_run
+from probekit.train.schedule import lr_at
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = [
     "model.name=gpt2-tiny",
     "data.max_op=2",
@@ -48,9 +58,7 @@ TINY = [
 
 @pytest.fixture(autouse=True, scope="module")
 def _isolated():
-    """One torch thread; custom presets (med-op2-ip12) registered by the runs are removed afterwards."""
-    from probekit.igsm.generate import PRESETS
-
+    """One torch thread; the runs leave the presets as they were (they never register the ones they derive)."""
     presets = dict(PRESETS)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -62,8 +70,7 @@ def _isolated():
         os.environ.pop("OMP_NUM_THREADS", None)
     else:
         os.environ["OMP_NUM_THREADS"] = old
-    PRESETS.clear()
-    PRESETS.update(presets)
+    assert dict(PRESETS) == presets
 
 
 def cfg(out, *extra):
@@ -71,7 +78,7 @@ def cfg(out, *extra):
 
 
 def losses(out) -> dict[int, float]:
-    return {r["step"]: r["loss"] for r in loop.read_log(out) if "loss" in r}
+    return {r["step"]: r["loss"] for r in read_log(out) if "loss" in r}
 
 
 def cli(*argv) -> int:
@@ -89,6 +96,7 @@ def trained(tmp_path_factory):
     return loop.train(config)
 
 
+@pytest.mark.slow
 def test_loss_falls_on_small_problems(trained):
     curve = losses(trained.out)
     assert sorted(curve) == list(range(1, 201))
@@ -96,11 +104,21 @@ def test_loss_falls_on_small_problems(trained):
     last = np.mean([curve[s] for s in range(181, 201)])
     assert first > 6.0  # about ln(vocab) at initialisation
     assert last < 0.7 * first, (first, last)
-    records = loop.read_log(trained.out)
+    records = read_log(trained.out)
     start = records[0]
     assert start["event"] == "start" and "6*N + 12*L*d*T" in start["flops_formula"]
     step = [r for r in records if "loss" in r][-1]
-    for key in ("step", "loss", "lr", "tokens", "tokens_per_s", "mfu", "data_wait_fraction", "problems", "dropped_too_long"):
+    for key in (
+        "step",
+        "loss",
+        "lr",
+        "tokens",
+        "tokens_per_s",
+        "mfu",
+        "data_wait_fraction",
+        "problems",
+        "dropped_too_long",
+    ):
         assert key in step
     assert step["mfu"] is None  # no peak on CPU
     assert 0 <= step["data_wait_fraction"] <= 1
@@ -110,7 +128,7 @@ def test_loss_falls_on_small_problems(trained):
 def test_checkpoint_round_trip_identical_logits(trained):
     ckpt = trained.out / "checkpoints" / "step_000200"
     assert (trained.out / "checkpoints" / "latest").read_text().strip() == "step_000200"
-    assert (ckpt / loop.STATE_FILE).exists() and (trained.out / "checkpoints" / "step_000100").is_dir()
+    assert (ckpt / checkpoint.STATE_FILE).exists() and (trained.out / "checkpoints" / "step_000100").is_dir()
     model, tok, provenance = load_checkpoint(ckpt)
     assert provenance["step"] == 200 and provenance["tokens_seen"] == 200 * 4 * 256
     assert provenance["data_preset"] == {"name": "med-op2-ip12", "max_op": 2, "max_edge": 12}
@@ -125,7 +143,7 @@ def test_checkpoint_round_trip_identical_logits(trained):
     assert torch.equal(want, got)
     for name, buf in model.named_buffers():
         assert torch.isfinite(buf).all(), name
-    state = torch.load(ckpt / loop.STATE_FILE, weights_only=True)
+    state = torch.load(ckpt / checkpoint.STATE_FILE, weights_only=True)
     assert state["step"] == 200 and state["data"]["kind"] == "generate" and len(state["data"]["lanes"]) == 4
 
 
@@ -141,6 +159,9 @@ def test_resume_is_exact(tmp_path):
     straight = loop.train(cfg(tmp_path / "a", *extra))
     first = loop.train(cfg(tmp_path / "b", *extra, "run.stop_at_step=6"))
     assert first.step == 6 and (tmp_path / "b/checkpoints/latest").read_text().strip() == "step_000006"
+    plan = plan_run(cfg(tmp_path / "b", *extra), DistEnv(), resume=True)
+    assert (plan.start_step, plan.end_step, plan.checkpoint.name) == (6, 12, "step_000006")
+    assert plan.saved.step == 6 and plan.resume.changed == ["run.stop_at_step: 6 -> None"]
     resumed = loop.train(cfg(tmp_path / "b", *extra), resume=True)
     assert resumed.step == 12
     a, b = losses(tmp_path / "a"), losses(tmp_path / "b")
@@ -171,13 +192,16 @@ def test_checkpoints_record_the_revision_of_the_code_that_runs(tmp_path, monkeyp
     revisions = iter(["abc123-at-start"])
     monkeypatch.setattr(loop, "git_revision", lambda: next(revisions, "def456-pulled-later"))
     loop.train(cfg(tmp_path, "schedule.steps=4", "run.checkpoint_every=2"))
-    assert loop.read_log(tmp_path)[0]["git_revision"] == "abc123-at-start"
+    assert read_log(tmp_path)[0]["git_revision"] == "abc123-at-start"
     for step in (2, 4):
-        assert load_checkpoint(tmp_path / "checkpoints" / f"step_00000{step}")[2]["git_revision"] == "abc123-at-start"
+        assert (
+            load_checkpoint(tmp_path / "checkpoints" / f"step_00000{step}").provenance["git_revision"]
+            == "abc123-at-start"
+        )
 
 
 def test_checkpoint_is_atomic(tmp_path, monkeypatch):
-    real = loop._write_trainer_state
+    real = checkpointing.write_trainer_state
     calls = []
 
     def failing(state, path):
@@ -186,14 +210,14 @@ def test_checkpoint_is_atomic(tmp_path, monkeypatch):
             raise RuntimeError("disk full")
         real(state, path)
 
-    monkeypatch.setattr(loop, "_write_trainer_state", failing)
+    monkeypatch.setattr(checkpointing, "write_trainer_state", failing)
     with pytest.raises(RuntimeError, match="disk full"):
         loop.train(cfg(tmp_path, "schedule.steps=4", "run.checkpoint_every=2"))
     ckpts = tmp_path / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir()) == ["latest", "step_000002"]  # no partial folder left
     assert (ckpts / "latest").read_text().strip() == "step_000002"
-    assert (ckpts / "step_000002" / loop.STATE_FILE).exists()
-    monkeypatch.setattr(loop, "_write_trainer_state", real)
+    assert (ckpts / "step_000002" / checkpoint.STATE_FILE).exists()
+    monkeypatch.setattr(checkpointing, "write_trainer_state", real)
     assert loop.train(cfg(tmp_path, "schedule.steps=4", "run.checkpoint_every=2"), resume=True).step == 4
 
 
@@ -209,7 +233,7 @@ def test_stream_is_independent_of_world_size_and_resumable():
     whole = _batches(data_mod.GeneratedStream(data, 256, 4, range(4), workers=0), 3)
     half0 = _batches(data_mod.GeneratedStream(data, 256, 4, range(2), workers=0), 3)
     half1 = _batches(data_mod.GeneratedStream(data, 256, 4, range(2, 4), workers=0), 3)
-    for (w, _, _), (h0, s0, _), (h1, s1, _) in zip(whole, half0, half1):
+    for (w, _, _), (h0, _s0, _), (h1, _s1, _) in zip(whole, half0, half1):
         assert np.array_equal(w, np.concatenate([h0, h1]))
     # windows are packed problems: [PROBLEM] ... [EOS] [PROBLEM] ...
     tok = data_mod.default_tokenizer()
@@ -270,7 +294,9 @@ def test_default_stream_is_unchanged():
     for j in range(4):
         problems = _lane_problems(batches, j)
         assert len(problems) >= 4
-        assert problems == _expected(len(problems), lambda k, j=j: tuple(data_mod.problem_tokens(config, j + k * 4).tolist()))
+        assert problems == _expected(
+            len(problems), lambda k, j=j: tuple(data_mod.problem_tokens(config, j + k * 4).tolist())
+        )
     assert all(stream.problem_index(j, k) == j + 4 * k for j in range(4) for k in range(50))
     assert data_mod.generator_index(config, 12345) == (12345, None)
 
@@ -285,14 +311,16 @@ def test_whole_packing_keeps_every_problem_whole_and_resumes():
         for row in windows.tolist():
             assert row[0] == start
             content = row[: row.index(pad)] if pad in row else row
-            assert set(row[len(content):]) <= {pad} and content[-1] == eos  # whole problems, then [PAD] only
+            assert set(row[len(content) :]) <= {pad} and content[-1] == eos  # whole problems, then [PAD] only
             padded += len(row) - len(content)
     assert padded > 0
     config = data_mod.generation_config(data)
     for j in range(4):  # no problem lost: lane j still holds generator indices j, j + 4, ... in order
         problems = _lane_problems(batches, j)
         assert sum(len(p) for p in problems) == sum(int((b[0][j] != pad).sum()) for b in batches)
-        assert problems == _expected(len(problems), lambda k, j=j: tuple(data_mod.problem_tokens(config, j + k * 4).tolist()))
+        assert problems == _expected(
+            len(problems), lambda k, j=j: tuple(data_mod.problem_tokens(config, j + k * 4).tolist())
+        )
     again = _batches(data_mod.GeneratedStream(data, 256, 4, range(4), workers=0, state=batches[0][1]), 3)
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(batches[1:], again))
     with pytest.raises(ConfigError, match="data.packing"):
@@ -311,20 +339,26 @@ def test_solution_targets_are_the_solution_segment():
     begin, end = 9 + example.index(tok.special("[SOLUTION]")), 9 + len(example) - 1  # end: the [EOS]
     assert mask[0].tolist() == [begin <= t < end for t in range(len(window) - 1)]
     # the targets: solution tokens, [ANSWER], the answer and the closing [EOS]
-    assert [window[t + 1] for t in range(len(window) - 1) if mask[0, t]] == example[example.index(tok.special("[SOLUTION]")) + 1 :]
+    assert [window[t + 1] for t in range(len(window) - 1) if mask[0, t]] == example[
+        example.index(tok.special("[SOLUTION]")) + 1 :
+    ]
 
 
 def test_objectives_train_the_right_targets():
-    from probekit.train.objective import CausalLMLoss, solution_targets
+    from probekit.train.objective import solution_targets
 
     tok = data_mod.default_tokenizer()
-    model = loop.build_model(loop.model_config(load_config(None, TINY).model), tok)
+    model = build_model(model_config(load_config(None, TINY).model), tok)
     data = resolve(load_config(None, [*TINY, "data.packing=whole"]))[0].data
-    ids = torch.from_numpy(_batches(data_mod.GeneratedStream(data, 256, 2, range(2), workers=0), 1)[0][0].astype(np.int64))
+    ids = torch.from_numpy(
+        _batches(data_mod.GeneratedStream(data, 256, 2, range(2), workers=0), 1)[0][0].astype(np.int64)
+    )
     assert (ids == tok.pad_id).any()
     with torch.no_grad():
         logits = model(input_ids=ids).logits
-        per_token = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten(), reduction="none")
+        per_token = torch.nn.functional.cross_entropy(
+            logits[:, :-1].flatten(0, 1), ids[:, 1:].flatten(), reduction="none"
+        )
         per_token = per_token.view(ids.shape[0], -1)
         solution = solution_targets(ids, tok.special("[SOLUTION]"), (tok.special("[PROBLEM]"), tok.eos_id))
         real = ids[:, 1:] != tok.pad_id
@@ -340,11 +374,17 @@ def test_objectives_train_the_right_targets():
 
 
 def test_learning_curve_records_and_training_seconds_survive_resume(tmp_path):
-    extra = ("data.packing=whole", "optim.loss=solution", "model.tie_embeddings=true", "run.eval_every=4",
-             "run.eval_problems=2", "run.checkpoint_every=4")
+    extra = (
+        "data.packing=whole",
+        "optim.loss=solution",
+        "model.tie_embeddings=true",
+        "run.eval_every=4",
+        "run.eval_problems=2",
+        "run.checkpoint_every=4",
+    )
     loop.train(cfg(tmp_path, *extra, "run.stop_at_step=8"))
     resumed = loop.train(cfg(tmp_path, *extra), resume=True)
-    records = loop.read_log(tmp_path)
+    records = read_log(tmp_path)
     evals = [r for r in records if r.get("event") == "eval"]
     assert [r["step"] for r in evals] == [4, 8, 12]
     for r in evals:  # max_op 2: the curve judges op = 2 test problems
@@ -353,7 +393,7 @@ def test_learning_curve_records_and_training_seconds_survive_resume(tmp_path):
     assert all(r["solution_loss"] == pytest.approx(r["loss"], rel=1e-5) for r in steps)  # loss=solution
     seconds = [r["train_seconds"] for r in steps]
     assert seconds == sorted(seconds) and seconds[-1] > seconds[7] > 0  # continues across the resume
-    state = torch.load(tmp_path / "checkpoints" / "step_000012" / loop.STATE_FILE, weights_only=True)
+    state = torch.load(tmp_path / "checkpoints" / "step_000012" / checkpoint.STATE_FILE, weights_only=True)
     assert state["train_seconds"] >= seconds[-1]
     model, _, provenance = load_checkpoint(tmp_path / "checkpoints" / "step_000012")
     assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
@@ -382,7 +422,9 @@ def test_n_problems_cycles_exactly_n_distinct_problems_and_resumes():
     assert set(seen) == set(range(n)) and len(seen) > 2 * n
     stream.close()
     # independent of the number of processes, and exactly resumable
-    halves = [_batches(data_mod.GeneratedStream(data, CTX, 4, lanes, workers=0), 3) for lanes in (range(2), range(2, 4))]
+    halves = [
+        _batches(data_mod.GeneratedStream(data, CTX, 4, lanes, workers=0), 3) for lanes in (range(2), range(2, 4))
+    ]
     for w, h0, h1 in zip(whole, *halves):
         assert np.array_equal(w[0], np.concatenate([h0[0], h1[0]]))
     state = data_mod.merge_states([halves[0][2][1], halves[1][2][1]])
@@ -428,11 +470,15 @@ def test_resample_by_length_shifts_the_op_distribution():
     stream = data_mod.GeneratedStream(data, CTX, 4, range(4), workers=0)
     for j in range(4):
         problems = _lane_problems(whole, j)
-        assert problems == _expected(len(problems), lambda k, j=j: _tokens(config, stream.problem_index(j, k), "length", 3.0), CTX)
+        assert problems == _expected(
+            len(problems), lambda k, j=j: _tokens(config, stream.problem_index(j, k), "length", 3.0), CTX
+        )
     stream.close()
     two = [data_mod.generator_index(config, i, "length", 3.0)[1] == 2 for i in range(400)]
     assert np.mean(two) == pytest.approx(8 / 11, abs=0.07)
-    halves = [_batches(data_mod.GeneratedStream(data, CTX, 4, lanes, workers=0), 2) for lanes in (range(2), range(2, 4))]
+    halves = [
+        _batches(data_mod.GeneratedStream(data, CTX, 4, lanes, workers=0), 2) for lanes in (range(2), range(2, 4))
+    ]
     for w, h0, h1 in zip(whole, *halves):
         assert np.array_equal(w[0], np.concatenate([h0[0], h1[0]]))
     state = data_mod.merge_states([halves[0][1][1], halves[1][1][1]])
@@ -442,8 +488,13 @@ def test_resample_by_length_shifts_the_op_distribution():
 
 
 def test_data_size_keys_train_resume_and_provenance(tmp_path):
-    extra = ("data.n_problems=10", "data.resample=length", "data.resample_power=2", "schedule.steps=6",
-             "run.checkpoint_every=3")
+    extra = (
+        "data.n_problems=10",
+        "data.resample=length",
+        "data.resample_power=2",
+        "schedule.steps=6",
+        "run.checkpoint_every=3",
+    )
     straight = loop.train(cfg(tmp_path / "a", *extra))
     loop.train(cfg(tmp_path / "b", *extra, "run.stop_at_step=3"))
     resumed = loop.train(cfg(tmp_path / "b", *extra), resume=True)
@@ -494,7 +545,7 @@ def test_shards_source(tmp_path):
     from probekit.igsm.jobs import generate_records
     from probekit.shards import write_shards
 
-    name = data_mod.ensure_preset("med", 2, 12)
+    name = restricted_preset("med", 2, 12).name
     records = generate_records(GenerationConfig(name, seed=1), 60)
     write_shards(records, data_mod.default_tokenizer(), tmp_path / "shards", 256, shard_windows=16)
     shards = ("data.source=shards", f"data.shards={tmp_path / 'shards'}", "data.context=null")  # from meta.json
@@ -525,18 +576,32 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_match_one(tmp_path):
     script = tmp_path / "ddp_run.py"
     script.write_text(DDP_SCRIPT)
     common = [*TINY, "schedule.steps=4", "data.micro_batch_size=1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-         str(tmp_path), *common, f"run.out={tmp_path / 'ddp'}"],
-        capture_output=True, text=True, env=env, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            str(tmp_path),
+            *common,
+            f"run.out={tmp_path / 'ddp'}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    start = loop.read_log(tmp_path / "ddp")[0]
+    start = read_log(tmp_path / "ddp")[0]
     assert start["world_size"] == 2 and start["layout"]["accumulation"] == 2
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
@@ -598,8 +663,15 @@ def test_command_module_does_not_import_torch():
 def _tiny_llama(path: Path, vocab: int):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512)
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     model.save_pretrained(path)
@@ -608,24 +680,43 @@ def _tiny_llama(path: Path, vocab: int):
 
 def test_init_from_llama(tmp_path, capsys):
     llama = _tiny_llama(tmp_path / "llama", 1024)  # no tokenizer: the probekit one is used
-    model, tok, own = loop.init_model(tmp_path / "llama", 256)
+    model, tok, own = init_model(tmp_path / "llama", 256)
     assert not own and tok.vocab_size <= 1024
     ids = torch.tensor([tok.prompt_ids(_a_prompt())])
     with torch.no_grad():
         assert torch.equal(model.eval()(input_ids=ids).logits, llama(input_ids=ids).logits)
     # step 1's loss is the loaded model's loss on the first batch
     out = tmp_path / "ft"
-    assert cli(REPO / "experiments/train/cpu-tiny.yaml", f"run.out={out}", *TINY, "schedule.steps=3", "--init-from", tmp_path / "llama") == 0
+    assert (
+        cli(
+            REPO / "experiments/train/cpu-tiny.yaml",
+            f"run.out={out}",
+            *TINY,
+            "schedule.steps=3",
+            "--init-from",
+            tmp_path / "llama",
+        )
+        == 0
+    )
     config = resolve(cfg(out))[0]
     batch = data_mod.GeneratedStream(config.data, 256, 4, range(4), workers=0).next_batch()[0]
     with torch.no_grad():
-        want = loop.CausalLMLoss(llama, tok)(torch.from_numpy(batch.astype(np.int64))).loss.item()
+        want = CausalLMLoss(llama, tok)(torch.from_numpy(batch.astype(np.int64))).loss.item()
     assert abs(losses(out)[1] - want) < 1e-5
     trained, _, provenance = load_checkpoint(out / "checkpoints" / "step_000003")
     assert type(trained).__name__ == "LlamaForCausalLM" and provenance["init_from"] == str(tmp_path / "llama")
     # an embedding too small for the probekit tokenizer is refused clearly
     _tiny_llama(tmp_path / "small", 512)
-    assert cli(REPO / "experiments/train/cpu-tiny.yaml", f"run.out={tmp_path / 'ft2'}", *TINY, "--init-from", tmp_path / "small") == 2
+    assert (
+        cli(
+            REPO / "experiments/train/cpu-tiny.yaml",
+            f"run.out={tmp_path / 'ft2'}",
+            *TINY,
+            "--init-from",
+            tmp_path / "small",
+        )
+        == 2
+    )
     err = _err(capsys)
     assert "512 rows" in err and str(tok.vocab_size) in err
 
@@ -634,42 +725,52 @@ def test_cuda_oom_suggests_a_smaller_micro_batch(tmp_path, monkeypatch, capsys):
     def oom(self, ids):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    monkeypatch.setattr(loop.CausalLMLoss, "forward", oom)
+    monkeypatch.setattr(CausalLMLoss, "forward", oom)
     assert cli(REPO / "experiments/train/cpu-tiny.yaml", *TINY, f"run.out={tmp_path}", "data.batch_size=12") == 1
     err = _err(capsys)
     assert "out of memory" in err and "data.micro_batch_size=12" in err and "try data.micro_batch_size=6" in err
 
 
 def test_rotary_buffers_are_repaired():
-    model = loop.build_model(loop.model_config(load_config(None, TINY).model), data_mod.default_tokenizer())
+    model = build_model(model_config(load_config(None, TINY).model), data_mod.default_tokenizer())
     rotary = model.gpt_neox.rotary_emb
     good = rotary.inv_freq.clone()
     rotary.inv_freq.fill_(float("nan"))
-    assert loop.fix_rotary(model) == ["gpt_neox.rotary_emb.inv_freq"]
+    assert checkpoint.fix_rotary(model) == ["gpt_neox.rotary_emb.inv_freq"]
     assert torch.equal(rotary.inv_freq, good)
-    assert loop.fix_rotary(model) == []
+    assert checkpoint.fix_rotary(model) == []
 
 
 # ---------------------------------------------------------------------------------------------- units
+def test_a_run_is_planned_before_anything_starts(tmp_path):
+    plan = plan_run(cfg(tmp_path / "p"), DistEnv())
+    assert plan.preset == Preset("med-op2-ip12", 2, 12) and "med-op2-ip12" not in PRESETS  # derived, not registered
+    assert (plan.start_step, plan.end_step, plan.tokens_per_step) == (0, 12, 4 * 256)
+    assert plan.resume is None and plan.saved is None and plan.initial_model is None
+    assert (plan.device.type, plan.dtype, plan.compile) == ("cpu", "fp32", False)
+    assert plan.context_stats["preset"] == "med-op2-ip12" and plan.layout.accumulation == 1
+    assert not (tmp_path / "p").exists()  # nothing written yet
+
+
 def test_schedule_and_flops():
     s = ScheduleSection(steps=1000, warmup_steps=100, min_lr_ratio=0.01)
-    assert loop.lr_at(0, 2e-3, s) == pytest.approx(2e-5)
-    assert loop.lr_at(99, 2e-3, s) == pytest.approx(2e-3)
-    assert loop.lr_at(999, 2e-3, s) == pytest.approx(2e-5)
-    lrs = [loop.lr_at(i, 2e-3, s) for i in range(100, 1000)]
+    assert lr_at(0, 2e-3, s) == pytest.approx(2e-5)
+    assert lr_at(99, 2e-3, s) == pytest.approx(2e-3)
+    assert lr_at(999, 2e-3, s) == pytest.approx(2e-5)
+    lrs = [lr_at(i, 2e-3, s) for i in range(100, 1000)]
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
     # wsd: the peak until the last 20% of the steps after warm-up, then linear to 1%; a longer run is the same
     # schedule up to where the shorter one starts decaying
     wsd = ScheduleSection(steps=1100, warmup_steps=100, min_lr_ratio=0.01, decay="wsd", decay_fraction=0.2)
-    assert loop.lr_at(99, 2e-3, wsd) == loop.lr_at(899, 2e-3, wsd) == pytest.approx(2e-3)
-    assert loop.lr_at(900, 2e-3, wsd) < 2e-3 and loop.lr_at(1099, 2e-3, wsd) == pytest.approx(2e-5)
+    assert lr_at(99, 2e-3, wsd) == lr_at(899, 2e-3, wsd) == pytest.approx(2e-3)
+    assert lr_at(900, 2e-3, wsd) < 2e-3 and lr_at(1099, 2e-3, wsd) == pytest.approx(2e-5)
     longer = ScheduleSection(steps=2100, warmup_steps=100, min_lr_ratio=0.01, decay="wsd", decay_fraction=0.1)
-    assert [loop.lr_at(i, 2e-3, longer) for i in range(900)] == [loop.lr_at(i, 2e-3, wsd) for i in range(900)]
-    model = loop.build_model(loop.model_config(load_config(None, TINY).model), data_mod.default_tokenizer())
+    assert [lr_at(i, 2e-3, longer) for i in range(900)] == [lr_at(i, 2e-3, wsd) for i in range(900)]
+    model = build_model(model_config(load_config(None, TINY).model), data_mod.default_tokenizer())
     n = sum(p.numel() for p in model.parameters())
     assert matmul_params(model) == n - model.get_input_embeddings().weight.numel()
     assert flops_per_token(100, 2, 64, 256) == 600 + 12 * 2 * 64 * 256
-    groups = loop.param_groups(model, 0.05, True)
+    groups = param_groups(model, 0.05, True)
     assert all(p.ndim >= 2 for p in groups[0]["params"]) and all(p.ndim == 1 for p in groups[1]["params"])
     # the default config is the paper's recipe
     paper, layout = resolve(load_config(REPO / "experiments/train/med-gpt2-12-12.yaml"), world_size=8)
@@ -677,4 +778,9 @@ def test_schedule_and_flops():
     assert (paper.data.batch_size, paper.data.context, paper.schedule.steps) == (512, 768, 100_000)
     assert layout.per_rank == 64
     hard = resolve(load_config(None, ["data.preset=hard"]))[0]
-    assert (hard.optim.weight_decay, hard.data.batch_size, hard.data.context, hard.schedule.steps) == (0.03, 256, 1024, 200_000)
+    assert (hard.optim.weight_decay, hard.data.batch_size, hard.data.context, hard.schedule.steps) == (
+        0.03,
+        256,
+        1024,
+        200_000,
+    )

@@ -14,11 +14,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("pandas")
 
+from probekit.checkpoint import save_checkpoint  # noqa: E402
 from probekit.igsm.generate import GenerationConfig, draw_problem, to_record  # noqa: E402
 from probekit.igsm.labels import UNKNOWN_VALUE, compute_labels  # noqa: E402
 from probekit.igsm.problem import ABSTRACT, INSTANCE  # noqa: E402
 from probekit.igsm.render import prompt_text, statements_text  # noqa: E402
-from probekit.modeling import build_model, load_model_config, save_checkpoint  # noqa: E402
+from probekit.modeling import build_model, load_model_config  # noqa: E402
 from probekit.probe import hooks  # noqa: E402
 from probekit.probe.data import (  # noqa: E402
     TASKS,
@@ -43,7 +44,9 @@ def _item(fmt="pq", index=0, op=4):
 
 
 def _small_data(n_problems=12, tasks="nece", seed=0, split="train"):
-    return examples_from_config(GenerationConfig("med", op=3, seed=seed, split=split), n_problems, tasks=tasks, seed=seed)
+    return examples_from_config(
+        GenerationConfig("med", op=3, seed=seed, split=split), n_problems, tasks=tasks, seed=seed
+    )
 
 
 # ---------------------------------------------------------------------------- data: pool and positions
@@ -106,8 +109,12 @@ def test_every_task_probes_where_the_paper_says(tok, fmt):
             assert ids == tok.probe_ids(expected_prefix, a)
             assert ids[len(expected_prefix) - 1] == (tok.token_to_id(".") if t else tok.special("[SOLUTION]"))
             step = labels.steps[t]
-            want = {"known": int(a in step["known"]), "can_next": int(a in step["can_next"]),
-                    "nece_next": int(a in step["nece_next"]), "value": labels.value_label(t, a)}[task]
+            want = {
+                "known": int(a in step["known"]),
+                "can_next": int(a in step["can_next"]),
+                "nece_next": int(a in step["nece_next"]),
+                "value": labels.value_label(t, a),
+            }[task]
             assert y == want and meta["t"] == t
     # the last position knows every necessary parameter; value = the true value or 23 before
     q = problem.name(problem.query)
@@ -120,7 +127,7 @@ def test_sampled_examples_match_compute_labels(tok):
     data = build_examples(items, tokenizer=tok, per_problem=10, seed=7)
     frame = data.frame()
     assert set(frame.task) == set(TASKS)
-    for (index, task), group in frame.groupby(["problem", "task"]):
+    for (_index, task), group in frame.groupby(["problem", "task"]):
         assert len(group) <= 10
         keys = list(zip(group.a, group.b.fillna(""), group.t.fillna(-1)))
         assert len(set(keys)) == len(keys)  # without replacement
@@ -140,8 +147,11 @@ def test_sampled_examples_match_compute_labels(tok):
         else:
             assert y == (row.a in labels.steps[row.t][row.task])
         assert row.necessary == (row.a in labels.nece)
-        assert (row.distance is pd_na() or np.isnan(row.distance)) if not row.necessary else \
-            row.distance == labels.distance[row.a]
+        assert (
+            (row.distance is pd_na() or np.isnan(row.distance))
+            if not row.necessary
+            else row.distance == labels.distance[row.a]
+        )
     # the draw is a pure function of (seed, problem, task)
     again = build_examples(items, tokenizer=tok, per_problem=10, seed=7)
     assert all(np.array_equal(x, z) for x, z in zip(data.ids, again.ids))
@@ -250,12 +260,14 @@ def test_right_padding_equals_unpadded_runs(gpt2):
 
 
 def test_eager_attention_for_cpu_probes_reads_the_same_hidden_states(tmp_path, tok, gpt2):
-    from probekit.modeling import load_checkpoint, probe_attention
+    from probekit.checkpoint import load_checkpoint, probe_attention
 
     assert (probe_attention("cpu"), probe_attention("cuda:0")) == ("eager", "sdpa")
     folder = save_checkpoint(gpt2, tok, tmp_path / "ckpt", {})
-    eager = load_checkpoint(folder, attn_implementation="eager")[0]
-    assert eager.config._attn_implementation == "eager" and random_init_like(eager).config._attn_implementation == "eager"
+    eager = load_checkpoint(folder, attn_implementation="eager").model
+    assert (
+        eager.config._attn_implementation == "eager" and random_init_like(eager).config._attn_implementation == "eager"
+    )
     data = _small_data(3, tasks="nece")
     ids, end = pad_batch(data.ids[:6], 0)  # right-padded, no attention mask: causal attention keeps pads out
     with torch.no_grad():
@@ -301,7 +313,7 @@ def _planted_task(tok, seed=0):
     for chain in chains:
         for i, layer in enumerate(chain[:-1]):
             tails = [enc[y] for y in chain[i + 1].items if enc[y][0] not in secret]
-            tails += [tok.encode(deeper.category) for deeper in chain[i + 2:]]
+            tails += [tok.encode(deeper.category) for deeper in chain[i + 2 :]]
             for x in layer.items:
                 if enc[x][0] in train_tokens or enc[x][0] in test_tokens:
                     names.append((enc[x][0], enc[x], tails))
@@ -312,8 +324,11 @@ def _planted_task(tok, seed=0):
         for _ in range(n):
             first, x, tails = pool[rng.integers(len(pool))]
             a = x + [tok.token_to_id("'s")] + tails[rng.integers(len(tails))]
-            ids.append(np.array([tok.eos_id, tok.special("PROBLEM"), tok.special("START"), *a,
-                                 tok.special("END")], dtype=np.int32))
+            ids.append(
+                np.array(
+                    [tok.eos_id, tok.special("PROBLEM"), tok.special("START"), *a, tok.special("END")], dtype=np.int32
+                )
+            )
             labels.append(int(first in secret))
             a_names.append(tok.decode(a))
         # meta as ProbeData has it: the parameter name A and pseudo-problems of 10 examples (for the bootstrap)
@@ -341,7 +356,7 @@ def test_probe_reads_a_planted_signal_and_not_a_random_model(tok, gpt2):
     scores = {}
     for label, model in (("planted", planted), ("random", gpt2)):
         probe = VProbe("nece", rank=0, layer=-1, steps=300, batch_size=64, seed=0).fit(model, train)
-        scores[label] = probe.score(test).iloc[0]
+        scores[label] = probe.score_table(test).iloc[0]
     assert scores["planted"].accuracy > 0.88
     assert scores["random"].accuracy < scores["random"].majority + 0.1
     assert scores["planted"].majority == scores["random"].majority  # same train prior, same test set
@@ -372,9 +387,10 @@ def test_save_load_round_trip_gives_identical_predictions(tmp_path, tok, gpt2):
     probe.save(tmp_path / "probe")
     loaded = VProbe.load(tmp_path / "probe")  # re-opens the checkpoint recorded at fit
     assert np.array_equal(loaded.predict(test), pred)
-    assert np.array_equal(VProbe.load(tmp_path / "probe", model=gpt2).decision_function(test),
-                          probe.decision_function(test))
-    row = loaded.score(test).iloc[0]
+    assert np.array_equal(
+        VProbe.load(tmp_path / "probe", model=gpt2).decision_function(test), probe.decision_function(test)
+    )
+    row = loaded.score_table(test).iloc[0]
     assert row["layer"] == 0 and row["rank"] == 2 and np.isnan(row.accuracy_pos) and row.n == len(test)
 
 
@@ -389,7 +405,7 @@ def test_rank0_layer_cache_matches_a_single_probe(gpt2):
     test = _small_data(4, tasks="dep", seed=1, split="test")
     frame = probe_layers(gpt2, train, test, "dep", layers="all", rank=0, steps=50, batch_size=32)
     assert list(frame.layer) == [0, 1] and list(frame.hook) == [hooks.resid_name(0), hooks.resid_name(1)]
-    single = VProbe("dep", rank=0, layer=1, steps=50, batch_size=32).fit(gpt2, train).score(test).iloc[0]
+    single = VProbe("dep", rank=0, layer=1, steps=50, batch_size=32).fit(gpt2, train).score_table(test).iloc[0]
     assert frame.iloc[1].accuracy == single.accuracy
     feats = collect_features(gpt2, test, [hooks.resid_name(1)])[hooks.resid_name(1)]
     direct = VProbe("dep", rank=0, layer=1, steps=1).fit(gpt2, train)
@@ -407,6 +423,7 @@ def test_random_init_baseline_has_the_same_shape_and_new_weights(gpt2):
 
 
 # ---------------------------------------------------------------------------- CLI
+@pytest.mark.slow
 def test_cli_probe_end_to_end(tmp_path, tok, gpt2, capsys):
     import sys
 
@@ -416,9 +433,34 @@ def test_cli_probe_end_to_end(tmp_path, tok, gpt2, capsys):
     ckpt = save_checkpoint(gpt2, tok, tmp_path / "ckpt", {"data": {"preset": "med"}})
     parser = argparse.ArgumentParser(prog="probekit")
     command.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["probe", str(ckpt), "--task", "nece,dep", "--layers", "all", "--rank", "0",
-                              "--baseline", "random-init", "--steps", "20", "--n-train", "12", "--n-test", "6",
-                              "--op", "3", "--device", "cpu", "--out", str(tmp_path / "out"), "--json", "--quiet"])
+    args = parser.parse_args(
+        [
+            "probe",
+            str(ckpt),
+            "--task",
+            "nece,dep",
+            "--layers",
+            "all",
+            "--rank",
+            "0",
+            "--baseline",
+            "random-init",
+            "--steps",
+            "20",
+            "--n-train",
+            "12",
+            "--n-test",
+            "6",
+            "--op",
+            "3",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "out"),
+            "--json",
+            "--quiet",
+        ]
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing noisy
         assert args.func(args) == 0
@@ -429,7 +471,8 @@ def test_cli_probe_end_to_end(tmp_path, tok, gpt2, capsys):
         assert {"task", "layer", "model", "accuracy", "accuracy_pos", "accuracy_neg", "majority", "n"} <= r.keys()
         assert 0 <= r["accuracy"] <= 1 and 0 <= r["majority"] <= 1 and r["n"] > 0
     assert {(r["model"], r["task"], r["layer"]) for r in records} == {
-        (m, t, layer) for m in ("pretrained", "random-init") for t in ("nece", "dep") for layer in (0, 1)}
+        (m, t, layer) for m in ("pretrained", "random-init") for t in ("nece", "dep") for layer in (0, 1)
+    }
     assert "accuracy" in captured.err  # the table goes to stderr
     out = tmp_path / "out"
     assert len((out / "results.jsonl").read_text().splitlines()) == 8
@@ -443,14 +486,56 @@ def test_cli_rank_update_on_one_layer(tmp_path, tok, gpt2, capsys):
     ckpt = save_checkpoint(gpt2, tok, tmp_path / "ckpt", {})
     parser = argparse.ArgumentParser(prog="probekit")
     command.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["probe", str(ckpt), "--task", "known", "--rank", "2", "--steps", "2",
-                              "--batch-size", "8", "--n-train", "3", "--n-test", "2", "--op", "2", "--json", "--quiet"])
+    args = parser.parse_args(
+        [
+            "probe",
+            str(ckpt),
+            "--task",
+            "known",
+            "--rank",
+            "2",
+            "--steps",
+            "2",
+            "--batch-size",
+            "8",
+            "--n-train",
+            "3",
+            "--n-test",
+            "2",
+            "--op",
+            "2",
+            "--json",
+            "--quiet",
+        ]
+    )
     assert args.func(args) == 0
     (record,) = json.loads(capsys.readouterr().out)
     assert record["model"] == "pretrained" and record["layer"] == 1 and record["rank"] == 2
     assert record["amp"] == "auto"
-    args = parser.parse_args(["probe", str(ckpt), "--task", "known", "--rank", "2", "--steps", "2", "--batch-size", "8",
-                              "--n-train", "3", "--n-test", "2", "--op", "2", "--amp", "bf16", "--json", "--quiet"])
+    args = parser.parse_args(
+        [
+            "probe",
+            str(ckpt),
+            "--task",
+            "known",
+            "--rank",
+            "2",
+            "--steps",
+            "2",
+            "--batch-size",
+            "8",
+            "--n-train",
+            "3",
+            "--n-test",
+            "2",
+            "--op",
+            "2",
+            "--amp",
+            "bf16",
+            "--json",
+            "--quiet",
+        ]
+    )
     assert args.func(args) == 0
     (bf16,) = json.loads(capsys.readouterr().out)
     assert bf16["amp"] == "bf16"

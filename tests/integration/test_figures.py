@@ -30,9 +30,19 @@ TASKS = ("nece", "dep", "known", "value", "can_next", "nece_next")
 def _common(ckpt: str, kind: str, job: str, model: str = "pretrained") -> dict:
     n_layer, d_model, sha = CHECKPOINTS[ckpt]
     return {
-        "job_id": job, "kind": kind, "sweep": "cpu-small", "checkpoint": ckpt, "checkpoint_path": f"models/{ckpt}",
-        "checkpoint_sha256": sha * 4, "revision": "0.1.0+abc1234", "job_config": json.dumps({"kind": kind}),
-        "model": model, "arch": "gpt2", "n_layer": n_layer, "d_model": d_model, "n_params": n_layer * 12 * d_model**2,
+        "job_id": job,
+        "kind": kind,
+        "sweep": "cpu-small",
+        "checkpoint": ckpt,
+        "checkpoint_path": f"models/{ckpt}",
+        "checkpoint_sha256": sha * 4,
+        "revision": "0.1.0+abc1234",
+        "job_config": json.dumps({"kind": kind}),
+        "model": model,
+        "arch": "gpt2",
+        "n_layer": n_layer,
+        "d_model": d_model,
+        "n_params": n_layer * 12 * d_model**2,
         "train_preset": "med",
     }
 
@@ -48,21 +58,41 @@ def _accuracy_rows(rng) -> list[dict]:
                 k = sum(v[1] for v in by_op.values())
                 low, high = wilson_interval(k, n)
                 samples = 8 if seed == 0 else math.nan
-                rows.append({
-                    **_common(ckpt, "accuracy", f"eval-{ckpt}-{seed}"), "set": name, "preset": "med", "format": "pq",
-                    "op": op, "reask": reask, "seed": seed, "n": n, "correct": k, "accuracy": k / n, "ci_low": low,
-                    "ci_high": high, "unnecessary_per_correct": 0.5 if reask else 0.02, "first_error_position": 0.6,
-                    "accuracy_by_op": json.dumps(by_op), "always_zero_accuracy": 0.05, "kind_wrong_value": n - k,
-                    "samples": samples, "temperature": 0.7 if seed == 0 else math.nan,
-                    "pass_at_1": k / n if seed == 0 else math.nan, "pass_at_n": min(1.0, k / n + 0.1) if seed == 0 else math.nan,
-                    "pass_ratio_at_n": k / n - 0.05 if seed == 0 else math.nan,
-                    "pass_ratio_ci_low": k / n - 0.1 if seed == 0 else math.nan,
-                    "pass_ratio_ci_high": k / n if seed == 0 else math.nan,
-                    # training metadata and error types (the scaling figures): 4-layer on 4096 problems, 8-layer unlimited
-                    "train_n_problems": 4096 if ckpt == "gpt2-4-2-cpu" else None, "train_init_from": None,
-                    "train_resample": "none", "errors_calculation": (n - k) // 3, "errors_reasoning": (n - k) - (n - k) // 3,
-                    "errors_format": 0,
-                })
+                rows.append(
+                    {
+                        **_common(ckpt, "accuracy", f"eval-{ckpt}-{seed}"),
+                        "set": name,
+                        "preset": "med",
+                        "format": "pq",
+                        "op": op,
+                        "reask": reask,
+                        "seed": seed,
+                        "n": n,
+                        "correct": k,
+                        "accuracy": k / n,
+                        "ci_low": low,
+                        "ci_high": high,
+                        "unnecessary_per_correct": 0.5 if reask else 0.02,
+                        "first_error_position": 0.6,
+                        "accuracy_by_op": json.dumps(by_op),
+                        "always_zero_accuracy": 0.05,
+                        "kind_wrong_value": n - k,
+                        "samples": samples,
+                        "temperature": 0.7 if seed == 0 else math.nan,
+                        "pass_at_1": k / n if seed == 0 else math.nan,
+                        "pass_at_n": min(1.0, k / n + 0.1) if seed == 0 else math.nan,
+                        "pass_ratio_at_n": k / n - 0.05 if seed == 0 else math.nan,
+                        "pass_ratio_ci_low": k / n - 0.1 if seed == 0 else math.nan,
+                        "pass_ratio_ci_high": k / n if seed == 0 else math.nan,
+                        # training metadata and error types (the scaling figures): 4-layer on 4096 problems, 8-layer unlimited
+                        "train_n_problems": 4096 if ckpt == "gpt2-4-2-cpu" else None,
+                        "train_init_from": None,
+                        "train_resample": "none",
+                        "errors_calculation": (n - k) // 3,
+                        "errors_reasoning": (n - k) - (n - k) // 3,
+                        "errors_format": 0,
+                    }
+                )
     return rows
 
 
@@ -75,25 +105,41 @@ def _probe_rows(rng) -> list[dict]:
                     for test_set in ("id", "r20"):  # the sweep's spelling of "reask op=20"
                         n, n_pos = 400, 60
                         value = task == "value"
-                        rows.append({
-                            **_common(ckpt, "probe", f"probe-{ckpt}-{model}", model), "task": task, "layer": layer,
-                            "hook": f"blocks.{layer}.hook_resid_post", "rank": 8, "test_set": test_set,
-                            "accuracy": level - 0.01 * layer, "accuracy_pos": math.nan if value else level - 0.1,
-                            "accuracy_neg": math.nan if value else level, "majority": 0.85, "n": n,
-                            "n_pos": math.nan if value else n_pos, "accuracy_unnecessary": level - 0.05,
-                            "n_unnecessary": 150, "seed": 0, "steps": 1000, "n_train": 8192,
-                            "control_accuracy": 0.8, "selectivity": level - 0.01 * layer - 0.8,
-                        })
+                        rows.append(
+                            {
+                                **_common(ckpt, "probe", f"probe-{ckpt}-{model}", model),
+                                "task": task,
+                                "layer": layer,
+                                "hook": f"blocks.{layer}.hook_resid_post",
+                                "rank": 8,
+                                "test_set": test_set,
+                                "accuracy": level - 0.01 * layer,
+                                "accuracy_pos": math.nan if value else level - 0.1,
+                                "accuracy_neg": math.nan if value else level,
+                                "majority": 0.85,
+                                "n": n,
+                                "n_pos": math.nan if value else n_pos,
+                                "accuracy_unnecessary": level - 0.05,
+                                "n_unnecessary": 150,
+                                "seed": 0,
+                                "steps": 1000,
+                                "n_train": 8192,
+                                "control_accuracy": 0.8,
+                                "selectivity": level - 0.01 * layer - 0.8,
+                            }
+                        )
     return rows
 
 
 def _mistake_rows() -> list[dict]:
     rows = []
-    groups = {"unnecessary": [("necessary", 1, 0.97), ("written_unnecessary", 0, 0.6), ("unwritten_unnecessary", 0, 0.1)],
-              "first_error": [("first_error", 0, 0.4), ("background", 0, 0.9), ("correct_step", 1, 0.95)]}
+    groups = {
+        "unnecessary": [("necessary", 1, 0.97), ("written_unnecessary", 0, 0.6), ("unwritten_unnecessary", 0, 0.1)],
+        "first_error": [("first_error", 0, 0.4), ("background", 0, 0.9), ("correct_step", 1, 0.95)],
+    }
     for ckpt in CHECKPOINTS:
         for analysis, specs in groups.items():
-            for task in (["nece"] if analysis == "unnecessary" else ["can_next", "nece_next"]):
+            for task in ["nece"] if analysis == "unnecessary" else ["can_next", "nece_next"]:
                 for name in ("reask op=20", "all"):
                     for group, label, p in specs:
                         n = 200
@@ -101,12 +147,26 @@ def _mistake_rows() -> list[dict]:
                         correct = k if label == 1 else n - k
                         lo, hi = wilson_interval(k, n)
                         clo, chi = wilson_interval(correct, n)
-                        rows.append({
-                            **_common(ckpt, "mistakes", f"mistakes-{ckpt}"), "analysis": analysis, "task": task,
-                            "set": name, "group": group, "true_label": label, "n": n, "n_pred_true": k,
-                            "p_pred_true": k / n, "p_ci_low": lo, "p_ci_high": hi, "n_correct": correct,
-                            "accuracy": correct / n, "ci_low": clo, "ci_high": chi, "layer": CHECKPOINTS[ckpt][0] - 1,
-                        })
+                        rows.append(
+                            {
+                                **_common(ckpt, "mistakes", f"mistakes-{ckpt}"),
+                                "analysis": analysis,
+                                "task": task,
+                                "set": name,
+                                "group": group,
+                                "true_label": label,
+                                "n": n,
+                                "n_pred_true": k,
+                                "p_pred_true": k / n,
+                                "p_ci_low": lo,
+                                "p_ci_high": hi,
+                                "n_correct": correct,
+                                "accuracy": correct / n,
+                                "ci_low": clo,
+                                "ci_high": chi,
+                                "layer": CHECKPOINTS[ckpt][0] - 1,
+                            }
+                        )
     return rows
 
 
@@ -119,10 +179,22 @@ def _depth_rows() -> list[dict]:
                     n = 100
                     k = int(n * min(1.0, 0.5 + 0.1 * layer - 0.05 * distance)) if model == "pretrained" else 50
                     lo, hi = wilson_interval(k, n)
-                    rows.append({**_common(ckpt, "depth", f"depth-{ckpt}-{model}", model), "layer": layer,
-                                 "hook": f"blocks.{layer}.hook_resid_post", "distance": distance, "n": n,
-                                 "n_correct": k, "accuracy": k / n, "ci_low": lo, "ci_high": hi, "rank": 8,
-                                 "n_train": 4096, "test_set": "id"})
+                    rows.append(
+                        {
+                            **_common(ckpt, "depth", f"depth-{ckpt}-{model}", model),
+                            "layer": layer,
+                            "hook": f"blocks.{layer}.hook_resid_post",
+                            "distance": distance,
+                            "n": n,
+                            "n_correct": k,
+                            "accuracy": k / n,
+                            "ci_low": lo,
+                            "ci_high": hi,
+                            "rank": 8,
+                            "n_train": 4096,
+                            "test_set": "id",
+                        }
+                    )
     return rows
 
 
@@ -135,14 +207,32 @@ def _curve(ckpt: str) -> str:
         points.append({**common, "loss": 3.0 / step, "solution_loss": 2.0 / step})
         if step % 100 == 0:
             acc = top * step / 200
-            points.append({"event": "eval", **common, "accuracy": acc, "ci_low": acc - 0.05, "ci_high": acc + 0.05,
-                           "n": 96, "accuracy_by_op": {"2": acc + 0.05, "3": acc, "4": acc - 0.05}})
+            points.append(
+                {
+                    "event": "eval",
+                    **common,
+                    "accuracy": acc,
+                    "ci_low": acc - 0.05,
+                    "ci_high": acc + 0.05,
+                    "n": 96,
+                    "accuracy_by_op": {"2": acc + 0.05, "3": acc, "4": acc - 0.05},
+                }
+            )
     return json.dumps(points)
 
 
 def _train_rows() -> list[dict]:
-    return [{**_common(ckpt, "train", f"train-{ckpt}"), "step": 200, "tokens": 200 * 1024, "loss": 3.0 / 200,
-             "seconds": 100.0, "curve": _curve(ckpt)} for ckpt in CHECKPOINTS]
+    return [
+        {
+            **_common(ckpt, "train", f"train-{ckpt}"),
+            "step": 200,
+            "tokens": 200 * 1024,
+            "loss": 3.0 / 200,
+            "seconds": 100.0,
+            "curve": _curve(ckpt),
+        }
+        for ckpt in CHECKPOINTS
+    ]
 
 
 def make_store() -> pd.DataFrame:
@@ -167,6 +257,7 @@ def rendered(store, tmp_path_factory):
 
 
 # ============================================================================================== figures
+@pytest.mark.slow
 def test_every_data_figure_writes_png_pdf_and_caption(rendered, store):
     out, results = rendered
     assert set(results) == set(FIGURE_NAMES) - {"fig1"}
@@ -215,7 +306,9 @@ def test_step_fit_reports_the_refit_on_pooled_counts(rendered, store):
         ops = sorted(bins)
         fit = fit_step_accuracy(ops, [bins[o][0] for o in ops], [bins[o][1] for o in ops])
         assert 0.9 < fit.step_accuracy < 1.0
-        assert f"{ckpt}: step accuracy {fit.step_accuracy:.4f} (95% profile CI {fit.ci_low:.4f}-{fit.ci_high:.4f})" in text
+        assert (
+            f"{ckpt}: step accuracy {fit.step_accuracy:.4f} (95% profile CI {fit.ci_low:.4f}-{fit.ci_high:.4f})" in text
+        )
         assert f"{fit.n} problems in {len(ops)} op bins" in text
         assert step_fits(store)[ckpt][1].step_accuracy == fit.step_accuracy
 
@@ -238,8 +331,12 @@ def test_probe_pooling_rebuilds_pos_neg_counts(store):
 
     rows, table = probe_table(store, layer=2)
     assert set(rows["layer"]) == {2}
-    cell = table[(table["checkpoint"] == "gpt2-4-2-cpu") & (table["model"] == "pretrained")
-                 & (table["task"] == "dep") & (table["test_set"] == "id")].iloc[0]
+    cell = table[
+        (table["checkpoint"] == "gpt2-4-2-cpu")
+        & (table["model"] == "pretrained")
+        & (table["task"] == "dep")
+        & (table["test_set"] == "id")
+    ].iloc[0]
     assert (cell["n_pos"], cell["n_neg"]) == (60, 340)
     assert cell["acc_neg"] == pytest.approx(round(0.95 * 340) / 340)
     value = table[table["task"] == "value"]
@@ -272,8 +369,13 @@ def test_figure_specific_rows_missing_are_skipped(tmp_path, store):
 def test_checkpoints_are_ordered_by_depth_then_width():
     from probekit.figures.registry import checkpoint_order
 
-    table = pd.DataFrame({"checkpoint": ["a-wide", "b-deep", "c-shallow", "a-wide"], "n_layer": [4, 20, 4, 4],
-                          "d_model": [1920, 576, 768, 1920]})
+    table = pd.DataFrame(
+        {
+            "checkpoint": ["a-wide", "b-deep", "c-shallow", "a-wide"],
+            "n_layer": [4, 20, 4, 4],
+            "d_model": [1920, 576, 768, 1920],
+        }
+    )
     assert checkpoint_order(table) == ["c-shallow", "a-wide", "b-deep"]
 
 
@@ -304,8 +406,10 @@ def test_fig1_draws_a_generated_problem(tmp_path):
 
 
 def test_package_import_is_lazy():
-    code = ("import sys, probekit.figures, probekit.figures.registry, probekit.figures.command; "
-            "print(sorted(m for m in ('matplotlib', 'pandas') if m in sys.modules))")
+    code = (
+        "import sys, probekit.figures, probekit.figures.registry, probekit.figures.command; "
+        "print(sorted(m for m in ('matplotlib', 'pandas') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
@@ -318,8 +422,15 @@ def test_report_has_a_table_per_kind_and_the_figures(rendered, store, tmp_path):
     path = write_report(store, tmp_path, list(results.values()))
     text = path.read_text()
     assert path == tmp_path / "REPORT.md"
-    for title in ("## Generation accuracy", "## Data scaling", "## V-probes", "## Layer-wise nece probing", "## Mistake analysis",
-                  "## Training", "## Figures"):
+    for title in (
+        "## Generation accuracy",
+        "## Data scaling",
+        "## V-probes",
+        "## Layer-wise nece probing",
+        "## Mistake analysis",
+        "## Training",
+        "## Figures",
+    ):
         assert title in text
     rows = store[(store["kind"] == "accuracy") & (store["checkpoint"] == "gpt2-4-2-cpu") & (store["set"] == "op=15")]
     n, k = int(rows["n"].sum()), int(rows["correct"].sum())
@@ -354,8 +465,10 @@ def experiment(tmp_path, store):
     results.mkdir()
     store.to_parquet(results / "results.parquet")
     path = tmp_path / "exp.yaml"
-    path.write_text(f"name: cpu-small\nresults: {results}\nfigures:\n  fig9:\n  fig7a: {{layer: 2}}\n  fig4: {{}}\n"
-                    "accuracy: {n: 10}\n")
+    path.write_text(
+        f"name: cpu-small\nresults: {results}\nfigures:\n  fig9:\n  fig7a: {{layer: 2}}\n  fig4: {{}}\n"
+        "accuracy: {n: 10}\n"
+    )
     return path, results
 
 
@@ -375,10 +488,19 @@ def test_command_json_lists_written_figures(experiment):
 
 def test_command_only_out_and_quiet(experiment, tmp_path):
     path, _ = experiment
-    status, out, err = _run_cli(["figures", str(path), "--only", "step_fit,stability", "--out", str(tmp_path / "o"), "--quiet"])
+    status, out, err = _run_cli(
+        ["figures", str(path), "--only", "step_fit,stability", "--out", str(tmp_path / "o"), "--quiet"]
+    )
     assert (status, out, err) == (0, "", "")
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
-        "REPORT.md", "stability.pdf", "stability.png", "stability.txt", "step_fit.pdf", "step_fit.png", "step_fit.txt"]
+        "REPORT.md",
+        "stability.pdf",
+        "stability.png",
+        "stability.txt",
+        "step_fit.pdf",
+        "step_fit.png",
+        "step_fit.txt",
+    ]
 
 
 def test_command_reports_skipped_figures(tmp_path, store, monkeypatch):
@@ -390,22 +512,30 @@ def test_command_reports_skipped_figures(tmp_path, store, monkeypatch):
     status, out, err = _run_cli(["figures", "exp.yaml", "--json", "--only", "fig3,fig9"])
     assert status == 0
     assert [(d["figure"], d["skipped"], d["files"]) for d in json.loads(out)] == [
-        ("fig3", "no 'accuracy' rows in the results store", []), ("fig9", "no 'accuracy' rows in the results store", [])]
+        ("fig3", "no 'accuracy' rows in the results store", []),
+        ("fig9", "no 'accuracy' rows in the results store", []),
+    ]
     assert "skipped  no 'accuracy' rows" in err
     assert "## Training" in (results / "figures" / "REPORT.md").read_text()
 
 
-@pytest.mark.parametrize("yaml_text, message", [
-    ("name: [a]\n", "name must be a word of letters"),
-    ("results: [3]\n", "results expects a string or null"),
-    ("name: x\nfigures: [fig3, fig99]\n", "figures: unknown figure 'fig99' (did you mean 'fig9'?); allowed: fig1, fig3"),
-    ("name: x\nfigures: fig3\n", "figures must be a list of figure names or a mapping"),
-    ("name: x\nfigures: {fig3: 1}\n", "figures must be a list of figure names or a mapping name -> options"),
-    ("name: x\nfigures: {fig3: {bins: 3}}\n", "figure fig3 has no option(s) bins"),
-    ("name: x\nprobe: {tasks: [nec]}\n", "probe.tasks: unknown value 'nec'"),
-    ("- a\n- b\n", "expected a mapping of keys"),
-    ("name: x\n  bad: [\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "yaml_text, message",
+    [
+        ("name: [a]\n", "name must be a word of letters"),
+        ("results: [3]\n", "results expects a string or null"),
+        (
+            "name: x\nfigures: [fig3, fig99]\n",
+            "figures: unknown figure 'fig99' (did you mean 'fig9'?); allowed: fig1, fig3",
+        ),
+        ("name: x\nfigures: fig3\n", "figures must be a list of figure names or a mapping"),
+        ("name: x\nfigures: {fig3: 1}\n", "figures must be a list of figure names or a mapping name -> options"),
+        ("name: x\nfigures: {fig3: {bins: 3}}\n", "figure fig3 has no option(s) bins"),
+        ("name: x\nprobe: {tasks: [nec]}\n", "probe.tasks: unknown value 'nec'"),
+        ("- a\n- b\n", "expected a mapping of keys"),
+        ("name: x\n  bad: [\n", "not valid YAML"),
+    ],
+)
 def test_command_rejects_bad_experiment_files(tmp_path, yaml_text, message):
     path = tmp_path / "exp.yaml"
     path.write_text(yaml_text)

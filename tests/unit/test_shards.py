@@ -18,14 +18,9 @@ from probekit.shards import (
     shard_name,
     write_shards,
 )
-from probekit.tokenizer import IGSMTokenizer, UnknownWordError, default_tokenizer
+from probekit.tokenizer import IGSMTokenizer, UnknownWordError
 
 WORLD = load_world()
-
-
-@pytest.fixture(scope="module")
-def tok() -> IGSMTokenizer:
-    return default_tokenizer()
 
 
 def make_records(n: int, seed: int = 0, max_sentences: int = 6) -> list[dict]:
@@ -44,7 +39,11 @@ def make_records(n: int, seed: int = 0, max_sentences: int = 6) -> list[dict]:
             steps.append(f"Define {a}'s {b} as x; so x = {c}")
         question = f"How many {chain[1].category} does {rng.choice(chain[0].items)} have?"
         records.append(
-            {"problem": ". ".join(sentences) + ". " + question, "solution": ". ".join(steps) + ".", "answer": rng.randrange(23)}
+            {
+                "problem": ". ".join(sentences) + ". " + question,
+                "solution": ". ".join(steps) + ".",
+                "answer": rng.randrange(23),
+            }
         )
     return records
 

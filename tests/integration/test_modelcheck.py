@@ -13,13 +13,8 @@ pytest.importorskip("transformers")
 pytest.importorskip("transformer_lens.model_bridge")
 
 from probekit import modelcheck  # noqa: E402
-from probekit.modeling import (  # noqa: E402
-    MODELS_DIR,
-    build_model,
-    load_checkpoint,
-    load_model_config,
-    save_checkpoint,
-)
+from probekit.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from probekit.modeling import MODELS_DIR, build_model, load_model_config  # noqa: E402
 
 SHIPPED = MODELS_DIR / "igsm-med-op4-ip12-gpt2-8-2-reasoner"
 FAST = {"tokenizer", "config", "weights", "save_reload"}
@@ -31,9 +26,14 @@ def healthy(request, tmp_path_factory, tok):
     """A tiny checkpoint saved as the training loop saves one (training config, data preset)."""
     arch = request.param
     model = build_model(load_model_config(f"{arch}-tiny"), tok, seed=2).eval()
-    provenance = {"training_config": {"model": {"name": f"{arch}-tiny", "arch": None, "seed": 2},
-                                      "data": {"preset": "med", "max_op": 4, "format": "pq", "context": 512}},
-                  "data_preset": {"name": "med-op4", "max_op": 4, "max_edge": 20}, "step": 0}
+    provenance = {
+        "training_config": {
+            "model": {"name": f"{arch}-tiny", "arch": None, "seed": 2},
+            "data": {"preset": "med", "max_op": 4, "format": "pq", "context": 512},
+        },
+        "data_preset": {"name": "med-op4", "max_op": 4, "max_edge": 20},
+        "step": 0,
+    }
     return save_checkpoint(model, tok, tmp_path_factory.mktemp(arch) / "ckpt", provenance)
 
 
@@ -131,16 +131,21 @@ def test_a_wrong_tokenizer_fails_the_tokenizer_check(healthy, tmp_path, corrupti
             del vocab["[MID]"]
     (path / "tokenizer.json").write_text(json.dumps(data))
     check = _only_failure(modelcheck.run_checks(path, fast_only=True), "tokenizer")
-    expected = {"ids swapped": "not the tokenizer recorded at save time",
-                "marker not special": "[MID] is not a single token",
-                "marker removed": "load_checkpoint refuses the folder"}[corruption]
+    expected = {
+        "ids swapped": "not the tokenizer recorded at save time",
+        "marker not special": "[MID] is not a single token",
+        "marker removed": "load_checkpoint refuses the folder",
+    }[corruption]
     assert expected in check.detail
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("partial_rotary_factor", 0.25, "rotary fraction 0.25"),
-    ("max_position_embeddings", 128, "fit in max_position_embeddings=128"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("partial_rotary_factor", 0.25, "rotary fraction 0.25"),
+        ("max_position_embeddings", 128, "fit in max_position_embeddings=128"),
+    ],
+)
 def test_a_wrong_config_fails_the_config_check(healthy, tmp_path, key, value, message):
     path = _copy(healthy, tmp_path)
     config = json.loads((path / "config.json").read_text())

@@ -26,12 +26,18 @@ from probekit.evaluate.metrics import wilson_interval  # noqa: E402
 from probekit.igsm.generate import GenerationConfig, draw_problem, to_record  # noqa: E402
 from probekit.igsm.labels import compute_labels  # noqa: E402
 from probekit.igsm.render import prompt_text  # noqa: E402
-from probekit.probe import analysis  # noqa: E402
-from probekit.probe.data import ProbeBuilder, ProbeData, ProblemText, probe_pool, problems_from_config  # noqa: E402
+from probekit.probe import depth, mistakes  # noqa: E402
+from probekit.probe.data import (  # noqa: E402
+    ProbeBuilder,
+    ProbeData,
+    ProblemText,
+    probe_pool,
+    problems_from_config,
+)
 from probekit.probe.layers import probe_layers  # noqa: E402
 
 CFG = GenerationConfig("med", op=5, seed=7, split="test")
-CKPT = Path(__file__).resolve().parents[1] / "models" / "igsm-med-op4-ip12-gpt2-8-2-reasoner"
+CKPT = Path(__file__).resolve().parents[2] / "models" / "igsm-med-op4-ip12-gpt2-8-2-reasoner"
 
 
 # ---------------------------------------------------------------------------- synthetic model solutions
@@ -50,8 +56,15 @@ def _record(problem, reference, solution, set_name, index, answer=None):
     rec = to_record(problem, reference, CFG, index)
     rec["reference_solution"] = rec.pop("solution")
     judged = judge(problem, solution, answer)
-    return {"set": set_name, **rec, "solution": solution, "emitted_answer": answer, "correct": judged["correct"],
-            "verdict": judged["verdict"], "first_error_index": judged["first_error_index"]}
+    return {
+        "set": set_name,
+        **rec,
+        "solution": solution,
+        "emitted_answer": answer,
+        "correct": judged["correct"],
+        "verdict": judged["verdict"],
+        "first_error_index": judged["first_error_index"],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +96,20 @@ def case():
         _join(ss[:-1]),
     ]
     sets = ["A", "A", "B", "B", "B", "B"]
-    records = [_record(problem, ref, s, st, i, answer="21" if i == 4 else None)
-               for i, (s, st) in enumerate(zip(solutions, sets))]
+    records = [
+        _record(problem, ref, s, st, i, answer="21" if i == 4 else None)
+        for i, (s, st) in enumerate(zip(solutions, sets))
+    ]
     assert [r["correct"] for r in records] == [False, False, True, False, False, False]
     assert records[0]["verdict"]["unnecessary"] == [unnecessary]
-    return {"problem": problem, "reference": ref, "records": records, "unnecessary": unnecessary,
-            "solutions": solutions, "ss": ss}
+    return {
+        "problem": problem,
+        "reference": ref,
+        "records": records,
+        "unnecessary": unnecessary,
+        "solutions": solutions,
+        "ss": ss,
+    }
 
 
 class FakeProbe:
@@ -107,43 +128,47 @@ class FakeProbe:
 def test_unnecessary_groups_are_exactly_the_written_and_unwritten_parameters(case, tok):
     problem, records, u = case["problem"], case["records"], case["unnecessary"]
     name = problem.name
-    solutions = analysis.solutions_from_records(records[:1])
-    frame = analysis.unnecessary_examples(solutions, tok, nece_per_problem=None).frame()
+    solutions = mistakes.solutions_from_records(records[:1])
+    frame = mistakes.unnecessary_examples(solutions, tok, nece_per_problem=None).frame()
     pool = [name(p) for p in probe_pool(problem)]
     necessary = {name(p) for p in problem.necessary}
-    by_group = {g: set(frame.loc[frame.group == g, "a"]) for g in analysis.NECE_GROUPS}
+    by_group = {g: set(frame.loc[frame.group == g, "a"]) for g in mistakes.NECE_GROUPS}
     assert by_group["necessary"] == necessary
     assert by_group["written_unnecessary"] == {u}
     assert by_group["unwritten_unnecessary"] == set(pool) - necessary - {u}
     assert len(frame) == len(pool) and frame["a"].is_unique  # every pool parameter once
     assert (frame["label"] == frame["group"].eq("necessary").astype(int)).all()
     assert set(frame.loc[frame.written, "a"]) == {u} | {name(p) for p in problem.necessary if p != problem.query} - {
-        "Rotating Flip Cabinet's Samurai Sword"} | {name(problem.query)}
+        "Rotating Flip Cabinet's Samurai Sword"
+    } | {name(problem.query)}
     assert frame.loc[frame.a == u, "written_correctly"].item()
     assert frame["written_correctly"].sum() == 1
     assert (frame["task"] == "nece").all() and frame["t"].isna().all() and (frame["set"] == "A").all()
     # the input is the end of the question: prefix of the prompt, then [START] A [END]
     builder = ProbeBuilder(ProblemText(problem, prompt_text(problem, "pq"), case["solutions"][0], source="model"), tok)
-    data = analysis.unnecessary_examples(solutions, tok, nece_per_problem=None)
+    data = mistakes.unnecessary_examples(solutions, tok, nece_per_problem=None)
     i = data.meta["a"].index(u)
     assert list(data.ids[i]) == builder.example("nece", u)[0]
     # a cap keeps every written unnecessary parameter
-    capped = analysis.unnecessary_examples(solutions, tok, nece_per_problem=1).frame()
-    assert capped.group.value_counts().to_dict() == {"necessary": 1, "written_unnecessary": 1,
-                                                     "unwritten_unnecessary": 1}
+    capped = mistakes.unnecessary_examples(solutions, tok, nece_per_problem=1).frame()
+    assert capped.group.value_counts().to_dict() == {
+        "necessary": 1,
+        "written_unnecessary": 1,
+        "unwritten_unnecessary": 1,
+    }
 
 
 def test_unnecessary_conditional_probabilities_by_hand(case, tok):
     records, u = case["records"], case["unnecessary"]
-    solutions = analysis.solutions_from_records(records[:3])
-    data = analysis.unnecessary_examples(solutions, tok, nece_per_problem=None)
+    solutions = mistakes.solutions_from_records(records[:3])
+    data = mistakes.unnecessary_examples(solutions, tok, nece_per_problem=None)
     frame = data.frame()
     unwritten = sorted(set(frame.loc[frame.group == "unwritten_unnecessary", "a"]))
     w = next(n for n in unwritten if n != u)
     # the probe says nece for necessary parameters, for U and for one unwritten unnecessary parameter w
     probe = FakeProbe("nece", lambda a, t, y: int(y == 1 or a in (u, w)))
-    pred = analysis.predict_frame(data, {"nece": probe})
-    table = analysis.conditional_table(pred)
+    pred = mistakes.predict_frame(data, {"nece": probe})
+    table = mistakes.conditional_table(pred)
     n_unw_a = int(((frame.group == "unwritten_unnecessary") & (frame.set == "A")).sum())
     n_unw_all = int((frame.group == "unwritten_unnecessary").sum())
     n_nec = int((frame.group == "necessary").sum())
@@ -167,7 +192,7 @@ def test_unnecessary_conditional_probabilities_by_hand(case, tok):
     assert (r["n"], r["n_pred_true"]) == (n_unw_all, 3 + 2)
     r = row("all", "necessary")
     assert (r["n"], r["n_pred_true"], r["accuracy"], r["true_label"]) == (n_nec, n_nec, 1.0, 1)
-    assert list(table.columns) == ["task", "set", *analysis.TABLE_COLUMNS[1:]]
+    assert list(table.columns) == ["task", "set", *mistakes.TABLE_COLUMNS[1:]]
     assert probe.calls == 1
 
 
@@ -175,24 +200,30 @@ def test_unnecessary_conditional_probabilities_by_hand(case, tok):
 def test_first_error_examples_pick_the_first_wrong_parameter_and_its_position(case, tok):
     problem, records, u = case["problem"], case["records"], case["unnecessary"]
     skipped = Counter()
-    solutions = analysis.solutions_from_records(records)
-    data = analysis.first_error_examples(solutions, tokenizer=tok, background_per_problem=0, skipped=skipped,
-                                         correct_per_problem=None)
+    solutions = mistakes.solutions_from_records(records)
+    data = mistakes.first_error_examples(
+        solutions, tokenizer=tok, background_per_problem=0, skipped=skipped, correct_per_problem=None
+    )
     frame = data.frame()
     assert dict(skipped) == {"not_a_parameter": 1, "no_first_error": 1, "ending": 1}
     first = frame[frame.group == "first_error"]
     celtic, samurai = "Rotating Flip Cabinet's Celtic Sword", "Rotating Flip Cabinet's Samurai Sword"
     got = {(r.record, r.task, r.a, r.t, r.label, r.first_error_kind) for r in first.itertuples()}
     assert got == {
-        (0, "can_next", celtic, 1, 0, "used_before_defined"), (0, "nece_next", celtic, 1, 0, "used_before_defined"),
-        (1, "can_next", samurai, 0, 1, "wrong_value"), (1, "nece_next", samurai, 0, 1, "wrong_value"),
+        (0, "can_next", celtic, 1, 0, "used_before_defined"),
+        (0, "nece_next", celtic, 1, 0, "used_before_defined"),
+        (1, "can_next", samurai, 0, 1, "wrong_value"),
+        (1, "nece_next", samurai, 0, 1, "wrong_value"),
     }
     # the input is the model's own text cut right before the first wrong sentence
     item = ProblemText(problem, prompt_text(problem, "pq"), case["solutions"][0], source="model")
     builder = ProbeBuilder(item, tok)
     for task in ("can_next", "nece_next"):
-        (i,) = [j for j in range(len(data)) if data.meta["group"][j] == "first_error" and data.meta["record"][j] == 0
-                and data.meta["task"][j] == task]
+        (i,) = [
+            j
+            for j in range(len(data))
+            if data.meta["group"][j] == "first_error" and data.meta["record"][j] == 0 and data.meta["task"][j] == task
+        ]
         assert list(data.ids[i]) == builder.example(task, celtic, t=1)[0]
         text = tok.decode(list(data.ids[i]))
         assert f"as x; so x = {problem.values[next(p for p in problem.params if problem.name(p) == u)]}." in text
@@ -204,18 +235,20 @@ def test_first_error_examples_pick_the_first_wrong_parameter_and_its_position(ca
     steps = frame[frame.group == "correct_step"]
     got = {(r.record, r.task, r.a, r.t, r.label) for r in steps.itertuples()}
     expect = {(0, "can_next", u, 0, 1), (0, "nece_next", u, 0, 0)}  # U is unnecessary: nece_next false
-    ref_names = [s.split(" as ")[0][len("Define "):] for s in case["ss"]]
+    ref_names = [s.split(" as ")[0][len("Define ") :] for s in case["ss"]]
     for rec in (2, 4):  # correct reference; reference with only the emitted answer wrong
         expect |= {(rec, task, n, i, 1) for i, n in enumerate(ref_names) for task in ("can_next", "nece_next")}
     expect |= {(5, task, n, i, 1) for i, n in enumerate(ref_names[:-1]) for task in ("can_next", "nece_next")}
     assert got == expect
     assert set(frame.record) == {0, 1, 2, 4, 5}  # record 3's first sentence is already wrong
     # a cap draws the same correct steps for both tasks, a subset of all of them
-    capped = analysis.first_error_examples(solutions, tokenizer=tok, background_per_problem=0,
-                                           correct_per_problem=2).frame()
+    capped = mistakes.first_error_examples(
+        solutions, tokenizer=tok, background_per_problem=0, correct_per_problem=2
+    ).frame()
     capped = capped[capped.group == "correct_step"]
     assert capped.groupby(["record", "task"]).size().to_dict() == {
-        (r, task): min(2, n) for r, n in ((0, 1), (2, 4), (4, 4), (5, 3)) for task in ("can_next", "nece_next")}
+        (r, task): min(2, n) for r, n in ((0, 1), (2, 4), (4, 4), (5, 3)) for task in ("can_next", "nece_next")
+    }
     picked = {(r.record, r.task, r.a, r.t, r.label) for r in capped.itertuples()}
     assert picked <= expect
     by_task = {task: {(r, a, t) for r, tk, a, t, _ in picked if tk == task} for task in ("can_next", "nece_next")}
@@ -223,8 +256,8 @@ def test_first_error_examples_pick_the_first_wrong_parameter_and_its_position(ca
 
 
 def test_background_examples_are_true_negatives_on_the_correct_prefix(case, tok):
-    solutions = analysis.solutions_from_records(case["records"])
-    data = analysis.first_error_examples(solutions, tokenizer=tok, background_per_problem=7, seed=3)
+    solutions = mistakes.solutions_from_records(case["records"])
+    data = mistakes.first_error_examples(solutions, tokenizer=tok, background_per_problem=7, seed=3)
     frame = data.frame()
     bg = frame[frame.group == "background"]
     assert (bg.label == 0).all()
@@ -232,7 +265,7 @@ def test_background_examples_are_true_negatives_on_the_correct_prefix(case, tok)
     assert all(r.t <= prefix[r.record] for r in bg.itertuples())
     assert bg.groupby(["record", "task"]).size().eq(7).all() and len(bg) == 6 * 2 * 7
     assert not {(0, 1, "Rotating Flip Cabinet's Celtic Sword")} & {(r.record, r.t, r.a) for r in bg.itertuples()}
-    again = analysis.first_error_examples(solutions, tokenizer=tok, background_per_problem=7, seed=3).frame()
+    again = mistakes.first_error_examples(solutions, tokenizer=tok, background_per_problem=7, seed=3).frame()
     pd.testing.assert_frame_equal(again, frame)  # seeded
 
 
@@ -242,8 +275,14 @@ def test_first_error_conditional_accuracies_by_hand(case, tok):
         "can_next": FakeProbe("can_next", lambda a, t, y: 1),  # always "ready"
         "nece_next": FakeProbe("nece_next", lambda a, t, y: 0),  # never "next and necessary"
     }
-    result = analysis.mistake_analysis(case["records"], probes, tokenizer=tok, background_per_problem=2,
-                                       nece_per_problem=None, correct_per_problem=None)
+    result = mistakes.mistake_analysis(
+        case["records"],
+        probes,
+        tokenizer=tok,
+        background_per_problem=2,
+        nece_per_problem=None,
+        correct_per_problem=None,
+    )
     t = result.first_error
 
     def row(task, set_name, group, label):
@@ -267,8 +306,13 @@ def test_first_error_conditional_accuracies_by_hand(case, tok):
     assert (r["ci_low"], r["ci_high"]) == pytest.approx(wilson_interval(0, 12))
     assert row("can_next", "B", "background", 0)["n"] == 4 * 2
     assert result.counts["first_error_used"] == 2 and result.counts["wrong"] == 5 and result.counts["correct"] == 1
-    assert result.counts["skipped"] == {"bad_record": 0, "no_first_error": 1, "ending": 1, "no_parameter": 0,
-                                        "not_a_parameter": 1}
+    assert result.counts["skipped"] == {
+        "bad_record": 0,
+        "no_first_error": 1,
+        "ending": 1,
+        "no_parameter": 0,
+        "not_a_parameter": 1,
+    }
     # the tidy per-example frame matches the table
     ex = result.first_error_examples
     sel = ex[(ex.task == "can_next") & (ex.group == "correct_step")]
@@ -284,8 +328,8 @@ def test_records_without_verdicts_are_judged_and_bad_ones_counted(case, tok):
         r.pop("verdict")
         r.pop("correct")
     records.append({"problem": "not an iGSM problem", "solution": "x"})
-    probes = {t: FakeProbe(t, lambda a, t_, y: y) for t in analysis.MISTAKE_TASKS}
-    result = analysis.mistake_analysis(records, probes, tokenizer=tok, background_per_problem=0)
+    probes = {t: FakeProbe(t, lambda a, t_, y: y) for t in mistakes.MISTAKE_TASKS}
+    result = mistakes.mistake_analysis(records, probes, tokenizer=tok, background_per_problem=0)
     assert result.counts["skipped"]["bad_record"] == 1 and result.counts["solutions"] == 2
     first = result.first_error_examples
     assert set(first.loc[first.group == "first_error", "record"]) == {0, 1}
@@ -294,7 +338,7 @@ def test_records_without_verdicts_are_judged_and_bad_ones_counted(case, tok):
 
 # ---------------------------------------------------------------------------- depth
 def test_depth_table_counts_add_up_per_layer(gpt2, tok):
-    train, test = analysis.depth_data("med", "pq", n_train=8, n_test=5, seed=0, op=4, tokenizer=tok)
+    train, test = depth.depth_data("med", "pq", n_train=8, n_test=5, seed=0, op=4, tokenizer=tok)
     expected = Counter()  # distance -> necessary parameters of the test problems, from the labels
     for p in problems_from_config(GenerationConfig("med", 4, "pq", False, "test", 1), 5):
         labels = compute_labels(p.problem, p.solution)
@@ -303,11 +347,11 @@ def test_depth_table_counts_add_up_per_layer(gpt2, tok):
     assert len(test) == n_necessary and (test.labels == 1).all()
     # negatives in the test data are ignored
     mixed = ProbeData.concat([test, train.select(train.labels == 0)])
-    table = analysis.depth_analysis(gpt2, train, mixed, layers="all", rank=0, steps=20)
-    assert list(table.columns[:8]) == list(analysis.DEPTH_COLUMNS)
+    table = depth.depth_analysis(gpt2, train, mixed, layers="all", rank=0, steps=20)
+    assert list(table.columns[:8]) == list(depth.DEPTH_COLUMNS)
     assert not table.duplicated(["layer", "distance"]).any()
     assert set(table.layer) == {0, 1}
-    for layer, sub in table.groupby("layer"):
+    for _layer, sub in table.groupby("layer"):
         assert sub.set_index("distance").n.to_dict() == dict(expected)  # one row per distance present
         assert sub.n.sum() == n_necessary
     assert ((table.accuracy >= 0) & (table.accuracy <= 1)).all() and (table.ci_low <= table.accuracy).all()
@@ -316,16 +360,27 @@ def test_depth_table_counts_add_up_per_layer(gpt2, tok):
     pooled = table.groupby("layer")[["n_correct", "n"]].sum()
     assert (pooled.n_correct / pooled.n).tolist() == pytest.approx(per_layer.accuracy.tolist())
     # a rank > 0 probe on one layer takes the full path
-    one = analysis.depth_analysis(gpt2, train, test, layers="0", rank=2, steps=2, batch_size=8)
+    one = depth.depth_analysis(gpt2, train, test, layers="0", rank=2, steps=2, batch_size=8)
     assert set(one.layer) == {0} and one.n.sum() == n_necessary and (one["rank"] == 2).all()
 
 
 def test_depth_table_accuracy_by_hand():
-    frame = pd.DataFrame({"layer": [0, 0, 0, 1, 1, 1], "hook": ["h0"] * 3 + ["h1"] * 3,
-                          "distance": [1, 1, 2, 1, 1, 2], "label": [1] * 6, "pred": [1, 0, 0, 1, 1, 1]})
-    table = analysis.depth_table(frame)
-    assert table[["layer", "distance", "n", "n_correct"]].values.tolist() == [[0, 1, 2, 1], [0, 2, 1, 0],
-                                                                            [1, 1, 2, 2], [1, 2, 1, 1]]
+    frame = pd.DataFrame(
+        {
+            "layer": [0, 0, 0, 1, 1, 1],
+            "hook": ["h0"] * 3 + ["h1"] * 3,
+            "distance": [1, 1, 2, 1, 1, 2],
+            "label": [1] * 6,
+            "pred": [1, 0, 0, 1, 1, 1],
+        }
+    )
+    table = depth.depth_table(frame)
+    assert table[["layer", "distance", "n", "n_correct"]].values.tolist() == [
+        [0, 1, 2, 1],
+        [0, 2, 1, 0],
+        [1, 1, 2, 2],
+        [1, 2, 1, 1],
+    ]
     assert table.accuracy.tolist() == [0.5, 0.0, 1.0, 1.0]
     assert (table.ci_low[0], table.ci_high[0]) == pytest.approx(wilson_interval(1, 2))
 
@@ -340,18 +395,39 @@ def _run(argv):
     return args.func(args)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (CKPT / "model.safetensors").exists(), reason="shipped checkpoint missing")
 def test_cli_mistakes_on_the_shipped_checkpoint(tmp_path, case, capsys):
     records = tmp_path / "eval" / "records.jsonl"
     records.parent.mkdir()
     records.write_text("".join(json.dumps(r) + "\n" for r in case["records"]))
-    tiny = ["--rank", "0", "--steps", "5", "--n-train", "4", "--per-problem", "4", "--op", "3", "--device", "cpu",
-            "--background-per-problem", "3", "--correct-per-problem", "all", "--nece-per-problem", "all",
-            "--json", "--quiet"]
+    tiny = [
+        "--rank",
+        "0",
+        "--steps",
+        "5",
+        "--n-train",
+        "4",
+        "--per-problem",
+        "4",
+        "--op",
+        "3",
+        "--device",
+        "cpu",
+        "--background-per-problem",
+        "3",
+        "--correct-per-problem",
+        "all",
+        "--nece-per-problem",
+        "all",
+        "--json",
+        "--quiet",
+    ]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert _run(["--analysis", "mistakes", "--records", str(records.parent), "--out", str(tmp_path / "a"),
-                     *tiny]) == 0
+        assert (
+            _run(["--analysis", "mistakes", "--records", str(records.parent), "--out", str(tmp_path / "a"), *tiny]) == 0
+        )
     captured = capsys.readouterr()
     out = json.loads(captured.out)
     assert {r["analysis"] for r in out} == {"unnecessary", "first_error"}
@@ -360,7 +436,11 @@ def test_cli_mistakes_on_the_shipped_checkpoint(tmp_path, case, capsys):
         assert {"task", "set", "group", "true_label", "p_pred_true", "ci_low", "ci_high"} <= r.keys()
     first = [r for r in out if r["analysis"] == "first_error" and r["group"] == "first_error" and r["set"] == "all"]
     assert {(r["task"], r["true_label"], r["n"]) for r in first} == {
-        ("can_next", 0, 1), ("can_next", 1, 1), ("nece_next", 0, 1), ("nece_next", 1, 1)}
+        ("can_next", 0, 1),
+        ("can_next", 1, 1),
+        ("nece_next", 0, 1),
+        ("nece_next", 1, 1),
+    }
     assert "first errors probed: 2" in captured.err
     folder = tmp_path / "a"
     for name in ("unnecessary", "first_error", "unnecessary_examples", "first_error_examples"):
@@ -373,8 +453,31 @@ def test_cli_mistakes_on_the_shipped_checkpoint(tmp_path, case, capsys):
 
 @pytest.mark.skipif(not (CKPT / "model.safetensors").exists(), reason="shipped checkpoint missing")
 def test_cli_depth_on_the_shipped_checkpoint(tmp_path, capsys):
-    assert _run(["--analysis", "depth", "--rank", "0", "--steps", "5", "--n-train", "4", "--n-test", "3",
-                 "--op", "3", "--device", "cpu", "--out", str(tmp_path / "d"), "--json", "--quiet"]) == 0
+    assert (
+        _run(
+            [
+                "--analysis",
+                "depth",
+                "--rank",
+                "0",
+                "--steps",
+                "5",
+                "--n-train",
+                "4",
+                "--n-test",
+                "3",
+                "--op",
+                "3",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "d"),
+                "--json",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert {r["layer"] for r in out} == set(range(8))  # eight blocks
     n = json.loads((tmp_path / "d" / "data.json").read_text())["n_necessary_test"]
@@ -384,11 +487,36 @@ def test_cli_depth_on_the_shipped_checkpoint(tmp_path, capsys):
     assert (tmp_path / "d" / "depth.csv").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (CKPT / "model.safetensors").exists(), reason="shipped checkpoint missing")
 def test_cli_mistakes_generates_solutions_without_records(tmp_path, capsys):
-    assert _run(["--analysis", "mistakes", "--sets", "2,r3", "--n-eval", "2", "--max-new-tokens", "24", "--rank", "0",
-                 "--steps", "3", "--n-train", "3", "--device", "cpu", "--out", str(tmp_path / "g"), "--json",
-                 "--quiet"]) == 0
+    assert (
+        _run(
+            [
+                "--analysis",
+                "mistakes",
+                "--sets",
+                "2,r3",
+                "--n-eval",
+                "2",
+                "--max-new-tokens",
+                "24",
+                "--rank",
+                "0",
+                "--steps",
+                "3",
+                "--n-train",
+                "3",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "g"),
+                "--json",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out and {r["analysis"] for r in out} <= {"unnecessary", "first_error"}
     assert {r["set"] for r in out} <= {"op=2", "reask op=3", "all"}
@@ -396,3 +524,43 @@ def test_cli_mistakes_generates_solutions_without_records(tmp_path, capsys):
     assert len(records) == 4
     counts = json.loads((tmp_path / "g" / "counts.json").read_text())["counts"]["pretrained"]
     assert counts["records"] == 4 and sum(counts["skipped"].values()) + counts["first_error_used"] <= 4
+
+
+# ---------------------------------------------------------------------------- library jobs, no CLI
+@pytest.mark.slow
+@pytest.mark.skipif(not (CKPT / "model.safetensors").exists(), reason="shipped checkpoint missing")
+def test_library_jobs_return_the_rows_they_write(tmp_path, case):
+    from probekit.probe.experiment import DepthSpec, MistakesSpec, run_depth, run_mistakes
+    from probekit.records import table_records
+
+    tiny = dict(rank=0, steps=5, n_train=4, per_problem=4, op=3, device="cpu", progress=False)
+    depth_result = run_depth(DepthSpec(str(CKPT), layers="-1", n_test=3, out=str(tmp_path / "d"), **tiny))
+    rows = depth_result.records()
+    assert rows and {r["layer"] for r in rows} == {7} and all(r["model"] == "pretrained" for r in rows)
+    assert rows == table_records(pd.read_parquet(tmp_path / "d" / "depth.parquet"))  # what the sweep stored
+    assert depth_result.data["n_necessary_test"] == sum(r["n"] for r in rows)
+
+    records = tmp_path / "records.jsonl"
+    records.write_text("".join(json.dumps(r) + "\n" for r in case["records"]))
+    spec = MistakesSpec(
+        str(CKPT),
+        records=str(records),
+        models=("pretrained", "random-init"),
+        background_per_problem=3,
+        out=str(tmp_path / "m"),
+        **tiny,
+    )
+    result = run_mistakes(spec)
+    rows = result.records()
+    assert {r["analysis"] for r in rows} == {"unnecessary", "first_error"}
+    assert {r["model"] for r in rows} == {"pretrained", "random-init"}
+    stored = [
+        {"analysis": name, **r}
+        for name in ("unnecessary", "first_error")
+        for r in table_records(pd.read_parquet(tmp_path / "m" / f"{name}.parquet"))
+    ]
+    assert rows == stored
+    assert result.layer == "blocks.7.hook_resid_post"
+    assert json.loads((tmp_path / "m" / "counts.json").read_text())["counts"]["random-init"]["solutions"] == 6
+    with pytest.raises(ValueError, match="random-init model needs probes trained here"):
+        run_mistakes(MistakesSpec(str(CKPT), probes=str(tmp_path / "m"), models=("random-init",)))

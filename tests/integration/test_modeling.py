@@ -9,31 +9,28 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from probekit.modeling import (  # noqa: E402
-    MODELS_DIR,
-    build_model,
-    load_checkpoint,
-    load_model_config,
-    save_checkpoint,
-)
-from probekit.tokenizer import default_tokenizer  # noqa: E402
+from probekit.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from probekit.modeling import MODELS_DIR, build_model, load_model_config  # noqa: E402
 
 REASONER = MODELS_DIR / "igsm-med-op4-ip12-gpt2-8-2-reasoner"
 PAPER_NON_EMBEDDING_M = {  # paper-facts.md 1.11 (~12 l d^2; ours adds biases and norms)
-    "gpt2-4-21": 86.7, "gpt2-8-15": 88.5, "gpt2-12-12": 84.9, "gpt2-16-10": 78.6, "gpt2-20-9": 79.6,
-    "gpt2-4-30": 176.9, "gpt2-8-21": 173.4, "gpt2-12-17": 170.5, "gpt2-16-15": 176.9, "gpt2-20-13": 166.1,
+    "gpt2-4-21": 86.7,
+    "gpt2-8-15": 88.5,
+    "gpt2-12-12": 84.9,
+    "gpt2-16-10": 78.6,
+    "gpt2-20-9": 79.6,
+    "gpt2-4-30": 176.9,
+    "gpt2-8-21": 173.4,
+    "gpt2-12-17": 170.5,
+    "gpt2-16-15": 176.9,
+    "gpt2-20-13": 166.1,
 }
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    return default_tokenizer()
-
-
-def _prompt_ids(tokenizer):
+def _prompt_ids(tok):
     prompt = "The number of each Mercy Infirmary's Red Intensive Unit equals 3. How many Red Intensive Unit does Mercy Infirmary have?"
     solution = "Define Mercy Infirmary's Red Intensive Unit as a; so a = 3."
-    return torch.tensor([tokenizer.encode_example(prompt, solution, 3)])
+    return torch.tensor([tok.encode_example(prompt, solution, 3)])
 
 
 def test_every_shipped_shape_loads_and_matches_the_papers_sizes():
@@ -62,28 +59,28 @@ def test_bad_model_config_is_refused_by_name(tmp_path):
         load_model_config(bad)
 
 
-def test_gpt2_is_sequential_neox_with_full_rotary(tokenizer):
-    model = build_model(load_model_config("gpt2-tiny"), tokenizer)
+def test_gpt2_is_sequential_neox_with_full_rotary(tok):
+    model = build_model(load_model_config("gpt2-tiny"), tok)
     assert type(model).__name__ == "GPTNeoXForCausalLM"
     assert model.config.use_parallel_residual is False
     assert model.config.rope_parameters["partial_rotary_factor"] == 1.0
     head_dim = model.config.hidden_size // model.config.num_attention_heads
     assert model.gpt_neox.rotary_emb.inv_freq.numel() == head_dim // 2  # rotary on every dimension
     assert model.get_input_embeddings().num_embeddings % 64 == 0
-    assert model.get_input_embeddings().num_embeddings >= tokenizer.vocab_size
+    assert model.get_input_embeddings().num_embeddings >= tok.vocab_size
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
-def test_checkpoint_round_trip_is_exact(tmp_path, tokenizer, arch):
-    model = build_model(load_model_config(f"{arch}-tiny"), tokenizer, seed=3).eval()
-    ids = _prompt_ids(tokenizer)
+def test_checkpoint_round_trip_is_exact(tmp_path, tok, arch):
+    model = build_model(load_model_config(f"{arch}-tiny"), tok, seed=3).eval()
+    ids = _prompt_ids(tok)
     with torch.no_grad():
         before = model(ids).logits
-    path = save_checkpoint(model, tokenizer, tmp_path / "ckpt", {"step": 7, "data": {"preset": "med"}})
+    path = save_checkpoint(model, tok, tmp_path / "ckpt", {"step": 7, "data": {"preset": "med"}})
     assert {"config.json", "model.safetensors", "tokenizer.json", "probekit.json"} <= {p.name for p in path.iterdir()}
-    loaded, tok, provenance = load_checkpoint(path)
+    loaded, loaded_tok, provenance = load_checkpoint(path)
     assert provenance["step"] == 7 and "git_revision" in provenance
-    assert tok.fingerprint == tokenizer.fingerprint
+    assert loaded_tok.fingerprint == tok.fingerprint
     with torch.no_grad():
         after = loaded(ids).logits
     assert torch.equal(before, after)
@@ -91,47 +88,60 @@ def test_checkpoint_round_trip_is_exact(tmp_path, tokenizer, arch):
         assert torch.equal(a, b), name  # rotary inv_freq included
 
 
-def test_checkpoint_loads_offline_with_plain_auto_classes(tmp_path, tokenizer, monkeypatch):
+def test_checkpoint_loads_offline_with_plain_auto_classes(tmp_path, tok, monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    path = save_checkpoint(build_model(load_model_config("gpt2-tiny"), tokenizer), tokenizer, tmp_path / "c", {})
+    path = save_checkpoint(build_model(load_model_config("gpt2-tiny"), tok), tok, tmp_path / "c", {})
     model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
     hf_tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     text = "Define Mercy Infirmary's Red Intensive Unit as a; so a = 3."
-    assert hf_tok(text, add_special_tokens=False)["input_ids"] == tokenizer.encode(text)
+    assert hf_tok(text, add_special_tokens=False)["input_ids"] == tok.encode(text)
     assert model.config.vocab_size >= len(hf_tok)
 
 
-def test_saving_over_a_checkpoint_replaces_it_whole(tmp_path, tokenizer):
+def test_saving_over_a_checkpoint_replaces_it_whole(tmp_path, tok):
     path = tmp_path / "c"
-    save_checkpoint(build_model(load_model_config("gpt2-tiny"), tokenizer, seed=1), tokenizer, path, {"step": 1})
-    save_checkpoint(build_model(load_model_config("gpt2-tiny"), tokenizer, seed=2), tokenizer, path, {"step": 2})
+    save_checkpoint(build_model(load_model_config("gpt2-tiny"), tok, seed=1), tok, path, {"step": 1})
+    save_checkpoint(build_model(load_model_config("gpt2-tiny"), tok, seed=2), tok, path, {"step": 2})
     assert json.loads((path / "probekit.json").read_text())["step"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # no temp or old folders left
 
 
-def test_foreign_llama_checkpoint_without_tokenizer_loads(tmp_path, tokenizer):
+def test_foreign_llama_checkpoint_without_tokenizer_loads(tmp_path, tok):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=1024, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512)
+    config = LlamaConfig(
+        vocab_size=1024,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+    )
     LlamaForCausalLM(config).save_pretrained(tmp_path / "llama")
-    model, tok, provenance = load_checkpoint(tmp_path / "llama")
-    assert provenance == {} and tok.vocab_size == tokenizer.vocab_size
-    small = LlamaConfig(vocab_size=100, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
-                        num_attention_heads=2, num_key_value_heads=2)
+    model, loaded_tok, provenance = load_checkpoint(tmp_path / "llama")
+    assert provenance == {} and loaded_tok.vocab_size == tok.vocab_size
+    small = LlamaConfig(
+        vocab_size=100,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
     LlamaForCausalLM(small).save_pretrained(tmp_path / "small")
     with pytest.raises(ValueError, match="embeds only 100"):
         load_checkpoint(tmp_path / "small")
 
 
-def test_transformer_bridge_hooks_match_hf_and_pass_gradients(tmp_path, tokenizer):
+def test_transformer_bridge_hooks_match_hf_and_pass_gradients(tmp_path, tok):
     bridge_mod = pytest.importorskip("transformer_lens.model_bridge")
-    model = build_model(load_model_config("gpt2-tiny"), tokenizer, seed=5).eval()
-    path = save_checkpoint(model, tokenizer, tmp_path / "c", {})
+    model = build_model(load_model_config("gpt2-tiny"), tok, seed=5).eval()
+    path = save_checkpoint(model, tok, tmp_path / "c", {})
     bridge = bridge_mod.TransformerBridge.boot_transformers(str(path), device="cpu")
-    ids = _prompt_ids(tokenizer)
+    ids = _prompt_ids(tok)
     logits, cache = bridge.run_with_cache(ids)
     with torch.no_grad():
         reference = model(ids).logits
@@ -164,17 +174,19 @@ def test_the_shipped_reasoner_is_the_run_its_training_config_describes():
         assert saved[section] == config[section], section
     where = {"out", "progress"}
     assert {k: v for k, v in saved["run"].items() if k not in where} == {
-        k: v for k, v in config["run"].items() if k not in where}
+        k: v for k, v in config["run"].items() if k not in where
+    }
     state = torch.load(REASONER / "trainer_state.pt", map_location="cpu", weights_only=False)
     assert state["step"] == provenance["step"] == config["schedule"]["steps"]
     assert state["tokens"] == provenance["tokens_seen"] and state["world_size"] == provenance["world_size"] == 2
 
+
 def test_the_shipped_reasoner_solves_problems_of_its_family():
     """Eight op-3 test problems the model card's evaluation counted correct (``probekit eval ... --sets 3 --n 200
     --seed 0``: indices 7, 30, ... of 25 correct), solved again greedily; a random-init twin solves none."""
+    from probekit.checkpoint import training_family
     from probekit.evaluate.generation import ModelGenerator
     from probekit.evaluate.judge import judge
-    from probekit.evaluate.run import training_family
     from probekit.evaluate.sets import EvalSet, draw_set, generation_budget
     from probekit.igsm.render import prompt_text
     from probekit.probe.layers import random_init_like

@@ -24,7 +24,12 @@ import pytest
 
 from probekit.cli import build_parser, main
 from probekit.igsm.check import MISTAKE_KINDS
-from probekit.igsm.generate import PRESETS, GenerationConfig, draw_problem, generate_record
+from probekit.igsm.generate import (
+    GenerationConfig,
+    draw_problem,
+    generate_record,
+)
+from probekit.igsm.presets import PRESETS
 from probekit.igsm.render import SPLIT_BINS, template_bin
 from probekit.records import atomic_output, dumps
 
@@ -145,7 +150,9 @@ def test_generate_is_deterministic_across_runs_workers_and_start(tmp_path, ref_p
     assert (tmp_path / "w2.jsonl").read_bytes() == ref_bytes
     # records 5..9 alone equal lines 5..9 of the run of 10, with one and with three workers
     assert lines_of(generate(tmp_path / "tail.jsonl", "--start", 5, n=5)) == lines[5:10]
-    proc = run_cli("generate", "--n", 5, "--start", 5, "--seed", SEED, "--workers", 3, "--out", tmp_path / "t3.jsonl", "--quiet")
+    proc = run_cli(
+        "generate", "--n", 5, "--start", 5, "--seed", SEED, "--workers", 3, "--out", tmp_path / "t3.jsonl", "--quiet"
+    )
     assert proc.returncode == 0, proc.stderr
     assert lines_of(tmp_path / "t3.jsonl") == lines[5:10]
     assert [r["index"] for r in records_of(tmp_path / "t3.jsonl")] == list(range(5, 10))
@@ -176,7 +183,12 @@ def test_generate_reask_changes_some_questions_and_stays_correct(tmp_path, ref_r
     assert all(r["reask"] is True for r in reask)
     assert any(a["question"] != b["question"] for a, b in zip(ref_records, reask))
     capsys.readouterr()
-    assert main(["check", "--input", str(tmp_path / "reask.jsonl"), "--out", str(tmp_path / "v.jsonl"), "--json", "--quiet"]) == 0
+    assert (
+        main(
+            ["check", "--input", str(tmp_path / "reask.jsonl"), "--out", str(tmp_path / "v.jsonl"), "--json", "--quiet"]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["n"] == summary["correct"] == N
     assert all(v["correct"] and v["answer"] == r["answer"] for v, r in zip(records_of(tmp_path / "v.jsonl"), reask))
@@ -224,8 +236,16 @@ def test_generate_json_without_out_keeps_stdout_for_records(capsys):
 
 @pytest.mark.parametrize(
     "bad",
-    [["--n", "-1"], ["--n", "2", "--workers", "0"], ["--n", "2", "--op", "0"], ["--n", "2", "--op", "53"],
-     ["--n", "2", "--preset", "easy"], ["--n", "2", "--format", "xy"], ["--n", "2", "--split", "dev"], []],
+    [
+        ["--n", "-1"],
+        ["--n", "2", "--workers", "0"],
+        ["--n", "2", "--op", "0"],
+        ["--n", "2", "--op", "53"],
+        ["--n", "2", "--preset", "easy"],
+        ["--n", "2", "--format", "xy"],
+        ["--n", "2", "--split", "dev"],
+        [],
+    ],
 )
 def test_generate_refuses_bad_options(tmp_path, capsys, bad):
     out = tmp_path / "never.jsonl"
@@ -380,20 +400,20 @@ def test_check_judges_every_line_and_drops_none(tmp_path, ref_records, capsys):
     good = ref_records[0]
     unknown = "Define Nowhere Depot's Phantom Crate as W; so W = 3. " + good["solution"]
     lines = [
-        good,                                              # 1 ok
-        "this is {not json",                               # 2 not JSON
-        [1, 2, 3],                                         # 3 JSON, not an object
-        "42",                                              # 4 JSON scalar
-        "",                                                # 5 blank line
-        {"solution": good["solution"]},                    # 6 missing problem
-        {"problem": good["problem"]},                      # 7 missing solution
-        dict(good, problem=12),                            # 8 wrong type
-        dict(good, solution=["Define"]),                   # 9 wrong type
-        dict(good, categories=["not", "an", "object"]),    # 10 wrong type
-        dict(good, problem="no question here."),           # 11 problem that does not parse
-        dict(good, solution=unknown),                      # 12 unknown parameter
+        good,  # 1 ok
+        "this is {not json",  # 2 not JSON
+        [1, 2, 3],  # 3 JSON, not an object
+        "42",  # 4 JSON scalar
+        "",  # 5 blank line
+        {"solution": good["solution"]},  # 6 missing problem
+        {"problem": good["problem"]},  # 7 missing solution
+        dict(good, problem=12),  # 8 wrong type
+        dict(good, solution=["Define"]),  # 9 wrong type
+        dict(good, categories=["not", "an", "object"]),  # 10 wrong type
+        dict(good, problem="no question here."),  # 11 problem that does not parse
+        dict(good, solution=unknown),  # 12 unknown parameter
         dict(good, solution="lorem ipsum; dolor = sit."),  # 13 garbage solution
-        ref_records[1],                                    # 14 ok: the run went on
+        ref_records[1],  # 14 ok: the run went on
     ]
     verdicts, summary = check_file(tmp_path, write_jsonl(tmp_path / "mixed.jsonl", lines), capsys)
     assert len(verdicts) == len(lines) == summary["n"]
@@ -584,7 +604,7 @@ def test_parser_lists_the_three_commands():
 
 # ---------------------------------------------------------------------------------------------- --tokens
 def _tokens_supported() -> str | None:
-    root = Path(__file__).resolve().parents[1] / "probekit"
+    root = Path(__file__).resolve().parents[2] / "probekit"
     if not (root / "tokenizer.py").exists() or not (root / "shards.py").exists():
         return "probekit/tokenizer.py or probekit/shards.py missing"
     for module in ("numpy", "tokenizers"):
@@ -606,8 +626,23 @@ def test_generate_tokens_writes_memory_mappable_shards(tmp_path, ref_path, capsy
 
     out, shards = tmp_path / "g.jsonl", tmp_path / "tokens"
     capsys.readouterr()
-    rc = main(["generate", "--n", str(N), "--seed", str(SEED), "--out", str(out), "--tokens", str(shards),
-               "--context", "256", "--json", "--quiet"])
+    rc = main(
+        [
+            "generate",
+            "--n",
+            str(N),
+            "--seed",
+            str(SEED),
+            "--out",
+            str(out),
+            "--tokens",
+            str(shards),
+            "--context",
+            "256",
+            "--json",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     json.loads(capsys.readouterr().out)
     assert out.read_bytes() == ref_path.read_bytes()  # --tokens does not change the JSONL
@@ -620,9 +655,31 @@ def test_generate_tokens_writes_memory_mappable_shards(tmp_path, ref_path, capsy
     assert sum(a.shape[0] for a in arrays) == meta["n_windows"] > 0
     # the windows are the packed stream of the records' training sequences (too-long ones dropped)
     tok = default_tokenizer()
-    stream = [t for r in records_of(out) for seq in [tok.encode_example(r["problem"], r["solution"], r["answer"])]
-              if len(seq) <= 256 for t in seq]
+    stream = [
+        t
+        for r in records_of(out)
+        for seq in [tok.encode_example(r["problem"], r["solution"], r["answer"])]
+        if len(seq) <= 256
+        for t in seq
+    ]
     flat = np.concatenate([np.asarray(a).reshape(-1) for a in arrays])
     assert flat.tolist() == stream[: flat.size]
     assert len(stream) - flat.size < 256
     assert no_temp_files(shards)
+
+
+def test_library_code_never_imports_the_command_line():
+    """Commands are thin adapters over library functions: no module of probekit imports ``probekit.cli``
+    (only ``python -m probekit`` does), so the sweep runs its jobs as library calls."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "probekit"
+    importers = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+            if "probekit.cli" in names:
+                importers.append(str(path.relative_to(root)))
+    assert importers == ["__main__.py"]

@@ -26,13 +26,14 @@ from probekit.sweep.execute import run_jobs  # noqa: E402
 from probekit.sweep.jobs import expand, select  # noqa: E402
 from probekit.sweep.store import ResultsStore  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "models" / "igsm-med-op4-ip12-gpt2-8-2-reasoner"
 
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
-    from probekit.modeling import build_model, load_model_config, save_checkpoint
+    from probekit.checkpoint import save_checkpoint
+    from probekit.modeling import build_model, load_model_config
     from probekit.tokenizer import default_tokenizer
 
     tok = default_tokenizer()
@@ -43,10 +44,23 @@ def tiny_ckpt(tmp_path_factory):
 
 
 def _sweep(tmp_path, ckpt, **sections) -> Path:
-    data = {"name": "t", "results": str(tmp_path / "res"), "device": "cpu", "checkpoints": {"tiny": str(ckpt)},
-            "accuracy": {"sets": ["1", "2"], "n": 4},
-            "probe": {"tasks": ["nece"], "ranks": [0], "models": ["pretrained", "random-init"], "n_train": 6,
-                      "n_test": 4, "steps": 5, "batch_size": 16, "op": 2}}
+    data = {
+        "name": "t",
+        "results": str(tmp_path / "res"),
+        "device": "cpu",
+        "checkpoints": {"tiny": str(ckpt)},
+        "accuracy": {"sets": ["1", "2"], "n": 4},
+        "probe": {
+            "tasks": ["nece"],
+            "ranks": [0],
+            "models": ["pretrained", "random-init"],
+            "n_train": 6,
+            "n_test": 4,
+            "steps": 5,
+            "batch_size": 16,
+            "op": 2,
+        },
+    }
     data.update(sections)
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump({k: v for k, v in data.items() if v is not None}))
@@ -54,17 +68,20 @@ def _sweep(tmp_path, ckpt, **sections) -> Path:
 
 
 # ---------------------------------------------------------------------------- config
-@pytest.mark.parametrize("data, message", [
-    ({"checkpoint": {}}, "unknown key 'checkpoint' (did you mean 'checkpoints'?)"),
-    ({"probe": {"tasks": ["nece", "nec"]}}, "probe.tasks: unknown value 'nec'"),
-    ({"probe": {"models": ["trained"]}}, "allowed: pretrained, random-init"),
-    ({"probe": {"test_sets": ["ood"]}}, "'ood' is not id, K (op = K) or rK"),
-    ({"probe": {"steps": "many"}}, "probe.steps expects an int"),
-    ({"accuracy": {"sets": ["oops"]}}, "unknown evaluation set 'oops'"),
-    ({"accuracy": {"n": 0}}, "accuracy.n must be >= 1"),
-    ({"depth": {"ranks": [-1]}}, "depth.ranks must be >= 0"),
-    ({"device": "tpu"}, "device expects 'auto' | 'cpu' | 'cuda'"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"checkpoint": {}}, "unknown key 'checkpoint' (did you mean 'checkpoints'?)"),
+        ({"probe": {"tasks": ["nece", "nec"]}}, "probe.tasks: unknown value 'nec'"),
+        ({"probe": {"models": ["trained"]}}, "allowed: pretrained, random-init"),
+        ({"probe": {"test_sets": ["ood"]}}, "'ood' is not id, K (op = K) or rK"),
+        ({"probe": {"steps": "many"}}, "probe.steps expects an int"),
+        ({"accuracy": {"sets": ["oops"]}}, "unknown evaluation set 'oops'"),
+        ({"accuracy": {"n": 0}}, "accuracy.n must be >= 1"),
+        ({"depth": {"ranks": [-1]}}, "depth.ranks must be >= 0"),
+        ({"device": "tpu"}, "device expects 'auto' | 'cpu' | 'cuda'"),
+    ],
+)
 def test_bad_config_names_the_key_and_allowed_values(data, message):
     base = {"name": "x", "checkpoints": {"a": str(SHIPPED)}, "accuracy": {}}
     with pytest.raises(ConfigError) as err:
@@ -77,8 +94,15 @@ def test_missing_checkpoint_and_bad_training_config_are_refused_before_running(t
     path.write_text(yaml.safe_dump({"name": "x", "checkpoints": {"a": str(tmp_path / "nope")}, "accuracy": {}}))
     assert main(["run", str(path), "--results", str(tmp_path / "r")]) == 2
     assert "checkpoints.a" in capsys.readouterr().err and not (tmp_path / "r").exists()
-    path.write_text(yaml.safe_dump({"name": "x", "train": {"t": {"config": "experiments/train/cpu-tiny.yaml",
-                                                                 "overrides": ["optim.lrr=1"]}}, "accuracy": {}}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "x",
+                "train": {"t": {"config": "experiments/train/cpu-tiny.yaml", "overrides": ["optim.lrr=1"]}},
+                "accuracy": {},
+            }
+        )
+    )
     with pytest.raises(ConfigError, match=r"train\.t: .*unknown key 'optim.lrr'"):
         load_sweep(path)
 
@@ -99,13 +123,26 @@ def test_every_experiment_config_checks_and_expands():
 
 # ---------------------------------------------------------------------------- expansion
 def test_grid_expansion_and_stable_ids(tmp_path, tiny_ckpt):
-    cfg = load_sweep(_sweep(tmp_path, tiny_ckpt, probe={"tasks": ["nece", "dep"], "layers": [0, -1], "ranks": [0, 8],
-                                                         "models": ["pretrained"], "test_sets": ["id", "r5"]}))
+    cfg = load_sweep(
+        _sweep(
+            tmp_path,
+            tiny_ckpt,
+            probe={
+                "tasks": ["nece", "dep"],
+                "layers": [0, -1],
+                "ranks": [0, 8],
+                "models": ["pretrained"],
+                "test_sets": ["id", "r5"],
+            },
+        )
+    )
     jobs = expand(cfg)
     kinds = [j.kind for j in jobs]
     assert kinds.count("accuracy") == 2 and kinds.count("probe") == 2 * 2 * 2 * 2
     assert [j.job_id for j in expand(load_sweep(tmp_path / "sweep.yaml"))] == [j.job_id for j in jobs]
-    changed = expand(parse_sweep({**yaml.safe_load((tmp_path / "sweep.yaml").read_text()), "accuracy": {"sets": ["1", "2"], "n": 5}}))
+    changed = expand(
+        parse_sweep({**yaml.safe_load((tmp_path / "sweep.yaml").read_text()), "accuracy": {"sets": ["1", "2"], "n": 5}})
+    )
     assert {j.job_id for j in changed if j.kind == "probe"} == {j.job_id for j in jobs if j.kind == "probe"}
     assert not {j.job_id for j in changed if j.kind == "accuracy"} & {j.job_id for j in jobs if j.kind == "accuracy"}
     reask = next(j for j in jobs if j.kind == "probe" and j.params["test_set"] == "r5")
@@ -129,9 +166,20 @@ def test_dry_run_json_lists_jobs_with_stable_ids(tmp_path, tiny_ckpt, capsys):
 
 
 def test_training_jobs_come_first_and_their_checkpoint_is_named(tmp_path, tiny_ckpt):
-    cfg = load_sweep(_sweep(tmp_path, tiny_ckpt, checkpoints=None, train={
-        "mini": {"config": str(REPO / "experiments/train/cpu-tiny.yaml"), "overrides": ["schedule.steps=4"],
-                 "seeds": [0, 1]}}))
+    cfg = load_sweep(
+        _sweep(
+            tmp_path,
+            tiny_ckpt,
+            checkpoints=None,
+            train={
+                "mini": {
+                    "config": str(REPO / "experiments/train/cpu-tiny.yaml"),
+                    "overrides": ["schedule.steps=4"],
+                    "seeds": [0, 1],
+                }
+            },
+        )
+    )
     jobs = expand(cfg)
     train = [j for j in jobs if j.kind == "train"]
     assert [j.checkpoint for j in train] == ["mini-s0", "mini-s1"]
@@ -141,17 +189,148 @@ def test_training_jobs_come_first_and_their_checkpoint_is_named(tmp_path, tiny_c
 
 
 def test_training_grid_makes_one_run_per_combination(tmp_path, tiny_ckpt):
-    cfg = load_sweep(_sweep(tmp_path, tiny_ckpt, checkpoints=None, probe=None, train={
-        "mini": {"config": str(REPO / "experiments/train/cpu-tiny.yaml"), "seeds": [3],
-                 "grid": {"data.max_op": [2, None], "model.init_from": [None, str(tiny_ckpt)]}}}))
+    cfg = load_sweep(
+        _sweep(
+            tmp_path,
+            tiny_ckpt,
+            checkpoints=None,
+            probe=None,
+            train={
+                "mini": {
+                    "config": str(REPO / "experiments/train/cpu-tiny.yaml"),
+                    "seeds": [3],
+                    "grid": {"data.max_op": [2, None], "model.init_from": [None, str(tiny_ckpt)]},
+                }
+            },
+        )
+    )
     train = [j for j in expand(cfg) if j.kind == "train"]
-    assert [j.checkpoint for j in train] == ["mini-max_op-2-init_from-none", "mini-max_op-2-init_from-tiny",
-                                             "mini-max_op-none-init_from-none", "mini-max_op-none-init_from-tiny"]
+    assert [j.checkpoint for j in train] == [
+        "mini-max_op-2-init_from-none",
+        "mini-max_op-2-init_from-tiny",
+        "mini-max_op-none-init_from-none",
+        "mini-max_op-none-init_from-tiny",
+    ]
     resolved = [(j.params["resolved"]["data"]["max_op"], j.params["resolved"]["model"]["init_from"]) for j in train]
     assert resolved == [(2, None), (2, str(tiny_ckpt)), (None, None), (None, str(tiny_ckpt))]
     assert all(j.params["resolved"]["model"]["seed"] == 3 for j in train)
     accuracy = [j for j in expand(cfg) if j.kind == "accuracy"]
     assert len(accuracy) == 2 * 4 and {j.depends_on for j in accuracy} == {j.job_id for j in train}
+
+
+def test_every_job_runs_the_spec_its_command_line_parses_into(tmp_path, tiny_ckpt):
+    """A job is a library call; the command ``--dry-run`` shows for it parses into the very same spec."""
+    from probekit.cli import build_parser
+    from probekit.evaluate import command as eval_command
+    from probekit.probe import command as probe_command
+    from probekit.sweep.runners import job_spec
+    from probekit.train import command as train_command
+
+    tiny = str(REPO / "experiments/train/cpu-tiny.yaml")
+    path = _sweep(
+        tmp_path,
+        tiny_ckpt,
+        train={
+            "base": {"config": tiny, "overrides": ["schedule.steps=3"]},
+            "ft": {"config": tiny, "grid": {"model.init_from": ["train:base"]}},
+        },
+        accuracy={"sets": ["1", "r2"], "n": 4, "samples": 2, "temperature": 0.5, "batch_size": 8},
+        probe={
+            "tasks": ["nece", "dep"],
+            "layers": [0, "all"],
+            "ranks": [0],
+            "test_sets": ["id", "r5", "4"],
+            "amp": "bf16",
+            "micro_batch_size": 4,
+            "op": 2,
+            "preset": "med",
+            "mdl": True,
+            "bootstrap": 0,
+        },
+        mistakes={"sets": ["2", "r3"], "n_eval": 3, "max_new_tokens": 30, "models": ["random-init"]},
+        depth={"ranks": [0, 2], "test_sets": ["r4"]},
+    )
+    jobs = expand(load_sweep(path))
+    assert {j.kind for j in jobs} == {"train", "accuracy", "probe", "mistakes", "depth"}
+    commands = {"train": train_command, "eval": eval_command, "probe": probe_command}
+    parser = build_parser()
+    for job in jobs:
+        checkpoint = None if job.kind == "train" and not job.depends_on else tmp_path / "ckpt"
+        for device in (None, "cpu"):
+            out = tmp_path / "work" / job.job_id
+            args = parser.parse_args(job.argv(checkpoint, out, device))
+            assert commands[args.command].build_spec(args) == job_spec(job, checkpoint, out, device), job.job_id
+
+
+@pytest.mark.slow
+def test_a_probe_job_is_a_library_call_returning_its_rows(tmp_path, tiny_ckpt):
+    from probekit.probe.experiment import ProbeSpec, run_probe
+    from probekit.sweep.runners import job_rows, job_spec
+
+    cfg = load_sweep(
+        _sweep(
+            tmp_path,
+            tiny_ckpt,
+            accuracy=None,
+            probe={
+                "tasks": ["nece"],
+                "ranks": [0],
+                "models": ["pretrained"],
+                "test_sets": ["r3"],
+                "n_train": 6,
+                "n_test": 4,
+                "steps": 5,
+                "batch_size": 16,
+                "op": 2,
+            },
+        )
+    )
+    (job,) = expand(cfg)
+    spec = job_spec(job, tiny_ckpt, tmp_path / "w", "cpu")
+    assert isinstance(spec, ProbeSpec) and (spec.test_op, spec.reask, spec.progress) == (3, True, False)
+    (row,) = job_rows(job, spec)
+    assert row["test_set"] == "r3" and row["task"] == "nece" and 0 <= row["accuracy"] <= 1
+    # the function itself, without a sweep: it returns the rows it writes
+    result = run_probe(
+        ProbeSpec(
+            str(tiny_ckpt),
+            tasks="nece,dep",
+            rank=0,
+            steps=5,
+            n_train=6,
+            n_test=4,
+            op=2,
+            device="cpu",
+            progress=False,
+            out=str(tmp_path / "d"),
+        )
+    )
+    lines = (tmp_path / "d" / "results.jsonl").read_text().splitlines()
+    assert result.records() == [json.loads(x) for x in lines]
+    assert [r["task"] for r in result.records()] == ["nece", "dep"]
+    assert (tmp_path / "d" / "probes" / "pretrained-dep-blocks1" / "probe.json").exists()
+
+
+def test_train_spec_variants_label_each_run():
+    from probekit.sweep.config import TrainSpec
+
+    spec = TrainSpec(
+        "c.yaml", ["optim.lr=1"], grid={"data.n_problems": [10, None], "model.init_from": ["a/b"]}, seeds=[0, 1]
+    )
+    names = [name for name, _ in spec.variants("run")]
+    assert names == [
+        "run-n_problems-10-init_from-b-s0",
+        "run-n_problems-10-init_from-b-s1",
+        "run-n_problems-none-init_from-b-s0",
+        "run-n_problems-none-init_from-b-s1",
+    ]
+    assert spec.variants("run")[3][1] == [
+        "optim.lr=1",
+        "data.n_problems=null",
+        "model.init_from=a/b",
+        "model.seed=1",
+        "data.seed=1",
+    ]
 
 
 # ---------------------------------------------------------------------------- running
@@ -161,6 +340,7 @@ def _expected_rows(store: ResultsStore, jobs) -> None:
     assert sorted(p.stem for p in store.jobs_dir.glob("*.parquet")) == sorted(j.job_id for j in jobs)
 
 
+@pytest.mark.slow
 def test_sweep_runs_stores_rows_with_provenance_and_skips_finished_jobs(tmp_path, tiny_ckpt, capsys):
     path = _sweep(tmp_path, tiny_ckpt)
     assert main(["run", str(path), "--json", "--quiet"]) == 0
@@ -186,6 +366,7 @@ def test_sweep_runs_stores_rows_with_provenance_and_skips_finished_jobs(tmp_path
     assert again["already_done"] == 4 and again["finished"] == 0
 
 
+@pytest.mark.slow
 def test_killed_sweep_restarts_with_exactly_one_row_per_job(tmp_path, tiny_ckpt):
     path = _sweep(tmp_path, tiny_ckpt, accuracy={"sets": ["1", "2", "3"], "n": 4})
     jobs = expand(load_sweep(path))
@@ -215,7 +396,8 @@ def test_a_failed_job_is_recorded_and_retried(tmp_path, tiny_ckpt):
     summary = run_jobs(jobs, tmp_path / "res", device="cpu", progress=False)
     store = ResultsStore(tmp_path / "res")
     assert list(summary.failed) == [jobs[0].job_id] and jobs[0].job_id in store.failures()
-    assert "exited with status" in store.failures()[jobs[0].job_id]
+    assert "accuracy job failed" in store.failures()[jobs[0].job_id]
+    assert "Traceback" in (tmp_path / "res" / "work" / jobs[0].job_id / "log.txt").read_text()
     assert len(store.read()) == 0
     shutil.copy(tiny_ckpt / "model.safetensors", broken / "model.safetensors")
     summary = run_jobs(jobs, tmp_path / "res", device="cpu", progress=False)
@@ -223,6 +405,7 @@ def test_a_failed_job_is_recorded_and_retried(tmp_path, tiny_ckpt):
     _expected_rows(store, jobs)
 
 
+@pytest.mark.slow
 def test_two_local_workers_and_the_submitit_debug_cluster(tmp_path, tiny_ckpt):
     pytest.importorskip("submitit")
     path = _sweep(tmp_path, tiny_ckpt, probe=None)
@@ -230,8 +413,9 @@ def test_two_local_workers_and_the_submitit_debug_cluster(tmp_path, tiny_ckpt):
     summary = run_jobs(jobs, tmp_path / "res", device="cpu", workers=2, progress=False)
     assert sorted(summary.finished) == sorted(j.job_id for j in jobs) and not summary.failed
     local = ResultsStore(tmp_path / "res").read().set_index("job_id").sort_index()
-    summary = run_jobs(jobs, tmp_path / "sub", device="cpu", executor="submitit", cluster={"cluster": "debug"},
-                       progress=False)
+    summary = run_jobs(
+        jobs, tmp_path / "sub", device="cpu", executor="submitit", cluster={"cluster": "debug"}, progress=False
+    )
     assert not summary.failed, summary.failed
     remote = ResultsStore(tmp_path / "sub").read().set_index("job_id").sort_index()
     pd.testing.assert_series_equal(local["accuracy"], remote["accuracy"])
@@ -240,9 +424,17 @@ def test_two_local_workers_and_the_submitit_debug_cluster(tmp_path, tiny_ckpt):
 def test_fine_tuning_a_run_of_the_sweep_waits_for_it_and_records_its_checkpoint(tmp_path, tiny_ckpt):
     tiny = str(REPO / "experiments/train/cpu-tiny.yaml")
     short = ["schedule.steps=3", "schedule.warmup_steps=1", "run.checkpoint_every=3", "run.log_every=1"]
-    path = _sweep(tmp_path, tiny_ckpt, checkpoints=None, probe=None, accuracy={"sets": ["1"], "n": 2}, train={
-        "base": {"config": tiny, "overrides": [*short, "run.eval_every=2", "run.eval_problems=2"]},
-        "ft": {"config": tiny, "overrides": short, "grid": {"model.init_from": ["train:base"]}}})
+    path = _sweep(
+        tmp_path,
+        tiny_ckpt,
+        checkpoints=None,
+        probe=None,
+        accuracy={"sets": ["1"], "n": 2},
+        train={
+            "base": {"config": tiny, "overrides": [*short, "run.eval_every=2", "run.eval_problems=2"]},
+            "ft": {"config": tiny, "overrides": short, "grid": {"model.init_from": ["train:base"]}},
+        },
+    )
     jobs = expand(load_sweep(path))
     base, ft = [j for j in jobs if j.kind == "train"]
     assert ft.depends_on == base.job_id and ft.checkpoint == "ft-init_from-train-base"

@@ -20,8 +20,15 @@ def _hostile(problem: Problem) -> Problem:
     """The same graph with item and category names full of "'s", ", " and " and "."""
     items = [[f"{STEMS[j]} {LAYERS[i]}" for j in range(len(layer))] for i, layer in enumerate(problem.items)]
     categories = [f"Kind {LAYERS[i]}" for i in range(problem.depth)]
-    return Problem(categories, items, problem.edges, problem.statements, problem.statement_order,
-                   problem.query, problem.solution_order)
+    return Problem(
+        categories,
+        items,
+        problem.edges,
+        problem.statements,
+        problem.statement_order,
+        problem.query,
+        problem.solution_order,
+    )
 
 
 @pytest.mark.parametrize("index", range(40))

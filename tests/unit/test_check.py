@@ -2,7 +2,13 @@
 
 import pytest
 
-from probekit.igsm.check import MISTAKE_KINDS, Verdict, check_solution, defined_names, parse_solution
+from probekit.igsm.check import (
+    MISTAKE_KINDS,
+    Verdict,
+    check_solution,
+    defined_names,
+    parse_solution,
+)
 from probekit.igsm.problem import ABSTRACT, INSTANCE, Problem, Statement
 
 # Zoo -> Enclosure -> Animal. Names exercise "'s's", "&" and hyphens.

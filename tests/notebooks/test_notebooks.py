@@ -16,11 +16,19 @@ import pytest
 
 nbformat = pytest.importorskip("nbformat")
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NOTEBOOKS = ("01-quickstart.ipynb", "02-probing.ipynb", "03-mistakes.ipynb", "04-data-scaling.ipynb")
 MISTAKE_KINDS = (
-    "unparseable", "arithmetic_error", "wrong_value_carried", "unknown_parameter", "used_before_defined",
-    "wrong_dependency_set", "wrong_value", "redefined", "not_query_at_end", "wrong_answer",
+    "unparseable",
+    "arithmetic_error",
+    "wrong_value_carried",
+    "unknown_parameter",
+    "used_before_defined",
+    "wrong_dependency_set",
+    "wrong_value",
+    "redefined",
+    "not_query_at_end",
+    "wrong_answer",
 )
 RUNTIMES: dict[str, float] = {}
 
@@ -47,15 +55,22 @@ def executed():
     pytest.importorskip("matplotlib")
     from nbclient import NotebookClient
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+    }
     cache: dict[str, object] = {}
 
     def run(name):
         if name not in cache:
             nb = nbformat.read(EXAMPLES / name, as_version=4)
-            client = NotebookClient(nb, timeout=300, kernel_name="python3",
-                                    resources={"metadata": {"path": str(EXAMPLES)}})
+            client = NotebookClient(
+                nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(EXAMPLES)}}
+            )
             start = time.perf_counter()
             client.execute(env=env)  # raises CellExecutionError on the first failing cell
             RUNTIMES[name] = time.perf_counter() - start
@@ -109,15 +124,21 @@ def test_quickstart(executed):
 def test_probing(executed):
     nb = executed("02-probing.ipynb")
     _no_errors(nb)
-    scores = re.findall(r"^(pretrained|random-init): accuracy ([0-9.]+) \(majority ([0-9.]+), n = (\d+)\)",
-                        _stdout(_cell(nb, "vprobe")), flags=re.MULTILINE)
+    scores = re.findall(
+        r"^(pretrained|random-init): accuracy ([0-9.]+) \(majority ([0-9.]+), n = (\d+)\)",
+        _stdout(_cell(nb, "vprobe")),
+        flags=re.MULTILINE,
+    )
     assert [s[0] for s in scores] == ["pretrained", "random-init"]
     for _, accuracy, majority, n in scores:
         assert 0.0 <= float(accuracy) <= 1.0 and 0.0 <= float(majority) <= 1.0 and int(n) > 0
     layers = _cell(nb, "layers")
     assert _has_image(layers)
-    rows = re.findall(r"^\s*(pretrained|random-init)\s+(\d+)\s+blocks\.\d+\.hook_resid_post\s+([0-9.]+)",
-                      _stdout(layers), flags=re.MULTILINE)
+    rows = re.findall(
+        r"^\s*(pretrained|random-init)\s+(\d+)\s+blocks\.\d+\.hook_resid_post\s+([0-9.]+)",
+        _stdout(layers),
+        flags=re.MULTILINE,
+    )
     assert len(rows) == 16  # 8 blocks x 2 models
     assert all(0.0 <= float(acc) <= 1.0 for *_, acc in rows)
 

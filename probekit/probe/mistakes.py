@@ -1,14 +1,16 @@
-"""Probe analyses: a model's mistakes against its probes (paper §5, Fig. 8), nece by layer and depth (§6, Fig. 10).
+"""The mistake analysis (paper §5, Fig. 8): a model's own mistakes against its probes.
 
 Everything takes a model's **own** solutions as ``probekit eval`` writes them (``records.jsonl``: ``problem``,
 ``categories``, the generated ``solution``, ``verdict``, ``correct``, ``set``); a record without ``verdict`` is
 judged here with :func:`~probekit.igsm.check.check_solution`. Labels follow what the model wrote
 (:class:`~probekit.probe.data.ProbeBuilder` on ``ProblemText(problem, prompt, model_solution, source="model")``).
 Probes are anything with ``predict(data: ProbeData[, model]) -> array`` (a fitted
-:class:`~probekit.probe.vprobe.VProbe` or, in tests, a fake one); the CLI trains them on the usual probe data
-(reference solutions of train-split problems, :func:`mistake_probe_data`) or loads saved ones, and applies them to
-the model's own text. Examples come back as :class:`~probekit.probe.data.ProbeData` whose ``meta`` carries the
-analysis columns below, so :meth:`ProbeData.frame` gives a tidy per-example table.
+:class:`~probekit.probe.vprobe.VProbe` or, in tests, a fake one); :func:`run_mistakes` (``probekit probe
+--analysis mistakes``) trains them on the usual probe data (reference solutions of train-split problems,
+:func:`mistake_probe_data`) or loads saved ones, and applies them to the model's own text. Examples come back as
+:class:`~probekit.probe.data.ProbeData` whose ``meta`` carries the analysis columns below, so
+:meth:`ProbeData.frame` gives a tidy per-example table.
+
 
 Mistakes (a): unnecessary parameters and the nece probe at the end of the question
 -------------------------------------------------------------------------------------
@@ -58,40 +60,32 @@ P(probe says false | true label false). It is compared with two control groups, 
 :func:`conditional_table` splits every group by true label, so ``first_error`` rows with true label 1 (A was
 ready but computed wrongly, e.g. an arithmetic error) are reported too.
 
-Depth (Fig. 10)
----------------
-One nece probe per layer (:func:`depth_analysis`; ``rank=0`` takes the cached-feature path of ``probe_layers``),
-trained on train-split nece examples, scored on **every necessary parameter** of test-split problems
-(:func:`necessary_examples`, label 1) binned by ``distance`` = shortest dependency distance to the query
-(``compute_labels(...).distance``; the query itself is 0). Every distance present is a row (the paper plots
-1..8), so per layer the counts add up to the number of necessary-parameter test examples.
-
 Tables
 ------
-- :func:`conditional_table`: ``task, <by...>, group, true_label, n, n_pred_true, p_pred_true, p_ci_low, p_ci_high,
-  n_correct, accuracy, ci_low, ci_high`` (``accuracy`` = P(prediction = true label); within a row the true label is
-  fixed, so accuracy is ``p_pred_true`` or ``1 - p_pred_true``). The ``by`` columns (default ``set``) are strings;
-  pooled rows have ``"all"``.
-- :func:`depth_table`: ``layer, hook, distance, n, n_correct, accuracy, ci_low, ci_high``
-  (:func:`depth_analysis` adds ``rank`` and ``n_train``).
-
-Intervals are Wilson 95% (:func:`probekit.evaluate.metrics.wilson_interval`).
+:func:`conditional_table`: ``task, <by...>, group, true_label, n, n_pred_true, p_pred_true, p_ci_low, p_ci_high,
+n_correct, accuracy, ci_low, ci_high`` (``accuracy`` = P(prediction = true label); within a row the true label is
+fixed, so accuracy is ``p_pred_true`` or ``1 - p_pred_true``). The ``by`` columns (default ``set``) are strings;
+pooled rows have ``"all"``. Intervals are Wilson 95% (:func:`probekit.evaluate.metrics.wilson_interval`).
 """
 
 from __future__ import annotations
 
-import math
-import warnings
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
-from probekit.evaluate.metrics import wilson_interval
-from probekit.records import table_records
-from probekit.igsm.check import check_solution, parse_solution
+from probekit.igsm.check import SolutionSentence, check_solution, parse_solution
+from probekit.probe.collect import (
+    SINGLE_PARAMETER_DROP,
+    ExampleCollector,
+    save_table,
+    wilson_rate,
+)
 from probekit.probe.data import (
     META_COLUMNS,
     PER_PROBLEM,
@@ -102,6 +96,7 @@ from probekit.probe.data import (
     _draw_rng,
     check_task,
 )
+from probekit.records import table_records
 
 STEP_ANALYSIS_TASKS: tuple[str, ...] = ("can_next", "nece_next")
 MISTAKE_TASKS: tuple[str, ...] = ("nece", *STEP_ANALYSIS_TASKS)
@@ -109,12 +104,22 @@ NECE_GROUPS: tuple[str, ...] = ("necessary", "written_unnecessary", "unwritten_u
 STEP_GROUPS: tuple[str, ...] = ("first_error", "correct_step", "background")
 SKIP_REASONS: tuple[str, ...] = ("bad_record", "no_first_error", "ending", "no_parameter", "not_a_parameter")
 
-_DROP = ("b", "b_necessary")  # single-parameter tasks only
 NECE_COLUMNS = ("record", "set", "group", "written", "written_correctly", "solution_correct", "in_pool")
 STEP_COLUMNS = ("record", "set", "group", "first_error_kind", "first_error_sentence", "solution_correct", "in_pool")
-TABLE_COLUMNS = ("task", "group", "true_label", "n", "n_pred_true", "p_pred_true", "p_ci_low", "p_ci_high",
-                 "n_correct", "accuracy", "ci_low", "ci_high")
-DEPTH_COLUMNS = ("layer", "hook", "distance", "n", "n_correct", "accuracy", "ci_low", "ci_high")
+TABLE_COLUMNS = (
+    "task",
+    "group",
+    "true_label",
+    "n",
+    "n_pred_true",
+    "p_pred_true",
+    "p_ci_low",
+    "p_ci_high",
+    "n_correct",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+)
 
 
 # ---------------------------------------------------------------------------- records
@@ -160,8 +165,10 @@ class Solution:
         if "index" not in record:
             item.index = row
         verdict = record.get("verdict")
-        if not isinstance(verdict, dict) or not {"first_error", "first_error_sentence", "n_sentences",
-                                                   "unnecessary", "correct"} <= verdict.keys():
+        if (
+            not isinstance(verdict, dict)
+            or not {"first_error", "first_error_sentence", "n_sentences", "unnecessary", "correct"} <= verdict.keys()
+        ):
             verdict = check_solution(item.problem, item.solution).to_dict()
         correct = bool(record.get("correct", verdict["correct"]))
         return cls(row, item, verdict, correct, str(record.get("set") or "records"))
@@ -187,51 +194,25 @@ def solutions_from_records(records: Iterable[dict], skipped: Counter | None = No
 
 
 # ---------------------------------------------------------------------------- example collection
-class _Collector:
-    """Accumulates examples (ids, label, ProbeData meta + analysis columns) into a ProbeData."""
-
-    def __init__(self, extra: Sequence[str], max_len: int | None):
-        self.columns = [c for c in META_COLUMNS if c not in _DROP] + list(extra)
-        self.ids: list[np.ndarray] = []
-        self.labels: list[int] = []
-        self.meta: dict[str, list] = {c: [] for c in self.columns}
-        self.too_long: Counter = Counter()
-        self.max_len = max_len
-
-    def add(self, builder: ProbeBuilder, task: str, a: str, t: int | None = None, **extra) -> bool:
-        x, y, m = builder.example(task, a, t=t)
-        if self.max_len is not None and len(x) > self.max_len:
-            self.too_long[task] += 1
-            return False
-        self.ids.append(np.asarray(x, dtype=np.int32))
-        self.labels.append(y)
-        m.update(extra)
-        for c in self.columns:
-            self.meta[c].append(m.get(c))
-        return True
-
-    def data(self, tasks: Sequence[str]) -> ProbeData:
-        too_long = {t: int(self.too_long.get(t, 0)) for t in tasks}
-        if sum(too_long.values()):
-            warnings.warn(f"{sum(too_long.values())} analysis examples longer than max_len={self.max_len} tokens "
-                          "were left out: " + ", ".join(f"{k}={v}" for k, v in too_long.items() if v), stacklevel=3)
-        return ProbeData(self.ids, np.asarray(self.labels, dtype=np.int64), self.meta, too_long, self.max_len)
-
-
 def _written(solution: str, params: set[str]) -> list[str]:
     """Problem parameters defined by the parseable sentences of ``solution``, in order, once each."""
     names = [s.name for s in parse_solution(solution) if s.error is None]
     return list(dict.fromkeys(n for n in names if n in params))
 
 
-def unnecessary_examples(solutions: Sequence[Solution], tokenizer=None, max_len: int | None = None,
-                         nece_per_problem: int | None = PER_PROBLEM, seed: int = 0) -> ProbeData:
+def unnecessary_examples(
+    solutions: Sequence[Solution],
+    tokenizer=None,
+    max_len: int | None = None,
+    nece_per_problem: int | None = PER_PROBLEM,
+    seed: int = 0,
+) -> ProbeData:
     """The nece examples of analysis (a) (module doc): groups necessary / written_unnecessary /
     unwritten_unnecessary, at the end of the question of each record."""
     from probekit.tokenizer import default_tokenizer
 
     tokenizer = tokenizer or default_tokenizer()
-    out = _Collector(NECE_COLUMNS, max_len)
+    out = ExampleCollector(NECE_COLUMNS, max_len)
     for sol in solutions:
         builder = sol.builder(tokenizer)
         params = set(builder.labels.params)
@@ -258,28 +239,55 @@ def unnecessary_examples(solutions: Sequence[Solution], tokenizer=None, max_len:
                     groups[g] = [n for i, n in enumerate(groups[g]) if i in keep]
         for g in NECE_GROUPS:
             for name in groups[g]:
-                out.add(builder, "nece", name, record=sol.record, set=sol.set, group=g, written=name in written_set,
-                        written_correctly=name in correctly, solution_correct=sol.correct, in_pool=name in pool_set)
+                out.add(
+                    builder,
+                    "nece",
+                    name,
+                    record=sol.record,
+                    set=sol.set,
+                    group=g,
+                    written=name in written_set,
+                    written_correctly=name in correctly,
+                    solution_correct=sol.correct,
+                    in_pool=name in pool_set,
+                )
     return out.data(["nece"])
 
 
-def first_error_examples(solutions: Sequence[Solution], tasks: Sequence[str] = STEP_ANALYSIS_TASKS, tokenizer=None,
-                         max_len: int | None = None, background_per_problem: int = PER_PROBLEM,
-                         seed: int = 0, skipped: Counter | None = None,
-                         correct_per_problem: int | None = PER_PROBLEM) -> ProbeData:
+def _step_names(sentences: Sequence[SolutionSentence], prefix: int) -> list[tuple[int, str]]:
+    """``(i, parameter name)`` of the first ``prefix`` sentences (they precede the first error, so they parsed)."""
+    out = []
+    for i in range(prefix):
+        sentence = sentences[i]
+        if sentence.name is None:
+            raise ValueError(f"sentence {i}, before the first error, defines no parameter: {sentence.text!r}")
+        out.append((i, sentence.name))
+    return out
+
+
+def first_error_examples(
+    solutions: Sequence[Solution],
+    tasks: Sequence[str] = STEP_ANALYSIS_TASKS,
+    tokenizer=None,
+    max_len: int | None = None,
+    background_per_problem: int = PER_PROBLEM,
+    seed: int = 0,
+    skipped: Counter | None = None,
+    correct_per_problem: int | None = PER_PROBLEM,
+) -> ProbeData:
     """The step-task examples of analysis (b) (module doc): groups first_error / correct_step / background.
 
     ``skipped`` (a Counter) receives the number of wrong solutions left out of the first_error group, by reason.
     """
     from probekit.tokenizer import default_tokenizer
 
-    tasks = [check_task(t) for t in tasks]
-    for t in tasks:
-        if t not in STEP_TASKS:
-            raise ValueError(f"the first-error analysis probes step tasks ({', '.join(STEP_TASKS)}), not {t!r}")
+    tasks = [check_task(task) for task in tasks]
+    for task in tasks:
+        if task not in STEP_TASKS:
+            raise ValueError(f"the first-error analysis probes step tasks ({', '.join(STEP_TASKS)}), not {task!r}")
     tokenizer = tokenizer or default_tokenizer()
     skipped = Counter() if skipped is None else skipped
-    out = _Collector(STEP_COLUMNS, max_len)
+    out = ExampleCollector(STEP_COLUMNS, max_len)
     for sol in solutions:
         builder = sol.builder(tokenizer)
         T = builder.n_steps
@@ -288,7 +296,7 @@ def first_error_examples(solutions: Sequence[Solution], tasks: Sequence[str] = S
         pool_set = set(builder.pool_names)
         v = sol.verdict
         k = v.get("first_error_sentence")
-        first: str | None = None
+        first_error: tuple[int, str] | None = None  # (sentence, parameter) of the first_error group
         kind = None
         if sol.correct:
             prefix = T
@@ -307,35 +315,73 @@ def first_error_examples(solutions: Sequence[Solution], tasks: Sequence[str] = S
                     skipped["no_parameter"] += 1
                 elif first not in params:
                     skipped["not_a_parameter"] += 1
-                    first = None
+                else:
+                    first_error = (k, first)
         common = {"record": sol.record, "set": sol.set, "solution_correct": sol.correct}
-        steps = [(i, sentences[i].name) for i in range(prefix)]
+        steps = _step_names(sentences, prefix)
         if correct_per_problem is not None and len(steps) > correct_per_problem:
             rng = _draw_rng(seed, sol.record, "analysis-correct-steps")
             steps = [steps[j] for j in sorted(rng.sample(range(len(steps)), correct_per_problem))]
         for task in tasks:
-            if first is not None:
-                out.add(builder, task, first, t=k, group="first_error", first_error_kind=kind, first_error_sentence=k,
-                        in_pool=first in pool_set, **common)
+            if first_error is not None:
+                out.add(
+                    builder,
+                    task,
+                    first_error[1],
+                    t=first_error[0],
+                    group="first_error",
+                    first_error_kind=kind,
+                    first_error_sentence=first_error[0],
+                    in_pool=first_error[1] in pool_set,
+                    **common,
+                )
             for i, name in steps:
-                out.add(builder, task, name, t=i, group="correct_step", first_error_kind=None,
-                        first_error_sentence=None, in_pool=name in pool_set, **common)
+                out.add(
+                    builder,
+                    task,
+                    name,
+                    t=i,
+                    group="correct_step",
+                    first_error_kind=None,
+                    first_error_sentence=None,
+                    in_pool=name in pool_set,
+                    **common,
+                )
             if background_per_problem:
-                taken = {(i, sentences[i].name) for i in range(prefix)}
-                if first is not None:
-                    taken.add((k, first))
-                pairs = [(t, b) for t in range(prefix + 1) for b in builder.pool_names
-                         if (t, b) not in taken and builder.label(task, b, t=t) == 0]
+                taken = set(_step_names(sentences, prefix))
+                if first_error is not None:
+                    taken.add(first_error)
+                pairs = [
+                    (t, b)
+                    for t in range(prefix + 1)
+                    for b in builder.pool_names
+                    if (t, b) not in taken and builder.label(task, b, t=t) == 0
+                ]
                 rng = _draw_rng(seed, sol.record, f"analysis-background-{task}")
                 for j in sorted(rng.sample(range(len(pairs)), min(background_per_problem, len(pairs)))):
                     t, b = pairs[j]
-                    out.add(builder, task, b, t=t, group="background", first_error_kind=None,
-                            first_error_sentence=None, in_pool=True, **common)
+                    out.add(
+                        builder,
+                        task,
+                        b,
+                        t=t,
+                        group="background",
+                        first_error_kind=None,
+                        first_error_sentence=None,
+                        in_pool=True,
+                        **common,
+                    )
     return out.data(tasks)
 
 
 # ---------------------------------------------------------------------------- predictions and tables
-def predict_frame(data: ProbeData, probes: Mapping[str, object], model=None):
+class Predictor(Protocol):
+    """A fitted probe: ``predict(data)``, or ``predict(data, model)`` for probes that need the model (VProbe)."""
+
+    def predict(self, data: ProbeData, model: Any = None, /) -> Any: ...
+
+
+def predict_frame(data: ProbeData, probes: Mapping[str, Predictor], model=None):
     """``data.frame()`` with ``pred`` (the probe of each row's task) and ``probe_correct`` (pred == label)."""
     import pandas as pd
 
@@ -361,11 +407,6 @@ def predict_frame(data: ProbeData, probes: Mapping[str, object], model=None):
     return frame
 
 
-def _rate(k: int, n: int) -> tuple[float, float, float]:
-    low, high = wilson_interval(k, n)
-    return (k / n if n else math.nan), low, high
-
-
 def conditional_table(frame, by: Sequence[str] = ("set",), pooled: bool = True):
     """Per (task, ``by``..., group, true label): counts, P(probe says true) and accuracy with Wilson intervals
     (module doc). ``frame`` is a :func:`predict_frame` output (columns task, group, label, pred, ``by``)."""
@@ -389,10 +430,22 @@ def conditional_table(frame, by: Sequence[str] = ("set",), pooled: bool = True):
         n = len(sub)
         n_true = int((sub["pred"] == 1).sum())
         n_ok = int((sub["pred"] == sub["label"]).sum())
-        p, p_low, p_high = _rate(n_true, n)
-        acc, low, high = _rate(n_ok, n)
-        rows.append(dict(zip(["task", *by, "group", "true_label"], key), n=n, n_pred_true=n_true, p_pred_true=p,
-                         p_ci_low=p_low, p_ci_high=p_high, n_correct=n_ok, accuracy=acc, ci_low=low, ci_high=high))
+        p, p_low, p_high = wilson_rate(n_true, n)
+        acc, low, high = wilson_rate(n_ok, n)
+        rows.append(
+            dict(
+                zip(["task", *by, "group", "true_label"], key),
+                n=n,
+                n_pred_true=n_true,
+                p_pred_true=p,
+                p_ci_low=p_low,
+                p_ci_high=p_high,
+                n_correct=n_ok,
+                accuracy=acc,
+                ci_low=low,
+                ci_high=high,
+            )
+        )
     table = pd.DataFrame(rows, columns=columns)
     task_order = {t: i for i, t in enumerate(MISTAKE_TASKS)}
     group_order = {g: i for i, g in enumerate(groups)}
@@ -402,9 +455,14 @@ def conditional_table(frame, by: Sequence[str] = ("set",), pooled: bool = True):
         order = {v: i for i, v in enumerate(seen)}
         order.setdefault("all", len(seen))
         by_order.append(table[c].map(order))
-    sort = pd.DataFrame({"_task": table["task"].map(lambda t: task_order.get(t, 99)),
-                         **{f"_by{i}": s for i, s in enumerate(by_order)},
-                         "_group": table["group"].map(group_order), "_label": -table["true_label"]})
+    sort = pd.DataFrame(
+        {
+            "_task": table["task"].map(lambda t: task_order.get(t, 99)),
+            **{f"_by{i}": s for i, s in enumerate(by_order)},
+            "_group": table["group"].map(group_order),
+            "_label": -table["true_label"],
+        }
+    )
     table = table.iloc[np.lexsort([sort[c].to_numpy() for c in reversed(sort.columns)])].reset_index(drop=True)
     table["true_label"] = table["true_label"].astype(int)
     return table
@@ -423,14 +481,15 @@ class MistakeAnalysis:
 
     def records(self, **extra) -> list[dict]:
         """Both tables as JSON-ready records with an ``analysis`` key (``unnecessary`` / ``first_error``)."""
-        return [r for name, table in (("unnecessary", self.unnecessary), ("first_error", self.first_error))
-                for r in table_records(table, analysis=name, **extra)]
+        return [
+            r
+            for name, table in (("unnecessary", self.unnecessary), ("first_error", self.first_error))
+            for r in table_records(table, analysis=name, **extra)
+        ]
 
     def save(self, out_dir: str | Path) -> list[Path]:
         """Write ``unnecessary.*``, ``first_error.*``, ``unnecessary_examples.*``, ``first_error_examples.*``
         (CSV, and parquet when pyarrow is installed) and ``counts.json`` under ``out_dir``."""
-        import json
-
         from probekit.records import write_atomic
 
         out = Path(out_dir)
@@ -441,11 +500,19 @@ class MistakeAnalysis:
         return paths + [out / "counts.json"]
 
 
-def mistake_analysis(records: Iterable[dict], probes: Mapping[str, object], model=None, tokenizer=None,
-                     tasks: Sequence[str] = STEP_ANALYSIS_TASKS, max_len: int | None = None,
-                     nece_per_problem: int | None = PER_PROBLEM, correct_per_problem: int | None = PER_PROBLEM,
-                     background_per_problem: int = PER_PROBLEM, seed: int = 0,
-                     by: Sequence[str] = ("set",)) -> MistakeAnalysis:
+def mistake_analysis(
+    records: Iterable[dict],
+    probes: Mapping[str, Predictor],
+    model=None,
+    tokenizer=None,
+    tasks: Sequence[str] = STEP_ANALYSIS_TASKS,
+    max_len: int | None = None,
+    nece_per_problem: int | None = PER_PROBLEM,
+    correct_per_problem: int | None = PER_PROBLEM,
+    background_per_problem: int = PER_PROBLEM,
+    seed: int = 0,
+    by: Sequence[str] = ("set",),
+) -> MistakeAnalysis:
     """Analyses (a) and (b) of the module doc on a model's own solutions.
 
     ``probes``: ``{"nece": ..., "can_next": ..., "nece_next": ...}`` (any object with ``predict``); ``model`` is
@@ -458,8 +525,9 @@ def mistake_analysis(records: Iterable[dict], probes: Mapping[str, object], mode
     skipped: Counter = Counter()
     solutions = solutions_from_records(records, skipped, tokenizer)
     nece_data = unnecessary_examples(solutions, tokenizer, max_len, nece_per_problem, seed)
-    step_data = first_error_examples(solutions, tasks, tokenizer, max_len, background_per_problem, seed, skipped,
-                                     correct_per_problem)
+    step_data = first_error_examples(
+        solutions, tasks, tokenizer, max_len, background_per_problem, seed, skipped, correct_per_problem
+    )
     nece_frame = predict_frame(nece_data, probes, model) if len(nece_data) else _empty_frame(NECE_COLUMNS)
     step_frame = predict_frame(step_data, probes, model) if len(step_data) else _empty_frame(STEP_COLUMNS)
     wrong = sum(not s.correct for s in solutions)
@@ -469,20 +537,25 @@ def mistake_analysis(records: Iterable[dict], probes: Mapping[str, object], mode
         "correct": len(solutions) - wrong,
         "wrong": wrong,
         "first_error_used": int(step_frame[step_frame["group"] == "first_error"]["record"].nunique())
-        if len(step_frame) else 0,
+        if len(step_frame)
+        else 0,
         "skipped": {r: int(skipped.get(r, 0)) for r in SKIP_REASONS},
         "n_too_long": {**nece_data.n_too_long, **step_data.n_too_long},
-        "examples": {"nece": len(nece_data), **{t: int((step_frame["task"] == t).sum()) if len(step_frame) else 0
-                                                  for t in tasks}},
+        "examples": {
+            "nece": len(nece_data),
+            **{t: int((step_frame["task"] == t).sum()) if len(step_frame) else 0 for t in tasks},
+        },
     }
-    return MistakeAnalysis(conditional_table(nece_frame, by), conditional_table(step_frame, by), nece_frame,
-                           step_frame, counts)
+    return MistakeAnalysis(
+        conditional_table(nece_frame, by), conditional_table(step_frame, by), nece_frame, step_frame, counts
+    )
 
 
 def _empty_frame(extra: Sequence[str]):
     import pandas as pd
 
-    cols = [c for c in META_COLUMNS if c not in _DROP] + list(extra) + ["label", "length", "pred", "probe_correct"]
+    cols = [c for c in META_COLUMNS if c not in SINGLE_PARAMETER_DROP] + list(extra)
+    cols += ["label", "length", "pred", "probe_correct"]
     return pd.DataFrame(columns=list(dict.fromkeys(cols)))
 
 
@@ -493,28 +566,37 @@ def train_probes(model, train: ProbeData, tasks: Sequence[str] = MISTAKE_TASKS, 
     return {task: VProbe(task, **probe_kwargs).fit(model, train) for task in tasks}
 
 
-def mistake_probe_data(preset: str = "med", fmt: str = "pq", n_train: int = 1000, seed: int = 0,
-                       op: int | None = None, tasks: Sequence[str] = MISTAKE_TASKS, **kwargs) -> ProbeData:
+def mistake_probe_data(
+    preset: str = "med",
+    fmt: str = "pq",
+    n_train: int = 1000,
+    seed: int = 0,
+    op: int | None = None,
+    tasks: Sequence[str] = MISTAKE_TASKS,
+    **kwargs,
+) -> ProbeData:
     """Train-split probe data for the mistake probes (as ``train_test_data``'s train half)."""
     from probekit.igsm.generate import GenerationConfig
     from probekit.probe.data import examples_from_config
 
-    return examples_from_config(GenerationConfig(preset, op, fmt, False, "train", seed), n_train, tasks=list(tasks),
-                                seed=seed, **kwargs)
+    return examples_from_config(
+        GenerationConfig(preset, op, fmt, False, "train", seed), n_train, tasks=list(tasks), seed=seed, **kwargs
+    )
 
 
 def find_probe(directory: str | Path, task: str, layer: str | None = None) -> Path:
     """The folder of a saved ``task`` probe under ``directory`` (a probe folder, a ``probekit probe --out`` folder
     or its ``probes/``); with several, ``layer`` (hook name) picks one, else a pretrained-model probe of the
     deepest block. Raises ``FileNotFoundError`` when there is none."""
-    import json
-
     from probekit.probe.vprobe import PROBE_CONFIG
 
     root = Path(directory)
     candidates = []
-    for folder in [root, *sorted(p for p in root.glob("*") if p.is_dir()),
-                   *sorted(p for p in (root / "probes").glob("*") if p.is_dir())]:
+    for folder in [
+        root,
+        *sorted(p for p in root.glob("*") if p.is_dir()),
+        *sorted(p for p in (root / "probes").glob("*") if p.is_dir()),
+    ]:
         cfg = folder / PROBE_CONFIG
         if not cfg.exists():
             continue
@@ -537,147 +619,3 @@ def find_probe(directory: str | Path, task: str, layer: str | None = None) -> Pa
         return label if isinstance(label, int) else -1
 
     return max(candidates, key=depth)[0]
-
-
-# ---------------------------------------------------------------------------- depth
-def necessary_examples(problems: Iterable[ProblemText], tokenizer=None, max_len: int | None = None,
-                       progress=None) -> ProbeData:
-    """A nece example for **every** necessary parameter of each problem (label 1, ``distance`` to the query)."""
-    from probekit.tokenizer import default_tokenizer
-
-    tokenizer = tokenizer or default_tokenizer()
-    out = _Collector((), max_len)
-    for item in problems:
-        builder = ProbeBuilder(item, tokenizer)
-        for name in builder.labels.nece:
-            out.add(builder, "nece", name)
-        if progress is not None:
-            progress(1)
-    return out.data(["nece"])
-
-
-def depth_data(preset: str = "med", fmt: str = "pq", n_train: int = 1000, n_test: int = 400, seed: int = 0,
-               op: int | None = None, test_op: int | None = None, reask: bool = False, tokenizer=None,
-               per_problem: int = 10, max_len: int | None = None, progress=None) -> tuple[ProbeData, ProbeData]:
-    """Train: the usual nece probe data of ``n_train`` train-split problems (seed ``seed``). Test: every necessary
-    parameter of ``n_test`` test-split problems (seed ``seed + 1``, ``test_op`` / ``reask`` as in
-    ``train_test_data``)."""
-    from probekit.igsm.generate import GenerationConfig
-    from probekit.probe.data import examples_from_config, problems_from_config
-
-    train = examples_from_config(GenerationConfig(preset, op, fmt, False, "train", seed), n_train, tasks=["nece"],
-                                 seed=seed, tokenizer=tokenizer, per_problem=per_problem, max_len=max_len,
-                                 progress=progress)
-    test_cfg = GenerationConfig(preset, op if test_op is None else test_op, fmt, reask, "test", seed + 1)
-    test = necessary_examples(problems_from_config(test_cfg, n_test), tokenizer, max_len, progress)
-    return train, test
-
-
-def depth_table(frame):
-    """Per (layer, distance): n, n_correct, accuracy and its Wilson interval, from a frame with columns layer,
-    hook, distance, label, pred (the rows of necessary parameters)."""
-    import pandas as pd
-
-    rows = []
-    if len(frame):
-        for (layer, hook, distance), sub in frame.groupby(["layer", "hook", "distance"], sort=True):
-            n = len(sub)
-            k = int((sub["pred"] == sub["label"]).sum())
-            acc, low, high = _rate(k, n)
-            rows.append({"layer": layer, "hook": hook, "distance": int(distance), "n": n, "n_correct": k,
-                         "accuracy": acc, "ci_low": low, "ci_high": high})
-    return pd.DataFrame(rows, columns=list(DEPTH_COLUMNS))
-
-
-def depth_analysis(model, train: ProbeData, test: ProbeData, layers="all", rank: int = 0,
-                   return_probes: bool = False, progress: bool | str = False, **probe_kwargs):
-    """Fig. 10: one nece probe per layer fitted on ``train``, scored on the necessary-parameter examples of
-    ``test`` (label 1 with a distance; others are ignored), binned by distance: a :func:`depth_table` DataFrame
-    with ``rank``. ``rank=0`` caches every layer's [END] features in one forward (``probe_layers``' cheap path).
-    ``return_probes=True`` returns ``(table, {hook: VProbe})``."""
-    import pandas as pd
-
-    from probekit.probe import hooks
-    from probekit.probe.layers import collect_features, resolve_layers
-    from probekit.probe.vprobe import VProbe
-
-    train = train.task("nece")
-    test = test.task("nece")
-    keep = np.array([y == 1 and d is not None for y, d in zip(test.labels, test.meta["distance"])], dtype=bool)
-    test = test.select(keep)
-    if not len(train):
-        raise ValueError("no nece training examples")
-    names = resolve_layers(layers, hooks.n_layers(model))
-    if probe_kwargs.get("device"):
-        model.to(probe_kwargs["device"])
-    preds, probes = {}, {}
-    if rank == 0:
-        amp = probe_kwargs.get("amp", "auto")
-        f_train = collect_features(model, train, names, probe_kwargs.get("eval_batch_size"), amp)
-        f_test = collect_features(model, test, names, probe_kwargs.get("eval_batch_size"), amp) if len(test) else None
-        for name in names:
-            probe = VProbe("nece", rank=0, layer=name, progress=progress, **probe_kwargs)
-            probe.fit_features(f_train[name], train.labels)
-            probe.layer_name_ = name
-            preds[name] = probe.predict_features(f_test[name]) if len(test) else np.zeros(0, dtype=np.int64)
-            probes[name] = probe
-    else:
-        for name in names:
-            probe = VProbe("nece", rank=rank, layer=name, progress=progress, **probe_kwargs).fit(model, train)
-            preds[name] = probe.predict(test) if len(test) else np.zeros(0, dtype=np.int64)
-            probes[name] = probe
-    distance = np.asarray([int(d) for d in test.meta["distance"]], dtype=np.int64)
-    frames = []
-    for name in names:
-        frames.append(pd.DataFrame({"layer": [hooks.layer_label(name)] * len(test), "hook": name,
-                                    "distance": distance, "label": test.labels, "pred": preds[name]}))
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["layer", "hook", "distance"])
-    if frame["layer"].map(type).nunique() > 1:
-        frame["layer"] = frame["layer"].astype(str)
-    table = depth_table(frame)
-    order = {name: i for i, name in enumerate(names)}
-    table = table.sort_values(["hook", "distance"], key=lambda s: s.map(order) if s.name == "hook" else s)
-    table = table.reset_index(drop=True)
-    table["rank"] = rank
-    table["n_train"] = len(train)
-    return (table, probes) if return_probes else table
-
-
-# ---------------------------------------------------------------------------- output
-def save_table(frame, stem: str | Path) -> list[Path]:
-    """Write ``stem.csv`` and, when pyarrow is installed, ``stem.parquet`` (both atomic); returns the paths."""
-    from probekit.records import atomic_output, write_atomic
-
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".csv")]
-    write_atomic(paths[0], frame.to_csv(index=False))
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        return paths
-    path = stem.with_suffix(".parquet")
-    with atomic_output(path, binary=True) as fh:
-        frame.to_parquet(fh, index=False)
-    return paths + [path]
-
-
-__all__ = [
-    "MistakeAnalysis",
-    "Solution",
-    "conditional_table",
-    "depth_analysis",
-    "depth_data",
-    "depth_table",
-    "find_probe",
-    "first_error_examples",
-    "load_records",
-    "mistake_analysis",
-    "mistake_probe_data",
-    "necessary_examples",
-    "predict_frame",
-    "save_table",
-    "solutions_from_records",
-    "train_probes",
-    "unnecessary_examples",
-]

@@ -1,4 +1,5 @@
-"""Tests for probekit.figures.scaling: the data-scaling figures (Xwin-Math Figs. 1, 3, 4, 5 and Table 4).
+"""Tests for probekit.figures.scaling and .tables: the data-scaling figures and their tables (Xwin-Math Figs. 1,
+3, 4, 5 and Table 4).
 
 The fabricated store holds checkpoints trained from scratch on 1000, 4000, 16000 and unlimited problems, two
 fine-tuned ones (1000, 16000 problems) and one resampled by length (16000 problems, from scratch), two
@@ -54,24 +55,49 @@ def make_scaling_store(seed: int = 0) -> pd.DataFrame:
                 low, high = wilson_interval(k, n)
                 sampled = eval_seed == 0
                 position = 0.5 + 4 * (p - 0.9)
-                rows.append({
-                    "job_id": f"eval-{ckpt}-{eval_seed}", "kind": "accuracy", "sweep": "scaling", "checkpoint": ckpt,
-                    "checkpoint_sha256": SHAS[ckpt], "revision": "0.2.0+def5678", "n_layer": 4, "d_model": 128,
-                    "train_n_problems": size, "train_init_from": init, "train_resample": resample,
-                    "set": name, "preset": "med", "format": "pq", "op": op, "reask": reask, "seed": eval_seed,
-                    "n": n, "correct": k, "accuracy": k / n, "ci_low": low, "ci_high": high,
-                    "accuracy_by_op": json.dumps(by_op), "first_error_position": position,
-                    "first_error_position_ci_low": position - 0.05, "first_error_position_ci_high": position + 0.05,
-                    "errors_calculation": calc, "errors_reasoning": wrong - fmt - calc, "errors_format": fmt,
-                    "error_share_calculation": calc / (wrong - fmt) if wrong - fmt else math.nan,
-                    "samples": 16 if sampled else math.nan, "temperature": 0.7 if sampled else math.nan,
-                    "pass_at_1": k / n if sampled else math.nan,
-                    "pass_at_n": (k + (n - k) * 3 // 4) / n if sampled else math.nan,  # 3/4 of the failures solved
-                    "pass_at_n_ci_low": 0.85 if sampled else math.nan, "pass_at_n_ci_high": 0.99 if sampled else math.nan,
-                    "pass_ratio_at_n": k / n - 0.02 if sampled else math.nan,
-                    "pass_ratio_ci_low": k / n - 0.06 if sampled else math.nan,
-                    "pass_ratio_ci_high": k / n + 0.02 if sampled else math.nan,
-                })
+                rows.append(
+                    {
+                        "job_id": f"eval-{ckpt}-{eval_seed}",
+                        "kind": "accuracy",
+                        "sweep": "scaling",
+                        "checkpoint": ckpt,
+                        "checkpoint_sha256": SHAS[ckpt],
+                        "revision": "0.2.0+def5678",
+                        "n_layer": 4,
+                        "d_model": 128,
+                        "train_n_problems": size,
+                        "train_init_from": init,
+                        "train_resample": resample,
+                        "set": name,
+                        "preset": "med",
+                        "format": "pq",
+                        "op": op,
+                        "reask": reask,
+                        "seed": eval_seed,
+                        "n": n,
+                        "correct": k,
+                        "accuracy": k / n,
+                        "ci_low": low,
+                        "ci_high": high,
+                        "accuracy_by_op": json.dumps(by_op),
+                        "first_error_position": position,
+                        "first_error_position_ci_low": position - 0.05,
+                        "first_error_position_ci_high": position + 0.05,
+                        "errors_calculation": calc,
+                        "errors_reasoning": wrong - fmt - calc,
+                        "errors_format": fmt,
+                        "error_share_calculation": calc / (wrong - fmt) if wrong - fmt else math.nan,
+                        "samples": 16 if sampled else math.nan,
+                        "temperature": 0.7 if sampled else math.nan,
+                        "pass_at_1": k / n if sampled else math.nan,
+                        "pass_at_n": (k + (n - k) * 3 // 4) / n if sampled else math.nan,  # 3/4 of the failures solved
+                        "pass_at_n_ci_low": 0.85 if sampled else math.nan,
+                        "pass_at_n_ci_high": 0.99 if sampled else math.nan,
+                        "pass_ratio_at_n": k / n - 0.02 if sampled else math.nan,
+                        "pass_ratio_ci_low": k / n - 0.06 if sampled else math.nan,
+                        "pass_ratio_ci_high": k / n + 0.02 if sampled else math.nan,
+                    }
+                )
     table = pd.DataFrame(rows)
     table["op"] = table["op"].astype("Int64")
     table["train_n_problems"] = table["train_n_problems"].astype("Int64")
@@ -106,6 +132,7 @@ def _pooled_counts(store: pd.DataFrame, checkpoints, *, reask: bool = False):
 
 
 # ============================================================================================== rendering
+@pytest.mark.slow
 def test_every_scaling_figure_writes_files_naming_checkpoints_and_sizes(rendered, store):
     out, results = rendered
     accuracy_rows = int((store["kind"] == "accuracy").sum())
@@ -120,8 +147,12 @@ def test_every_scaling_figure_writes_files_naming_checkpoints_and_sizes(rendered
         for ckpt in RUNS:
             assert f"{ckpt} (sha256 {SHAS[ckpt][:12]})" in text, (name, ckpt)
         assert "revision(s): 0.2.0+def5678" in text and "Units:" in text and "n per cell:" in text
-        for size in ("1000 training problems", "4000 training problems", "16000 training problems",
-                     "unlimited training data"):
+        for size in (
+            "1000 training problems",
+            "4000 training problems",
+            "16000 training problems",
+            "unlimited training data",
+        ):
             assert size in text, (name, size)
         assert "from scratch at 4000 training problems: s-4k-a, s-4k-b" in text
         assert "fine-tuned at 16000 training problems: ft-16k (fine-tuned from s-inf)" in text
@@ -129,7 +160,7 @@ def test_every_scaling_figure_writes_files_naming_checkpoints_and_sizes(rendered
 
 
 def test_scaling_accuracy_pools_cells_with_wilson_and_pass_at_n(store, rendered):
-    from probekit.figures.scaling import scaling_table
+    from probekit.figures.tables import scaling_table
 
     out, _ = rendered
     _, cells, table = scaling_table(store)
@@ -144,7 +175,8 @@ def test_scaling_accuracy_pools_cells_with_wilson_and_pass_at_n(store, rendered)
     solved = sampled["correct"] + (sampled["n"] - sampled["correct"]) * 3 // 4
     assert cell["pass_at_n"] == pytest.approx(solved.sum() / sampled["n"].sum())
     assert (cell["pass_at_n_ci_low"], cell["pass_at_n_ci_high"]) == pytest.approx(
-        wilson_interval(solved.sum(), sampled["n"].sum()))
+        wilson_interval(solved.sum(), sampled["n"].sum())
+    )
     text = (out / "scaling_accuracy.txt").read_text()
     assert "stars = Pass@16" in text
 
@@ -156,7 +188,7 @@ def test_scaling_stability_caption(rendered):
 
 
 def test_step_accuracy_per_data_size_is_the_refit_on_pooled_counts(store, rendered):
-    from probekit.figures.scaling import step_table
+    from probekit.figures.tables import step_table
 
     out, _ = rendered
     rows, ops, n, k = _pooled_counts(store, ["s-4k-a", "s-4k-b"])
@@ -170,8 +202,10 @@ def test_step_accuracy_per_data_size_is_the_refit_on_pooled_counts(store, render
     cell = cells[cells["cell"] == "from scratch @ 4000"].iloc[0]
     assert cell["first_error"] == pytest.approx(position) and cell["first_error_low"] == pytest.approx(low)
     text = (out / "scaling_steps.txt").read_text()
-    row = (f"| from scratch | 4000 | {fit.step_accuracy:.4f} [{fit.ci_low:.4f}, {fit.ci_high:.4f}] | "
-           f"{position:.3f} [{low:.3f}, ")
+    row = (
+        f"| from scratch | 4000 | {fit.step_accuracy:.4f} [{fit.ci_low:.4f}, {fit.ci_high:.4f}] | "
+        f"{position:.3f} [{low:.3f}, "
+    )
     assert row in text
     assert f"| {fit.n} | {len(ops)} | s-4k-a, s-4k-b |" in text
     # the step accuracy grows with the data size, and the first error moves later (Table 4)
@@ -181,7 +215,8 @@ def test_step_accuracy_per_data_size_is_the_refit_on_pooled_counts(store, render
 
 
 def test_resampling_panel_compares_at_the_common_data_size(store, rendered, tmp_path):
-    from probekit.figures.scaling import resampling_pairs, step_table
+    from probekit.figures.scaling import resampling_pairs
+    from probekit.figures.tables import step_table
 
     out, _ = rendered
     _, cells, _ = step_table(store)
@@ -196,7 +231,7 @@ def test_resampling_panel_compares_at_the_common_data_size(store, rendered, tmp_
 
 
 def test_calculation_share_is_the_hand_ratio(store, rendered, tmp_path):
-    from probekit.figures.scaling import error_table
+    from probekit.figures.tables import error_table
 
     out, _ = rendered
     rows = store[(store["checkpoint"] == "s-1k") & ~store["reask"].astype(bool)]
@@ -209,8 +244,10 @@ def test_calculation_share_is_the_hand_ratio(store, rendered, tmp_path):
     assert (cell["calculation"], cell["reasoning"], cell["format"], cell["wrong"]) == (calc, reason, fmt, wrong)
     assert cell["share"] == pytest.approx(share)
     text = (out / "scaling_errors.txt").read_text()
-    assert (f"from scratch at 1000 training problems: calculation {calc}, reasoning {reason}, format {fmt} of {wrong} "
-            f"wrong solutions, calculation share {share:.3f} [{low:.3f}, {high:.3f}]") in text
+    assert (
+        f"from scratch at 1000 training problems: calculation {calc}, reasoning {reason}, format {fmt} of {wrong} "
+        f"wrong solutions, calculation share {share:.3f} [{low:.3f}, {high:.3f}]"
+    ) in text
     # calculation errors fall faster than reasoning errors as the data grows (Fig. 5)
     scratch = cells[cells["run"] == "from scratch"]
     assert list(scratch["share"]) == sorted(scratch["share"], reverse=True)
@@ -222,11 +259,19 @@ def test_calculation_share_is_the_hand_ratio(store, rendered, tmp_path):
 
 
 def test_step_fit_bins_stand_in_for_accuracy_by_op(store):
-    from probekit.figures.scaling import step_table
+    from probekit.figures.tables import step_table
 
-    bins = [json.dumps([{"op": int(o), "n": n, "correct": k, "predicted": 0.5, "residual": 0.0}
-                        for o, (n, k) in json.loads(raw).items()]) if isinstance(raw, str) else None
-            for raw in store["accuracy_by_op"]]
+    bins = [
+        json.dumps(
+            [
+                {"op": int(o), "n": n, "correct": k, "predicted": 0.5, "residual": 0.0}
+                for o, (n, k) in json.loads(raw).items()
+            ]
+        )
+        if isinstance(raw, str)
+        else None
+        for raw in store["accuracy_by_op"]
+    ]
     swapped = store.assign(step_fit_bins=bins).drop(columns=["accuracy_by_op"])
     _, _, fits = step_table(swapped)
     _, _, expected = step_table(store)
@@ -234,7 +279,8 @@ def test_step_fit_bins_stand_in_for_accuracy_by_op(store):
 
 
 def test_size_axis_puts_unlimited_at_the_right_end():
-    from probekit.figures.scaling import size_label, size_positions
+    from probekit.figures.scaling import size_positions
+    from probekit.figures.tables import size_label
 
     positions = size_positions([16000.0, math.inf, 1000.0, 4000.0])
     assert positions == {1000.0: 1000.0, 4000.0: 4000.0, 16000.0: 16000.0, math.inf: 64000.0}
@@ -243,7 +289,7 @@ def test_size_axis_puts_unlimited_at_the_right_end():
 
 
 def test_init_and_shape_labels():
-    from probekit.figures.scaling import cells_of, scaling_rows
+    from probekit.figures.tables import cells_of, scaling_rows
 
     store = make_scaling_store()
     store.loc[store["checkpoint"] == "ft-1k", "train_init_from"] = "other-base"
@@ -270,9 +316,13 @@ def test_report_has_a_data_scaling_table(store, tmp_path):
     slow, shigh = wilson_interval(calc, calc + reason)
     sampled = rows[rows["seed"] == 0]
     solved = (sampled["correct"] + (sampled["n"] - sampled["correct"]) * 3 // 4).sum() / sampled["n"].sum()
-    assert (f"| from scratch | 1000 | s-1k | {n} | {k / n:.3f} [{low:.3f}, {high:.3f}] | {solved:.3f} (N=16) | ") in text
-    assert (f"| {fit.step_accuracy:.3f} [{fit.ci_low:.3f}, {fit.ci_high:.3f}] | 0.500 | "
-            f"{calc / (calc + reason):.3f} [{slow:.3f}, {shigh:.3f}] |") in text
+    assert (
+        f"| from scratch | 1000 | s-1k | {n} | {k / n:.3f} [{low:.3f}, {high:.3f}] | {solved:.3f} (N=16) | "
+    ) in text
+    assert (
+        f"| {fit.step_accuracy:.3f} [{fit.ci_low:.3f}, {fit.ci_high:.3f}] | 0.500 | "
+        f"{calc / (calc + reason):.3f} [{slow:.3f}, {shigh:.3f}] |"
+    ) in text
     assert "| fine-tuned | unlimited |" not in text and "| from scratch | unlimited | s-inf |" in text
     # a store without training data sizes has no such section
     assert "## Data scaling" not in write_report(store.drop(columns=["train_n_problems"]), tmp_path, []).read_text()
@@ -287,18 +337,26 @@ def test_missing_columns_and_rows_are_skipped_with_a_reason(store, tmp_path):
     assert all(reason and "train_n_problems" in reason for reason in no_size.values()), no_size
     assert set(skipped(store[store["kind"] == "train"]).values()) == {"no 'accuracy' rows in the results store"}
     no_errors = skipped(store.drop(columns=["errors_calculation"]), ["scaling_errors", "scaling_accuracy"])
-    assert no_errors == {"scaling_errors": "the 'accuracy' rows have no values in column(s) errors_calculation",
-                         "scaling_accuracy": None}
+    assert no_errors == {
+        "scaling_errors": "the 'accuracy' rows have no values in column(s) errors_calculation",
+        "scaling_accuracy": None,
+    }
     unsampled = skipped(store.drop(columns=["pass_at_n"]), ["scaling_stability", "scaling_accuracy"])
     assert "sampled evaluations" in unsampled["scaling_stability"] and unsampled["scaling_accuracy"] is None
     assert "Pass@N stars" in (tmp_path / "scaling_accuracy.txt").read_text()
     no_ops = skipped(store.assign(accuracy_by_op=None), ["scaling_steps"])
     assert "accuracy_by_op" in no_ops["scaling_steps"]
-    only_reask = skipped(store[store["reask"].astype(bool) | (store["kind"] != "accuracy")], ["scaling_steps", "scaling_errors"])
-    assert only_reask == {"scaling_steps": "no non-reask accuracy rows with accuracy_by_op counts",
-                          "scaling_errors": "no non-reask accuracy rows with error counts"}
+    only_reask = skipped(
+        store[store["reask"].astype(bool) | (store["kind"] != "accuracy")], ["scaling_steps", "scaling_errors"]
+    )
+    assert only_reask == {
+        "scaling_steps": "no non-reask accuracy rows with accuracy_by_op counts",
+        "scaling_errors": "no non-reask accuracy rows with error counts",
+    }
     with pytest.raises(NoData, match="must be positive"):
-        from probekit.figures.scaling import scaling_rows
+        from probekit.figures.tables import scaling_rows
 
         scaling_rows(store.assign(train_n_problems=0))
-    assert not any((tmp_path / f"{name}.png").exists() for name in ("scaling_steps", "scaling_errors", "scaling_stability"))
+    assert not any(
+        (tmp_path / f"{name}.png").exists() for name in ("scaling_steps", "scaling_errors", "scaling_stability")
+    )

@@ -15,21 +15,12 @@ from probekit.tokenizer import (
     IGSMTokenizer,
     UnknownWordError,
     build_tokenizer,
-    default_tokenizer,
     probe_suffix,
     vocabulary,
 )
 
 WORLD = load_world()
-OFFICIAL = [
-    Path(__file__).resolve().parents[1] / "shared" / "spec" / "official-samples.jsonl",
-    Path(__file__).resolve().parents[2] / "shared" / "spec" / "official-samples.jsonl",
-]
-
-
-@pytest.fixture(scope="module")
-def tok() -> IGSMTokenizer:
-    return default_tokenizer()
+OFFICIAL = Path(__file__).resolve().parents[1] / "data" / "official-samples.jsonl"
 
 
 # --------------------------------------------------------------------------- realistic texts
@@ -241,7 +232,15 @@ def test_encode_example_layout(tok):
     sol = make_solution(rng)
     ids = tok.encode_example(prompt, sol, 12)
     sp = tok.special
-    assert ids == [sp("PROBLEM"), *tok.encode(prompt), sp("SOLUTION"), *tok.encode(sol), sp("ANSWER"), *tok.encode("12"), sp("EOS")]
+    assert ids == [
+        sp("PROBLEM"),
+        *tok.encode(prompt),
+        sp("SOLUTION"),
+        *tok.encode(sol),
+        sp("ANSWER"),
+        *tok.encode("12"),
+        sp("EOS"),
+    ]
     assert tok.encode_example(prompt, sol, " 12") == ids == tok.encode_example(prompt, sol, "12")
     assert tok.decode(ids) == f"[PROBLEM] {prompt} [SOLUTION] {sol} [ANSWER] 12 [EOS]"
     assert tok.decode(ids, skip_special_tokens=True) == f"{prompt} {sol} 12"
@@ -270,7 +269,9 @@ def test_hyphenated_names_stay_one_token():
             return {"Post-Op", "Ward", "Saint", "Mary-Anne", "Clinic"}
 
     tok = IGSMTokenizer(world=FakeWorld())
-    text = "The number of each Saint Mary-Anne Clinic's Post-Op Ward equals 4 times as much as each Post-Op Ward's Ward."
+    text = (
+        "The number of each Saint Mary-Anne Clinic's Post-Op Ward equals 4 times as much as each Post-Op Ward's Ward."
+    )
     ids = tok.encode(text)
     assert "▁Post-Op" in [tok.id_to_token(i) for i in ids]
     assert "▁Mary-Anne" in [tok.id_to_token(i) for i in ids]
@@ -280,10 +281,7 @@ def test_hyphenated_names_stay_one_token():
 
 def test_official_sample_texts_round_trip():
     """The authors' 60 samples (names with apostrophes, '&', "'s's") round-trip with a tokenizer of their names."""
-    path = next((p for p in OFFICIAL if p.exists()), None)
-    if path is None:
-        pytest.skip("official-samples.jsonl not available")
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in OFFICIAL.read_text().splitlines() if line.strip()]
 
     class OfficialWorld:
         def words(self):
@@ -292,7 +290,12 @@ def test_official_sample_texts_round_trip():
 
     tok = IGSMTokenizer(world=OfficialWorld())
     for r in records:
-        for text in (r["problem"], r["question"], r["solution"], *[c["solution"] for c in r.get("corrupted", []) if "solution" in c]):
+        for text in (
+            r["problem"],
+            r["question"],
+            r["solution"],
+            *[c["solution"] for c in r.get("corrupted", []) if "solution" in c],
+        ):
             assert tok.decode(tok.encode(text)) == text
         ids = tok.encode_example(r["problem"], r["solution"], r["answer"])
         assert tok.decode(ids) == f"[PROBLEM] {r['problem']} [SOLUTION] {r['solution']} [ANSWER] {r['answer']} [EOS]"
@@ -301,7 +304,11 @@ def test_official_sample_texts_round_trip():
 # --------------------------------------------------------------------------- persistence
 def test_save_load_round_trip(tok, tmp_path):
     tok.save(tmp_path)
-    assert {p.name for p in tmp_path.iterdir()} == {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    }
     loaded = IGSMTokenizer.load(tmp_path)
     assert loaded.fingerprint == tok.fingerprint
     assert loaded.vocab_size == tok.vocab_size

@@ -16,15 +16,25 @@ pytest.importorskip("pandas")
 
 from test_probe import _planted_task, planted_model  # noqa: E402  (tests/ is on sys.path under pytest)
 
+from probekit.checkpoint import save_checkpoint  # noqa: E402
 from probekit.igsm.generate import GenerationConfig  # noqa: E402
-from probekit.modeling import save_checkpoint  # noqa: E402
 from probekit.probe import stats  # noqa: E402
 from probekit.probe.data import examples_from_config, n_classes  # noqa: E402
 from probekit.probe.layers import MDL_COLUMNS, control_task, probe_layers  # noqa: E402
 from probekit.probe.vprobe import score_row  # noqa: E402
 
-CI_COLUMNS = ("ci_low", "ci_high", "ci_low_pos", "ci_high_pos", "ci_low_neg", "ci_high_neg", "ci_low_control",
-              "ci_high_control", "ci_low_selectivity", "ci_high_selectivity")
+CI_COLUMNS = (
+    "ci_low",
+    "ci_high",
+    "ci_low_pos",
+    "ci_high_pos",
+    "ci_low_neg",
+    "ci_high_neg",
+    "ci_low_control",
+    "ci_high_control",
+    "ci_low_selectivity",
+    "ci_high_selectivity",
+)
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +72,10 @@ def test_control_labels_are_one_label_per_name_across_train_and_test():
         # not the real labels in disguise, and a new seed is a new map
         assert (c_train != real).any() and (control_task(train, other, task, seed=4)[0] != c_train).any()
     # dep keys are ordered pairs: (A, B) and (B, A) are different keys
-    assert stats.control_keys({"a": ["x", "y"], "b": ["y", "x"]}, "dep")[0] != \
-        stats.control_keys({"a": ["x", "y"], "b": ["y", "x"]}, "dep")[1]
+    assert (
+        stats.control_keys({"a": ["x", "y"], "b": ["y", "x"]}, "dep")[0]
+        != stats.control_keys({"a": ["x", "y"], "b": ["y", "x"]}, "dep")[1]
+    )
 
 
 def test_control_label_map_has_the_prior_as_its_distribution():
@@ -78,6 +90,7 @@ def test_control_label_map_has_the_prior_as_its_distribution():
     assert stats.label_prior(labels, 24).shape == (24,)
 
 
+@pytest.mark.slow
 def test_selectivity_and_mdl_separate_a_planted_signal_from_its_control(planted, gpt2):
     train, test, model = planted
     kwargs = {"layers": "-1", "rank": 0, "steps": 300, "batch_size": 64, "seed": 0}
@@ -106,8 +119,9 @@ def test_controls_off_and_rank_update_path(gpt2):
     train = examples_from_config(GenerationConfig("med", op=3, seed=0), 6, tasks="dep", seed=0)
     test = examples_from_config(GenerationConfig("med", op=3, seed=1, split="test"), 4, tasks="dep", seed=1)
     on = probe_layers(gpt2, train, test, "dep", layers="-1", rank=2, steps=2, batch_size=16, seed=1)
-    off = probe_layers(gpt2, train, test, "dep", layers="-1", rank=2, steps=2, batch_size=16, seed=1,
-                       controls=False, bootstrap=0)
+    off = probe_layers(
+        gpt2, train, test, "dep", layers="-1", rank=2, steps=2, batch_size=16, seed=1, controls=False, bootstrap=0
+    )
     assert on.accuracy[0] == off.accuracy[0]  # the control probe does not disturb the real one
     assert 0 <= on.control_accuracy[0] <= 1 and not math.isnan(on.ci_low[0]) and on.n_problems[0] == 4
     assert off[["control_accuracy", "selectivity", "ci_low", "ci_high", *MDL_COLUMNS]].isna().all(axis=None)
@@ -119,8 +133,17 @@ def test_bootstrap_interval_of_a_constant_predictor_is_a_point():
     for label in (0, 1):
         labels = np.full(len(groups), label)
         for pred in (labels, 1 - labels):  # always right, always wrong
-            row = score_row("nece", pred, labels, majority_class=1, groups=groups, bootstrap=1000,
-                            control_pred=pred, control_labels=labels, control_majority_class=1)
+            row = score_row(
+                "nece",
+                pred,
+                labels,
+                majority_class=1,
+                groups=groups,
+                bootstrap=1000,
+                control_pred=pred,
+                control_labels=labels,
+                control_majority_class=1,
+            )
             assert row["ci_low"] == row["ci_high"] == row["accuracy"] in (0.0, 1.0)
             assert row["ci_low_control"] == row["ci_high_control"] == row["control_accuracy"]
             assert row["ci_low_selectivity"] == row["ci_high_selectivity"] == 0.0
@@ -185,17 +208,52 @@ def _run_cli(argv, capsys):
     return json.loads(captured.out), captured.err
 
 
+@pytest.mark.slow
 def test_cli_json_carries_controls_intervals_mdl_and_seeds(tmp_path, tok, gpt2, capsys):
     ckpt = save_checkpoint(gpt2, tok, tmp_path / "ckpt", {"data": {"preset": "med"}})
-    common = ["probe", str(ckpt), "--task", "nece", "--rank", "0", "--steps", "20", "--n-train", "12",
-              "--n-test", "6", "--op", "3", "--device", "cpu", "--json", "--quiet"]
-    records, err = _run_cli([*common, "--mdl", "--seeds", "2", "--bootstrap", "200", "--out", str(tmp_path / "o")],
-                            capsys)
+    common = [
+        "probe",
+        str(ckpt),
+        "--task",
+        "nece",
+        "--rank",
+        "0",
+        "--steps",
+        "20",
+        "--n-train",
+        "12",
+        "--n-test",
+        "6",
+        "--op",
+        "3",
+        "--device",
+        "cpu",
+        "--json",
+        "--quiet",
+    ]
+    records, err = _run_cli(
+        [*common, "--mdl", "--seeds", "2", "--bootstrap", "200", "--out", str(tmp_path / "o")], capsys
+    )
     assert [r["seed"] for r in records] == [0, 1]
     for r in records:
-        assert {"control_accuracy", "selectivity", "ci_low", "ci_high", "ci_low_pos", "ci_high_pos", "ci_low_neg",
-                "ci_high_neg", "ci_low_control", "ci_high_control", "control_majority", "n_problems",
-                "mdl_bits", "uniform_bits", "compression", "control_compression"} <= r.keys()
+        assert {
+            "control_accuracy",
+            "selectivity",
+            "ci_low",
+            "ci_high",
+            "ci_low_pos",
+            "ci_high_pos",
+            "ci_low_neg",
+            "ci_high_neg",
+            "ci_low_control",
+            "ci_high_control",
+            "control_majority",
+            "n_problems",
+            "mdl_bits",
+            "uniform_bits",
+            "compression",
+            "control_compression",
+        } <= r.keys()
         assert r["ci_low"] <= r["accuracy"] <= r["ci_high"] and r["bootstrap"] == 200 and r["n_problems"] == 6
         assert r["selectivity"] == pytest.approx(r["accuracy"] - r["control_accuracy"])
         assert r["compression"] == pytest.approx(r["uniform_bits"] / r["mdl_bits"])

@@ -25,7 +25,7 @@ def _problem(op=6, preset="med", index=0):
 
 
 def _nodes(ax):
-    return {t.get_gid()[len(NODE_GID):]: t for t in ax.texts if (t.get_gid() or "").startswith(NODE_GID)}
+    return {t.get_gid()[len(NODE_GID) :]: t for t in ax.texts if (t.get_gid() or "").startswith(NODE_GID)}
 
 
 def test_two_panels_and_dependency_nodes():
@@ -47,9 +47,11 @@ def test_two_panels_and_dependency_nodes():
         necessary = next(p for p in drawn if p in problem.necessary and p != problem.query)
         unnecessary = next(p for p in drawn if p not in problem.necessary)
         assert to_hex(nodes[problem.name(necessary)].get_bbox_patch().get_edgecolor()) == to_hex(
-            ROLE_COLORS["necessary"])
+            ROLE_COLORS["necessary"]
+        )
         assert to_hex(nodes[problem.name(unnecessary)].get_bbox_patch().get_edgecolor()) == to_hex(
-            ROLE_COLORS["unnecessary"])
+            ROLE_COLORS["unnecessary"]
+        )
         struct_ax = fig.axes[0]
         items = [t for t in struct_ax.texts if (t.get_gid() or "").startswith("item:")]
         assert len(items) == sum(len(layer) for layer in problem.items)

@@ -1,0 +1,387 @@
+"""Checkpoints: the folder format, its one strict loader and what can be read from a folder without loading it.
+
+A checkpoint is a plain Hugging Face folder (``config.json``, ``model.safetensors``, the tokenizer files) plus
+``probekit.json``, the run's provenance (training config, data preset, step, git revision and a ``fingerprint``
+of the saved tensors and tokenizer that ``probekit inspect`` checks a loaded model against). A training run
+keeps its checkpoints as ``OUT/checkpoints/step_NNNNNN`` (each with ``trainer_state.pt``) and names the newest
+in ``OUT/checkpoints/latest``.
+
+- :func:`load_checkpoint` -> :class:`Checkpoint` (model, tokenizer, provenance, path): refuses a folder whose
+  weights do not match its config and repairs the non-persistent rotary buffers (:func:`fix_rotary`);
+- :func:`save_checkpoint`: the atomic writer (temp folder renamed into place);
+- :func:`read_provenance`, :func:`provenance_value`, :func:`training_family`: the provenance, without the model;
+- :func:`latest_checkpoint`, :func:`complete_checkpoints`: a training run's checkpoints;
+- :func:`select_device`: ``cuda`` when available, else ``cpu`` (every command's default).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from probekit.modeling import git_revision
+from probekit.records import write_atomic
+from probekit.tokenizer import IGSMTokenizer
+
+PROVENANCE_FILE = "probekit.json"
+STATE_FILE = "trainer_state.pt"
+"""The trainer state (optimizer, schedule position, RNG and data-stream state) kept in a run's checkpoints."""
+LATEST = "latest"
+"""The file in ``OUT/checkpoints`` that names the newest checkpoint of a run."""
+
+
+class CheckpointError(ValueError):
+    """A folder that is not a usable checkpoint (weights that do not match the config, a too-small embedding)."""
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint. It unpacks like a tuple: ``model, tokenizer, provenance = load_checkpoint(path)``.
+
+    Attributes
+    ----------
+    model : transformers.PreTrainedModel
+        The causal LM, in eval mode, on the requested device.
+    tokenizer : IGSMTokenizer
+        The folder's own tokenizer (probekit's default for a foreign folder without one).
+    provenance : dict
+        The folder's ``probekit.json`` ({} when absent).
+    path : pathlib.Path or None
+        The folder it was loaded from (None for a checkpoint assembled in memory).
+    """
+
+    model: Any
+    tokenizer: IGSMTokenizer
+    provenance: dict
+    path: Path | None = None
+
+    def __iter__(self):
+        return iter((self.model, self.tokenizer, self.provenance))
+
+
+# ---------------------------------------------------------------------------- devices
+def select_device(device: str | None = None) -> str:
+    """``device`` when given, else ``"cuda"`` when a CUDA device is available, else ``"cpu"``.
+
+    Raises
+    ------
+    ValueError
+        ``device`` asks for CUDA and none is available.
+    """
+    import torch
+
+    if device is None or device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: no CUDA device is available")
+    return str(device)
+
+
+# ---------------------------------------------------------------------------- saving
+def weight_fingerprint(model) -> dict[str, list[float]]:
+    """Per-tensor checksums ``{name: [sum, sum of squares, ramp-weighted sum]}`` (float64) of every tensor of
+    ``model.state_dict()`` and every buffer, non-persistent ones (the rotary ``inv_freq``) included.
+
+    The ramp weights run linearly from -1 to 1 over the flattened tensor, so the third number also changes when
+    values move inside a tensor; two blocks swapped, a corrupted buffer or a rescaled tensor change the table.
+    """
+    import torch
+
+    tensors = {**model.state_dict(), **dict(model.named_buffers())}
+    table = {}
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            x = tensor.detach().reshape(-1).to(torch.float64)
+            ramp = torch.linspace(-1.0, 1.0, x.numel(), dtype=torch.float64, device=x.device)
+            table[name] = [x.sum().item(), x.square().sum().item(), (x * ramp).sum().item()]
+    return table
+
+
+def save_checkpoint(
+    model,
+    tokenizer: IGSMTokenizer,
+    out_dir: str | os.PathLike,
+    provenance: dict,
+    write_extra: Callable[[Path], None] | None = None,
+) -> Path:
+    """Write an HF checkpoint folder atomically: everything goes to a temp folder renamed into place.
+
+    ``write_extra(folder)`` may add files (the training loop adds ``trainer_state.pt``) before the rename.
+    ``probekit.json`` gets ``provenance`` plus the git revision and a ``fingerprint`` (:func:`weight_fingerprint`
+    of ``model`` and the tokenizer's fingerprint; it replaces any ``fingerprint`` in ``provenance``).
+    """
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save(tmp)
+        fingerprint = {"tensors": weight_fingerprint(model), "tokenizer": tokenizer.fingerprint}
+        record = {"git_revision": git_revision(), **provenance, "fingerprint": fingerprint}
+        write_atomic(tmp / PROVENANCE_FILE, json.dumps(record, indent=2, default=_jsonable) + "\n")
+        if write_extra is not None:
+            write_extra(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700 folders
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _jsonable(obj):
+    if hasattr(obj, "__dataclass_fields__"):
+        return asdict(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in {PROVENANCE_FILE}")
+
+
+# ---------------------------------------------------------------------------- loading
+def load_model(
+    path: str | os.PathLike,
+    *,
+    device: str = "cpu",
+    dtype=None,
+    attn_implementation: str = "sdpa",
+    repair_rotary: bool = True,
+):
+    """The causal LM of a checkpoint folder, offline, in eval mode on ``device``.
+
+    Strict: every weight of the config's model must be in the folder (tied copies excepted) with its shape.
+    ``repair_rotary`` recomputes the non-persistent rotary buffers from the config (:func:`fix_rotary`; a
+    repair is reported on stderr); ``probekit inspect`` turns it off to see the buffers as loaded.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` has no ``config.json``.
+    CheckpointError
+        The weights are missing or do not match the config, or transformers cannot build the model.
+    """
+    from transformers import AutoModelForCausalLM, PreTrainedModel
+
+    path = Path(path)
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"{path} is not a checkpoint folder (no config.json)")
+    model: PreTrainedModel
+    info: dict[str, Any]
+    try:
+        # transformers types from_pretrained as returning the model even with output_loading_info=True
+        model, info = AutoModelForCausalLM.from_pretrained(  # type: ignore[misc]
+            path, local_files_only=True, dtype=dtype, attn_implementation=attn_implementation, output_loading_info=True
+        )
+    except (ValueError, KeyError, OSError) as err:
+        raise CheckpointError(f"{path}: cannot load a causal language model: {err}") from None
+    missing = list(info.get("missing_keys") or [])
+    mismatched = list(info.get("mismatched_keys") or [])
+    if missing or mismatched:
+        raise CheckpointError(
+            f"{path}: the weights do not match the model of its config.json: missing {missing[:5]}, "
+            f"mismatched {[m[0] if isinstance(m, (tuple, list)) else m for m in mismatched[:5]]}"
+        )
+    if repair_rotary:
+        fixed = fix_rotary(model)
+        if fixed:
+            print(f"probekit: repaired rotary buffers {fixed} after loading {path}", file=sys.stderr)
+    # PreTrainedModel.to is @wraps(torch.nn.Module.to): its typed signature lost the bound self
+    return model.to(device).eval()  # type: ignore[arg-type]
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    device: str | None = "cpu",
+    dtype=None,
+    attn_implementation: str = "sdpa",
+    repair_rotary: bool = True,
+) -> Checkpoint:
+    """Load a checkpoint folder, offline (see :func:`load_model` for what is refused).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The folder (``config.json``, ``model.safetensors``, tokenizer files, ``probekit.json``).
+    device : str or None
+        Where the model goes (None: :func:`select_device`).
+    dtype : torch.dtype or None
+        The model's parameter dtype (None: as transformers loads it).
+    attn_implementation : str
+        ``"sdpa"`` (flash attention where available) or ``"eager"`` (the same attention as plain matmuls; on a
+        CPU the faster one for sequences of a few hundred tokens, see :func:`probe_attention`).
+    repair_rotary : bool
+        Recompute the rotary buffers from the config (:func:`fix_rotary`).
+
+    Returns
+    -------
+    Checkpoint
+        ``model, tokenizer, provenance`` (it unpacks as that tuple) and ``path``.
+    """
+    path = Path(path)
+    model = load_model(
+        path,
+        device=select_device(device),
+        dtype=dtype,
+        attn_implementation=attn_implementation,
+        repair_rotary=repair_rotary,
+    )
+    tokenizer = checkpoint_tokenizer(path, model.get_input_embeddings().num_embeddings)
+    return Checkpoint(model, tokenizer, read_provenance(path), path)
+
+
+def checkpoint_tokenizer(path: Path, embedding_rows: int) -> IGSMTokenizer:
+    """The checkpoint's own tokenizer, or probekit's default for a foreign checkpoint (e.g. a LLaMA
+    folder written by another tool), after checking that the embedding has a row for every token."""
+    from probekit.tokenizer import default_tokenizer
+
+    tokenizer = IGSMTokenizer.load(path) if (path / "tokenizer.json").exists() else default_tokenizer()
+    if tokenizer.vocab_size > embedding_rows:
+        raise CheckpointError(
+            f"{path}: the tokenizer has {tokenizer.vocab_size} tokens but the model embeds only {embedding_rows}"
+        )
+    return tokenizer
+
+
+def probe_attention(device: str) -> str:
+    """The attention implementation for probing on ``device``: eager on a CPU, where torch's flash-attention
+    kernel spends over half of a V-probe step on probe inputs of ~200 tokens and eager attention fits 1.3x
+    more examples per second (benchmarks/RESULTS.md); sdpa elsewhere."""
+    return "eager" if str(device).startswith("cpu") else "sdpa"
+
+
+# ---------------------------------------------------------------------------- rotary
+def rotary_fraction(config) -> float:
+    """The fraction of each head's dimensions the model rotates: GPT-NeoX's ``partial_rotary_factor``
+    (transformers fills in its default 0.25 when config.json has none); 1.0 for LLaMA, which rotates all."""
+    if config.model_type == "llama":
+        return 1.0
+    return float((config.rope_parameters or {}).get("partial_rotary_factor", 1.0))
+
+
+def expected_inv_freq(config):
+    """The rotary ``inv_freq`` implied by the config: ``1 / theta ** (arange(0, dim, 2) / dim)`` with ``dim`` the
+    rotated part of a head (default rotary type)."""
+    import torch
+
+    theta = float(config.rope_parameters["rope_theta"])
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    dim = int(head_dim * rotary_fraction(config))
+    return 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float) / dim))
+
+
+def fix_rotary(model) -> list[str]:
+    """Recompute the non-persistent rotary buffers (``inv_freq`` ...) of ``model`` from its config and repair
+    any that differ; returns the repaired names. A reproduction lost weeks to garbage ``inv_freq`` after
+    ``from_pretrained``; the buffers are never stored in a checkpoint, so they must come from the config."""
+    import torch
+
+    fixed = []
+    for name, module in model.named_modules():
+        if not hasattr(module, "inv_freq") or not hasattr(module, "config"):
+            continue
+        try:
+            fresh = type(module)(module.config)
+        except Exception:  # an unfamiliar rotary class: leave it
+            continue
+        for key, buf in fresh.named_buffers(recurse=False):
+            current = module._buffers.get(key)
+            if (
+                current is None
+                or current.shape != buf.shape
+                or not torch.equal(current.detach().float().cpu(), buf.float())
+            ):
+                module._buffers[key] = buf.to(current.device if current is not None else "cpu")
+                fixed.append(f"{name}.{key}")
+    return fixed
+
+
+# ---------------------------------------------------------------------------- provenance
+def read_provenance(checkpoint: str | Path) -> dict:
+    """A checkpoint folder's ``probekit.json`` ({} when absent or unreadable), without loading the model."""
+    path = Path(checkpoint) / PROVENANCE_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def provenance_value(provenance: dict, key: str, allowed: Sequence[str]) -> str | None:
+    """``key`` from a checkpoint's ``probekit.json``: top level, then under ``data``, then anywhere (depth first);
+    only values in ``allowed`` count."""
+
+    def ok(v):
+        return isinstance(v, str) and v in allowed
+
+    if ok(provenance.get(key)):
+        return provenance[key]
+    data = provenance.get("data")
+    if isinstance(data, dict) and ok(data.get(key)):
+        return data[key]
+    stack = [provenance]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if ok(node.get(key)):
+                return node[key]
+            stack.extend(reversed(list(node.values())))
+        elif isinstance(node, list):
+            stack.extend(reversed(node))
+    return None
+
+
+def training_family(provenance: dict) -> tuple[str, str]:
+    """``(preset, format)`` of the problems a checkpoint was trained on, from its ``probekit.json``: the base
+    preset (med when unknown) restricted by the training config's ``data.max_op`` / ``data.max_edge`` and
+    named the way training names it (``med-op4-ip12``), so that evaluation and probes draw the model's
+    own family by default; the format is pq when unknown."""
+    from probekit.igsm.presets import restricted_preset
+
+    data = (provenance.get("training_config") or {}).get("data") or provenance.get("data") or {}
+    base = provenance_value(provenance, "preset", ("med", "hard")) or "med"
+    fmt = provenance_value(provenance, "format", ("pq", "qp")) or "pq"
+    return restricted_preset(base, data.get("max_op"), data.get("max_edge")).name, fmt
+
+
+# ---------------------------------------------------------------------------- a run's checkpoints
+def step_name(step: int) -> str:
+    return f"step_{step:06d}"
+
+
+def complete_checkpoints(ckpt_dir: Path) -> list[Path]:
+    """Finished checkpoint folders (model and trainer state present), oldest first."""
+    if not ckpt_dir.is_dir():
+        return []
+    found = [
+        p
+        for p in ckpt_dir.glob("step_*")
+        if p.is_dir() and (p / STATE_FILE).exists() and (p / "config.json").exists() and p.name[5:].isdigit()
+    ]
+    return sorted(found, key=lambda p: int(p.name[5:]))
+
+
+def latest_checkpoint(out: str | os.PathLike) -> Path | None:
+    """The checkpoint ``OUT/checkpoints/latest`` names, else the newest complete one, else None."""
+    ckpt_dir = Path(out) / "checkpoints"
+    pointer = ckpt_dir / LATEST
+    if pointer.exists():
+        path = ckpt_dir / pointer.read_text().strip()
+        if (path / STATE_FILE).exists():
+            return path
+    found = complete_checkpoints(ckpt_dir)
+    return found[-1] if found else None

@@ -1,0 +1,119 @@
+"""``probekit eval`` as a library call: :class:`EvalSpec` (a checkpoint folder, the evaluation sets and how to
+generate) and :func:`run_eval`, which draws the sets from the checkpoint's own problem family unless told
+otherwise and runs :func:`~probekit.evaluate.run.evaluate_checkpoint` (one summary row per set).
+
+Importing this module does not import torch (the model loads when a run starts).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from probekit.evaluate.run import EvalReport, evaluate_checkpoint
+from probekit.evaluate.sets import DEFAULT_N, TOKENS_PER_OP, EvalSet
+
+
+@dataclass
+class EvalSpec:
+    """One ``probekit eval`` run: a checkpoint folder on evaluation sets (:func:`run_eval`)."""
+
+    checkpoint: str
+    """The checkpoint folder."""
+    sets: str | None = None
+    """Evaluation sets, a comma list of ``--sets`` tokens (:func:`~.sets.parse_sets`); None: the one set that
+    ``op`` and ``reask`` give."""
+    op: int | None = None
+    """Force op = K (None: unforced, op <= the preset's max)."""
+    reask: bool = False
+    """Re-ask a new query of each op = K problem (needs ``op``)."""
+    preset: str | None = None
+    """Problem family (None: the checkpoint's training family, else med)."""
+    format: str | None = None
+    """Problem / question order (None: the checkpoint's, else pq)."""
+    n: int = DEFAULT_N
+    """Problems per set."""
+    seed: int = 0
+    """Problem seed (problem i of a set is a function of seed and i); also seeds sampling."""
+    samples: int = 0
+    """Samples per problem for Pass@N / PassRatio@N (0: greedy only)."""
+    temperature: float = 0.7
+    """Sampling temperature (with ``samples``)."""
+    batch_size: int | None = None
+    """Rows per generation batch (None: 256 on cuda, 32 on cpu)."""
+    device: str | None = None
+    """cpu | cuda (None: cuda when available)."""
+    max_new_tokens: int | None = None
+    """A fixed generation budget (None: ``tokens_per_op`` per op + 64, capped by the context)."""
+    tokens_per_op: int = TOKENS_PER_OP
+    workers: int = 1
+    """Processes drawing the problems."""
+    out: str | None = None
+    """Folder for records.jsonl, summary.parquet, step_fit.json and eval.json (None: write nothing)."""
+    checks: bool = True
+    """Run the fast load-time model checks first (rows record ``checks_skipped``)."""
+    progress: bool = True
+    """Progress bars and logs on stderr."""
+
+    def check(self) -> None:
+        """Raise ``ValueError`` for a folder that is no checkpoint or settings out of range (also when
+        ``device`` asks for CUDA and there is none)."""
+        from probekit.checkpoint import select_device
+
+        if not (Path(self.checkpoint) / "config.json").exists():
+            raise ValueError(f"{self.checkpoint} is not a checkpoint folder (no config.json)")
+        if self.n < 0 or self.samples < 0:
+            raise ValueError("n and samples must be >= 0")
+        if self.samples and self.temperature <= 0:
+            raise ValueError("temperature must be > 0 when sampling")
+        if self.op is not None and not 1 <= self.op <= 52:
+            raise ValueError("op must be between 1 and 52")
+        if self.reask and self.op is None and not self.sets:
+            raise ValueError("reask needs op (the paper re-asks op=K problems)")
+        for name in ("batch_size", "max_new_tokens", "tokens_per_op", "workers"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1")
+        select_device(self.device)
+
+
+def run_eval(spec: EvalSpec) -> EvalReport:
+    """Evaluate ``spec.checkpoint`` on the sets of ``spec`` (drawn from the checkpoint's own problem family unless
+    ``preset`` / ``format`` say otherwise) with :func:`evaluate_checkpoint`; one row per set."""
+    from probekit.checkpoint import read_provenance, select_device, training_family
+    from probekit.evaluate.sets import parse_sets
+
+    spec.check()
+    checkpoint = Path(spec.checkpoint)
+    device = select_device(spec.device)
+    family, family_format = training_family(read_provenance(checkpoint))
+    preset = spec.preset or family
+    fmt = spec.format or family_format
+    if spec.sets:
+        sets = parse_sets(spec.sets, preset, spec.n, spec.seed, fmt)
+    else:
+        sets = [EvalSet(preset, spec.op, spec.reask, fmt, spec.seed, spec.n)]
+    batch_size = spec.batch_size or (256 if device == "cuda" else 32)
+    if spec.progress:
+        names = ", ".join(s.name for s in sets)
+        print(
+            f"probekit eval: {checkpoint} on {preset}_{fmt} [{names}], n={spec.n}, seed={spec.seed}, "
+            f"device={device}, batch {batch_size}"
+            + (f", {spec.samples} samples at T={spec.temperature}" if spec.samples else ""),
+            file=sys.stderr,
+        )
+    return evaluate_checkpoint(
+        checkpoint,
+        sets,
+        out=spec.out,
+        batch_size=batch_size,
+        device=device,
+        samples=spec.samples,
+        temperature=spec.temperature,
+        workers=spec.workers,
+        tokens_per_op=spec.tokens_per_op,
+        max_new_tokens=spec.max_new_tokens,
+        progress=spec.progress,
+        checks=spec.checks,
+    )

@@ -1,0 +1,173 @@
+"""What every probe job shares (:func:`~probekit.probe.experiment.run_probe`,
+:func:`~probekit.probe.mistakes.run_mistakes`, :func:`~probekit.probe.depth.run_depth`): the spec of the
+checkpoint and of probe training (:class:`ProbeRun`, :class:`HeldOutRun`), loading the checkpoint for probing
+(:func:`load_for_probing`), the models a job probes (:func:`probed_models`: the checkpoint and/or its random-init
+twin), the progress bar of its data and where fitted probes are saved.
+
+Importing this module loads neither torch nor pandas.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MODELS = ("pretrained", "random-init")
+"""The models a probe job can probe: the checkpoint itself and the same architecture randomly initialised."""
+
+
+@dataclass
+class ProbeRun:
+    """A checkpoint and how probes are fitted on it (``probekit probe`` options)."""
+
+    checkpoint: str
+    """The checkpoint folder."""
+    models: tuple[str, ...] = ("pretrained",)
+    """Which of :data:`MODELS` to probe, in order."""
+    rank: int = 8
+    """Rank of the embedding update (0: a linear probe on frozen features)."""
+    steps: int = 1000
+    lr: float = 2e-3
+    batch_size: int = 256
+    micro_batch_size: int | None = None
+    """Examples per forward (gradient accumulation; None: the batch on CUDA, 32 on CPU)."""
+    n_train: int = 1000
+    """Train-split problems of the probe data."""
+    per_problem: int = 10
+    """Examples per problem and task."""
+    preset: str | None = None
+    """iGSM preset (None: the checkpoint's training family, else med)."""
+    format: str = "pq"
+    op: int | None = None
+    """Force the op of every problem."""
+    seed: int = 0
+    """Data and probe seed (also seeds the random-init twin)."""
+    device: str | None = None
+    """Torch device (None: cuda when available, else cpu)."""
+    compile: bool = False
+    amp: str = "auto"
+    """Autocast of the frozen model: auto (bf16 on CUDA, fp32 on CPU), bf16 or fp32."""
+    skip_checks: bool = False
+    """Skip the fast load-time model checks (recorded in the rows as ``checks_skipped``)."""
+    out: str | None = None
+    """Folder for the job's files (None: write nothing)."""
+    progress: bool = True
+    """Progress bars on stderr."""
+
+    def __post_init__(self):
+        self.models = tuple(dict.fromkeys(self.models))
+
+    def check(self) -> None:
+        """Raise ``ValueError`` for settings out of range."""
+        bad = [m for m in self.models if m not in MODELS]
+        if bad or not self.models:
+            raise ValueError(f"unknown model {', '.join(bad) or 'none'}: use {', '.join(MODELS)}")
+        if self.rank < 0 or self.steps < 1 or self.n_train < 1:
+            raise ValueError("rank must be >= 0; steps and n_train >= 1")
+
+    def probe_kwargs(self, device: str) -> dict:
+        """The :class:`~probekit.probe.vprobe.VProbe` settings of this run."""
+        return {
+            "steps": self.steps,
+            "lr": self.lr,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "device": device,
+            "compile": self.compile,
+            "micro_batch_size": self.micro_batch_size,
+            "amp": self.amp,
+        }
+
+    def bar_label(self, text: str) -> str | bool:
+        """A probe's progress-bar label (False without progress)."""
+        return text if self.progress else False
+
+
+@dataclass
+class HeldOutRun(ProbeRun):
+    """A :class:`ProbeRun` scored on fresh test-split problems."""
+
+    n_test: int = 400
+    """Test-split problems."""
+    test_op: int | None = None
+    """Force the op of the test problems."""
+    reask: bool = False
+    """Re-asked test problems."""
+
+    def check(self) -> None:
+        super().check()
+        if self.n_test < 1:
+            raise ValueError("n_test must be >= 1")
+
+
+@dataclass
+class Loaded:
+    """A checkpoint loaded for probing, with the problem family its probe data are drawn from."""
+
+    device: str
+    model: Any
+    tokenizer: Any
+    preset: str
+    """``run.preset``, else the checkpoint's training family."""
+    context: int
+    """The model's context: longer examples are left out."""
+
+
+def load_for_probing(run: ProbeRun) -> Loaded:
+    """Load ``run.checkpoint`` with the attention fastest for probing on the device, after the fast load-time
+    checks (unless ``run.skip_checks``)."""
+    from probekit.checkpoint import (
+        load_checkpoint,
+        probe_attention,
+        select_device,
+        training_family,
+    )
+
+    device = select_device(run.device)
+    model, tokenizer, provenance = load_checkpoint(
+        run.checkpoint, device=device, attn_implementation=probe_attention(device)
+    )
+    if not run.skip_checks:
+        from probekit.modelcheck import require_healthy
+
+        require_healthy((model, tokenizer, provenance), device=device)
+    preset = run.preset or training_family(provenance)[0]
+    return Loaded(device, model, tokenizer, preset, int(model.config.max_position_embeddings))
+
+
+def probed_models(run: ProbeRun, model):
+    """Yield ``(label, model)`` for each of ``run.models``: the checkpoint and/or its random-init twin (built
+    when reached, so a random-init-only run never holds two models)."""
+    from probekit.probe.layers import random_init_like
+
+    for label in run.models:
+        yield label, (model if label == "pretrained" else random_init_like(model, seed=run.seed))
+
+
+@contextlib.contextmanager
+def data_progress(run: ProbeRun, total: int, desc: str):
+    """A progress bar over the ``total`` problems of a job's probe data; yields its ``update``. Warnings about
+    too-long examples are silenced inside (the jobs count and report them)."""
+    from tqdm import tqdm
+
+    with (
+        tqdm(
+            total=total, desc=desc, unit="problem", file=sys.stderr, disable=not run.progress, dynamic_ncols=True
+        ) as bar,
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        yield bar.update
+
+
+def save_probe(run: ProbeRun, probe, folder: Path, label: str, task: str, hook: str) -> None:
+    """Save a fitted probe as ``folder/<label>-<task>-<layer>`` (a pretrained-model probe records the
+    checkpoint it reads)."""
+    if label == "pretrained":
+        probe.model_path_ = str(Path(run.checkpoint).resolve())
+    short = hook.replace(".hook_resid_post", "").replace(".", "")
+    probe.save(folder / f"{label}-{task}-{short}")

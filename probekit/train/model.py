@@ -1,0 +1,92 @@
+"""The model a run trains: a fresh one of a named shape, the weights of ``--init-from DIR``, or a checkpoint's.
+
+:func:`model_config` applies the ``model`` section's overrides to a shape of ``models/<name>.yaml``;
+:func:`init_model` loads and checks an HF folder to fine-tune (tokenizer, embedding rows, context);
+:func:`run_model` picks the model a run starts from.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from probekit.checkpoint import CheckpointError, load_model
+from probekit.modeling import ModelConfig, build_model, load_model_config
+from probekit.tokenizer import IGSMTokenizer, default_tokenizer
+from probekit.train.config import ConfigError, ModelSection
+
+
+def model_config(section: ModelSection) -> ModelConfig:
+    """The named shape with the section's overrides (``model.n_layer=8`` ...)."""
+    try:
+        base = load_model_config(section.name)
+    except ValueError as err:
+        raise ConfigError(f"model.name: {err}") from None
+    changes = {
+        k: getattr(section, k) for k in ("arch", "n_layer", "n_head", "head_dim", "rope_theta", "tie_embeddings")
+    }
+    changes = {k: v for k, v in changes.items() if v is not None and v != getattr(base, k)}
+    if not changes:
+        return base
+    values = {**base.__dict__, **changes}
+    values["name"] = f"{values['arch']}-{values['n_layer']}-{values['n_head']}"
+    if values["head_dim"] != 64:
+        values["name"] += f"-hd{values['head_dim']}"
+    if values["tie_embeddings"]:
+        values["name"] += "-tied"
+    try:
+        return ModelConfig(**values)
+    except ValueError as err:
+        raise ConfigError(f"model: {err}") from None
+
+
+def model_from_folder(folder: str | os.PathLike):
+    """An HF folder's causal LM in fp32 with SDPA, loaded strictly with its rotary buffers checked
+    (:func:`probekit.checkpoint.load_model`); a folder it refuses is a :class:`ConfigError`."""
+    try:
+        return load_model(folder, dtype=torch.float32)
+    except (FileNotFoundError, CheckpointError) as err:
+        raise ConfigError(str(err)) from None
+
+
+def tokenizer_of(folder: Path) -> tuple[IGSMTokenizer, bool]:
+    """The folder's probekit tokenizer, or the default one (``False``) when it has none."""
+    try:
+        return IGSMTokenizer.load(folder), True
+    except Exception:  # noqa: BLE001  (missing, or a foreign tokenizer.json: not ours)
+        return default_tokenizer(), False
+
+
+def init_model(folder: str | os.PathLike, context: int):
+    """Model, tokenizer and whether the tokenizer is the folder's own, of ``--init-from DIR``, checked against
+    the probekit tokenizer and the context."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"--init-from {folder}: no such folder")
+    model = model_from_folder(folder)
+    tokenizer, own = tokenizer_of(folder)
+    rows = model.get_input_embeddings().weight.shape[0]
+    out = model.get_output_embeddings()
+    out_rows = out.weight.shape[0] if out is not None else rows
+    if min(rows, out_rows) < tokenizer.vocab_size:
+        raise ConfigError(
+            f"--init-from {folder}: its embedding has {rows} rows and its output layer {out_rows}, but the "
+            f"{'folder' if own else 'probekit'} tokenizer has {tokenizer.vocab_size} ids; resize the embeddings "
+            f"first (model.resize_token_embeddings({-(-tokenizer.vocab_size // 64) * 64}))"
+        )
+    max_pos = getattr(model.config, "max_position_embeddings", None)
+    if max_pos is not None and context > max_pos:
+        raise ConfigError(f"--init-from {folder}: data.context={context} exceeds its max_position_embeddings={max_pos}")
+    return model, tokenizer, own
+
+
+def run_model(section: ModelSection, tokenizer: IGSMTokenizer, checkpoint: Path | None = None, initial=None):
+    """The model a run starts from: the checkpoint's when resuming, else ``initial`` (the ``--init-from`` model,
+    already loaded by :func:`init_model`), else a fresh model of the section's shape (``model.seed``)."""
+    if checkpoint is not None:
+        return model_from_folder(checkpoint)
+    if initial is not None:
+        return initial
+    return build_model(model_config(section), tokenizer, seed=section.seed)
