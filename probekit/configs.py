@@ -122,11 +122,17 @@ def fill(section, data, where: str):
             raise ConfigError(
                 f"{where}: unknown key {key!r}{suggest(str(key), hints)}; allowed keys: {', '.join(hints)}"
             )
-        try:
-            setattr(section, key, coerce(value, hints[key]))
-        except Mismatch:
-            raise ConfigError(f"{where}.{key} expects {type_name(hints[key])}, got {value!r}") from None
+        set_coerced(section, key, value, hints[key], f"{where}.{key}")
     return section
+
+
+def set_coerced(obj, key: str, value, hint, where: str, detail: str = "") -> None:
+    """``setattr(obj, key, coerce(value, hint))``; a :class:`ConfigError` ("``where`` expects <type>, got
+    <value><detail>") when ``value`` does not fit ``hint``."""
+    try:
+        setattr(obj, key, coerce(value, hint))
+    except Mismatch:
+        raise ConfigError(f"{where} expects {type_name(hint)}, got {value!r}{detail}") from None
 
 
 def read_yaml(path, what: str = "config") -> dict:

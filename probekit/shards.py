@@ -131,6 +131,15 @@ class _Packer:
         self._pending.append(np.asarray(ids, dtype=DTYPE))
         self._pending_len += len(ids)
 
+    def counts(self) -> dict[str, int]:
+        """The counters so far: records entered, examples kept, examples dropped as too long, their tokens."""
+        return {
+            "n_records": self.n_records,
+            "n_examples": self.n_examples,
+            "n_dropped_too_long": self.n_dropped_too_long,
+            "n_tokens": self.n_tokens,
+        }
+
     @property
     def full_windows(self) -> int:
         return self._pending_len // self.context
@@ -163,10 +172,7 @@ def pack_records(records: Iterable[Mapping], tokenizer: IGSMTokenizer, context: 
     return PackResult(
         windows=windows,
         context=context,
-        n_records=packer.n_records,
-        n_examples=packer.n_examples,
-        n_dropped_too_long=packer.n_dropped_too_long,
-        n_tokens=packer.n_tokens,
+        **packer.counts(),
         n_tail_tokens_dropped=packer.tail,
     )
 
@@ -241,10 +247,7 @@ def write_shards(
         "shard_windows": shard_windows,
         "n_shards": len(shards),
         "n_windows": n_windows,
-        "n_records": packer.n_records,
-        "n_examples": packer.n_examples,
-        "n_dropped_too_long": packer.n_dropped_too_long,
-        "n_tokens": packer.n_tokens,
+        **packer.counts(),
         "n_window_tokens": n_windows * context,
         "n_tail_tokens_dropped": packer.tail,
         "shards": shards,

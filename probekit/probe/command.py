@@ -244,50 +244,32 @@ def build_spec(args):
     common = dict(
         checkpoint=args.ckpt,
         models=models,
-        rank=args.rank,
-        steps=args.steps,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        micro_batch_size=args.micro_batch_size,
-        n_train=args.n_train,
-        per_problem=args.per_problem,
-        preset=args.preset,
-        format=args.format,
-        op=args.op,
-        seed=args.seed,
-        device=args.device,
-        compile=args.compile,
-        amp=args.amp,
-        skip_checks=args.skip_checks,
-        out=args.out,
+        **_named(args, "rank", "steps", "lr", "batch_size", "micro_batch_size", "n_train", "per_problem", "preset"),
+        **_named(args, "format", "op", "seed", "device", "compile", "amp", "skip_checks", "out"),
         progress=not args.quiet,
     )
-    tested = dict(n_test=args.n_test, test_op=args.test_op, reask=args.reask)
+    tested = _named(args, "n_test", "test_op", "reask")
     if args.analysis == "depth":
         return DepthSpec(**common, **tested, layers=args.layers or "all")
     if args.analysis == "mistakes":
         return MistakesSpec(
             **common,
             layers=args.layers,
-            records=args.records,
-            sets=args.sets,
-            n_eval=args.n_eval,
-            max_new_tokens=args.max_new_tokens,
-            probes=args.probes,
-            nece_per_problem=args.nece_per_problem,
-            correct_per_problem=args.correct_per_problem,
-            background_per_problem=args.background_per_problem,
+            **_named(args, "records", "sets", "n_eval", "max_new_tokens", "probes"),
+            **_named(args, "nece_per_problem", "correct_per_problem", "background_per_problem"),
         )
     return ProbeSpec(
         **common,
         **tested,
         tasks=args.task,
         layers="-1" if args.layers is None else args.layers,
-        seeds=args.seeds,
-        controls=args.controls,
-        mdl=args.mdl,
-        bootstrap=args.bootstrap,
+        **_named(args, "seeds", "controls", "mdl", "bootstrap"),
     )
+
+
+def _named(args, *names: str) -> dict:
+    """The parsed arguments ``names`` by name (the spec fields named like their options)."""
+    return {name: getattr(args, name) for name in names}
 
 
 def probe_command(args) -> int:

@@ -499,6 +499,15 @@ def examples_from_records(records: Iterable[dict], solution_key: str = "solution
     return build_examples(problems_from_records(records, solution_key), **kwargs)
 
 
+def split_configs(preset: str, fmt: str, seed: int, op: int | None, test_op: int | None, reask: bool):
+    """The generation configs of held-out probe data: train-split templates (seed ``seed``, op ``op``) and
+    test-split templates (seed ``seed + 1``, op ``test_op`` unless None, re-asked with ``reask``)."""
+    from probekit.igsm.generate import GenerationConfig
+
+    train_cfg = GenerationConfig(preset, op, fmt, False, "train", seed)
+    return train_cfg, GenerationConfig(preset, op if test_op is None else test_op, fmt, reask, "test", seed + 1)
+
+
 def train_test_data(
     preset: str = "med",
     fmt: str = "pq",
@@ -513,10 +522,7 @@ def train_test_data(
 ) -> tuple[ProbeData, ProbeData]:
     """Fresh probe data: train on train-split templates (seed ``seed``), test on test-split templates
     (seed ``seed + 1``); ``test_op`` / ``reask`` shape the test problems (default: like the train ones)."""
-    from probekit.igsm.generate import GenerationConfig
-
-    train_cfg = GenerationConfig(preset, op, fmt, False, "train", seed)
-    test_cfg = GenerationConfig(preset, op if test_op is None else test_op, fmt, reask, "test", seed + 1)
+    train_cfg, test_cfg = split_configs(preset, fmt, seed, op, test_op, reask)
     train = examples_from_config(train_cfg, n_train, tasks=tasks, seed=seed, **kwargs)
     test = examples_from_config(test_cfg, n_test, tasks=tasks, seed=seed + 1, **kwargs)
     return train, test

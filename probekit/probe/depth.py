@@ -56,11 +56,11 @@ def depth_data(
     """Train: the usual nece probe data of ``n_train`` train-split problems (seed ``seed``). Test: every necessary
     parameter of ``n_test`` test-split problems (seed ``seed + 1``, ``test_op`` / ``reask`` as in
     ``train_test_data``)."""
-    from probekit.igsm.generate import GenerationConfig
-    from probekit.probe.data import examples_from_config, problems_from_config
+    from probekit.probe.data import examples_from_config, problems_from_config, split_configs
 
+    train_cfg, test_cfg = split_configs(preset, fmt, seed, op, test_op, reask)
     train = examples_from_config(
-        GenerationConfig(preset, op, fmt, False, "train", seed),
+        train_cfg,
         n_train,
         tasks=["nece"],
         seed=seed,
@@ -69,7 +69,6 @@ def depth_data(
         max_len=max_len,
         progress=progress,
     )
-    test_cfg = GenerationConfig(preset, op if test_op is None else test_op, fmt, reask, "test", seed + 1)
     test = necessary_examples(problems_from_config(test_cfg, n_test), tokenizer, max_len, progress)
     return train, test
 

@@ -53,6 +53,19 @@ def _too_long_note(dropped: dict[str, int], context: int) -> None:
         )
 
 
+def _data_summary(spec, loaded, train, test, tasks) -> dict:
+    """The data summary of held-out probe data (``data.json``), after the note of the examples of ``tasks``
+    left out as longer than the context."""
+    _too_long_note({k: train.n_too_long.get(k, 0) + test.n_too_long.get(k, 0) for k in tasks}, loaded.context)
+    return {
+        "train": train.summary(),
+        "test": test.summary(),
+        "context": loaded.context,
+        "preset": loaded.preset,
+        "format": spec.format,
+    }
+
+
 # ---------------------------------------------------------------------------- probe
 @dataclass
 class ProbeSpec(HeldOutRun):
@@ -109,28 +122,14 @@ def run_probe(spec: ProbeSpec) -> ProbeResult:
     loaded = load_for_probing(spec)
     with data_progress(spec, spec.n_train + spec.n_test, "probe data") as progress:
         train, test = train_test_data(
-            loaded.preset,
-            spec.format,
-            spec.n_train,
-            spec.n_test,
-            spec.seed,
-            spec.op,
-            spec.test_op,
-            spec.reask,
+            *spec.data_args(loaded.preset),
             spec.tasks,
             tokenizer=loaded.tokenizer,
             per_problem=spec.per_problem,
             max_len=loaded.context,
             progress=progress,
         )
-    summary = {
-        "train": train.summary(),
-        "test": test.summary(),
-        "context": loaded.context,
-        "preset": loaded.preset,
-        "format": spec.format,
-    }
-    _too_long_note({k: train.n_too_long.get(k, 0) + test.n_too_long.get(k, 0) for k in spec.tasks}, loaded.context)
+    summary = _data_summary(spec, loaded, train, test, spec.tasks)
 
     frames = []
     for label, m in probed_models(spec, loaded.model):
@@ -415,20 +414,13 @@ def run_depth(spec: DepthSpec) -> DepthResult:
     loaded = load_for_probing(spec)
     with data_progress(spec, spec.n_train + spec.n_test, "depth data") as progress:
         train, test = depth_data(
-            loaded.preset,
-            spec.format,
-            spec.n_train,
-            spec.n_test,
-            spec.seed,
-            spec.op,
-            spec.test_op,
-            spec.reask,
+            *spec.data_args(loaded.preset),
             loaded.tokenizer,
             spec.per_problem,
             loaded.context,
             progress,
         )
-    _too_long_note({"nece": train.n_too_long.get("nece", 0) + test.n_too_long.get("nece", 0)}, loaded.context)
+    summary = {**_data_summary(spec, loaded, train, test, ["nece"]), "n_necessary_test": len(test)}
     if not len(train) or not len(test):
         raise ValueError("no nece examples for the depth analysis (all longer than the context?)")
     tables = []
@@ -447,14 +439,6 @@ def run_depth(spec: DepthSpec) -> DepthResult:
         table["seconds"] = round(time.perf_counter() - start, 3)
         table["checkpoint"] = str(spec.checkpoint)
         tables.append(table)
-    summary = {
-        "train": train.summary(),
-        "test": test.summary(),
-        "context": loaded.context,
-        "preset": loaded.preset,
-        "format": spec.format,
-        "n_necessary_test": len(test),
-    }
     result = DepthResult(pd.concat(tables, ignore_index=True), summary)
     if spec.out:
         out = Path(spec.out)

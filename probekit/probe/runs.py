@@ -103,6 +103,12 @@ class HeldOutRun(ProbeRun):
         if self.n_test < 1:
             raise ValueError("n_test must be >= 1")
 
+    def data_args(self, preset: str) -> tuple[str, str, int, int, int, int | None, int | None, bool]:
+        """The leading arguments of :func:`~probekit.probe.data.train_test_data` and
+        :func:`~probekit.probe.depth.depth_data` for problems of ``preset``: preset, format, n_train, n_test,
+        seed, op, test_op, reask."""
+        return (preset, self.format, self.n_train, self.n_test, self.seed, self.op, self.test_op, self.reask)
+
 
 @dataclass
 class Loaded:

@@ -288,68 +288,38 @@ def _probe_params(section: ProbeSettings) -> dict:
     return params
 
 
-def _probe_jobs(section, label: str, source: dict, preset: str | None) -> list[Job]:
-    axes = itertools.product(
-        section.models, section.tasks, section.layers, section.ranks, section.seeds, section.test_sets
-    )
+def _analysis_jobs(kind: str, section, label: str, source: dict, axes: dict, fixed: dict) -> list[Job]:
+    """One ``kind`` job per point of the grid ``axes`` (param -> the section's values, the first varying
+    slowest), with the params ``fixed`` and the probe settings of ``section``."""
+    fixed = {**fixed, **_probe_params(section)}
     return [
-        Job(
-            "probe",
-            label,
-            source,
-            {
-                "model": m,
-                "task": t,
-                "layer": layer,
-                "rank": r,
-                "seed": s,
-                "test_set": ts,
-                "controls": section.controls,
-                "mdl": section.mdl,
-                "bootstrap": section.bootstrap,
-                **_probe_params(section),
-            },
-            {"micro_batch_size": section.micro_batch_size},
-        )
-        for m, t, layer, r, s, ts in axes
+        Job(kind, label, source, {**dict(zip(axes, point)), **fixed}, {"micro_batch_size": section.micro_batch_size})
+        for point in itertools.product(*axes.values())
     ]
+
+
+def _probe_jobs(section, label: str, source: dict, preset: str | None) -> list[Job]:
+    axes = {
+        "model": section.models,
+        "task": section.tasks,
+        "layer": section.layers,
+        "rank": section.ranks,
+        "seed": section.seeds,
+        "test_set": section.test_sets,
+    }
+    fixed = {"controls": section.controls, "mdl": section.mdl, "bootstrap": section.bootstrap}
+    return _analysis_jobs("probe", section, label, source, axes, fixed)
 
 
 def _mistakes_jobs(section: MistakesSection, label: str, source: dict, preset: str | None) -> list[Job]:
-    axes = itertools.product(section.models, section.layers, section.ranks, section.seeds)
-    return [
-        Job(
-            "mistakes",
-            label,
-            source,
-            {
-                "model": m,
-                "layer": layer,
-                "rank": r,
-                "seed": s,
-                "sets": list(section.sets),
-                "n_eval": section.n_eval,
-                "max_new_tokens": section.max_new_tokens,
-                **_probe_params(section),
-            },
-            {"micro_batch_size": section.micro_batch_size},
-        )
-        for m, layer, r, s in axes
-    ]
+    axes = {"model": section.models, "layer": section.layers, "rank": section.ranks, "seed": section.seeds}
+    fixed = {"sets": list(section.sets), "n_eval": section.n_eval, "max_new_tokens": section.max_new_tokens}
+    return _analysis_jobs("mistakes", section, label, source, axes, fixed)
 
 
 def _depth_jobs(section, label: str, source: dict, preset: str | None) -> list[Job]:
-    axes = itertools.product(section.models, section.ranks, section.seeds, section.test_sets)
-    return [
-        Job(
-            "depth",
-            label,
-            source,
-            {"model": m, "rank": r, "seed": s, "layers": section.layers, "test_set": ts, **_probe_params(section)},
-            {"micro_batch_size": section.micro_batch_size},
-        )
-        for m, r, s, ts in axes
-    ]
+    axes = {"model": section.models, "rank": section.ranks, "seed": section.seeds, "test_set": section.test_sets}
+    return _analysis_jobs("depth", section, label, source, axes, {"layers": section.layers})
 
 
 EXPANDERS = {"accuracy": _accuracy_jobs, "probe": _probe_jobs, "mistakes": _mistakes_jobs, "depth": _depth_jobs}

@@ -26,6 +26,11 @@ from pathlib import Path
 from probekit.sweep.jobs import Job, split_test_set
 
 
+def _pick(params: dict, *keys: str) -> dict:
+    """The entries ``keys`` of ``params`` (the spec fields named like the job's params)."""
+    return {k: params[k] for k in keys}
+
+
 def job_spec(job: Job, checkpoint: str | Path | None, out: str | Path, device: str | None = None):
     """The library spec of ``job``, reading ``checkpoint`` (for a train job: the one it fine-tunes, or None)
     and writing to ``out``; ``device`` None picks cuda when available."""
@@ -40,12 +45,7 @@ def job_spec(job: Job, checkpoint: str | Path | None, out: str | Path, device: s
         spec = EvalSpec(
             str(checkpoint),
             sets=p["set"],
-            n=p["n"],
-            seed=p["seed"],
-            samples=p["samples"],
-            preset=p["preset"],
-            format=p["format"],
-            max_new_tokens=p["max_new_tokens"],
+            **_pick(p, "n", "seed", "samples", "preset", "format", "max_new_tokens"),
             batch_size=o.get("batch_size"),
             device=device,
             workers=1,
@@ -60,16 +60,7 @@ def job_spec(job: Job, checkpoint: str | Path | None, out: str | Path, device: s
     common = dict(
         checkpoint=str(checkpoint),
         models=(p["model"],),
-        rank=p["rank"],
-        seed=p["seed"],
-        n_train=p["n_train"],
-        per_problem=p["per_problem"],
-        steps=p["steps"],
-        lr=p["lr"],
-        batch_size=p["batch_size"],
-        format=p["format"],
-        op=p["op"],
-        preset=p["preset"],
+        **_pick(p, "rank", "seed", "n_train", "per_problem", "steps", "lr", "batch_size", "format", "op", "preset"),
         micro_batch_size=o.get("micro_batch_size"),
         amp=p.get("amp", "auto"),
         device=device,
@@ -81,8 +72,7 @@ def job_spec(job: Job, checkpoint: str | Path | None, out: str | Path, device: s
             **common,
             layers=str(p["layer"]),
             sets=",".join(p["sets"]),
-            n_eval=p["n_eval"],
-            max_new_tokens=p["max_new_tokens"],
+            **_pick(p, "n_eval", "max_new_tokens"),
         )
     test_op, reask = split_test_set(p["test_set"])
     tested = dict(n_test=p["n_test"], test_op=test_op, reask=reask)
@@ -93,9 +83,7 @@ def job_spec(job: Job, checkpoint: str | Path | None, out: str | Path, device: s
         **tested,
         tasks=p["task"],
         layers=str(p["layer"]),
-        controls=p["controls"],
-        mdl=p["mdl"],
-        bootstrap=p["bootstrap"],
+        **_pick(p, "controls", "mdl", "bootstrap"),
     )
 
 

@@ -40,12 +40,10 @@ import yaml
 
 from probekit.configs import (
     ConfigError,
-    Mismatch,
-    coerce,
     read_yaml,
+    set_coerced,
     suggest,
     type_fields,
-    type_name,
 )
 from probekit.igsm.presets import preset_name
 
@@ -251,12 +249,7 @@ def set_key(cfg: TrainConfig, dotted: str, value, where: str = "override") -> No
         raise ConfigError(
             f"{where}: unknown key {dotted!r}{suggest(key, hints)}; allowed keys in {section!r}: {', '.join(hints)}"
         )
-    try:
-        setattr(obj, key, coerce(value, hints[key]))
-    except Mismatch:
-        raise ConfigError(
-            f"{where}: {dotted} expects {type_name(hints[key])}, got {value!r} ({type(value).__name__})"
-        ) from None
+    set_coerced(obj, key, value, hints[key], f"{where}: {dotted}", f" ({type(value).__name__})")
 
 
 def apply(cfg: TrainConfig, data: dict, where: str = "config") -> TrainConfig:

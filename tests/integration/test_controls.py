@@ -3,7 +3,6 @@ intervals over problems, the online code length (Voita and Titov 2020), ``--seed
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -14,7 +13,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("pandas")
 
-from test_probe import _planted_task, planted_model  # noqa: E402  (tests/ is on sys.path under pytest)
+from test_probe import SMALL_RUN, _planted_task, planted_model  # noqa: E402  (tests/ is on sys.path under pytest)
 
 from probekit.checkpoint import save_checkpoint  # noqa: E402
 from probekit.igsm.generate import GenerationConfig  # noqa: E402
@@ -197,62 +196,20 @@ def test_mdl_blocks_and_problem_order():
 
 
 # ---------------------------------------------------------------------------- CLI
-def _run_cli(argv, capsys):
-    from probekit.probe import command
-
-    parser = argparse.ArgumentParser(prog="probekit")
-    command.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    assert args.func(args) == 0
-    captured = capsys.readouterr()
-    return json.loads(captured.out), captured.err
-
-
 @pytest.mark.slow
-def test_cli_json_carries_controls_intervals_mdl_and_seeds(tmp_path, tok, gpt2, capsys):
+def test_cli_json_carries_controls_intervals_mdl_and_seeds(tmp_path, tok, gpt2, probe_cli):
     ckpt = save_checkpoint(gpt2, tok, tmp_path / "ckpt", {"data": {"preset": "med"}})
-    common = [
-        "probe",
-        str(ckpt),
-        "--task",
-        "nece",
-        "--rank",
-        "0",
-        "--steps",
-        "20",
-        "--n-train",
-        "12",
-        "--n-test",
-        "6",
-        "--op",
-        "3",
-        "--device",
-        "cpu",
-        "--json",
-        "--quiet",
-    ]
-    records, err = _run_cli(
-        [*common, "--mdl", "--seeds", "2", "--bootstrap", "200", "--out", str(tmp_path / "o")], capsys
-    )
+    common = ["probe", str(ckpt), "--task", "nece", "--rank", "0", *SMALL_RUN, "--json", "--quiet"]
+    records, err = probe_cli([*common, "--mdl", "--seeds", "2", "--bootstrap", "200", "--out", str(tmp_path / "o")])
     assert [r["seed"] for r in records] == [0, 1]
     for r in records:
         assert {
             "control_accuracy",
             "selectivity",
-            "ci_low",
-            "ci_high",
-            "ci_low_pos",
-            "ci_high_pos",
-            "ci_low_neg",
-            "ci_high_neg",
-            "ci_low_control",
-            "ci_high_control",
             "control_majority",
             "n_problems",
-            "mdl_bits",
-            "uniform_bits",
-            "compression",
-            "control_compression",
+            *CI_COLUMNS,
+            *MDL_COLUMNS,
         } <= r.keys()
         assert r["ci_low"] <= r["accuracy"] <= r["ci_high"] and r["bootstrap"] == 200 and r["n_problems"] == 6
         assert r["selectivity"] == pytest.approx(r["accuracy"] - r["control_accuracy"])
@@ -263,6 +220,6 @@ def test_cli_json_carries_controls_intervals_mdl_and_seeds(tmp_path, tok, gpt2, 
     assert (tmp_path / "o" / "probes" / "pretrained-nece-blocks1" / "probe.json").exists()
     assert (tmp_path / "o" / "probes" / "seed1" / "pretrained-nece-blocks1" / "probe.json").exists()
 
-    (plain,), _ = _run_cli([*common, "--no-controls", "--bootstrap", "0"], capsys)
+    (plain,), _ = probe_cli([*common, "--no-controls", "--bootstrap", "0"])
     assert plain["accuracy"] == records[0]["accuracy"]  # same probe (seed 0), with or without the controls
     assert all(plain[k] is None for k in ("control_accuracy", "selectivity", "ci_low", "ci_high", "mdl_bits"))

@@ -108,30 +108,11 @@ def test_saving_over_a_checkpoint_replaces_it_whole(tmp_path, tok):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # no temp or old folders left
 
 
-def test_foreign_llama_checkpoint_without_tokenizer_loads(tmp_path, tok):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=1024,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-    )
-    LlamaForCausalLM(config).save_pretrained(tmp_path / "llama")
+def test_foreign_llama_checkpoint_without_tokenizer_loads(tmp_path, tok, tiny_llama):
+    tiny_llama(tmp_path / "llama", 1024)
     model, loaded_tok, provenance = load_checkpoint(tmp_path / "llama")
     assert provenance == {} and loaded_tok.vocab_size == tok.vocab_size
-    small = LlamaConfig(
-        vocab_size=100,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-    )
-    LlamaForCausalLM(small).save_pretrained(tmp_path / "small")
+    tiny_llama(tmp_path / "small", 100, num_hidden_layers=1, max_position_embeddings=2048)
     with pytest.raises(ValueError, match="embeds only 100"):
         load_checkpoint(tmp_path / "small")
 

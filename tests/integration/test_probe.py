@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import warnings
@@ -423,49 +422,21 @@ def test_random_init_baseline_has_the_same_shape_and_new_weights(gpt2):
 
 
 # ---------------------------------------------------------------------------- CLI
-@pytest.mark.slow
-def test_cli_probe_end_to_end(tmp_path, tok, gpt2, capsys):
-    import sys
+SMALL_RUN = "--steps 20 --n-train 12 --n-test 6 --op 3 --device cpu".split()
+"""``probekit probe`` options of a quick run on the tiny model (12 train / 6 test problems of op 3, on CPU)."""
 
-    from probekit.probe import command
+
+@pytest.mark.slow
+def test_cli_probe_end_to_end(tmp_path, tok, gpt2, probe_cli):
+    import sys
 
     assert "torch" in sys.modules  # (already imported by this file; command.py itself imports no torch)
     ckpt = save_checkpoint(gpt2, tok, tmp_path / "ckpt", {"data": {"preset": "med"}})
-    parser = argparse.ArgumentParser(prog="probekit")
-    command.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(
-        [
-            "probe",
-            str(ckpt),
-            "--task",
-            "nece,dep",
-            "--layers",
-            "all",
-            "--rank",
-            "0",
-            "--baseline",
-            "random-init",
-            "--steps",
-            "20",
-            "--n-train",
-            "12",
-            "--n-test",
-            "6",
-            "--op",
-            "3",
-            "--device",
-            "cpu",
-            "--out",
-            str(tmp_path / "out"),
-            "--json",
-            "--quiet",
-        ]
-    )
+    out = tmp_path / "out"
+    tasks = "--task nece,dep --layers all --rank 0 --baseline random-init".split()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing noisy
-        assert args.func(args) == 0
-    captured = capsys.readouterr()
-    records = json.loads(captured.out)
+        records, err = probe_cli(["probe", str(ckpt), *tasks, *SMALL_RUN, "--out", str(out), "--json", "--quiet"])
     assert len(records) == 2 * 2 * 2  # models x tasks x layers
     for r in records:
         assert {"task", "layer", "model", "accuracy", "accuracy_pos", "accuracy_neg", "majority", "n"} <= r.keys()
@@ -473,71 +444,19 @@ def test_cli_probe_end_to_end(tmp_path, tok, gpt2, capsys):
     assert {(r["model"], r["task"], r["layer"]) for r in records} == {
         (m, t, layer) for m in ("pretrained", "random-init") for t in ("nece", "dep") for layer in (0, 1)
     }
-    assert "accuracy" in captured.err  # the table goes to stderr
-    out = tmp_path / "out"
+    assert "accuracy" in err  # the table goes to stderr
     assert len((out / "results.jsonl").read_text().splitlines()) == 8
     assert (out / "probes" / "pretrained-nece-blocks1" / "probe.json").exists()
     assert json.loads((out / "data.json").read_text())["train"]["nece"]["n"] > 0
 
 
-def test_cli_rank_update_on_one_layer(tmp_path, tok, gpt2, capsys):
-    from probekit.probe import command
-
+def test_cli_rank_update_on_one_layer(tmp_path, tok, gpt2, probe_cli):
     ckpt = save_checkpoint(gpt2, tok, tmp_path / "ckpt", {})
-    parser = argparse.ArgumentParser(prog="probekit")
-    command.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(
-        [
-            "probe",
-            str(ckpt),
-            "--task",
-            "known",
-            "--rank",
-            "2",
-            "--steps",
-            "2",
-            "--batch-size",
-            "8",
-            "--n-train",
-            "3",
-            "--n-test",
-            "2",
-            "--op",
-            "2",
-            "--json",
-            "--quiet",
-        ]
-    )
-    assert args.func(args) == 0
-    (record,) = json.loads(capsys.readouterr().out)
+    options = "--task known --rank 2 --steps 2 --batch-size 8 --n-train 3 --n-test 2 --op 2 --json --quiet".split()
+    (record,), _ = probe_cli(["probe", str(ckpt), *options])
     assert record["model"] == "pretrained" and record["layer"] == 1 and record["rank"] == 2
     assert record["amp"] == "auto"
-    args = parser.parse_args(
-        [
-            "probe",
-            str(ckpt),
-            "--task",
-            "known",
-            "--rank",
-            "2",
-            "--steps",
-            "2",
-            "--batch-size",
-            "8",
-            "--n-train",
-            "3",
-            "--n-test",
-            "2",
-            "--op",
-            "2",
-            "--amp",
-            "bf16",
-            "--json",
-            "--quiet",
-        ]
-    )
-    assert args.func(args) == 0
-    (bf16,) = json.loads(capsys.readouterr().out)
+    (bf16,), _ = probe_cli(["probe", str(ckpt), *options, "--amp", "bf16"])
     assert bf16["amp"] == "bf16"
 
 

@@ -7,7 +7,6 @@ table and the CLI run on real (tiny) models.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import warnings
@@ -386,50 +385,23 @@ def test_depth_table_accuracy_by_hand():
 
 
 # ---------------------------------------------------------------------------- CLI on the shipped checkpoint
-def _run(argv):
-    from probekit.probe import command
-
-    parser = argparse.ArgumentParser(prog="probekit")
-    command.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["probe", str(CKPT), *argv])
-    return args.func(args)
+PROBE = ["probe", str(CKPT)]
+"""``probekit probe`` on the shipped checkpoint."""
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (CKPT / "model.safetensors").exists(), reason="shipped checkpoint missing")
-def test_cli_mistakes_on_the_shipped_checkpoint(tmp_path, case, capsys):
+def test_cli_mistakes_on_the_shipped_checkpoint(tmp_path, case, probe_cli):
     records = tmp_path / "eval" / "records.jsonl"
     records.parent.mkdir()
     records.write_text("".join(json.dumps(r) + "\n" for r in case["records"]))
-    tiny = [
-        "--rank",
-        "0",
-        "--steps",
-        "5",
-        "--n-train",
-        "4",
-        "--per-problem",
-        "4",
-        "--op",
-        "3",
-        "--device",
-        "cpu",
-        "--background-per-problem",
-        "3",
-        "--correct-per-problem",
-        "all",
-        "--nece-per-problem",
-        "all",
-        "--json",
-        "--quiet",
-    ]
+    tiny = "--rank 0 --steps 5 --n-train 4 --per-problem 4 --op 3 --device cpu --background-per-problem 3".split()
+    tiny += "--correct-per-problem all --nece-per-problem all --json --quiet".split()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert (
-            _run(["--analysis", "mistakes", "--records", str(records.parent), "--out", str(tmp_path / "a"), *tiny]) == 0
+        out, err = probe_cli(
+            [*PROBE, "--analysis", "mistakes", "--records", str(records.parent), "--out", str(tmp_path / "a"), *tiny]
         )
-    captured = capsys.readouterr()
-    out = json.loads(captured.out)
     assert {r["analysis"] for r in out} == {"unnecessary", "first_error"}
     for r in out:
         assert r["model"] == "pretrained" and r["n"] > 0 and 0 <= r["accuracy"] <= 1
@@ -441,44 +413,20 @@ def test_cli_mistakes_on_the_shipped_checkpoint(tmp_path, case, capsys):
         ("nece_next", 0, 1),
         ("nece_next", 1, 1),
     }
-    assert "first errors probed: 2" in captured.err
+    assert "first errors probed: 2" in err
     folder = tmp_path / "a"
     for name in ("unnecessary", "first_error", "unnecessary_examples", "first_error_examples"):
         assert (folder / f"{name}.csv").exists()
     assert json.loads((folder / "counts.json").read_text())["counts"]["pretrained"]["first_error_used"] == 2
     # the probes saved by that run, loaded back, give the same numbers
-    assert _run(["--analysis", "mistakes", "--records", str(records), "--probes", str(folder), *tiny]) == 0
-    assert json.loads(capsys.readouterr().out) == out
+    again, _ = probe_cli([*PROBE, "--analysis", "mistakes", "--records", str(records), "--probes", str(folder), *tiny])
+    assert again == out
 
 
 @pytest.mark.skipif(not (CKPT / "model.safetensors").exists(), reason="shipped checkpoint missing")
-def test_cli_depth_on_the_shipped_checkpoint(tmp_path, capsys):
-    assert (
-        _run(
-            [
-                "--analysis",
-                "depth",
-                "--rank",
-                "0",
-                "--steps",
-                "5",
-                "--n-train",
-                "4",
-                "--n-test",
-                "3",
-                "--op",
-                "3",
-                "--device",
-                "cpu",
-                "--out",
-                str(tmp_path / "d"),
-                "--json",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    out = json.loads(capsys.readouterr().out)
+def test_cli_depth_on_the_shipped_checkpoint(tmp_path, probe_cli):
+    options = "--analysis depth --rank 0 --steps 5 --n-train 4 --n-test 3 --op 3 --device cpu --json --quiet".split()
+    out, _ = probe_cli([*PROBE, *options, "--out", str(tmp_path / "d")])
     assert {r["layer"] for r in out} == set(range(8))  # eight blocks
     n = json.loads((tmp_path / "d" / "data.json").read_text())["n_necessary_test"]
     for layer in range(8):
@@ -489,35 +437,9 @@ def test_cli_depth_on_the_shipped_checkpoint(tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (CKPT / "model.safetensors").exists(), reason="shipped checkpoint missing")
-def test_cli_mistakes_generates_solutions_without_records(tmp_path, capsys):
-    assert (
-        _run(
-            [
-                "--analysis",
-                "mistakes",
-                "--sets",
-                "2,r3",
-                "--n-eval",
-                "2",
-                "--max-new-tokens",
-                "24",
-                "--rank",
-                "0",
-                "--steps",
-                "3",
-                "--n-train",
-                "3",
-                "--device",
-                "cpu",
-                "--out",
-                str(tmp_path / "g"),
-                "--json",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    out = json.loads(capsys.readouterr().out)
+def test_cli_mistakes_generates_solutions_without_records(tmp_path, probe_cli):
+    options = "--analysis mistakes --sets 2,r3 --n-eval 2 --max-new-tokens 24 --rank 0 --steps 3 --n-train 3".split()
+    out, _ = probe_cli([*PROBE, *options, "--device", "cpu", "--out", str(tmp_path / "g"), "--json", "--quiet"])
     assert out and {r["analysis"] for r in out} <= {"unnecessary", "first_error"}
     assert {r["set"] for r in out} <= {"op=2", "reask op=3", "all"}
     records = (tmp_path / "g" / "eval" / "records.jsonl").read_text().splitlines()

@@ -38,12 +38,17 @@ configs = st.builds(
 FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+def _drawn(config, index):
+    """Problem ``index`` of ``config``: the generator's problem, its JSONL record and the problem parsed back."""
+    problem, solution = draw_problem(config, index)
+    record = to_record(problem, solution, config, index)
+    return problem, record, parse_problem(record["problem"], record["categories"])
+
+
 @FAST
 @given(config=configs, index=st.integers(0, 10_000))
 def test_reference_solution_is_correct_and_counts_match(config, index):
-    problem, solution = draw_problem(config, index)
-    record = to_record(problem, solution, config, index)
-    parsed = parse_problem(record["problem"], record["categories"])
+    problem, record, parsed = _drawn(config, index)
     verdict = check_solution(parsed, record["solution"])
     assert verdict.correct, verdict.mistakes
     assert verdict.answer == record["answer"] == problem.answer
@@ -60,9 +65,7 @@ def test_reference_solution_is_correct_and_counts_match(config, index):
 @FAST
 @given(config=configs, index=st.integers(0, 10_000))
 def test_parse_rebuilds_the_generators_graph_and_values(config, index):
-    problem, solution = draw_problem(config, index)
-    record = to_record(problem, solution, config, index)
-    parsed = parse_problem(record["problem"], record["categories"])
+    problem, record, parsed = _drawn(config, index)
     assert parsed.items == problem.items and parsed.categories == problem.categories
     assert sorted(parsed.edges) == sorted(problem.edges)
     assert parsed.statements == problem.statements
