@@ -3,7 +3,10 @@
 The public API, in one import (loaded lazily, so ``import probekit`` and ``probekit --help`` stay fast)::
 
     from probekit import (draw_problem, GenerationConfig, check_solution, compute_labels,
-                          load_checkpoint, VProbe, probe_layers, evaluate)
+                          load_checkpoint, VProbe, probe_layers, evaluate_checkpoint)
+
+(The evaluation function is ``evaluate_checkpoint``: ``probekit.evaluate`` is the evaluation subpackage, and once
+it is imported Python binds that name to the module, so a function called ``evaluate`` here could not survive.)
 
 The package is split by job:
 
@@ -38,24 +41,19 @@ _API = {
     "select_device": "probekit.checkpoint",
     "read_provenance": "probekit.checkpoint",
     "training_family": "probekit.checkpoint",
+    "evaluate_checkpoint": "probekit.evaluate.run",
     "ProbeData": "probekit.probe.data",
     "train_test_data": "probekit.probe.data",
     "VProbe": "probekit.probe.vprobe",
     "probe_layers": "probekit.probe.layers",
 }
-_ALIASES = {"evaluate": ("probekit.evaluate.run", "evaluate_checkpoint")}
-
-__all__ = ["__version__", *_API, *_ALIASES]
+__all__ = ["__version__", *_API]
 
 
 def __getattr__(name: str):
-    if name in _API:
-        module, attr = _API[name], name
-    elif name in _ALIASES:
-        module, attr = _ALIASES[name]
-    else:
+    if name not in _API:
         raise AttributeError(f"module 'probekit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), attr)
+    value = getattr(importlib.import_module(_API[name]), name)
     globals()[name] = value  # later lookups skip __getattr__
     return value
 
