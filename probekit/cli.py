@@ -185,8 +185,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+FILE_OPTIONS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+    "generate": ({"--out": "out", "--tokens": "tokens"}, {}),
+    "check": ({"--out": "out"}, {"--input": "input"}),
+    "labels": ({"--out": "out"}, {"--input": "input"}),
+    "eval": ({"--out": "out"}, {"CKPT": "checkpoint"}),
+    "probe": ({"--out": "out"}, {"CKPT": "ckpt", "--records": "records"}),
+    "figures": ({"--out": "out"}, {"EXPERIMENT.yaml": "experiment", "--results": "results"}),
+    "run": ({"--results": "results"}, {"CONFIG.yaml": "config"}),
+}
+"""Per command: its output options and its input arguments (option -> attribute), checked in one place."""
+
+
 def validate(parser, args) -> None:
-    """Checks argparse cannot express (errors exit through ``parser.error``)."""
+    """Checks argparse cannot express (errors exit through ``parser.error``): among them, no output may be one of
+    the command's inputs (:func:`probekit.records.check_outputs`), and ``--out -`` means stdout."""
+    from probekit.records import OutputOverInput, check_outputs
+
+    outputs, inputs = FILE_OPTIONS.get(args.command, ({}, {}))
+    if getattr(args, "out", None) == "-" and args.command in ("generate", "check", "labels"):
+        args.out = None
+    try:
+        check_outputs(
+            {k: getattr(args, v, None) for k, v in outputs.items()},
+            {k: getattr(args, v, None) for k, v in inputs.items()},
+        )
+    except OutputOverInput as err:
+        parser.error(str(err))
     if args.command == "generate":
         if args.n < 0:
             parser.error("--n must be >= 0")

@@ -46,6 +46,39 @@ def read_jsonl(path: str | Path) -> Iterator[Line]:
                 yield Line(number, obj)
 
 
+class OutputOverInput(ValueError):
+    """An output path that resolves to one of the command's inputs (or to another of its outputs)."""
+
+
+def check_outputs(outputs: dict[str, str | Path | None], inputs: dict[str, str | Path | None]) -> None:
+    """Refuse outputs that would replace an input or each other, compared by real path (links and relative
+    spellings resolve to the same file). Keys name the options (``--out``) for the message; None and ``-``
+    (stdout) are never in conflict.
+
+    Raises
+    ------
+    OutputOverInput
+        An output resolves to an input, or two outputs resolve to the same path.
+    """
+
+    def real(path: str | Path | None) -> Path | None:
+        return None if path is None or str(path) == "-" else Path(path).expanduser().resolve()
+
+    taken = {name: real(path) for name, path in inputs.items()}
+    for name, path in outputs.items():
+        target = real(path)
+        if target is None:
+            continue
+        for other, used in taken.items():
+            if used == target:
+                role = "input" if other in inputs else "output"
+                raise OutputOverInput(
+                    f"{name} {path} is the same path as the {role} {other} {inputs.get(other, path)}: "
+                    "writing it would destroy what the command reads; choose another path"
+                )
+        taken[name] = target
+
+
 def require(record: dict, *fields: str) -> None:
     """Raise ``KeyError``-free, readable errors for missing or mistyped text fields."""
     for name in fields:

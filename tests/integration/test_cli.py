@@ -683,3 +683,33 @@ def test_library_code_never_imports_the_command_line():
             if "probekit.cli" in names:
                 importers.append(str(path.relative_to(root)))
     assert importers == ["__main__.py"]
+
+
+@pytest.mark.parametrize("command", ["check", "labels"])
+@pytest.mark.parametrize("spelling", ["same", "relative", "link"])
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(ref_path, tmp_path, command, spelling):
+    """``--out`` resolving to ``--input`` (the same name, another spelling, a symbolic link) is refused before
+    anything is written: exit 2, one-line error, the input byte-identical."""
+    data = tmp_path / "problems.jsonl"
+    data.write_bytes(ref_path.read_bytes())
+    out = {"same": data, "relative": tmp_path / "sub" / ".." / "problems.jsonl", "link": tmp_path / "link.jsonl"}
+    (tmp_path / "sub").mkdir()
+    if spelling == "link":
+        out["link"].symlink_to(data)
+    proc = run_cli(command, "--input", str(data), "--out", str(out[spelling]))
+    assert_clean_failure(proc, 2)
+    assert "same path as the input --input" in proc.stderr
+    assert data.read_bytes() == ref_path.read_bytes()
+
+
+def test_an_eval_folder_that_is_the_checkpoint_is_refused():
+    reasoner = Path(__file__).resolve().parents[2] / "models" / "igsm-med-op4-ip12-gpt2-8-2-reasoner"
+    proc = run_cli("eval", str(reasoner), "--out", str(reasoner) + "/", "--n", "1")
+    assert_clean_failure(proc, 2)
+    assert "same path as the input CKPT" in proc.stderr
+
+
+def test_out_dash_means_stdout():
+    proc = run_cli("generate", "--n", "2", "--out", "-", "--quiet")
+    assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 2
+    assert not Path("-").exists()
