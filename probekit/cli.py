@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     from probekit import __version__
 
     parser.add_argument("--version", action="version", version=f"probekit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p, results=True):
@@ -212,6 +213,14 @@ def validate(parser, args) -> None:
         )
     except OutputOverInput as err:
         parser.error(str(err))
+    device = getattr(args, "device", None)
+    if isinstance(device, str) and device.startswith("cuda"):
+        from probekit.checkpoint import select_device
+
+        try:
+            select_device(device)
+        except ValueError as err:
+            parser.error(f"--device {device}: {err}")
     if args.command == "generate":
         if args.n < 0:
             parser.error("--n must be >= 0")
@@ -238,7 +247,18 @@ def main(argv: list[str] | None = None) -> int:
         print("probekit: interrupted", file=sys.stderr)
         return 130
     except (ValueError, RuntimeError, OSError) as err:
+        if args.debug:
+            raise
         print(f"probekit {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # noqa: BLE001 - an unexpected error: one line, the traceback on request
+        if args.debug:
+            raise
+        print(
+            f"probekit {args.command}: unexpected error: {type(err).__name__}: {err} "
+            "(rerun with `probekit --debug ...` for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

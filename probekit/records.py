@@ -24,9 +24,12 @@ class Line:
 
 
 def read_jsonl(path: str | Path) -> Iterator[Line]:
-    """Yield every line of a JSONL file; blank or malformed lines come back with ``error`` set."""
+    """Yield every line of a JSONL file; blank or malformed lines come back with ``error`` set. A UTF-8 byte-order
+    mark at the start of the file (as some editors write) is skipped."""
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, 1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
             try:
                 text = raw.decode("utf-8").strip()
             except UnicodeDecodeError as err:

@@ -713,3 +713,35 @@ def test_out_dash_means_stdout():
     proc = run_cli("generate", "--n", "2", "--out", "-", "--quiet")
     assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 2
     assert not Path("-").exists()
+
+
+def test_a_byte_order_mark_does_not_cost_the_first_record(ref_path, tmp_path):
+    data = tmp_path / "bom.jsonl"
+    data.write_bytes(b"\xef\xbb\xbf" + ref_path.read_bytes())
+    proc = run_cli("check", "--input", str(data), "--out", str(tmp_path / "v.jsonl"), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "error" not in records_of(tmp_path / "v.jsonl")[0]
+
+
+def test_cuda_without_a_device_is_refused_before_anything_runs():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for argv in (["probe", "models/igsm-med-op4-ip12-gpt2-8-2-reasoner"], ["run", "experiments/smoke.yaml"]):
+        proc = run_cli(*argv, "--device", "cuda")
+        assert_clean_failure(proc, 2)
+        assert "no CUDA device is available" in proc.stderr
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(ref_path, monkeypatch, capsys):
+    import probekit.cli as cli
+
+    def boom(args):
+        raise KeyError("planted")
+
+    monkeypatch.setattr(cli, "check_command", boom)
+    assert main(["check", "--input", str(ref_path)]) == 1
+    err = capsys.readouterr().err
+    assert "unexpected error: KeyError" in err and "--debug" in err and "Traceback" not in err
+    with pytest.raises(KeyError):
+        main(["--debug", "check", "--input", str(ref_path)])
