@@ -112,7 +112,15 @@ def figures_command(args) -> int:
         return _error(f"cannot read {store}: {err}")
     out = Path(args.out) if args.out else request.results / "figures"
     figure_results = render(results, request.names, out, request.options)
-    report = write_report(results, out, figure_results)
+    from probekit.sweep.store import ResultsStore
+
+    missing = ResultsStore(request.results).missing_jobs()
+    report = write_report(results, out, figure_results, missing)
+    if missing:
+        print(
+            f"probekit figures: {len(missing)} job(s) of the experiment have no rows (listed in {report})",
+            file=sys.stderr,
+        )
     if args.json:
         print(json.dumps([fr.to_dict() for fr in figure_results]))
     if not args.quiet:

@@ -283,8 +283,21 @@ def _figure_lines(figure_results: Sequence[FigureResult], out_dir: Path) -> list
     return lines
 
 
-def write_report(results: pd.DataFrame, out_dir: str | Path, figure_results: Sequence[FigureResult]) -> Path:
-    """Write ``out_dir/REPORT.md`` (atomically): the store's provenance, a table per kind, the figures."""
+def missing_section(missing: Sequence[dict]) -> str:
+    """The jobs of the experiment that have no rows, with why and where their log is."""
+    rows = [(m["job_id"], m["kind"], m.get("checkpoint") or "-", m["reason"], f"`{m['log']}`") for m in missing]
+    return markdown_table(("job", "kind", "checkpoint", "why", "log"), rows)
+
+
+def write_report(
+    results: pd.DataFrame,
+    out_dir: str | Path,
+    figure_results: Sequence[FigureResult],
+    missing: Sequence[dict] = (),
+) -> Path:
+    """Write ``out_dir/REPORT.md`` (atomically): the store's provenance, the jobs without rows (``missing``, from
+    :meth:`probekit.sweep.store.ResultsStore.missing_jobs`: failed or not run, so that they cannot vanish from
+    the report), a table per kind, the figures."""
     out_dir = Path(out_dir)
     counts = results["kind"].value_counts() if "kind" in results else pd.Series(dtype=int)
     lines = [
@@ -294,6 +307,15 @@ def write_report(results: pd.DataFrame, out_dir: str | Path, figure_results: Seq
     ]
     if len(results):
         lines.append(provenance(results))
+    if missing:
+        lines += [
+            "",
+            f"## Jobs without rows ({len(missing)})",
+            "",
+            "These jobs of the experiment have no rows, so the tables and figures below leave them out.",
+            "",
+            missing_section(missing),
+        ]
     for key, (title, section) in SECTIONS.items():
         if SECTION_KINDS.get(key, key) not in counts:
             continue

@@ -72,6 +72,31 @@ class ResultsStore:
     def write_jobs(self, jobs: list[dict]) -> None:
         write_atomic(self.root / "jobs.json", json.dumps(jobs, indent=1) + "\n")
 
+    def missing_jobs(self) -> list[dict]:
+        """The jobs of the last ``probekit run`` (``jobs.json``) that have no rows: ``job_id``, ``kind``,
+        ``checkpoint``, ``reason`` (the first line of its failure, else "not run yet") and ``log`` (its log file)."""
+        path = self.root / "jobs.json"
+        if not path.exists():
+            return []
+        finished, failures = self.finished(), self.failures()
+        missing = []
+        for job in json.loads(path.read_text()):
+            job_id = job["job_id"]
+            if job_id in finished:
+                continue
+            folder = self.train_dir(job_id) if job["kind"] == "train" else self.work_dir(job_id)
+            failure = failures.get(job_id, "").strip()
+            missing.append(
+                {
+                    "job_id": job_id,
+                    "kind": job["kind"],
+                    "checkpoint": job.get("checkpoint"),
+                    "reason": failure.splitlines()[0] if failure else "not run yet (or still running)",
+                    "log": str(folder / "log.txt"),
+                }
+            )
+        return missing
+
     def job_rows(self, job_id: str):
         import pandas as pd
 

@@ -548,3 +548,25 @@ def test_command_errors_on_missing_files(tmp_path):
     assert f"no results store at {tmp_path / 'r' / 'results.parquet'}: run `probekit run {path}` first" in err
     status, _, err = _run_cli(["figures", str(path), "--only", "fig3,nope"])
     assert status == 2 and "unknown figure(s) 'nope'; allowed: fig1" in err
+
+
+def test_the_report_lists_the_jobs_without_rows_and_why(tmp_path):
+    """A failed job and a job never run do not vanish from REPORT.md: both are listed with their reason and log."""
+    from probekit.figures.report import write_report
+    from probekit.sweep.store import ResultsStore
+
+    store = ResultsStore(tmp_path)
+    jobs = [{"job_id": f"accuracy-m-{i}", "kind": "accuracy", "checkpoint": "m"} for i in range(3)]
+    store.write_jobs(jobs)
+    store.write_job(
+        "accuracy-m-0", [{"job_id": "accuracy-m-0", "kind": "accuracy", "checkpoint": "m", "accuracy": 0.5}]
+    )
+    store.write_failure("accuracy-m-1", "accuracy-m-1: accuracy job failed (ValueError: planted)\ntraceback ...")
+    missing = store.missing_jobs()
+    assert [m["job_id"] for m in missing] == ["accuracy-m-1", "accuracy-m-2"]
+    assert missing[0]["reason"] == "accuracy-m-1: accuracy job failed (ValueError: planted)"
+    assert missing[1]["reason"].startswith("not run yet")
+    store.merge()
+    text = write_report(store.read(), tmp_path / "figures", [], missing).read_text()
+    assert "## Jobs without rows (2)" in text
+    assert "ValueError: planted" in text and str(tmp_path / "work" / "accuracy-m-2" / "log.txt") in text
