@@ -14,22 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from probekit.igsm.check import MISTAKE_KINDS
+
 nbformat = pytest.importorskip("nbformat")
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NOTEBOOKS = ("01-quickstart.ipynb", "02-probing.ipynb", "03-mistakes.ipynb", "04-data-scaling.ipynb")
-MISTAKE_KINDS = (
-    "unparseable",
-    "arithmetic_error",
-    "wrong_value_carried",
-    "unknown_parameter",
-    "used_before_defined",
-    "wrong_dependency_set",
-    "wrong_value",
-    "redefined",
-    "not_query_at_end",
-    "wrong_answer",
-)
 RUNTIMES: dict[str, float] = {}
 
 
