@@ -67,18 +67,20 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs: dict[str, str |
     def real(path: str | Path | None) -> Path | None:
         return None if path is None or str(path) == "-" else Path(path).expanduser().resolve()
 
+    given = {**inputs, **outputs}
     taken = {name: real(path) for name, path in inputs.items()}
     for name, path in outputs.items():
         target = real(path)
         if target is None:
             continue
-        for other, used in taken.items():
-            if used == target:
-                role = "input" if other in inputs else "output"
-                raise OutputOverInput(
-                    f"{name} {path} is the same path as the {role} {other} {inputs.get(other, path)}: "
-                    "writing it would destroy what the command reads; choose another path"
-                )
+        clash = next((other for other, used in taken.items() if used == target), None)
+        if clash is not None:
+            role = "input" if clash in inputs else "output"
+            raise OutputOverInput(
+                f"{name} {path} is the same path as the {role} {clash} {given[clash]}: writing it would "
+                f"{'destroy what the command reads' if role == 'input' else 'make one output replace the other'}; "
+                "choose another path"
+            )
         taken[name] = target
 
 

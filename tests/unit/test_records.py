@@ -13,7 +13,7 @@ def test_outputs_may_not_be_an_input_or_each_other(tmp_path):
     (tmp_path / "link").symlink_to(data)
     with pytest.raises(OutputOverInput, match="--out"):
         check_outputs({"--out": tmp_path / "link"}, {"--input": data})
-    with pytest.raises(OutputOverInput, match="same path as the output --out"):
+    with pytest.raises(OutputOverInput, match="same path as the output --out .*x: writing it would make one output"):
         check_outputs({"--out": tmp_path / "x", "--tokens": tmp_path / "y" / ".." / "x"}, {})
 
 
