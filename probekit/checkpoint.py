@@ -241,7 +241,7 @@ def load_checkpoint(
         repair_rotary=repair_rotary,
     )
     tokenizer = checkpoint_tokenizer(path, model.get_input_embeddings().num_embeddings)
-    return Checkpoint(model, tokenizer, read_provenance(path), path)
+    return Checkpoint(model, tokenizer, read_provenance(path, strict=True), path)
 
 
 def checkpoint_tokenizer(path: Path, embedding_rows: int) -> IGSMTokenizer:
@@ -311,14 +311,23 @@ def fix_rotary(model) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- provenance
-def read_provenance(checkpoint: str | Path) -> dict:
-    """A checkpoint folder's ``probekit.json`` ({} when absent or unreadable), without loading the model."""
+def read_provenance(checkpoint: str | Path, strict: bool = False) -> dict:
+    """A checkpoint folder's ``probekit.json`` without loading the model: {} when absent; when unreadable, {}
+    or, with ``strict`` (what :func:`load_checkpoint` uses), a :class:`CheckpointError` naming the file."""
     path = Path(checkpoint) / PROVENANCE_FILE
+    if not path.exists():
+        return {}
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError) as err:
+        if strict:
+            raise CheckpointError(f"{path}: unreadable provenance: {err}") from None
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        if strict:
+            raise CheckpointError(f"{path}: expected a JSON object, got {type(data).__name__}")
+        return {}
+    return data
 
 
 def provenance_value(provenance: dict, key: str, allowed: Sequence[str]) -> str | None:

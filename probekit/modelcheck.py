@@ -19,7 +19,7 @@ check                     fast  passes when
                                 least 95% of the preset's max-op problems fit in ``max_position_embeddings``
 ``weights``               yes   every tensor (parameters and buffers, non-persistent rotary ``inv_freq``
                                 included) matches the ``fingerprint`` that ``save_checkpoint`` recorded
-                                (:func:`probekit.modeling.weight_fingerprint`); *skipped* for checkpoints saved
+                                (:func:`probekit.checkpoint.weight_fingerprint`); *skipped* for checkpoints saved
                                 before fingerprints existed
 ``save_reload``           yes   every rotary ``inv_freq`` buffer equals the value implied by the config
                                 (``rope_theta``, head dim, rotary fraction), and the logits equal those of the
@@ -121,7 +121,7 @@ class _Subject:
 def run_checks(checkpoint, *, fast_only: bool = False, n_problems: int = 4, device: str = "cpu") -> list[CheckResult]:
     """Run the load-time checks (see the module doc) on a checkpoint; returns one result per check.
 
-    ``checkpoint`` is a checkpoint folder (loaded on ``device`` with :func:`probekit.modeling.load_checkpoint`)
+    ``checkpoint`` is a checkpoint folder (loaded on ``device`` with :func:`probekit.checkpoint.load_checkpoint`)
     or an already loaded ``(model, tokenizer, provenance)`` triple (``device`` is then ignored).
     ``fast_only`` runs only ``tokenizer``, ``config``, ``weights`` and ``save_reload``. ``n_problems`` problems of
     the checkpoint's preset feed the tokenizer round trips and the logit comparisons.

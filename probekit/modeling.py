@@ -1,4 +1,4 @@
-"""Model shapes, Hugging Face model builders and probekit checkpoints.
+"""Model shapes and Hugging Face model builders (checkpoint folders: :mod:`probekit.checkpoint`).
 
 Two architectures, both standard Hugging Face classes so that ``AutoModelForCausalLM`` and TransformerLens'
 ``TransformerBridge.boot_transformers`` load a checkpoint offline:
@@ -10,9 +10,7 @@ Two architectures, both standard Hugging Face classes so that ``AutoModelForCaus
   LLaMA of the same depth and width has about the same parameter count).
 
 GPT2-l-h has l layers, h heads of dimension 64, hidden size 64 h. Shapes live in ``models/<name>.yaml``.
-A checkpoint is a plain HF folder: ``config.json``, ``model.safetensors``, the tokenizer files and
-``probekit.json`` (training config, data preset, step, git revision: the run's provenance, and a
-``fingerprint`` of the saved tensors and tokenizer that ``probekit inspect`` checks a loaded model against).
+Saving and loading them as checkpoint folders is :mod:`probekit.checkpoint`.
 """
 
 from __future__ import annotations

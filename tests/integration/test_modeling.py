@@ -183,3 +183,13 @@ def test_the_shipped_reasoner_solves_problems_of_its_family():
         outputs = ModelGenerator(subject, tok, batch_size=8, progress=False)(prompts, budget)
         correct = sum(judge(p, out.solution, out.answer)["correct"] for (p, _), out in zip(chosen, outputs))
         assert least <= correct <= most
+
+
+def test_a_damaged_provenance_file_is_refused_by_the_loader_and_tolerated_by_the_reader(tmp_path, tok):
+    from probekit.checkpoint import CheckpointError, read_provenance
+
+    path = save_checkpoint(build_model(load_model_config("gpt2-tiny"), tok), tok, tmp_path / "c", {"step": 1})
+    (path / "probekit.json").write_text('{"step": 1')  # cut in half
+    with pytest.raises(CheckpointError, match=r"probekit\.json: unreadable provenance"):
+        load_checkpoint(path)
+    assert read_provenance(path) == {}
