@@ -7,7 +7,10 @@ keeps its checkpoints as ``OUT/checkpoints/step_NNNNNN`` (each with ``trainer_st
 in ``OUT/checkpoints/latest``.
 
 - :func:`load_checkpoint` -> :class:`Checkpoint` (model, tokenizer, provenance, path): refuses a folder whose
-  weights do not match its config and repairs the non-persistent rotary buffers (:func:`fix_rotary`);
+  files are damaged (:func:`verify_files`) or whose weights do not match its config, and repairs the
+  non-persistent rotary buffers (:func:`fix_rotary`);
+- :func:`resolve_checkpoint`: what every command's checkpoint argument may be (a folder, the ``latest`` pointer
+  file, a run folder ``OUT``);
 - :func:`save_checkpoint`: the atomic writer (temp folder renamed into place);
 - :func:`read_provenance`, :func:`provenance_value`, :func:`training_family`: the provenance, without the model;
 - :func:`latest_checkpoint`, :func:`complete_checkpoints`: a training run's checkpoints;
@@ -18,17 +21,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import pickle
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from probekit.modeling import git_revision
-from probekit.records import write_atomic
-from probekit.tokenizer import IGSMTokenizer
+from probekit.records import atomic_folder, write_atomic
+from probekit.tokenizer import TOKENIZER_FILE, IGSMTokenizer, TokenizerFileError
 
 PROVENANCE_FILE = "probekit.json"
 STATE_FILE = "trainer_state.pt"
@@ -38,7 +40,8 @@ LATEST = "latest"
 
 
 class CheckpointError(ValueError):
-    """A folder that is not a usable checkpoint (weights that do not match the config, a too-small embedding)."""
+    """A folder that is not a usable checkpoint (a damaged file, weights that do not match the config, a too-small
+    embedding); the message names the folder or the file."""
 
 
 @dataclass
@@ -116,11 +119,12 @@ def save_checkpoint(
     ``write_extra(folder)`` may add files (the training loop adds ``trainer_state.pt``) before the rename.
     ``probekit.json`` gets ``provenance`` plus the git revision and a ``fingerprint`` (:func:`weight_fingerprint`
     of ``model`` and the tokenizer's fingerprint; it replaces any ``fingerprint`` in ``provenance``).
+
+    The temp folder ``.NAME.<pid>@<host>.XXXXXXXX.tmp`` (and ``.NAME.<pid>@<host>.old``, the folder replaced)
+    names its writer: a failing or interrupted writer deletes it, and the next save of ``NAME`` deletes those of
+    a killed one (:func:`probekit.records.remove_stale_temporaries`).
     """
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_folder(Path(out_dir)) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save(tmp)
         fingerprint = {"tensors": weight_fingerprint(model), "tokenizer": tokenizer.fingerprint}
@@ -128,21 +132,7 @@ def save_checkpoint(
         write_atomic(tmp / PROVENANCE_FILE, json.dumps(record, indent=2, default=_jsonable) + "\n")
         if write_extra is not None:
             write_extra(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700 folders
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return Path(out_dir)
 
 
 def _jsonable(obj):
@@ -164,22 +154,30 @@ def load_model(
 ):
     """The causal LM of a checkpoint folder, offline, in eval mode on ``device``.
 
-    Strict: every weight of the config's model must be in the folder (tied copies excepted) with its shape.
-    ``repair_rotary`` recomputes the non-persistent rotary buffers from the config (:func:`fix_rotary`; a
-    repair is reported on stderr); ``probekit inspect`` turns it off to see the buffers as loaded.
+    ``path`` may also be a ``latest`` pointer file or a run folder (:func:`resolve_checkpoint`). Strict: the
+    folder's files must be intact (:func:`verify_files`) and every weight of the config's model must be in
+    the folder (tied copies excepted) with its shape. ``repair_rotary`` recomputes the non-persistent rotary
+    buffers from the config (:func:`fix_rotary`; a repair is reported on stderr); ``probekit inspect`` turns it
+    off to see the buffers as loaded.
 
     Raises
     ------
     FileNotFoundError
         ``path`` has no ``config.json``.
     CheckpointError
-        The weights are missing or do not match the config, or transformers cannot build the model.
+        A file is damaged (truncated or corrupt; the message names it), the weights are missing or do not match
+        the config, or transformers cannot build the model.
     """
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, PreTrainedModel
 
-    path = Path(path)
+    given = Path(path)
+    path = resolve_checkpoint(given)
+    if path != given:
+        print(f"probekit: {given} is the checkpoint {path}", file=sys.stderr)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"{path} is not a checkpoint folder (no config.json)")
+    verify_files(path)
     model: PreTrainedModel
     info: dict[str, Any]
     try:
@@ -189,6 +187,10 @@ def load_model(
         )
     except (ValueError, KeyError, OSError) as err:
         raise CheckpointError(f"{path}: cannot load a causal language model: {err}") from None
+    except (SafetensorError, RuntimeError, EOFError, pickle.UnpicklingError) as err:  # damage verify_files missed
+        raise CheckpointError(
+            f"{path}: cannot load a causal language model (damaged weights?): {type(err).__name__}: {err}"
+        ) from None
     missing = list(info.get("missing_keys") or [])
     mismatched = list(info.get("mismatched_keys") or [])
     if missing or mismatched:
@@ -216,7 +218,8 @@ def load_checkpoint(
     Parameters
     ----------
     path : str or os.PathLike
-        The folder (``config.json``, ``model.safetensors``, tokenizer files, ``probekit.json``).
+        The folder (``config.json``, ``model.safetensors``, tokenizer files, ``probekit.json``), or a ``latest``
+        pointer file or a run folder standing for one (:func:`resolve_checkpoint`).
     device : str or None
         Where the model goes (None: :func:`select_device`).
     dtype : torch.dtype or None
@@ -230,9 +233,12 @@ def load_checkpoint(
     Returns
     -------
     Checkpoint
-        ``model, tokenizer, provenance`` (it unpacks as that tuple) and ``path``.
+        ``model, tokenizer, provenance`` (it unpacks as that tuple) and ``path`` (the folder).
     """
-    path = Path(path)
+    given = Path(path)
+    path = resolve_checkpoint(given)
+    if path != given:
+        print(f"probekit: {given} is the checkpoint {path}", file=sys.stderr)
     model = load_model(
         path,
         device=select_device(device),
@@ -249,12 +255,139 @@ def checkpoint_tokenizer(path: Path, embedding_rows: int) -> IGSMTokenizer:
     folder written by another tool), after checking that the embedding has a row for every token."""
     from probekit.tokenizer import default_tokenizer
 
-    tokenizer = IGSMTokenizer.load(path) if (path / "tokenizer.json").exists() else default_tokenizer()
+    try:
+        tokenizer = IGSMTokenizer.load(path) if (path / TOKENIZER_FILE).exists() else default_tokenizer()
+    except TokenizerFileError as err:
+        raise CheckpointError(str(err)) from None
     if tokenizer.vocab_size > embedding_rows:
         raise CheckpointError(
             f"{path}: the tokenizer has {tokenizer.vocab_size} tokens but the model embeds only {embedding_rows}"
         )
     return tokenizer
+
+
+# ---------------------------------------------------------------------------- damaged files
+WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_INDEX = "model.safetensors.index.json"
+
+
+def verify_files(path: str | os.PathLike) -> None:
+    """Cheap integrity checks of a checkpoint folder's files, so that a truncated or corrupt file ends in an
+    error naming it rather than a parser's message: ``config.json``, ``generation_config.json`` and
+    ``tokenizer.json`` (when present) must parse as JSON, and every safetensors weight file
+    (``model.safetensors`` or the shards its index names) must have a readable header and exactly the size that
+    header describes (:func:`check_safetensors`). The tensor bytes themselves are not read (``probekit
+    inspect`` compares them with the save-time fingerprint).
+
+    Raises
+    ------
+    CheckpointError
+        A damaged file (the message names it and says what is wrong).
+    """
+    path = Path(path)
+    for name in ("config.json", "generation_config.json", TOKENIZER_FILE):
+        if (path / name).exists():
+            read_json_file(path / name)
+    if (path / WEIGHTS_FILE).exists():
+        check_safetensors(path / WEIGHTS_FILE)
+    elif (path / WEIGHTS_INDEX).exists():
+        index = read_json_file(path / WEIGHTS_INDEX)
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict):
+            raise CheckpointError(f"{path / WEIGHTS_INDEX}: corrupt safetensors index (no weight_map)")
+        for shard in sorted(set(map(str, weight_map.values()))):
+            if not (path / shard).exists():
+                raise CheckpointError(f"{path / WEIGHTS_INDEX} names {shard}, which is missing")
+            check_safetensors(path / shard)
+
+
+def read_json_file(path: Path):
+    """The JSON content of ``path``; a truncated or corrupt file is a :class:`CheckpointError` naming it."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"{path}: unreadable: {err.strerror or err}") from None
+    try:
+        return json.loads(data)
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise CheckpointError(f"{path}: truncated or corrupt JSON file ({len(data)} bytes; {err})") from None
+
+
+def check_safetensors(path: Path) -> None:
+    """Check a safetensors file without reading its tensors: an 8-byte header length, a JSON header of that
+    length, and a file size equal to header plus the end of the last tensor. A file cut short fails here."""
+
+    def damaged(detail: str) -> CheckpointError:
+        return CheckpointError(f"{path}: truncated or corrupt safetensors file ({detail})")
+
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise damaged(f"{size} bytes: too short for a header")
+            n = int.from_bytes(head, "little")
+            if n > size - 8:
+                raise damaged(f"{size} bytes, shorter than the {n}-byte header it announces")
+            header = fh.read(n)
+    except OSError as err:
+        raise CheckpointError(f"{path}: unreadable: {err.strerror or err}") from None
+    try:
+        table = json.loads(header)
+        ends = [int(v["data_offsets"][1]) for k, v in table.items() if k != "__metadata__"]
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+        raise damaged(f"{size} bytes, with an unreadable header") from None
+    expected = 8 + n + max(ends, default=0)
+    if size != expected:
+        raise damaged(f"{size} bytes, but its header describes {expected} bytes")
+
+
+# ---------------------------------------------------------------------------- what a checkpoint argument names
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """The checkpoint folder that a command's checkpoint argument stands for:
+
+    - a checkpoint folder (with ``config.json``): itself;
+    - a pointer file such as ``OUT/checkpoints/latest`` (its text names a folder beside it): that folder;
+    - a folder holding a ``latest`` pointer (``OUT/checkpoints``) or a run folder ``OUT`` (with
+      ``checkpoints/`` inside): the checkpoint :func:`latest_checkpoint` picks;
+    - anything else: ``path`` unchanged (the loader then says what is missing).
+
+    Raises
+    ------
+    CheckpointError
+        A file that is not a pointer to a checkpoint folder, or a run folder without a complete checkpoint.
+    """
+    path = Path(path)
+    if path.is_file():
+        return _follow_pointer(path)
+    if path.is_dir() and not (path / "config.json").exists():
+        if (path / LATEST).is_file():
+            return _follow_pointer(path / LATEST)
+        if (path / "checkpoints").is_dir():
+            found = latest_checkpoint(path)
+            if found is None:
+                raise CheckpointError(f"{path}: a run folder without a complete checkpoint in {path / 'checkpoints'}")
+            return found
+    return path
+
+
+def _follow_pointer(pointer: Path) -> Path:
+    """The checkpoint folder a pointer file (``latest``: one line naming a folder beside it) names."""
+    not_pointer = CheckpointError(
+        f"{pointer} is a file, not a checkpoint folder (nor a pointer file such as checkpoints/latest naming one)"
+    )
+    try:
+        if pointer.stat().st_size > 4096:
+            raise not_pointer
+        text = pointer.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        raise not_pointer from None
+    if not text or "\n" in text:
+        raise not_pointer
+    target = pointer.parent / text
+    if not (target / "config.json").exists():
+        raise CheckpointError(f"{pointer} names {text}, which is not a checkpoint folder (no {target / 'config.json'})")
+    return target
 
 
 def probe_attention(device: str) -> str:
@@ -313,8 +446,15 @@ def fix_rotary(model) -> list[str]:
 # ---------------------------------------------------------------------------- provenance
 def read_provenance(checkpoint: str | Path, strict: bool = False) -> dict:
     """A checkpoint folder's ``probekit.json`` without loading the model: {} when absent; when unreadable, {}
-    or, with ``strict`` (what :func:`load_checkpoint` uses), a :class:`CheckpointError` naming the file."""
-    path = Path(checkpoint) / PROVENANCE_FILE
+    or, with ``strict`` (what :func:`load_checkpoint` uses), a :class:`CheckpointError` naming the file.
+    ``checkpoint`` may be a ``latest`` pointer file or a run folder (:func:`resolve_checkpoint`)."""
+    try:
+        folder = resolve_checkpoint(checkpoint)
+    except CheckpointError:
+        if strict:
+            raise
+        return {}
+    path = folder / PROVENANCE_FILE
     if not path.exists():
         return {}
     try:

@@ -75,7 +75,12 @@ def generate_command(args) -> int:
 
 
 # ---------------------------------------------------------------------------- check / labels
-def _run_records(args, job, on_result=None) -> int:
+def _run_records(args, job, failed, on_result=None) -> int:
+    """Apply ``job`` to every record of ``args.input`` and write one result line per input line.
+
+    A line that is not a record, and a record on which ``job`` raises (whatever the cause), becomes
+    ``failed(message)``: one bad record never costs the file.
+    """
     from probekit.records import atomic_output, dumps, read_jsonl
 
     try:
@@ -87,7 +92,13 @@ def _run_records(args, job, on_result=None) -> int:
         print(f"probekit: {args.input} is empty: nothing to do", file=sys.stderr)
     with atomic_output(args.out) as out, _progress(len(lines), args.command, args.quiet) as bar:
         for line in lines:
-            result = job(line)
+            if line.record is None:
+                result = failed(f"line {line.number}: {line.error}")
+            else:
+                try:
+                    result = job(line.record)
+                except Exception as err:  # noqa: BLE001 - a per-record error, whatever the cause
+                    result = failed(f"line {line.number}: {type(err).__name__}: {err}")
             if on_result:
                 on_result(result)
             out.write(dumps(result) + "\n")
@@ -99,13 +110,7 @@ def check_command(args) -> int:
     from probekit.igsm.jobs import CheckSummary, check_record, unparseable
 
     summary = CheckSummary()
-
-    def judge(line):
-        return (
-            check_record(line.record) if line.record is not None else unparseable(f"line {line.number}: {line.error}")
-        )
-
-    status = _run_records(args, judge, summary.add)
+    status = _run_records(args, check_record, unparseable, summary.add)
     if status == 0:
         _print_summary("check", summary.to_dict(), args.json, stdout_free=args.out is not None)
     return status
@@ -114,10 +119,7 @@ def check_command(args) -> int:
 def labels_command(args) -> int:
     from probekit.igsm.jobs import labels_record
 
-    def label(line):
-        return labels_record(line.record) if line.record is not None else {"error": f"line {line.number}: {line.error}"}
-
-    return _run_records(args, label)
+    return _run_records(args, labels_record, lambda message: {"error": message})
 
 
 # ---------------------------------------------------------------------------- parser
@@ -198,6 +200,17 @@ FILE_OPTIONS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
 """Per command: its output options and its input arguments (option -> attribute), checked in one place."""
 
 
+def parse_args(parser, argv: list[str] | None = None) -> argparse.Namespace:
+    """``parser.parse_args``, except that ``probekit train``'s ``section.key=value`` overrides may also follow
+    its flags (``probekit train base.yaml --quiet schedule.steps=4``)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "train" and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*(args.overrides or []), *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def validate(parser, args) -> None:
     """Checks argparse cannot express (errors exit through ``parser.error``): among them, no output may be one of
     the command's inputs (:func:`probekit.records.check_outputs`), and ``--out -`` means stdout."""
@@ -233,24 +246,52 @@ def validate(parser, args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; errors end in one line on stderr. SIGTERM (``kill``, a job scheduler, torchrun stopping
+    its workers) is handled like Ctrl-C: the command's cleanup runs (temporaries are deleted) and it exits 143
+    with ``probekit: terminated``. A second SIGTERM, and SIGTERM in a forked worker process, kill at once; so
+    does SIGTERM in a torchrun worker of rank > 0, which writes no files (only rank 0 writes checkpoints), so
+    that stopping a DDP run never waits on a rank stuck in a collective whose peers are gone."""
+    import os
+    import signal
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     validate(parser, args)
+    main_pid = os.getpid()
+    terminated = []
+
+    def on_sigterm(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+        if os.getpid() != main_pid:  # a forked worker (multiprocessing.Pool.terminate): die as by default
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = None
+    writer = os.environ.get("RANK", "0") in ("", "0")  # torchrun sets RANK; ranks > 0 write no files
+    try:  # only where nobody else handles SIGTERM, and only in the main thread (signal refuses others)
+        if writer and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            previous = signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:
+        previous = None
     try:
         return args.func(args)
     except BrokenPipeError:  # stdout closed early (e.g. `| head`): stop quietly
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except KeyboardInterrupt:
+        if terminated:
+            print("probekit: terminated", file=sys.stderr)
+            return 143
         print("probekit: interrupted", file=sys.stderr)
         return 130
     except (ValueError, RuntimeError, OSError) as err:
         if args.debug:
             raise
-        print(f"probekit {args.command}: error: {err}", file=sys.stderr)
-        return 1
+        # a spec setting out of range names the option that set it (SettingError.flag_message)
+        print(f"probekit {args.command}: error: {getattr(err, 'flag_message', err)}", file=sys.stderr)
+        return 2 if hasattr(err, "flag_message") else 1
     except Exception as err:  # noqa: BLE001 - an unexpected error: one line, the traceback on request
         if args.debug:
             raise
@@ -260,6 +301,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,28 @@ class ConfigError(ValueError):
     """A configuration that cannot run; the message says which key and why."""
 
 
+class SettingError(ValueError):
+    """One setting of a job spec out of range. ``setting`` names the field; the command line shows it as the
+    option that sets it (:attr:`flag_message`: ``--n-train must be >= 1, got 0``)."""
+
+    def __init__(self, setting: str, problem: str):
+        super().__init__(f"{setting} {problem}")
+        self.setting, self.problem = setting, problem
+
+    @property
+    def flag_message(self) -> str:
+        return f"--{self.setting.replace('_', '-')} {self.problem}"
+
+
+def check_at_least(spec, minimum: float, *names: str) -> None:
+    """Raise :class:`SettingError` for the first of the fields ``names`` of ``spec`` below ``minimum`` (None
+    passes: a default chosen later)."""
+    for name in names:
+        value = getattr(spec, name)
+        if value is not None and value < minimum:
+            raise SettingError(name, f"must be >= {minimum}, got {value}")
+
+
 class Mismatch(Exception):
     """A value that does not fit a type annotation (internal to :func:`coerce`)."""
 

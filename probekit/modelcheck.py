@@ -11,7 +11,8 @@ check                     fast  passes when
                                 round-trip exactly (``decode(encode(text)) == text``, and the training layout
                                 decodes to its canonical text); the probe markers ``[START] [MID] [END]`` encode
                                 as single tokens; the vocabulary fits the embedding and the LM head; the
-                                tokenizer is the one recorded at save time (its fingerprint, when recorded)
+                                tokenizer is the one recorded at save time (its fingerprint; required as
+                                for ``weights``)
 ``config``                yes   rotary on every head dimension (fraction 1.0), sequential residual
                                 (``use_parallel_residual=False`` for gpt2), default rotary type; the shape and
                                 the context are what the training config's model yaml gives (when
@@ -19,8 +20,9 @@ check                     fast  passes when
                                 least 95% of the preset's max-op problems fit in ``max_position_embeddings``
 ``weights``               yes   every tensor (parameters and buffers, non-persistent rotary ``inv_freq``
                                 included) matches the ``fingerprint`` that ``save_checkpoint`` recorded
-                                (:func:`probekit.checkpoint.weight_fingerprint`); *skipped* for checkpoints saved
-                                before fingerprints existed
+                                (:func:`probekit.checkpoint.weight_fingerprint`); without a recorded
+                                fingerprint it fails under ``probekit inspect`` (unless
+                                ``--allow-missing-fingerprint``) and is *skipped* elsewhere
 ``save_reload``           yes   every rotary ``inv_freq`` buffer equals the value implied by the config
                                 (``rope_theta``, head dim, rotary fraction), and the logits equal those of the
                                 same model with freshly computed rotary buffers and those of a
@@ -116,15 +118,26 @@ class _Subject:
     tokenizer: Any
     provenance: dict
     tokenizer_error: str | None = None
+    require_fingerprint: bool = False
+    """Fail (rather than skip) the ``weights`` and ``tokenizer`` comparisons when no fingerprint is recorded."""
 
 
-def run_checks(checkpoint, *, fast_only: bool = False, n_problems: int = 4, device: str = "cpu") -> list[CheckResult]:
+def run_checks(
+    checkpoint,
+    *,
+    fast_only: bool = False,
+    n_problems: int = 4,
+    device: str = "cpu",
+    require_fingerprint: bool = False,
+) -> list[CheckResult]:
     """Run the load-time checks (see the module doc) on a checkpoint; returns one result per check.
 
     ``checkpoint`` is a checkpoint folder (loaded on ``device`` with :func:`probekit.checkpoint.load_checkpoint`)
     or an already loaded ``(model, tokenizer, provenance)`` triple (``device`` is then ignored).
     ``fast_only`` runs only ``tokenizer``, ``config``, ``weights`` and ``save_reload``. ``n_problems`` problems of
-    the checkpoint's preset feed the tokenizer round trips and the logit comparisons.
+    the checkpoint's preset feed the tokenizer round trips and the logit comparisons. ``require_fingerprint``
+    fails the ``weights`` and ``tokenizer`` checks of a checkpoint whose ``probekit.json`` records no fingerprint
+    (``probekit inspect`` asks for it; otherwise they are compared only when recorded).
     """
     if n_problems < 1:
         raise ValueError(f"n_problems must be at least 1, not {n_problems}")
@@ -134,6 +147,7 @@ def run_checks(checkpoint, *, fast_only: bool = False, n_problems: int = 4, devi
     hf_logging.disable_progress_bar()  # no loading / writing bars for the checks' own loads and saves
     try:
         subject = _open(checkpoint, device)
+        subject.require_fingerprint = require_fingerprint
         records = _records(subject.provenance, n_problems)
         results = []
         for name, (check, fast) in CHECKS.items():
@@ -278,6 +292,8 @@ def _check_tokenizer(s: _Subject, records: list[dict]):
         if tok.vocab_size > n:
             issues.append(f"{tok.vocab_size} tokens but the {what} has {n} rows")
     recorded = (s.provenance.get("fingerprint") or {}).get("tokenizer")
+    if recorded is None and s.require_fingerprint:
+        issues.append(f"no tokenizer fingerprint recorded in probekit.json: its ids cannot be verified{_ALLOW}")
     if recorded is not None and recorded != tok.fingerprint:
         issues.append(
             f"not the tokenizer recorded at save time (fingerprint {tok.fingerprint[:12]}, "
@@ -384,6 +400,9 @@ def _check_config(s: _Subject, records: list[dict]):
     return not issues, measured, threshold, detail
 
 
+_ALLOW = " (probekit inspect --allow-missing-fingerprint skips this comparison)"
+
+
 def _check_weights(s: _Subject, records: list[dict]):
     import math
 
@@ -392,12 +411,13 @@ def _check_weights(s: _Subject, records: list[dict]):
     recorded = (s.provenance.get("fingerprint") or {}).get("tensors")
     if not recorded:
         return (
-            None,
+            False if s.require_fingerprint else None,
             None,
             WEIGHTS_TOLERANCE,
             (
                 "no fingerprint recorded in probekit.json (saved before "
                 "save_checkpoint recorded one): the tensors cannot be verified"
+                + (_ALLOW if s.require_fingerprint else "")
             ),
         )
     tensors = {**s.model.state_dict(), **dict(s.model.named_buffers())}
@@ -577,13 +597,21 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--fast", action="store_true", help="only the fast checks (tokenizer, config, weights, save_reload)")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.add_argument("--device", default="cpu", help="device to load the model on (default cpu)")
+    p.add_argument(
+        "--allow-missing-fingerprint",
+        action="store_true",
+        help="skip, instead of failing, the weight and tokenizer comparisons of a checkpoint whose probekit.json "
+        "records no fingerprint (saved by another tool or before probekit recorded one)",
+    )
     p.set_defaults(func=inspect_command)
     return p
 
 
 def inspect_command(args) -> int:
     """``probekit inspect``: a table on stderr (and JSON on stdout with ``--json``); 0 if all checks pass, else 1."""
-    results = run_checks(args.ckpt, fast_only=args.fast, device=args.device)
+    results = run_checks(
+        args.ckpt, fast_only=args.fast, device=args.device, require_fingerprint=not args.allow_missing_fingerprint
+    )
     passed = all(r.passed is not False for r in results)
     print(format_table(results), file=sys.stderr)
     print(f"{args.ckpt}: {'all checks pass' if passed else 'FAILED'}", file=sys.stderr)

@@ -20,7 +20,10 @@ On disk (:func:`write_shards`): ``shard_00000.npy``, ``shard_00001.npy``, ... (`
 ``uint16`` array ``(n_windows, context)``, readable with ``np.load(path, mmap_mode="r")``), ``meta.json`` and
 the tokenizer (``tokenizer.json`` + the transformers configs). Every file is written to a temporary name in
 the same directory and moved into place with ``os.replace``; ``meta.json`` is written last, so a directory
-without it is an interrupted write and :func:`read_shards` refuses it.
+without it is an interrupted write and :func:`read_shards` refuses it. The temporary names name their writer
+(:func:`probekit.records.temp_prefix`): a later write into the directory deletes those a killed writer left
+(:func:`probekit.records.remove_stale_temporaries`). A damaged file (a shard or ``meta.json`` cut short by a
+full disk or an interrupted copy) is a :class:`ShardError` naming it.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from probekit.records import atomic_output, write_atomic
+from probekit.records import atomic_output, remove_stale_temporaries, write_atomic
 from probekit.tokenizer import IGSMTokenizer, UnknownWordError
 
 DTYPE = np.uint16
@@ -42,6 +45,10 @@ META_FILE = "meta.json"
 SHARD_FORMAT = "probekit-shards-v1"
 DEFAULT_SHARD_WINDOWS = 8192
 _ENCODE_BATCH = 1024
+
+
+class ShardError(ValueError):
+    """A damaged shard directory: a truncated or corrupt ``meta.json`` or shard file (the message names it)."""
 
 
 def shard_name(i: int) -> str:
@@ -201,7 +208,8 @@ def write_shards(
     Writes ``shard_NNNNN.npy`` files (the last may hold fewer windows), the tokenizer and finally
     ``meta.json``; returns the meta dict. ``out_dir`` must not already hold shards or a ``meta.json`` unless
     ``overwrite`` is set, which deletes them first. If encoding fails midway (for instance
-    :class:`UnknownWordError`, carrying ``record_index``) no ``meta.json`` is written.
+    :class:`UnknownWordError`, carrying ``record_index``) no ``meta.json`` is written; neither when every problem
+    is longer than ``context`` (a ``ValueError``: an empty training set is no result).
     """
     context = _check_context(context)
     _check_tokenizer(tokenizer)
@@ -209,6 +217,7 @@ def write_shards(
         raise ValueError(f"shard_windows must be at least 1, got {shard_windows}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)  # a killed writer's: they are no output to refuse or keep
     old = _previous_outputs(out)
     if old:
         if not overwrite:
@@ -237,6 +246,11 @@ def write_shards(
         flush(last)
 
     n_windows = sum(s["n_windows"] for s in shards)
+    if n_windows == 0 and packer.n_dropped_too_long:
+        raise ValueError(
+            f"every one of the {packer.n_records} problems is longer than the context of {context} tokens: no "
+            "training window written (raise --context; iGSM problems of op 15 take about 600 tokens)"
+        )
     meta = {
         "format": SHARD_FORMAT,
         "dtype": np.dtype(DTYPE).name,
@@ -257,13 +271,23 @@ def write_shards(
 
 
 def load_meta(shard_dir: str | os.PathLike) -> dict:
-    """The ``meta.json`` of a shard directory; a missing one means the write never completed."""
+    """The ``meta.json`` of a shard directory; a missing one means the write never completed, a damaged one is a
+    :class:`ShardError`."""
     path = Path(shard_dir) / META_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path} missing: not a shard directory, or its write did not complete")
-    meta = json.loads(path.read_text())
+    data = path.read_bytes()
+    try:
+        meta = json.loads(data)
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise ShardError(f"{path}: truncated or corrupt shard metadata ({len(data)} bytes; {err})") from None
+    if not isinstance(meta, dict):
+        raise ShardError(f"{path}: corrupt shard metadata (a JSON {type(meta).__name__}, not an object)")
     if meta.get("format") != SHARD_FORMAT:
         raise ValueError(f"{path}: unknown shard format {meta.get('format')!r}")
+    missing = [k for k in ("dtype", "context", "tokenizer_fingerprint", "shards") if k not in meta]
+    if missing:
+        raise ShardError(f"{path}: corrupt shard metadata (no {', '.join(missing)})")
     return meta
 
 
@@ -281,12 +305,23 @@ def read_shards(shard_dir: str | os.PathLike, tokenizer: IGSMTokenizer | None = 
         )
     arrays = []
     for entry in meta["shards"]:
-        arr = np.load(shard_dir / entry["file"], mmap_mode="r", allow_pickle=False)
+        path = shard_dir / entry["file"]
+        arr = _load_shard(path)
         expected = (entry["n_windows"], meta["context"])
         if arr.dtype != np.dtype(meta["dtype"]) or arr.shape != expected:
-            raise ValueError(f"{entry['file']}: {arr.dtype} {arr.shape}, meta says {meta['dtype']} {expected}")
+            raise ShardError(f"{path}: {arr.dtype} {arr.shape}, but {META_FILE} says {meta['dtype']} {expected}")
         arrays.append(arr)
     return arrays
+
+
+def _load_shard(path: Path) -> np.ndarray:
+    """One shard, memory-mapped; a missing, truncated or corrupt file is a :class:`ShardError` naming it."""
+    if not path.exists():
+        raise ShardError(f"{path}: missing (named in {META_FILE})")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, EOFError, OSError) as err:  # numpy: "mmap length is greater than file size", "EOF: ..."
+        raise ShardError(f"{path}: truncated or corrupt shard file ({path.stat().st_size} bytes; {err})") from None
 
 
 def iter_windows(shard_dir: str | os.PathLike) -> Iterator[np.ndarray]:

@@ -107,6 +107,10 @@ TOKENIZER_FILE = "tokenizer.json"
 _SPLIT_PATTERN = r"'s|[.,;?]"
 
 
+class TokenizerFileError(ValueError):
+    """A ``tokenizer.json`` that cannot be read (truncated, corrupt, not a tokenizer); the message names it."""
+
+
 class UnknownWordError(ValueError):
     """A text holds words outside the closed vocabulary; ``.words`` lists them (in order of appearance)."""
 
@@ -370,13 +374,37 @@ class IGSMTokenizer:
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> IGSMTokenizer:
-        """Load a tokenizer written by :meth:`save` (``directory`` or the ``tokenizer.json`` path itself)."""
+        """Load a tokenizer written by :meth:`save` (``directory`` or the ``tokenizer.json`` path itself).
+
+        Raises
+        ------
+        FileNotFoundError
+            No such file.
+        TokenizerFileError
+            The file is truncated or corrupt (not JSON, or JSON that is not a tokenizer).
+        ValueError
+            A readable tokenizer that is not an iGSM one (the specials are not ids 0..8).
+        """
         path = Path(directory)
         if path.is_dir():
             path = path / TOKENIZER_FILE
         if not path.exists():
             raise FileNotFoundError(f"no tokenizer file: {path}")
-        return cls(Tokenizer.from_file(str(path)))
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise TokenizerFileError(f"{path}: unreadable: {err.strerror or err}") from None
+        try:
+            json.loads(data)
+        except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+            raise TokenizerFileError(
+                f"{path}: truncated or corrupt tokenizer file ({len(data)} bytes; not JSON: {err})"
+            ) from None
+        try:
+            tokenizer = Tokenizer.from_str(data.decode("utf-8"))
+        except Exception as err:  # noqa: BLE001 - the tokenizers library raises a bare Exception
+            raise TokenizerFileError(f"{path}: corrupt tokenizer file ({len(data)} bytes; {err})") from None
+        return cls(tokenizer)
 
     def __repr__(self) -> str:
         return f"IGSMTokenizer(vocab_size={self.vocab_size}, fingerprint={self.fingerprint[:12]})"

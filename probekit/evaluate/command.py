@@ -113,7 +113,7 @@ def eval_command(args) -> int:
     try:
         spec.check()
     except ValueError as err:
-        return _error(str(err))
+        return _error(getattr(err, "flag_message", str(err)))
     report = run_eval(spec)
     print("\n" + format_table(report.rows, report.step_fit), file=sys.stderr)
     if args.out and not args.quiet:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
+from probekit.configs import SettingError, check_at_least
 from probekit.evaluate.run import EvalReport, evaluate_checkpoint
 from probekit.evaluate.sets import DEFAULT_N, TOKENS_PER_OP, EvalSet
 
@@ -59,33 +59,29 @@ class EvalSpec:
     def check(self) -> None:
         """Raise ``ValueError`` for a folder that is no checkpoint or settings out of range (also when
         ``device`` asks for CUDA and there is none)."""
-        from probekit.checkpoint import select_device
+        from probekit.checkpoint import resolve_checkpoint, select_device
 
-        if not (Path(self.checkpoint) / "config.json").exists():
+        if not (resolve_checkpoint(self.checkpoint) / "config.json").exists():
             raise ValueError(f"{self.checkpoint} is not a checkpoint folder (no config.json)")
-        if self.n < 0 or self.samples < 0:
-            raise ValueError("n and samples must be >= 0")
+        check_at_least(self, 0, "n", "samples")
         if self.samples and self.temperature <= 0:
-            raise ValueError("temperature must be > 0 when sampling")
+            raise SettingError("temperature", f"must be > 0 when sampling, got {self.temperature}")
         if self.op is not None and not 1 <= self.op <= 52:
-            raise ValueError("op must be between 1 and 52")
+            raise SettingError("op", f"must be between 1 and 52, got {self.op}")
         if self.reask and self.op is None and not self.sets:
-            raise ValueError("reask needs op (the paper re-asks op=K problems)")
-        for name in ("batch_size", "max_new_tokens", "tokens_per_op", "workers"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1")
+            raise SettingError("reask", "needs op (the paper re-asks op=K problems)")
+        check_at_least(self, 1, "batch_size", "max_new_tokens", "tokens_per_op", "workers")
         select_device(self.device)
 
 
 def run_eval(spec: EvalSpec) -> EvalReport:
     """Evaluate ``spec.checkpoint`` on the sets of ``spec`` (drawn from the checkpoint's own problem family unless
     ``preset`` / ``format`` say otherwise) with :func:`evaluate_checkpoint`; one row per set."""
-    from probekit.checkpoint import read_provenance, select_device, training_family
+    from probekit.checkpoint import read_provenance, resolve_checkpoint, select_device, training_family
     from probekit.evaluate.sets import parse_sets
 
     spec.check()
-    checkpoint = Path(spec.checkpoint)
+    checkpoint = resolve_checkpoint(spec.checkpoint)  # rows name the folder a `latest` pointer stands for
     device = select_device(spec.device)
     family, family_format = training_family(read_provenance(checkpoint))
     preset = spec.preset or family

@@ -344,6 +344,10 @@ def tidy_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
+OUTPUT_FILES = ("records.jsonl", "summary.parquet", "summary.csv", "step_fit.json", "eval.json")
+"""The files of an evaluation's output folder."""
+
+
 def write_summary(rows: list[dict], out_dir: str | Path) -> Path:
     """``OUT/summary.parquet`` when pandas and pyarrow are installed, else ``OUT/summary.csv`` (atomic)."""
     from probekit.records import atomic_output
@@ -446,15 +450,20 @@ def evaluate_checkpoint(
     """Evaluate a checkpoint folder on ``sets``: draw the problems, load the model, generate, judge, write.
 
     With ``out``: ``records.jsonl``, ``summary.parquet`` (or ``.csv``), ``step_fit.json`` and ``eval.json``
-    (the evaluation's settings and the checkpoint's provenance). Problems are drawn before the model is loaded
+    (the evaluation's settings and the checkpoint's provenance), written as one set: a temporary folder replaces
+    ``out`` when all are written, so a killed run leaves the previous set or none, never a mix; an ``out`` holding
+    other files is refused before any work (:func:`probekit.records.atomic_folder`). Problems are drawn before the model is loaded
     (``workers`` forked processes). ``checks`` runs the fast load-time model checks
     (:func:`probekit.modelcheck.require_healthy`) on the loaded model first; rows record ``checks_skipped``.
     """
-    from probekit.records import atomic_output, dumps
+    from probekit.records import atomic_folder, check_replaceable, dumps
 
     def log(msg):
         if progress:
             print(f"probekit eval: {msg}", file=sys.stderr)
+
+    if out is not None:
+        check_replaceable(out, OUTPUT_FILES)  # before the work, not after it
 
     prepared = []
     for s in sets:
@@ -476,9 +485,9 @@ def evaluate_checkpoint(
     )
     sampler = gen.sampler(samples, temperature) if samples else None
 
-    out_dir = Path(out) if out is not None else None
     with contextlib.ExitStack() as stack:
-        fh = stack.enter_context(atomic_output(out_dir / "records.jsonl")) if out_dir else None
+        out_dir = stack.enter_context(atomic_folder(out, OUTPUT_FILES)) if out is not None else None
+        fh = stack.enter_context(open(out_dir / "records.jsonl", "w", encoding="utf-8")) if out_dir else None
 
         def write(records):
             for rec in records:
@@ -495,27 +504,26 @@ def evaluate_checkpoint(
             keep_records=keep_records,
             log=log,
         )
-    for row in report.rows:
-        row["checkpoint"] = str(checkpoint)
-        row["checks_skipped"] = not checks
-    if out_dir:
-        from probekit.records import write_atomic
-
-        write_summary(report.rows, out_dir)
-        write_atomic(out_dir / "step_fit.json", json.dumps(_nan_to_none(report.step_fit), indent=2) + "\n")
-        settings = {
-            "checkpoint": str(checkpoint),
-            "sets": [s.to_dict() | {"n": s.n} for s in sets],
-            "batch_size": batch_size,
-            "device": str(device),
-            "samples": samples,
-            "temperature": temperature if samples else None,
-            "tokens_per_op": tokens_per_op,
-            "extra_tokens": extra_tokens,
-            "max_new_tokens": max_new_tokens,
-            "decoding": "greedy" + (f" + {samples} samples at T={temperature}" if samples else ""),
-            "generator_stats": gen.stats,
-            "provenance": {k: v for k, v in provenance.items() if k != "fingerprint"},
-        }
-        write_atomic(out_dir / "eval.json", json.dumps(settings, indent=2, default=str) + "\n")
+        for row in report.rows:
+            row["checkpoint"] = str(checkpoint)
+            row["checks_skipped"] = not checks
+        if out_dir and fh:
+            fh.close()
+            write_summary(report.rows, out_dir)
+            (out_dir / "step_fit.json").write_text(json.dumps(_nan_to_none(report.step_fit), indent=2) + "\n")
+            settings = {
+                "checkpoint": str(checkpoint),
+                "sets": [s.to_dict() | {"n": s.n} for s in sets],
+                "batch_size": batch_size,
+                "device": str(device),
+                "samples": samples,
+                "temperature": temperature if samples else None,
+                "tokens_per_op": tokens_per_op,
+                "extra_tokens": extra_tokens,
+                "max_new_tokens": max_new_tokens,
+                "decoding": "greedy" + (f" + {samples} samples at T={temperature}" if samples else ""),
+                "generator_stats": gen.stats,
+                "provenance": {k: v for k, v in provenance.items() if k != "fingerprint"},
+            }
+            (out_dir / "eval.json").write_text(json.dumps(settings, indent=2, default=str) + "\n")
     return report

@@ -1,9 +1,12 @@
 """V-probe figures from ``kind == "probe"`` rows: fig7a, fig7b, fig12 (Physics of LMs 2.1, Figs. 7 and 12).
 
-Per (checkpoint, model) one layer and one rank are shown: the options ``layer`` / ``rank`` when given, else the
-largest rank and then the last layer present. Rows left (seeds) are pooled: correct counts are rebuilt from
-each row's accuracy x n (``accuracy_pos`` x ``n_pos``, ``accuracy_neg`` x (n - n_pos), ``accuracy_unnecessary``
-x ``n_unnecessary``) and the Wilson 95% interval is recomputed on the pooled counts.
+Per (checkpoint, model) one read-out and one rank are shown: the options ``layer`` (a layer label or a hook name)
+/ ``rank`` when given, else the largest rank and then the deepest read-out present (``ln_final.hook_out``, after
+the final norm, the probes' default, before any block's resid_post; by the ``hook`` column, else ``layer``). The
+caption names the hook read. Rows left (probe seeds) are averaged (:func:`~.registry.seed_mean`): the bar is the
+mean accuracy over seeds and the whisker the mean of the seeds' own 95% intervals, the bootstrap over test
+*problems* of each job (``ci_low`` / ``ci_high``, ``_pos``, ``_neg``, ``_unnecessary``), since up to 10 examples
+come from one problem; a row without one falls back to its Wilson interval.
 
 Layout: one panel per (checkpoint, test set), rows = checkpoints, columns = test sets; bars = pretrained vs
 random-init probe of the same shape.
@@ -28,6 +31,7 @@ from probekit.figures.registry import (
     checkpoint_order,
     column,
     count_range,
+    deepest_readout,
     empty_panel,
     floats,
     grouped_bars,
@@ -35,55 +39,100 @@ from probekit.figures.registry import (
     last_per_group,
     legend_below,
     panel_width,
-    pooled_rate,
     rows_of,
+    seed_mean,
     set_label,
     sorted_sets,
-    weighted_mean,
 )
 from probekit.figures.style import COLORS, new_figure, save_figure
+from probekit.probe.readout import readout_text
 
 TASKS = ("nece", "dep", "known", "value", "can_next", "nece_next")
 MODELS = ("pretrained", "random-init")
 PROBE_COLUMNS = ("checkpoint", "model", "task", "layer", "rank", "test_set", "accuracy", "n")
 ACCURACY_LABEL = "probe accuracy (fraction)"
+WHISKERS = (
+    "whiskers = 95% intervals of the bootstrap over test problems (the examples of one problem are correlated), "
+    "averaged over seeds"
+)
 UNITS = "accuracy as a fraction of probe examples (problem-parameter pairs)"
-#: metric -> (accuracy column, function giving the per-row count it was measured on)
+#: metric -> (accuracy column, interval-column suffix, function giving the per-row count it was measured on)
 METRICS = {
-    "all": ("accuracy", lambda g: column(g, "n")),
-    "pos": ("accuracy_pos", lambda g: column(g, "n_pos")),
-    "neg": ("accuracy_neg", lambda g: column(g, "n") - column(g, "n_pos")),
-    "unnecessary": ("accuracy_unnecessary", lambda g: column(g, "n_unnecessary")),
+    "all": ("accuracy", "", lambda g: column(g, "n")),
+    "pos": ("accuracy_pos", "_pos", lambda g: column(g, "n_pos")),
+    "neg": ("accuracy_neg", "_neg", lambda g: column(g, "n") - column(g, "n_pos")),
+    "unnecessary": ("accuracy_unnecessary", "_unnecessary", lambda g: column(g, "n_unnecessary")),
 }
 
 
-def select_probes(rows: pd.DataFrame, layer: int | None = None, rank: int | None = None) -> pd.DataFrame:
-    """The probe rows at ``rank`` (default: the largest per checkpoint and model) and ``layer`` (default: the last)."""
+def with_hook(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with a ``hook`` column (the read-out; rows without one: their ``layer`` as text)."""
+    if "hook" in rows and rows["hook"].notna().all():
+        return rows
+    layer = rows["layer"].astype(str)
+    return rows.assign(hook=rows["hook"].fillna(layer) if "hook" in rows else layer)
+
+
+def _at_layer(rows: pd.DataFrame, layer: int | str) -> pd.Series:
+    """Which rows read ``layer``: a block index (equal as a number) or a layer label / hook name (as text)."""
+    match = (rows["layer"].astype(str) == str(layer)) | (rows["hook"] == str(layer))
+    number = pd.to_numeric(pd.Series([layer]), errors="coerce").iloc[0]
+    if not pd.isna(number):
+        match |= pd.to_numeric(rows["layer"], errors="coerce") == number
+    return match
+
+
+def select_probes(rows: pd.DataFrame, layer: int | str | None = None, rank: int | None = None) -> pd.DataFrame:
+    """The probe rows at ``rank`` (default: the largest per checkpoint and model) and read-out ``layer`` (a layer
+    label or a hook name; default: the deepest read-out present, ``ln_final.hook_out`` first)."""
     keys = ["checkpoint", "model"]
-    rows = last_per_group(rows, keys, "rank", rank)
-    return last_per_group(rows, keys, "layer", layer)
+    rows = with_hook(last_per_group(rows, keys, "rank", rank))
+    if layer is not None:
+        picked = rows[_at_layer(rows, layer)]
+        if picked.empty:
+            raise NoData(f"no probe rows with layer = {layer!r} (present: {sorted(set(rows['hook']))})")
+        return picked
+    return deepest_readout(rows, keys)
+
+
+def _metric_cell(g: pd.DataFrame, metric: str) -> dict:
+    """``n_``, ``acc_``, ``low_``, ``high_`` of ``metric`` for the rows (seeds) of one cell (:func:`seed_mean`)."""
+    acc_col, suffix, count = METRICS[metric]
+    n, acc, low, high = seed_mean(
+        column(g, acc_col), column(g, f"ci_low{suffix}"), column(g, f"ci_high{suffix}"), count(g)
+    )
+    return {f"n_{metric}": n, f"acc_{metric}": acc, f"low_{metric}": low, f"high_{metric}": high}
+
+
+def _mean(values: pd.Series) -> float:
+    """Mean of the non-missing values (NaN when none)."""
+    values = pd.to_numeric(values, errors="coerce").dropna()
+    return float(values.mean()) if len(values) else np.nan
 
 
 def pooled_probes(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per (checkpoint, model, test_set, task, layer, rank): n, accuracy, CI per metric, majority,
-    control-task accuracy (Hewitt and Liang; NaN when the rows have none) and selectivity."""
+    """One row per (checkpoint, model, test_set, task, hook, rank): n, accuracy and interval per metric (mean
+    over seeds, :func:`seed_mean`), majority, control-task accuracy (Hewitt and Liang; NaN when the rows have
+    none) and selectivity."""
     out = []
-    keys = ["checkpoint", "model", "test_set", "task", "layer", "rank"]
-    for values, g in rows.groupby(keys, sort=False, dropna=False):
+    keys = ["checkpoint", "model", "test_set", "task", "hook", "rank"]
+    for values, g in with_hook(rows).groupby(keys, sort=False, dropna=False):
         cell = dict(zip(keys, values))
-        cell.update(n_layer=column(g, "n_layer").iloc[0], d_model=column(g, "d_model").iloc[0])
-        for metric, (acc_col, count) in METRICS.items():
-            n, acc, low, high = pooled_rate(column(g, acc_col), count(g))
-            cell.update({f"n_{metric}": n, f"acc_{metric}": acc, f"low_{metric}": low, f"high_{metric}": high})
-        cell["majority"] = weighted_mean(column(g, "majority"), g["n"])
-        cell["control_accuracy"] = weighted_mean(column(g, "control_accuracy"), g["n"])
+        cell.update(
+            layer=g["layer"].iloc[0], n_layer=column(g, "n_layer").iloc[0], d_model=column(g, "d_model").iloc[0]
+        )
+        for metric in METRICS:
+            cell.update(_metric_cell(g, metric))
+        cell["seeds"] = len(g)
+        cell["majority"] = _mean(column(g, "majority"))
+        cell["control_accuracy"] = _mean(column(g, "control_accuracy"))
         cell["selectivity"] = cell["acc_all"] - cell["control_accuracy"]
         out.append(cell)
     return pd.DataFrame(out)
 
 
 def probe_table(
-    results: pd.DataFrame, layer: int | None = None, rank: int | None = None, tasks=TASKS, columns=()
+    results: pd.DataFrame, layer: int | str | None = None, rank: int | None = None, tasks=TASKS, columns=()
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The selected probe rows of ``tasks`` (having ``columns``) and their :func:`pooled_probes` table.
 
@@ -150,9 +199,13 @@ def _probe_figure(table: pd.DataFrame, categories, *, majority: bool, ylabel: st
 
 
 def _notes(table: pd.DataFrame) -> list[str]:
-    """The caption line naming the layer and rank shown per checkpoint and model."""
+    """The caption line naming the read-out (hook) and rank shown per checkpoint and model."""
     picks = table.drop_duplicates(["checkpoint", "model"])
-    shown = [f"{r.checkpoint} {r.model}: layer {integer(r.layer)}, rank {integer(r.rank)}" for r in picks.itertuples()]
+    shown = [
+        f"{r.checkpoint} {r.model}: read-out {readout_text(r.hook)}, rank {integer(r.rank)}"
+        + (" (linear probe, not the paper's V-probe)" if integer(r.rank) == "0" else "")
+        for r in picks.itertuples()
+    ]
     return ["Probes shown: " + "; ".join(shown) + "."]
 
 
@@ -162,7 +215,7 @@ def _render(
     name: str,
     categories,
     *,
-    layer: int | None,
+    layer: int | str | None,
     rank: int | None,
     title: str,
     description: str,
@@ -187,7 +240,9 @@ def _render(
     return save_figure(fig, Path(out_dir) / name, text)
 
 
-def fig7a(results: pd.DataFrame, out_dir: Path, *, layer: int | None = None, rank: int | None = None) -> list[Path]:
+def fig7a(
+    results: pd.DataFrame, out_dir: Path, *, layer: int | str | None = None, rank: int | None = None
+) -> list[Path]:
     """Paper Fig. 7(a): V-probe accuracy per task, pretrained vs random-init, with the majority-guess baseline."""
     return _render(
         results,
@@ -199,14 +254,17 @@ def fig7a(results: pd.DataFrame, out_dir: Path, *, layer: int | None = None, ran
         majority=True,
         title="Figure 7(a) (Physics of LMs 2.1, Fig. 7a): V-probe accuracy on the six probing tasks.",
         description="test accuracy of the probe per task ({tasks}) for the pretrained model and a randomly "
-        "initialised model of the same shape, one panel per (checkpoint, test set); whiskers = Wilson 95% "
-        "intervals on the counts pooled over seeds; dashed ticks = majority-class guess (the most frequent training "
+        "initialised model of the same shape, one panel per (checkpoint, test set); bars = mean over probe seeds, "
+        f"{WHISKERS}; dashed ticks = majority-class guess (the most frequent training "
         "label of the pretrained model's probe) and, when the rows have one, the control-task accuracy (the same "
-        "probe on labels assigned at random per parameter name; Hewitt and Liang 2019).",
+        "probe on labels assigned at random per item or category word, scored on words seen in training; Hewitt "
+        "and Liang 2019).",
     )
 
 
-def fig7b(results: pd.DataFrame, out_dir: Path, *, layer: int | None = None, rank: int | None = None) -> list[Path]:
+def fig7b(
+    results: pd.DataFrame, out_dir: Path, *, layer: int | str | None = None, rank: int | None = None
+) -> list[Path]:
     """Paper Fig. 7(b): V-probe accuracy restricted to unnecessary parameters (nece(A) = false)."""
     return _render(
         results,
@@ -220,11 +278,13 @@ def fig7b(results: pd.DataFrame, out_dir: Path, *, layer: int | None = None, ran
         title="Figure 7(b) (Physics of LMs 2.1, Fig. 7b): V-probe accuracy on unnecessary parameters.",
         description="test accuracy of the probe per task ({tasks}) on the examples whose parameter A is not needed "
         "for the answer (nece(A) = false), pretrained vs random-init, one panel per (checkpoint, test set); "
-        "whiskers = Wilson 95% intervals on the pooled counts.",
+        f"bars = mean over probe seeds, {WHISKERS}.",
     )
 
 
-def fig12(results: pd.DataFrame, out_dir: Path, *, layer: int | None = None, rank: int | None = None) -> list[Path]:
+def fig12(
+    results: pd.DataFrame, out_dir: Path, *, layer: int | str | None = None, rank: int | None = None
+) -> list[Path]:
     """Paper Fig. 12: dep and nece_next probe accuracy on positive and on negative labels."""
     tasks = ("dep", "nece_next")
     return _render(
@@ -239,6 +299,6 @@ def fig12(results: pd.DataFrame, out_dir: Path, *, layer: int | None = None, ran
         counts=("n_pos", "n_neg"),
         title="Figure 12 (Physics of LMs 2.1, Fig. 12): dep and nece_next probe accuracy split by label.",
         description="test accuracy of the probe on examples whose true label is true (+) and false (-), pretrained "
-        "vs random-init, one panel per (checkpoint, test set); whiskers = Wilson 95% intervals on the pooled "
-        "counts. An all-false guess scores 1 on (-) and 0 on (+).",
+        "vs random-init, one panel per (checkpoint, test set); bars = mean over probe seeds, "
+        f"{WHISKERS}. An all-false guess scores 1 on (-) and 0 on (+).",
     )

@@ -199,6 +199,19 @@ def last_per_group(rows: pd.DataFrame, keys: Sequence[str], column: str, value=N
     return rows[rows[column] == best]
 
 
+def deepest_readout(rows: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """The rows of the deepest read-out within each ``keys`` group: ``ln_final.hook_out`` (after the final norm)
+    before any block's resid_post, a deeper block before a shallower one (by the ``hook`` column; rows without
+    one by their numeric ``layer``)."""
+    import pandas as pd
+
+    from probekit.probe.readout import readout_depth
+
+    hook = column(rows, "hook")
+    order = hook.map(readout_depth).astype(float).fillna(pd.to_numeric(column(rows, "layer"), errors="coerce"))
+    return last_per_group(rows.assign(_order=order), keys, "_order").drop(columns="_order")
+
+
 def proportion(k: float, n: float) -> tuple[float, float, float]:
     """``(k / n, Wilson low, Wilson high)`` for counts (NaN when ``n`` is 0)."""
     n, k = int(n), round(k)
@@ -214,6 +227,31 @@ def pooled_rate(rates, ns) -> tuple[int, float, float, float]:
     keep = ~(np.isnan(r) | np.isnan(n))
     total = int(n[keep].sum())
     return (total, *proportion(float((r[keep] * n[keep]).sum()), total))
+
+
+def seed_mean(rates, lows, highs, ns) -> tuple[float, float, float, float]:
+    """One cell from its rows (probe seeds): ``(n, mean rate, mean low, mean high)``. NaN rates are ignored.
+
+    The rows of one cell are repeats of the same measurement (probe seeds, usually on the same test problems), so
+    their counts are not independent evidence: the rate is averaged, not pooled, and so are the rows' own
+    intervals (each the problem-level bootstrap of its job: the examples of one problem are correlated). ``n`` is
+    the mean count of a row. A row without an interval (bootstrap off, older stores) falls back to the Wilson
+    interval of its rate on its count, which ignores the clustering; the caption says intervals are per row."""
+    r, lo, hi, n = floats(rates), floats(lows), floats(highs), floats(ns)
+    keep = ~(np.isnan(r) | np.isnan(n))
+    if not keep.any():
+        return 0.0, math.nan, math.nan, math.nan
+    r, lo, hi, n = r[keep], lo[keep], hi[keep], n[keep]
+    missing = np.isnan(lo) | np.isnan(hi)
+    for i in np.flatnonzero(missing):
+        _, lo[i], hi[i] = proportion(r[i] * n[i], n[i])
+    return float(n.mean()), float(r.mean()), _nanmean(lo), _nanmean(hi)
+
+
+def _nanmean(values: np.ndarray) -> float:
+    """The mean of the non-NaN values (NaN, without a warning, when there is none)."""
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if len(values) else math.nan
 
 
 def weighted_mean(values, weights) -> float:

@@ -3,11 +3,13 @@
 One section per row kind present (accuracy, probe, depth, mistakes, train), built from the same pooled
 tables the figures draw (counts pooled over seeds, Wilson 95% intervals recomputed), then the figure list.
 Accuracy rows of checkpoints trained on a limited number of problems (``train_n_problems``) add a data-scaling
-table.
+table. Before the tables: the jobs of the experiment without rows, and the jobs whose rows replaced rows computed
+from other inputs (a checkpoint retrained or overwritten; the rows' ``replaces`` column).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -105,7 +107,7 @@ def probe_section(results: pd.DataFrame) -> str:
                 ckpt,
                 task,
                 set_label(test_set),
-                integer(first["layer"]),
+                first.get("hook") or integer(first["layer"]),
                 integer(first["rank"]),
                 _probe_cell(pre),
                 _probe_cell(rnd),
@@ -120,7 +122,7 @@ def probe_section(results: pd.DataFrame) -> str:
         "checkpoint",
         "task",
         "test set",
-        "layer",
+        "read-out",
         "rank",
         "pretrained [95% CI]",
         "random-init [95% CI]",
@@ -289,6 +291,52 @@ def missing_section(missing: Sequence[dict]) -> str:
     return markdown_table(("job", "kind", "checkpoint", "why", "log"), rows)
 
 
+def replaced_rows(results: pd.DataFrame) -> list[dict]:
+    """One entry per job whose rows replaced rows of other inputs (the rows' ``replaces`` column, written by
+    ``probekit run`` when a job's checkpoint was retrained or overwritten): ``job_id``, ``kind``,
+    ``checkpoint``, ``changed``, ``old_inputs_sha256``, ``inputs_sha256``, ``old_checkpoint_sha256``,
+    ``checkpoint_sha256``, ``at``, ``old_rows``."""
+    if "replaces" not in results.columns:
+        return []
+    out = []
+    rows = results[results["replaces"].notna()].drop_duplicates("job_id")
+    for r in rows.to_dict("records"):
+        replaced = json.loads(r["replaces"])
+        out.append(
+            {
+                **{k: r.get(k) for k in ("job_id", "kind", "checkpoint", "inputs_sha256", "checkpoint_sha256")},
+                **replaced,
+            }
+        )
+    return sorted(out, key=lambda e: (str(e.get("at")), str(e["job_id"])))
+
+
+def _short(digest) -> str:
+    if isinstance(digest, list):
+        return ", ".join(_short(d) for d in digest) or "-"
+    return f"`{digest[:12]}`" if isinstance(digest, str) and digest else "-"
+
+
+def replaced_section(replaced: Sequence[dict]) -> str:
+    """The jobs whose rows replaced rows computed from other inputs: what changed, old and new fingerprints,
+    when, and where the old rows are."""
+    rows = [
+        (
+            r["job_id"],
+            r.get("kind") or "-",
+            r.get("checkpoint") or "-",
+            ", ".join(r.get("changed") or []) or "-",
+            f"{_short(r.get('old_inputs_sha256'))} -> {_short(r.get('inputs_sha256'))}",
+            f"{_short(r.get('old_checkpoint_sha256'))} -> {_short(r.get('checkpoint_sha256'))}",
+            r.get("at") or "-",
+            f"`{r['old_rows']}`" if r.get("old_rows") else "-",
+        )
+        for r in replaced
+    ]
+    headers = ("job", "kind", "checkpoint", "changed", "inputs", "checkpoint sha256", "replaced at", "old rows")
+    return markdown_table(headers, rows)
+
+
 def write_report(
     results: pd.DataFrame,
     out_dir: str | Path,
@@ -297,7 +345,8 @@ def write_report(
 ) -> Path:
     """Write ``out_dir/REPORT.md`` (atomically): the store's provenance, the jobs without rows (``missing``, from
     :meth:`probekit.sweep.store.ResultsStore.missing_jobs`: failed or not run, so that they cannot vanish from
-    the report), a table per kind, the figures."""
+    the report), the jobs whose rows replaced rows of other inputs (:func:`replaced_rows`), a table per kind,
+    the figures."""
     out_dir = Path(out_dir)
     counts = results["kind"].value_counts() if "kind" in results else pd.Series(dtype=int)
     lines = [
@@ -315,6 +364,18 @@ def write_report(
             "These jobs of the experiment have no rows, so the tables and figures below leave them out.",
             "",
             missing_section(missing),
+        ]
+    replaced = replaced_rows(results)
+    if replaced:
+        lines += [
+            "",
+            f"## Replaced rows ({len(replaced)})",
+            "",
+            "The inputs of these jobs changed after their rows were stored (a checkpoint retrained or overwritten "
+            "at the same path): the jobs ran again on the new inputs, the tables below hold only their new rows, "
+            "and the old rows were set aside in the results store (`replaced/`, listed in `replaced.jsonl`).",
+            "",
+            replaced_section(replaced),
         ]
     for key, (title, section) in SECTIONS.items():
         if SECTION_KINDS.get(key, key) not in counts:

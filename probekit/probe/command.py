@@ -11,12 +11,17 @@ each fitted probe under ``probes/<model>-<task>-<layer>/`` (further ``--seeds`` 
 
 Controls and statistics in every result row (:mod:`probekit.probe.layers`, :mod:`probekit.probe.stats`):
 
-- ``majority`` (the train-prior baseline); the random-init model is its own row (``--models random-init`` /
-  ``--baseline random-init``);
+- ``hook``: the read-out, ``ln_final.hook_out`` by default (the last block after the final norm, the paper's
+  "last hidden state"; ``--layers -1`` or ``last_block`` reads the last block before the norm);
+- ``majority`` (the train-prior baseline); the random-init model (the paper's baseline) is its own row, on by
+  default (``--baseline none`` turns it off; ``--models`` names the models exactly);
+- ``batch_size``: the probe batch, by default the paper's for the preset (256 for med, 128 for hard);
 - ``--controls`` (default; ``--no-controls`` turns it off, its columns are then null): the control task of
-  Hewitt and Liang (2019), the same probe (rank, layer, steps, seed) trained and scored on labels assigned at
-  random per parameter name (dep: per (A, B) pair) with the real task's label distribution, seeded by the probe
-  seed: ``control_accuracy``, ``control_majority``, ``selectivity`` = accuracy - control_accuracy;
+  Hewitt and Liang (2019), the same probe (rank, layer, steps, seed) trained on labels assigned at random per
+  control key (the counted item or category word of A, which recurs between train and test; dep: with the
+  category of B's) with the real task's label distribution, seeded by the probe seed, and scored on the test
+  examples whose key occurs in training: ``control_accuracy``, ``control_majority``, ``control_seen`` (their
+  share), ``n_control``, ``selectivity`` = accuracy - control_accuracy on those examples;
 - ``--bootstrap N`` (default 1000; 0 = off): 95% percentile intervals over test problems (resampling problems,
   not examples), seeded by the probe seed: ``ci_low`` / ``ci_high``, ``ci_low_pos`` / ``ci_high_pos``,
   ``ci_low_neg`` / ``ci_high_neg``, ``ci_low_unnecessary`` / ``ci_high_unnecessary``, ``ci_low_control`` /
@@ -36,13 +41,16 @@ instead (``--task`` is then ignored):
   ``--records`` (a ``probekit eval`` ``records.jsonl`` or its folder) or are generated here with the evaluation
   package (``--sets``, default ``ood,reask``; ``--n-eval`` problems per set; records then go to ``OUT/eval/``).
   Probes come from ``--probes DIR`` (a ``probekit probe --out`` folder) or are trained here on ``--n-train``
-  train-split problems at one layer (``--layers``, default the last block). ``--out DIR`` writes
+  train-split problems at one layer (``--layers``, default ``ln_final.hook_out``). No random-init baseline
+  unless ``--baseline random-init``. ``--out DIR`` writes
   ``unnecessary.csv``, ``first_error.csv`` (summary tables), ``unnecessary_examples.csv``,
   ``first_error_examples.csv`` (one row per probe example with its prediction; each also as ``.parquet`` when
   pyarrow is installed), ``counts.json`` and the probes trained here under ``probes/``.
-- ``depth`` (§6, Fig. 10): one nece probe per layer (``--layers``, default ``all``) trained on ``--n-train``
-  train-split problems, scored on every necessary parameter of ``--n-test`` test-split problems, binned by
-  distance to the query. ``--out DIR`` writes ``depth.csv`` (and ``.parquet``) and ``data.json``.
+- ``depth`` (§6, Fig. 10): one nece probe per layer (``--layers``, default ``all``; rank 8 V-probes unless
+  ``--rank 0``, labelled ``probe = linear``) trained on ``--n-train`` train-split problems, scored on every
+  necessary parameter of ``--n-test`` test-split problems, binned by distance to the query, and on up to
+  ``--per-problem`` nece = false parameters per problem (``accuracy_neg``, beside ``train_prior``). ``--out DIR``
+  writes ``depth.csv`` (and ``.parquet``) and ``data.json``.
 
 ``--json`` prints the summary rows as one JSON list on stdout, each with ``analysis`` (``unnecessary``,
 ``first_error`` or ``depth``) and ``model``.
@@ -54,6 +62,7 @@ import argparse
 import json
 import sys
 
+from probekit.probe.readout import READOUT
 from probekit.probe.runs import MODELS as MODEL_CHOICES
 
 TASK_CHOICES = ("nece", "dep", "known", "value", "can_next", "nece_next", "all")
@@ -76,25 +85,32 @@ def register(subparsers) -> argparse.ArgumentParser:
         "--layers",
         default=None,
         help="'all' (every block), or a comma list of block indices (negative from the end) or hook "
-        "names; default -1 = the last block's resid_post ('all' with --analysis depth)",
+        "names; default ln_final.hook_out = the last block after the final norm ('all' with --analysis depth); "
+        "-1 or last_block = the last block before the final norm",
     )
     p.add_argument("--rank", type=int, default=8, help="rank of the embedding update; 0 = linear probe (default 8)")
     p.add_argument(
         "--baseline",
         choices=("random-init", "none"),
-        default="none",
-        help="also probe the same architecture randomly initialised (default none)",
+        default=None,
+        help="also probe the same architecture randomly initialised (default random-init; none with "
+        "--analysis mistakes)",
     )
     p.add_argument(
         "--models",
         type=_models_list,
-        default=("pretrained",),
-        help="which models to probe, a comma list of pretrained and random-init (default pretrained; "
-        "--baseline random-init adds random-init)",
+        default=None,
+        help="which models to probe, exactly, a comma list of pretrained and random-init (default: pretrained, "
+        "plus random-init unless --baseline none)",
     )
     p.add_argument("--steps", type=int, default=1000, help="optimizer steps per probe (default 1000; paper 100000)")
     p.add_argument("--lr", type=float, default=2e-3, help="peak LR, linear decay to 0 (default 0.002)")
-    p.add_argument("--batch-size", type=int, default=256, help="examples per step (default 256)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="examples per step (default: the paper's for the preset, 256 for med, 128 for hard)",
+    )
     p.add_argument(
         "--micro-batch-size",
         type=int,
@@ -125,8 +141,8 @@ def register(subparsers) -> argparse.ArgumentParser:
         "--controls",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="also fit the control-task probe (random labels per parameter name; Hewitt and Liang 2019): "
-        "control_accuracy, selectivity (default on)",
+        help="also fit the control-task probe (random labels per item or category word, scored on words seen "
+        "in training; Hewitt and Liang 2019): control_accuracy, control_seen, selectivity (default on)",
     )
     p.add_argument(
         "--mdl",
@@ -139,7 +155,8 @@ def register(subparsers) -> argparse.ArgumentParser:
         "--bootstrap",
         type=int,
         default=1000,
-        help="bootstrap resamples over test problems for the 95%% intervals (0 = none; default 1000)",
+        help="bootstrap resamples over test problems (mistakes: solutions) for the 95%% intervals (0 = none; "
+        "Wilson intervals over examples for --analysis depth and mistakes; default 1000)",
     )
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--compile", action="store_true", help="torch.compile the probe forward (CUDA)")
@@ -240,7 +257,7 @@ def build_spec(args):
     :class:`~probekit.probe.experiment.DepthSpec`."""
     from probekit.probe.experiment import DepthSpec, MistakesSpec, ProbeSpec
 
-    models = tuple(dict.fromkeys([*args.models, *(["random-init"] if args.baseline == "random-init" else [])]))
+    models = _models(args)
     common = dict(
         checkpoint=args.ckpt,
         models=models,
@@ -250,21 +267,31 @@ def build_spec(args):
     )
     tested = _named(args, "n_test", "test_op", "reask")
     if args.analysis == "depth":
-        return DepthSpec(**common, **tested, layers=args.layers or "all")
+        return DepthSpec(**common, **tested, layers=args.layers or "all", bootstrap=args.bootstrap)
     if args.analysis == "mistakes":
         return MistakesSpec(
             **common,
             layers=args.layers,
             **_named(args, "records", "sets", "n_eval", "max_new_tokens", "probes"),
-            **_named(args, "nece_per_problem", "correct_per_problem", "background_per_problem"),
+            **_named(args, "nece_per_problem", "correct_per_problem", "background_per_problem", "bootstrap"),
         )
     return ProbeSpec(
         **common,
         **tested,
         tasks=args.task,
-        layers="-1" if args.layers is None else args.layers,
+        layers=READOUT if args.layers is None else args.layers,
         **_named(args, "seeds", "controls", "mdl", "bootstrap"),
     )
+
+
+def _models(args) -> tuple[str, ...]:
+    """The models probed: ``--models`` exactly when given (plus random-init with ``--baseline random-init``);
+    otherwise the checkpoint and the paper's random-init baseline, except for ``--analysis mistakes`` (whose
+    saved probes read the pretrained model only) or with ``--baseline none``."""
+    if args.models is not None:
+        return tuple(dict.fromkeys([*args.models, *(["random-init"] if args.baseline == "random-init" else [])]))
+    baseline = args.baseline or ("none" if args.analysis == "mistakes" else "random-init")
+    return ("pretrained", *(["random-init"] if baseline == "random-init" else []))
 
 
 def _named(args, *names: str) -> dict:
@@ -303,7 +330,7 @@ def _probe(spec) -> list[dict]:
     columns = [
         "model",
         "task",
-        "layer",
+        "hook",
         "rank",
         *(["seed"] if spec.seeds > 1 else []),
         "accuracy",
@@ -312,7 +339,7 @@ def _probe(spec) -> list[dict]:
         "accuracy_pos",
         "accuracy_neg",
         "majority",
-        *(["control_accuracy", "selectivity"] if spec.controls else []),
+        *(["control_accuracy", "control_seen", "selectivity"] if spec.controls else []),
         *(["compression", *(["control_compression"] if spec.controls else [])] if spec.mdl else []),
         "n",
     ]
@@ -328,8 +355,8 @@ def _depth(spec) -> list[dict]:
     result = run_depth(spec)
     _show(
         result.table,
-        ["model", "layer", "distance", "n", "accuracy", "ci_low", "ci_high"],
-        "nece accuracy by layer and distance",
+        ["model", "probe", "layer", "distance", "n", "accuracy", "ci_low", "ci_high", "accuracy_neg", "train_prior"],
+        "nece accuracy by layer and distance (accuracy_neg: on nece = false; train_prior: share of nece = true)",
     )
     return result.records(analysis="depth")
 

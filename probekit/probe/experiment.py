@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from probekit.configs import check_at_least
 from probekit.probe.collect import save_table
 from probekit.probe.data import PER_PROBLEM, parse_tasks
 from probekit.probe.mistakes import (
@@ -29,6 +30,7 @@ from probekit.probe.mistakes import (
     mistake_analysis,
     mistake_probe_data,
 )
+from probekit.probe.readout import READOUT
 from probekit.probe.runs import (
     HeldOutRun,
     ProbeRun,
@@ -73,8 +75,9 @@ class ProbeSpec(HeldOutRun):
 
     tasks: tuple[str, ...] = ("nece",)
     """Probe tasks (a comma list or ``"all"`` is accepted and normalised)."""
-    layers: str | int | list = "-1"
-    """``"all"``, a comma list of block indices (negative from the end) or hook names, or a list of them."""
+    layers: str | int | list = READOUT
+    """``"all"``, a comma list of block indices (negative from the end) or hook names, or a list of them
+    (default ``ln_final.hook_out``, after the final norm; ``-1`` / ``last_block`` is the last block before it)."""
     seeds: int = 1
     """Repeat every probe with probe seeds ``seed`` .. ``seed + seeds - 1`` (one row each)."""
     controls: bool = True
@@ -92,8 +95,8 @@ class ProbeSpec(HeldOutRun):
         super().check()
         if not self.tasks:
             raise ValueError("no task given")
-        if self.seeds < 1 or self.bootstrap < 0:
-            raise ValueError("seeds must be >= 1 and bootstrap >= 0")
+        check_at_least(self, 1, "seeds")
+        check_at_least(self, 0, "bootstrap")
 
 
 @dataclass
@@ -101,8 +104,8 @@ class ProbeResult:
     """The result table of :func:`run_probe` (one row per model x task x layer x seed) and its data summary."""
 
     table: pd.DataFrame
-    """DataFrame: the columns of :func:`~probekit.probe.layers.probe_layers` plus seed, n_train, n_too_long,
-    steps, amp, seconds, checkpoint, checks_skipped."""
+    """DataFrame: the columns of :func:`~probekit.probe.layers.probe_layers` (``hook`` names the read-out) plus
+    seed, n_train, n_too_long, steps, batch_size, amp, seconds, checkpoint, checks_skipped."""
     data: dict
     """Per-task data summary (``data.json``)."""
 
@@ -132,6 +135,7 @@ def run_probe(spec: ProbeSpec) -> ProbeResult:
     summary = _data_summary(spec, loaded, train, test, spec.tasks)
 
     frames = []
+    kwargs = spec.probe_kwargs(loaded.device, loaded.preset)
     for label, m in probed_models(spec, loaded.model):
         for task in spec.tasks:
             if not len(train.task(task)) or not len(test.task(task)):
@@ -151,13 +155,14 @@ def run_probe(spec: ProbeSpec) -> ProbeResult:
                     bootstrap=spec.bootstrap,
                     mdl=spec.mdl,
                     progress=spec.bar_label(f"{label} {task}"),
-                    **{**spec.probe_kwargs(loaded.device), "seed": seed},
+                    **{**kwargs, "seed": seed},
                 )
                 seconds = time.perf_counter() - start
                 frame.insert(frame.columns.get_loc("rank") + 1, "seed", seed)
                 frame["n_train"] = len(train.task(task))
                 frame["n_too_long"] = train.n_too_long.get(task, 0) + test.n_too_long.get(task, 0)
                 frame["steps"] = spec.steps
+                frame["batch_size"] = kwargs["batch_size"]
                 frame["amp"] = spec.amp
                 frame["seconds"] = round(seconds / len(frame), 3)
                 frame["checkpoint"] = str(spec.checkpoint)
@@ -207,7 +212,8 @@ class MistakesSpec(ProbeRun):
     checkpoint's own solutions."""
 
     layers: str | int | None = None
-    """The one layer probed (None: the last block; with ``probes``, the deepest saved probe)."""
+    """The one layer probed (None: ``ln_final.hook_out``, after the final norm; with ``probes``, the deepest
+    saved probe)."""
     records: str | None = None
     """The model's solutions: a ``probekit eval`` records.jsonl or its folder (None: generate them here)."""
     sets: str = "ood,reask"
@@ -221,11 +227,13 @@ class MistakesSpec(ProbeRun):
     nece_per_problem: int | None = PER_PROBLEM
     correct_per_problem: int | None = PER_PROBLEM
     background_per_problem: int = PER_PROBLEM
+    bootstrap: int = 1000
+    """Bootstrap resamples over solutions for the 95% intervals (0: Wilson intervals over examples)."""
 
     def check(self) -> None:
         super().check()
-        if self.background_per_problem < 0 or self.n_eval < 1:
-            raise ValueError("background_per_problem must be >= 0, n_eval >= 1")
+        check_at_least(self, 0, "background_per_problem", "bootstrap")
+        check_at_least(self, 1, "n_eval")
         if self.probes and "random-init" in self.models:
             raise ValueError("a random-init model needs probes trained here: drop the saved probes")
 
@@ -244,8 +252,8 @@ class MistakesResult:
         """One of :data:`MISTAKE_TABLES` over every probed model (column ``model`` first)."""
         import pandas as pd
 
-        frames = [getattr(a, name).assign(model=label) for label, a in self.analyses.items()]
-        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        frames = [getattr(a, name).assign(model=label, hook=self.layer) for label, a in self.analyses.items()]
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["model", "hook"])
         return frame[["model", *[c for c in frame.columns if c != "model"]]]
 
     def records(self) -> list[dict]:
@@ -274,7 +282,7 @@ def run_mistakes(spec: MistakesSpec) -> MistakesResult:
 
     spec.check()
     loaded = load_for_probing(spec)
-    names = resolve_layers(spec.layers or "-1", hooks.n_layers(loaded.model))
+    names = resolve_layers(spec.layers or READOUT, hooks.n_layers(loaded.model))
     if len(names) != 1:
         raise ValueError("the mistake analysis probes one layer: give one layer")
     layer = names[0]
@@ -325,7 +333,7 @@ def run_mistakes(spec: MistakesSpec) -> MistakesResult:
                     rank=spec.rank,
                     layer=layer,
                     progress=spec.bar_label(f"{label} {task}"),
-                    **spec.probe_kwargs(loaded.device),
+                    **spec.probe_kwargs(loaded.device, loaded.preset),
                 ).fit(m, train)
                 for task in MISTAKE_TASKS
             }
@@ -344,6 +352,7 @@ def run_mistakes(spec: MistakesSpec) -> MistakesResult:
                 correct_per_problem=spec.correct_per_problem,
                 background_per_problem=spec.background_per_problem,
                 seed=spec.seed,
+                bootstrap=spec.bootstrap,
             )
     generated = str(out / "eval" / "records.jsonl") if out is not None else None
     info = {
@@ -384,16 +393,24 @@ def _generate_records(spec: MistakesSpec, loaded, out: Path | None) -> list[dict
 # ---------------------------------------------------------------------------- depth
 @dataclass
 class DepthSpec(HeldOutRun):
-    """``probekit probe CKPT --analysis depth``: one nece probe per layer, scored per distance to the query
-    (:mod:`probekit.probe.depth`)."""
+    """``probekit probe CKPT --analysis depth``: one nece probe per layer, scored per distance to the query and on
+    nece = false parameters (:mod:`probekit.probe.depth`). The default is the paper's rank-8 V-probe; ``rank=0``
+    (a linear probe on frozen features, much cheaper) is labelled ``probe = "linear"`` in the rows."""
 
-    rank: int = 0
+    rank: int = 8
     layers: str | int | list = "all"
+    bootstrap: int = 1000
+    """Bootstrap resamples over test problems for the 95% intervals (0: Wilson intervals over examples)."""
+
+    def check(self) -> None:
+        super().check()
+        check_at_least(self, 0, "bootstrap")
 
 
 @dataclass
 class DepthResult:
-    """The table of :func:`run_depth` (per model x layer x distance) and its data summary (``data.json``)."""
+    """The table of :func:`run_depth` (per model x layer x distance, with each layer's accuracy on nece = false
+    parameters and the training prior) and its data summary (``data.json``)."""
 
     table: object
     data: dict
@@ -420,7 +437,12 @@ def run_depth(spec: DepthSpec) -> DepthResult:
             loaded.context,
             progress,
         )
-    summary = {**_data_summary(spec, loaded, train, test, ["nece"]), "n_necessary_test": len(test)}
+    n_necessary = int((test.labels == 1).sum())
+    summary = {
+        **_data_summary(spec, loaded, train, test, ["nece"]),
+        "n_necessary_test": n_necessary,
+        "n_unnecessary_test": len(test) - n_necessary,
+    }
     if not len(train) or not len(test):
         raise ValueError("no nece examples for the depth analysis (all longer than the context?)")
     tables = []
@@ -433,7 +455,8 @@ def run_depth(spec: DepthSpec) -> DepthResult:
             layers=spec.layers,
             rank=spec.rank,
             progress=spec.bar_label(f"{label} depth"),
-            **spec.probe_kwargs(loaded.device),
+            bootstrap=spec.bootstrap,
+            **spec.probe_kwargs(loaded.device, loaded.preset),
         )
         table.insert(0, "model", label)
         table["seconds"] = round(time.perf_counter() - start, 3)

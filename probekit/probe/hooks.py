@@ -8,7 +8,10 @@ Hook names follow TransformerLens 4 (``TransformerBridge``):
 - ``ln_final.hook_out``: the last block's output after the final norm (what the LM head reads).
 
 An integer layer means a block: ``layer=i`` is ``blocks.{i}.hook_resid_post`` and negative integers count
-from the end, so ``layer=-1`` is the *last block's* resid_post (before the final norm).
+from the end, so ``layer=-1`` is the *last block's* resid_post (before the final norm; also named
+``last_block``). The probes read :data:`READOUT` = ``ln_final.hook_out`` by default: the paper's "last hidden
+state" is the one the LM head reads, after the final norm. :func:`readout_text` says in words what a hook is
+(figure captions); :func:`readout_depth` orders hooks from the embeddings to ``ln_final``.
 
 Two back-ends give the same numbers (``tests/integration/test_probe.py`` checks allclose at every name):
 
@@ -36,20 +39,23 @@ exactly running the model with the embedding matrix ``E + U V^T``.
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-EMBED = "embed.hook_out"
-FINAL = "ln_final.hook_out"
-_RESID = re.compile(r"^blocks\.(\d+)\.hook_resid_post$")
+from probekit.probe.readout import (  # noqa: F401  (re-exported: hooks.READOUT, hooks.readout_text, ...)
+    EMBED,
+    FINAL,
+    LAST_BLOCK,
+    READOUT,
+    readout_depth,
+    readout_text,
+    resid_name,
+)
+from probekit.probe.readout import RESID as _RESID
+
 _ALIASES = {"embed": EMBED, "ln_final": FINAL, "final": FINAL}
-
-
-def resid_name(i: int) -> str:
-    return f"blocks.{i}.hook_resid_post"
 
 
 def n_layers(model) -> int:
@@ -62,6 +68,8 @@ def n_layers(model) -> int:
 
 def layer_name(layer: int | str, n_layer: int) -> str:
     """The hook name of ``layer``: an int block index (negative from the end) or a hook name / alias."""
+    if layer == LAST_BLOCK:
+        layer = -1
     if isinstance(layer, str):
         if layer.lstrip("-").isdigit():
             layer = int(layer)
@@ -72,7 +80,7 @@ def layer_name(layer: int | str, n_layer: int) -> str:
                 return name
             raise ValueError(
                 f"unknown layer {layer!r}: use a block index (0..{n_layer - 1}, negative from the end), "
-                f"'{EMBED}', 'blocks.<i>.hook_resid_post' or '{FINAL}'"
+                f"'{EMBED}', 'blocks.<i>.hook_resid_post', '{LAST_BLOCK}' or '{FINAL}'"
             )
     if not isinstance(layer, int) or isinstance(layer, bool):
         raise TypeError(f"layer must be an int or a hook name, not {layer!r}")

@@ -12,10 +12,12 @@ Every row also carries (:mod:`probekit.probe.stats`; columns in :mod:`probekit.p
   seed): ``ci_low`` / ``ci_high`` and the same for the positive, negative, unnecessary and control accuracies;
 - with ``controls=True`` (default) the **control task** of Hewitt and Liang (2019): a second probe with the
   same rank, layer, steps and seed, trained on the train examples and scored on the test examples with labels
-  assigned at random per parameter name (``dep``: per (A, B) pair) from the real task's train class
-  frequencies (:func:`control_task`; seeded by the probe seed). For ``rank=0`` it is fitted on the same cached
-  features. Columns ``control_accuracy``, ``control_majority`` and ``selectivity`` = accuracy -
-  control_accuracy;
+  assigned at random per control key (the counted item or category word of A; ``dep``: with the category of
+  B's; :func:`probekit.probe.stats.control_keys`) from the real task's train class frequencies
+  (:func:`control_task`; seeded by the probe seed), scored only on the test examples whose key occurs in the
+  training data (:func:`control_seen`). For ``rank=0`` it is fitted on the same cached features. Columns
+  ``control_accuracy``, ``control_majority``, ``control_seen`` (share of test examples with a seen key),
+  ``n_control`` and ``selectivity`` = accuracy - control_accuracy on those examples;
 - with ``mdl=True`` the **online code length** of the train labels given the layer's features (Voita and
   Titov 2020; :func:`online_code_length`): ``mdl_bits``, ``uniform_bits``, ``compression`` = uniform / mdl,
   and for the control labels ``control_mdl_bits`` / ``control_compression`` (NaN columns when off). For speed
@@ -79,13 +81,20 @@ def collect_features(
     return out
 
 
+def control_seen(train: ProbeData, test: ProbeData, task: str) -> np.ndarray:
+    """Which ``task`` test examples have a control key that occurs in ``train`` (where the control task can be
+    memorised, so where it is scored)."""
+    keys = stats.control_keys(train.task(task).meta, task)
+    return stats.seen_keys(keys, stats.control_keys(test.task(task).meta, task))
+
+
 MDL_COLUMNS = ("mdl_bits", "uniform_bits", "compression", "control_mdl_bits", "control_compression")
 
 
 def control_task(train: ProbeData, test: ProbeData, task: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Control-task labels ``(train labels, test labels)`` of ``task`` (module doc): one random label per
-    parameter name (``dep``: per (A, B) pair), drawn from the class frequencies of ``train``'s real labels
-    through a fixed map seeded by ``seed``, so a name has the same control label in train and test."""
+    control key (:func:`stats.control_keys`), drawn from the class frequencies of ``train``'s real labels
+    through a fixed map seeded by ``seed``, so a key has the same control label in train and test."""
     train, test = train.task(task), test.task(task)
     prior = stats.label_prior(train.labels, n_classes(task))
     return (
@@ -145,7 +154,8 @@ def probe_layers(
 ):
     """Fit a ``task`` probe at each layer on ``train``, score on ``test``: a DataFrame, one row per layer:
     layer, hook, task, rank, accuracy, ci_low, ci_high, accuracy_pos (+ interval), accuracy_neg (+ interval),
-    majority, control_accuracy (+ interval), control_majority, selectivity (+ interval), n, n_pos,
+    majority, control_accuracy (+ interval), control_majority, control_seen, n_control, selectivity (+ interval),
+    n, n_pos,
     n_problems, accuracy_unnecessary (+ interval), n_unnecessary, bootstrap, mdl_bits, uniform_bits,
     compression, control_mdl_bits, control_compression[, model] (module doc).
 
@@ -166,6 +176,7 @@ def probe_layers(
     necessary = test.meta.get("necessary")
     if controls:
         c_train, c_test = control_task(train, test, task, seed)
+        c_seen = control_seen(train, test, task)
         c_train_data = ProbeData(train.ids, c_train, train.meta, dict(train.n_too_long), train.max_len)
     rows, probes = [], {}
     amp = probe_kwargs.get("amp", "auto")
@@ -195,7 +206,7 @@ def probe_layers(
                 c_probe.fit(model, c_train_data)
                 control = {"control_pred": c_probe.predict(test)}
         if controls:
-            control.update(control_labels=c_test, control_majority_class=c_probe.majority_class_)
+            control.update(control_labels=c_test, control_majority_class=c_probe.majority_class_, control_mask=c_seen)
         row = probe.score_predictions(pred, test.labels, necessary, groups=groups, bootstrap=bootstrap, **control)
         code = dict.fromkeys(MDL_COLUMNS, np.nan)
         if mdl:

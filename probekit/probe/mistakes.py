@@ -18,15 +18,17 @@ For every record (every solution, correct or not) and every parameter of the pro
 the model wrote that lies outside the pool), one ``nece`` example at the end of the question, in one ``group``:
 
 - ``necessary``: nece(A) = 1 (label 1);
-- ``written_unnecessary``: not necessary and defined by a *parseable* sentence of the model's solution (label 0),
-  whether or not that sentence is right; ``written_correctly`` marks those the checker lists in
-  ``verdict.unnecessary`` (a correct sentence computing an unnecessary parameter);
+- ``written_unnecessary``: the paper's Fig. 8(a) population: not necessary, and computed by a well-formed sentence
+  (one the checker lists in ``verdict.unnecessary``) of a **fully correct** solution (label 0);
+- ``written_unnecessary_other``: not necessary and defined by a *parseable* sentence of a wrong solution, or by a
+  sentence the checker rejects (label 0);
 - ``unwritten_unnecessary``: not necessary and never defined by the model (label 0).
 
-Per group, :func:`conditional_table` reports ``p_pred_true`` = P(probe says nece | group) with its Wilson 95%
-interval: the paper's comparison is ``written_unnecessary`` against ``unwritten_unnecessary``. Columns
-``solution_correct`` and ``written_correctly`` let a figure restrict to fully correct solutions
-(``conditional_table(frame[frame.solution_correct])``). ``nece_per_problem`` (default 10, ``None``: all) caps the
+The tables (:func:`mistake_analysis`) add ``written_unnecessary_pooled`` = both written groups together (every
+parseable unnecessary sentence of every solution: the population before the paper's restriction), a second,
+labelled series. Per group, :func:`conditional_table` reports ``p_pred_true`` = P(probe says nece | group) with its
+95% interval: the paper's comparison is ``written_unnecessary`` against ``unwritten_unnecessary``. Columns
+``solution_correct``, ``written`` and ``written_correctly`` stay in the example frames. ``nece_per_problem`` (default 10, ``None``: all) caps the
 necessary and the unwritten-unnecessary examples of one record, drawn uniformly without replacement (seeded);
 written unnecessary parameters, the rare group, are always all kept.
 
@@ -64,8 +66,11 @@ Tables
 ------
 :func:`conditional_table`: ``task, <by...>, group, true_label, n, n_pred_true, p_pred_true, p_ci_low, p_ci_high,
 n_correct, accuracy, ci_low, ci_high`` (``accuracy`` = P(prediction = true label); within a row the true label is
-fixed, so accuracy is ``p_pred_true`` or ``1 - p_pred_true``). The ``by`` columns (default ``set``) are strings;
-pooled rows have ``"all"``. Intervals are Wilson 95% (:func:`probekit.evaluate.metrics.wilson_interval`).
+fixed, so accuracy is ``p_pred_true`` or ``1 - p_pred_true``), ``n_solutions``, ``bootstrap``. The ``by`` columns
+(default ``set``) are strings; pooled rows have ``"all"``. Intervals are 95% percentile intervals of the bootstrap
+over *solutions* (``record``: the examples of one solution share its problem and are correlated;
+:mod:`probekit.probe.stats`) with ``bootstrap`` resamples (default 1000, seeded), or Wilson 95% over examples
+(:func:`probekit.evaluate.metrics.wilson_interval`) with ``bootstrap=0``.
 """
 
 from __future__ import annotations
@@ -80,6 +85,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from probekit.igsm.check import SolutionSentence, check_solution, parse_solution
+from probekit.probe import stats
 from probekit.probe.collect import (
     SINGLE_PARAMETER_DROP,
     ExampleCollector,
@@ -100,7 +106,14 @@ from probekit.records import table_records
 
 STEP_ANALYSIS_TASKS: tuple[str, ...] = ("can_next", "nece_next")
 MISTAKE_TASKS: tuple[str, ...] = ("nece", *STEP_ANALYSIS_TASKS)
-NECE_GROUPS: tuple[str, ...] = ("necessary", "written_unnecessary", "unwritten_unnecessary")
+NECE_GROUPS: tuple[str, ...] = (
+    "necessary",
+    "written_unnecessary",
+    "written_unnecessary_other",
+    "unwritten_unnecessary",
+)
+WRITTEN_POOLED = "written_unnecessary_pooled"
+"""The table-only group of every written unnecessary parameter (``written_unnecessary`` + ``_other``)."""
 STEP_GROUPS: tuple[str, ...] = ("first_error", "correct_step", "background")
 SKIP_REASONS: tuple[str, ...] = ("bad_record", "no_first_error", "ending", "no_parameter", "not_a_parameter")
 
@@ -119,6 +132,8 @@ TABLE_COLUMNS = (
     "accuracy",
     "ci_low",
     "ci_high",
+    "n_solutions",
+    "bootstrap",
 )
 
 
@@ -208,7 +223,7 @@ def unnecessary_examples(
     seed: int = 0,
 ) -> ProbeData:
     """The nece examples of analysis (a) (module doc): groups necessary / written_unnecessary /
-    unwritten_unnecessary, at the end of the question of each record."""
+    written_unnecessary_other / unwritten_unnecessary, at the end of the question of each record."""
     from probekit.tokenizer import default_tokenizer
 
     tokenizer = tokenizer or default_tokenizer()
@@ -228,7 +243,8 @@ def unnecessary_examples(
             if name in nece:
                 groups["necessary"].append(name)
             elif name in written_set:
-                groups["written_unnecessary"].append(name)
+                paper = sol.correct and name in correctly  # a well-formed sentence of a correct solution
+                groups["written_unnecessary" if paper else "written_unnecessary_other"].append(name)
             else:
                 groups["unwritten_unnecessary"].append(name)
         if nece_per_problem is not None:
@@ -407,9 +423,31 @@ def predict_frame(data: ProbeData, probes: Mapping[str, Predictor], model=None):
     return frame
 
 
-def conditional_table(frame, by: Sequence[str] = ("set",), pooled: bool = True):
-    """Per (task, ``by``..., group, true label): counts, P(probe says true) and accuracy with Wilson intervals
-    (module doc). ``frame`` is a :func:`predict_frame` output (columns task, group, label, pred, ``by``)."""
+def with_pooled_written(frame):
+    """``frame`` plus a copy of its written-unnecessary rows (both groups) as group :data:`WRITTEN_POOLED`."""
+    import pandas as pd
+
+    if frame is None or not len(frame):
+        return frame
+    written = frame[frame["group"].isin(["written_unnecessary", "written_unnecessary_other"])]
+    return pd.concat([frame, written.assign(group=WRITTEN_POOLED)], ignore_index=True)
+
+
+def _rate(hits, records, bootstrap: int, seed: int) -> tuple[float, float, float]:
+    """``(rate, low, high)`` of boolean ``hits``: bootstrap over ``records`` (solutions) or Wilson (module doc)."""
+    hits = np.asarray(hits, dtype=bool)
+    rate, low, high = wilson_rate(int(hits.sum()), len(hits))
+    if bootstrap > 0 and len(hits):
+        low, high = stats.bootstrap_ci(hits.astype(np.float64), stats.codes(list(records)), None, bootstrap, seed)
+    return rate, low, high
+
+
+def conditional_table(
+    frame, by: Sequence[str] = ("set",), pooled: bool = True, bootstrap: int = stats.N_BOOT, seed: int = 0
+):
+    """Per (task, ``by``..., group, true label): counts, P(probe says true) and accuracy with 95% intervals over
+    solutions (module doc; ``bootstrap=0``: Wilson over examples). ``frame`` is a :func:`predict_frame` output
+    (columns task, group, label, pred, record, ``by``)."""
     import pandas as pd
 
     by = list(by)
@@ -423,15 +461,16 @@ def conditional_table(frame, by: Sequence[str] = ("set",), pooled: bool = True):
     if pooled and by:
         parts.append(frame.assign(**{c: "all" for c in by}))
     data = pd.concat(parts, ignore_index=True)
-    groups = [g for g in (*NECE_GROUPS, *STEP_GROUPS) if g in set(data["group"])]
+    groups = [g for g in (*NECE_GROUPS, WRITTEN_POOLED, *STEP_GROUPS) if g in set(data["group"])]
     groups += sorted(set(data["group"]) - set(groups))
     rows = []
     for key, sub in data.groupby(["task", *by, "group", "label"], sort=False):
         n = len(sub)
         n_true = int((sub["pred"] == 1).sum())
         n_ok = int((sub["pred"] == sub["label"]).sum())
-        p, p_low, p_high = wilson_rate(n_true, n)
-        acc, low, high = wilson_rate(n_ok, n)
+        records = sub["record"] if "record" in sub else range(n)
+        p, p_low, p_high = _rate(sub["pred"] == 1, records, bootstrap, seed)
+        acc, low, high = _rate(sub["pred"] == sub["label"], records, bootstrap, seed)
         rows.append(
             dict(
                 zip(["task", *by, "group", "true_label"], key),
@@ -444,6 +483,8 @@ def conditional_table(frame, by: Sequence[str] = ("set",), pooled: bool = True):
                 accuracy=acc,
                 ci_low=low,
                 ci_high=high,
+                n_solutions=len(set(records)),
+                bootstrap=int(bootstrap),
             )
         )
     table = pd.DataFrame(rows, columns=columns)
@@ -512,12 +553,15 @@ def mistake_analysis(
     background_per_problem: int = PER_PROBLEM,
     seed: int = 0,
     by: Sequence[str] = ("set",),
+    bootstrap: int = stats.N_BOOT,
 ) -> MistakeAnalysis:
     """Analyses (a) and (b) of the module doc on a model's own solutions.
 
     ``probes``: ``{"nece": ..., "can_next": ..., "nece_next": ...}`` (any object with ``predict``); ``model`` is
     passed to ``probe.predict(data, model)`` when given (probes loaded from disk need it). ``max_len``: the model's
-    context (longer examples are left out and counted).
+    context (longer examples are left out and counted). ``bootstrap``: resamples of the intervals over solutions
+    (0: Wilson over examples), seeded by ``seed``. The unnecessary table has the extra group
+    :data:`WRITTEN_POOLED`.
     """
     from probekit.tokenizer import default_tokenizer
 
@@ -547,7 +591,11 @@ def mistake_analysis(
         },
     }
     return MistakeAnalysis(
-        conditional_table(nece_frame, by), conditional_table(step_frame, by), nece_frame, step_frame, counts
+        conditional_table(with_pooled_written(nece_frame), by, bootstrap=bootstrap, seed=seed),
+        conditional_table(step_frame, by, bootstrap=bootstrap, seed=seed),
+        nece_frame,
+        step_frame,
+        counts,
     )
 
 

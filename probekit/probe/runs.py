@@ -16,8 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from probekit.configs import check_at_least
+
 MODELS = ("pretrained", "random-init")
 """The models a probe job can probe: the checkpoint itself and the same architecture randomly initialised."""
+
+PROBE_BATCH_SIZE = {"med": 256, "hard": 128}
+"""The paper's probe batch per preset (App. F.2), used when a run gives none."""
+
+
+def probe_batch_size(preset: str | None) -> int:
+    """The paper's probe batch size for ``preset`` (App. F.2: 256 for med, 128 for hard; 256 otherwise)."""
+    return PROBE_BATCH_SIZE.get(preset or "med", PROBE_BATCH_SIZE["med"])
 
 
 @dataclass
@@ -32,7 +42,8 @@ class ProbeRun:
     """Rank of the embedding update (0: a linear probe on frozen features)."""
     steps: int = 1000
     lr: float = 2e-3
-    batch_size: int = 256
+    batch_size: int | None = None
+    """Examples per step (None: the paper's for the preset, :func:`probe_batch_size`)."""
     micro_batch_size: int | None = None
     """Examples per forward (gradient accumulation; None: the batch on CUDA, 32 on CPU)."""
     n_train: int = 1000
@@ -66,15 +77,16 @@ class ProbeRun:
         bad = [m for m in self.models if m not in MODELS]
         if bad or not self.models:
             raise ValueError(f"unknown model {', '.join(bad) or 'none'}: use {', '.join(MODELS)}")
-        if self.rank < 0 or self.steps < 1 or self.n_train < 1:
-            raise ValueError("rank must be >= 0; steps and n_train >= 1")
+        check_at_least(self, 0, "rank")
+        check_at_least(self, 1, "steps", "n_train", "batch_size")
 
-    def probe_kwargs(self, device: str) -> dict:
-        """The :class:`~probekit.probe.vprobe.VProbe` settings of this run."""
+    def probe_kwargs(self, device: str, preset: str | None = None) -> dict:
+        """The :class:`~probekit.probe.vprobe.VProbe` settings of this run on problems of ``preset`` (which sets
+        the batch size when the run gives none)."""
         return {
             "steps": self.steps,
             "lr": self.lr,
-            "batch_size": self.batch_size,
+            "batch_size": self.batch_size or probe_batch_size(preset),
             "seed": self.seed,
             "device": device,
             "compile": self.compile,
@@ -89,7 +101,10 @@ class ProbeRun:
 
 @dataclass
 class HeldOutRun(ProbeRun):
-    """A :class:`ProbeRun` scored on fresh test-split problems."""
+    """A :class:`ProbeRun` scored on fresh test-split problems; it probes the checkpoint and its random-init twin
+    unless told otherwise (the paper's baseline)."""
+
+    models: tuple[str, ...] = MODELS
 
     n_test: int = 400
     """Test-split problems."""
@@ -100,8 +115,7 @@ class HeldOutRun(ProbeRun):
 
     def check(self) -> None:
         super().check()
-        if self.n_test < 1:
-            raise ValueError("n_test must be >= 1")
+        check_at_least(self, 1, "n_test")
 
     def data_args(self, preset: str) -> tuple[str, str, int, int, int, int | None, int | None, bool]:
         """The leading arguments of :func:`~probekit.probe.data.train_test_data` and
@@ -175,5 +189,5 @@ def save_probe(run: ProbeRun, probe, folder: Path, label: str, task: str, hook: 
     checkpoint it reads)."""
     if label == "pretrained":
         probe.model_path_ = str(Path(run.checkpoint).resolve())
-    short = hook.replace(".hook_resid_post", "").replace(".", "")
+    short = hook.replace(".hook_resid_post", "").replace(".hook_out", "").replace(".", "")
     probe.save(folder / f"{label}-{task}-{short}")

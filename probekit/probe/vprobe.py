@@ -9,8 +9,9 @@ Trainable parts (everything else is frozen: ``requires_grad`` False, eval mode, 
   most needs to move: the pretrained model never saw them). It is run as ``inputs_embeds = E[ids] +
   U[ids] V^T``, which is exactly the model with embedding matrix ``E + U V^T``. ``rank=0``: no update, a plain
   linear probe.
-- the **linear head** on the hidden state at the final ``[END]`` of hook ``layer`` (``layer=-1``: the last
-  block's ``resid_post``, the paper's "last layer"; see :mod:`probekit.probe.hooks`). Its weight starts at
+- the **linear head** on the hidden state at the final ``[END]`` of hook ``layer`` (default
+  ``ln_final.hook_out``: the last block after the final norm, the paper's "last hidden state"; ``layer=-1`` is
+  the last block *before* the final norm; see :mod:`probekit.probe.hooks`). Its weight starts at
   zero and its bias at the log prior of the train labels (the untrained probe answers the majority class; see
   ``_init_bias``). Its input is standardised with a *fixed* per-feature mean and standard deviation measured once, before
   training, on (up to 1024) training examples of the unmodified model: a reparametrisation of the same linear
@@ -43,9 +44,12 @@ bootstrap intervals *over problems* (examples of one problem are correlated), se
 ``ci_low_unnecessary`` / ``ci_high_unnecessary``; ``bootstrap`` records the number of resamples.
 
 Control task (Hewitt and Liang 2019; filled by :func:`probekit.probe.layers.probe_layers`, NaN otherwise): the
-same probe trained and scored on labels assigned at random per parameter name (:func:`stats.control_labels`):
-``control_accuracy`` (with ``ci_low_control`` / ``ci_high_control``), ``control_majority`` (the majority
-baseline of the control labels) and ``selectivity`` = accuracy - control_accuracy (with the paired
+same probe trained and scored on labels assigned at random per control key (the counted item or category word
+of A, :func:`stats.control_keys`; :func:`stats.control_labels`), scored on the test examples whose key occurs
+in training: ``control_accuracy`` (with ``ci_low_control`` / ``ci_high_control``), ``control_majority`` (the
+majority baseline of the control labels), ``control_seen`` (share of test examples with a seen key),
+``n_control``, ``accuracy_seen`` (the real probe on those examples) and ``selectivity`` = accuracy_seen -
+control_accuracy (with the paired
 ``ci_low_selectivity`` / ``ci_high_selectivity``).
 """
 
@@ -123,7 +127,7 @@ class ProbeParams(nn.Module):
 
 
 class VProbe(Estimator):
-    """V-probe estimator (module doc): ``VProbe(task, rank=8, layer=-1).fit(model, train).score(test)``.
+    """V-probe estimator (module doc): ``VProbe(task, rank=8).fit(model, train).score(test)``.
 
     It follows the scikit-learn estimator contract: ``__init__`` only stores its arguments (they are checked
     by ``fit``), ``get_params`` / ``set_params`` make ``sklearn.base.clone`` work, ``fit`` returns the probe
@@ -138,9 +142,9 @@ class VProbe(Estimator):
         The probing task, one of :data:`probekit.probe.data.TASKS`.
     rank : int, default 8
         Rank r of the embedding update ``U V^T``; 0 trains the linear head alone (a plain linear probe).
-    layer : int or str, default -1
-        The hidden state read: a block index (negative from the end; -1 = the last block's ``resid_post``) or
-        a hook name (:func:`probekit.probe.hooks.layer_name`).
+    layer : int or str, default ``"ln_final.hook_out"``
+        The hidden state read: a hook name (:func:`probekit.probe.hooks.layer_name`; default after the final
+        norm) or a block index (negative from the end; -1 = the last block's ``resid_post``, before the norm).
     steps : int, default 1000
         Optimizer steps (>= 1).
     lr : float, default 2e-3
@@ -201,7 +205,7 @@ class VProbe(Estimator):
         self,
         task: str = "nece",
         rank: int = 8,
-        layer: int | str = -1,
+        layer: int | str = hooks.READOUT,
         steps: int = 1000,
         lr: float = 2e-3,
         batch_size: int = 256,
@@ -683,6 +687,7 @@ class VProbe(Estimator):
         control_pred=None,
         control_labels=None,
         control_majority_class=None,
+        control_mask=None,
     ):
         """The :meth:`score_table` row of given predictions (:func:`score_row` with this probe's task, layer,
         rank, seed and training majority class).
@@ -701,6 +706,8 @@ class VProbe(Estimator):
             The control-task probe's predictions and the control labels of the same examples.
         control_majority_class : int, optional
             The majority class of the control training labels.
+        control_mask : array-like of bool, optional
+            The examples the control task is scored on (keys seen in training); None: all.
 
         Returns
         -------
@@ -724,6 +731,7 @@ class VProbe(Estimator):
                     control_pred=control_pred,
                     control_labels=control_labels,
                     control_majority_class=control_majority_class,
+                    control_mask=control_mask,
                     layer=hooks.layer_label(self.layer_name_) if self.layer_name_ else self.layer,
                     rank=self.rank,
                 )
@@ -874,6 +882,7 @@ def score_row(
     control_pred=None,
     control_labels=None,
     control_majority_class: int | None = None,
+    control_mask=None,
     **extra,
 ) -> dict:
     """The score columns for predictions ``pred`` against ``labels`` (module doc); ``necessary`` (one bool per
@@ -885,7 +894,9 @@ def score_row(
     predictions and the control-task labels of the same examples) fill ``control_accuracy``,
     ``control_majority`` (majority baseline of the control labels for ``control_majority_class``, the
     majority class of the control *training* labels) and ``selectivity``, with intervals on the same
-    resamples. ``extra`` columns (layer, rank, ...) follow ``task``."""
+    resamples, on the examples of ``control_mask`` (control keys seen in training; None: all), with
+    ``control_seen`` = their share, ``n_control`` their number and ``accuracy_seen`` the real probe's accuracy on
+    them; ``selectivity`` = accuracy_seen - control accuracy. ``extra`` columns (layer, rank, ...) follow ``task``."""
     pred, labels = np.asarray(pred), np.asarray(labels)
     n = len(labels)
     correct = pred == labels
@@ -894,17 +905,20 @@ def score_row(
     unnecessary = ~np.asarray(necessary, dtype=bool) if necessary is not None else np.zeros(n, dtype=bool)
     has_control = control_pred is not None and control_labels is not None
     control_correct = None
+    seen = np.ones(n, dtype=bool) if control_mask is None else np.asarray(control_mask, dtype=bool)
     if has_control:
         control_pred, control_labels = np.asarray(control_pred), np.asarray(control_labels)
-        if len(control_pred) != n or len(control_labels) != n:
-            raise ValueError("control predictions and labels must cover the same examples as the labels")
+        if len(control_pred) != n or len(control_labels) != n or len(seen) != n:
+            raise ValueError("control predictions, labels and mask must cover the same examples as the labels")
         control_correct = control_pred == control_labels
 
     def mean(mask, any_task=False):
         return float(correct[mask].mean()) if (binary or any_task) and mask.any() else math.nan
 
     accuracy = float(correct.mean()) if n else math.nan
-    control_accuracy = float(control_correct.mean()) if control_correct is not None and n else math.nan
+    on_seen = control_correct is not None and bool(seen.any())
+    control_accuracy = float(control_correct[seen].mean()) if control_correct is not None and on_seen else math.nan
+    seen_accuracy = float(correct[seen].mean()) if on_seen else math.nan
     nan2 = (math.nan, math.nan)
     ci = dict.fromkeys(("all", "pos", "neg", "unnecessary", "control", "selectivity"), nan2)
     if bootstrap and n:
@@ -912,10 +926,10 @@ def score_row(
         if binary:
             columns.update(pos=(correct, pos), neg=(correct, neg))
         if has_control:
-            columns["control"] = (control_correct, None)
+            columns.update(control=(control_correct, seen), seen=(correct, seen))
         samples = stats.bootstrap_means(columns, groups, int(bootstrap), bootstrap_seed)
         if has_control:
-            samples["selectivity"] = samples["all"] - samples["control"]
+            samples["selectivity"] = samples.pop("seen") - samples["control"]
         for key, values in samples.items():
             ci[key] = stats.percentile_interval(values, level)
         if necessary is None:
@@ -939,11 +953,14 @@ def score_row(
         "ci_low_control": ci["control"][0],
         "ci_high_control": ci["control"][1],
         "control_majority": (
-            float((control_labels == control_majority_class).mean())
-            if has_control and n and control_majority_class is not None
+            float((control_labels[seen] == control_majority_class).mean())
+            if on_seen and control_majority_class is not None
             else math.nan
         ),
-        "selectivity": accuracy - control_accuracy if has_control else math.nan,
+        "accuracy_seen": seen_accuracy,
+        "control_seen": float(seen.mean()) if has_control and n else math.nan,
+        "n_control": int(seen.sum()) if has_control else None,
+        "selectivity": seen_accuracy - control_accuracy if has_control else math.nan,
         "ci_low_selectivity": ci["selectivity"][0],
         "ci_high_selectivity": ci["selectivity"][1],
         "n": int(n),

@@ -1,12 +1,14 @@
 """``probekit run CONFIG.yaml``: expand a sweep into jobs, run the unfinished ones, merge the results store.
 
 ``--dry-run`` prints the expanded jobs (``--dry-run --json``: a JSON list of objects, each with its stable
-``job_id``, ``kind``, ``checkpoint``, ``params``, ``depends_on``, ``done`` and the equivalent ``probekit``
-``command``) and runs nothing. Otherwise the unfinished jobs run, each a library call
+``job_id``, ``kind``, ``checkpoint``, ``params``, ``depends_on``, ``done``, ``inputs_changed`` and the
+equivalent ``probekit`` ``command``) and runs nothing. Otherwise the unfinished jobs run, each a library call
 (:mod:`probekit.sweep.runners`; ``--executor local``: one worker per GPU, or ``--workers`` processes
 on CPU; ``--executor submitit``: Slurm through submitit) under a progress bar with ETA, and ``--json`` prints a
-summary object on stdout. Exit status: 0 when every job finished, 1 when some failed (they are retried by the
-next run), 2 for a bad config (nothing runs).
+summary object on stdout. A job is finished when its rows were computed from inputs of the same content as now
+(:mod:`probekit.sweep.inputs`); the jobs whose rows were replaced because their inputs changed (a checkpoint
+retrained or overwritten) are listed on stderr and in the summary's ``replaced``. Exit status: 0 when every job
+finished, 1 when some failed (they are retried by the next run), 2 for a bad config (nothing runs).
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ def run_command(args) -> int:
     from probekit.sweep.execute import run_jobs
 
     store.root.mkdir(parents=True, exist_ok=True)
-    store.write_jobs([j.to_dict() for j in jobs])
+    store.write_jobs([j.to_dict() for j in every_job])  # the sweep's jobs (with --only too), as merged
     cluster = {
         "cluster": args.cluster,
         "timeout_min": args.timeout_min,
@@ -102,34 +104,49 @@ def run_command(args) -> int:
         workers=args.workers,
         cluster=cluster,
         progress=not args.quiet,
-        sweep_jobs=[j.job_id for j in every_job],
+        sweep_jobs=every_job,
     )
     result = {"sweep": cfg.name, "results": str(store.results_path), **summary.to_dict()}
     if args.json:
         print(json.dumps(result))
-    if not args.quiet or summary.failed:
+    if not args.quiet or summary.failed or summary.replaced:
         print(
             f"probekit run: {summary.already_done} already done, {len(summary.finished)} finished, "
-            f"{len(summary.failed)} failed, {len(summary.skipped)} skipped in {summary.seconds:.0f}s; "
-            f"results: {store.results_path}",
+            f"{len(summary.failed)} failed, {len(summary.skipped)} skipped, {len(summary.replaced)} replaced "
+            f"(inputs changed) in {summary.seconds:.0f}s; results: {store.results_path}",
             file=sys.stderr,
         )
         for job_id, reason in {**summary.failed, **summary.skipped}.items():
             print(f"  {job_id}: {reason}", file=sys.stderr)
+        for r in summary.replaced:
+            print(
+                f"  replaced {r['job_id']}: {', '.join(r['changed'])} changed; "
+                f"{'ran again' if r['rerun'] else 'not run (not selected)'}; old rows in {r['old_rows']}",
+                file=sys.stderr,
+            )
     return 1 if summary.failed or summary.skipped else 0
 
 
 def _dry_run(jobs, store, device, as_json: bool) -> int:
-    from probekit.sweep.execute import job_output
+    from probekit.sweep.execute import job_output, job_state
 
     finished = store.finished()
+    states: dict[str, str] = {}
     listing = []
     for job in jobs:
+        dep = job.depends_on
+        if job.job_id not in finished:
+            states[job.job_id] = "todo"
+        elif dep is not None and states.get(dep, "done") != "done":
+            states[job.job_id] = "changed"  # its training job runs again first: its checkpoint will change
+        else:
+            states[job.job_id] = job_state(job, store)
         checkpoint = job.source.get("path") or f"<checkpoint of {job.depends_on}>"
         listing.append(
             {
                 **job.to_dict(),
-                "done": job.job_id in finished,
+                "done": states[job.job_id] == "done",
+                "inputs_changed": states[job.job_id] == "changed",
                 "command": job.command(checkpoint, job_output(job, store), device),
             }
         )
@@ -137,6 +154,11 @@ def _dry_run(jobs, store, device, as_json: bool) -> int:
         print(json.dumps(listing))
         return 0
     for item in listing:
-        print(f"{'done' if item['done'] else 'todo'}  {item['job_id']}\n      {item['command']}")
-    print(f"{len(listing)} jobs, {sum(i['done'] for i in listing)} done; results store {store.root}/", file=sys.stderr)
+        state = "done" if item["done"] else "changed" if item["inputs_changed"] else "todo"
+        print(f"{state}  {item['job_id']}\n      {item['command']}")
+    print(
+        f"{len(listing)} jobs, {sum(i['done'] for i in listing)} done, "
+        f"{sum(i['inputs_changed'] for i in listing)} with changed inputs; results store {store.root}/",
+        file=sys.stderr,
+    )
     return 0

@@ -11,10 +11,10 @@
       tiny: {config: experiments/train/cpu-tiny.yaml, overrides: [schedule.steps=50], seeds: [0, 1],
              grid: {data.n_problems: [1000, null]}}
     accuracy:   {sets: [id, "20", r20], n: 64, seeds: [0], samples: 0, temperature: 0.7}
-    probe:      {tasks: [nece, dep], layers: [-1], ranks: [8], seeds: [0], models: [pretrained, random-init],
+    probe:      {tasks: [nece, dep], layers: [ln_final], ranks: [8], seeds: [0], models: [pretrained, random-init],
                  test_sets: [id], n_train: 200, n_test: 100, steps: 200}
-    mistakes:   {sets: [ood, reask], n_eval: 256, layers: [-1], ...}
-    depth:      {layers: all, ranks: [0], ...}
+    mistakes:   {sets: [ood, reask], n_eval: 256, layers: [ln_final], ...}
+    depth:      {layers: all, ranks: [8], ...}
     figures:    [fig3, fig7a]    # for ``probekit figures`` (or {fig3: {options}})
 
 Each analysis also takes ``checkpoints: [labels]`` to run on some checkpoints only (default: all of them).
@@ -109,7 +109,8 @@ class ProbeSettings:
     per_problem: int = 10
     steps: int = 1000
     lr: float = 2e-3
-    batch_size: int = 256
+    batch_size: int | None = None
+    """Probe batch (None: the paper's by preset, 256 for med and 128 for hard)."""
     micro_batch_size: int | None = None
     op: int | None = None
     preset: Literal["med", "hard"] | None = None
@@ -123,7 +124,7 @@ class ProbeSection(ProbeSettings):
     """V-probe accuracy: one job per checkpoint x model x task x layer x rank x seed x test set."""
 
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
-    layers: list[int | str] = field(default_factory=lambda: [-1])
+    layers: list[int | str] = field(default_factory=lambda: ["ln_final"])
     test_sets: list[str] = field(default_factory=lambda: ["id"])
     controls: bool = True
     """The Hewitt-Liang control task and selectivity in every row (``probekit probe --controls``)."""
@@ -138,7 +139,7 @@ class MistakesSection(ProbeSettings):
     """Mistakes against probes (Fig. 8): one job per checkpoint x model x layer x rank x seed."""
 
     models: list[str] = field(default_factory=lambda: ["pretrained"])
-    layers: list[int | str] = field(default_factory=lambda: [-1])
+    layers: list[int | str] = field(default_factory=lambda: ["ln_final"])
     sets: list[str] = field(default_factory=lambda: ["ood", "reask"])
     n_eval: int = 4096
     max_new_tokens: int | None = None
@@ -149,7 +150,8 @@ class DepthSection(ProbeSettings):
     """nece accuracy by layer and distance (Fig. 10): one job per checkpoint x model x rank x seed."""
 
     models: list[str] = field(default_factory=lambda: ["pretrained"])
-    ranks: list[int] = field(default_factory=lambda: [0])
+    ranks: list[int] = field(default_factory=lambda: [8])
+    """V-probes, as the paper's Fig. 10 (rank 0, a linear probe, is labelled so in rows and captions)."""
     layers: str = "all"
     test_sets: list[str] = field(default_factory=lambda: ["id"])
 
@@ -321,7 +323,7 @@ def _check_values(cfg: SweepConfig, where: str, require_jobs: bool) -> None:
             n_train=section.n_train,
             n_test=section.n_test,
             steps=section.steps,
-            batch_size=section.batch_size,
+            batch_size=section.batch_size or 1,  # None: by preset
             per_problem=section.per_problem,
         )
         if isinstance(section, MistakesSection):

@@ -9,12 +9,18 @@ Executors: ``local`` runs one worker per GPU (``CUDA_VISIBLE_DEVICES`` pinned pe
 number of worker processes (1 = this process); ``submitit`` submits every job to Slurm (or submitit's
 ``local`` / ``debug`` clusters). Training jobs finish before the jobs on their checkpoints start; a job whose
 training failed is skipped. A failed job is recorded in ``DIR/failed/`` and retried by the next run.
+
+Whether a job is finished is decided when its inputs are ready (a job on a checkpoint that a training job of
+the sweep writes: once that job is finished), from the content of what it reads
+(:func:`probekit.sweep.inputs.job_inputs`, :meth:`ResultsStore.state <probekit.sweep.store.ResultsStore.state>`):
+a job whose rows came from other inputs (a checkpoint retrained or overwritten) runs again, its old rows set
+aside (:meth:`ResultsStore.retire <probekit.sweep.store.ResultsStore.retire>`) and listed in
+:attr:`RunSummary.replaced`. A training run whose inputs changed starts afresh instead of resuming.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import sys
@@ -22,10 +28,12 @@ import time
 import traceback
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
+from probekit.records import write_atomic
+from probekit.sweep.inputs import Inputs, file_sha256, job_inputs
 from probekit.sweep.jobs import Job
 from probekit.sweep.runners import job_rows, job_spec
 from probekit.sweep.store import ResultsStore
@@ -58,15 +66,39 @@ def job_output(job: Job, store: ResultsStore) -> Path:
     return store.train_dir(job.job_id) if job.kind == "train" else store.work_dir(job.job_id)
 
 
-def run_job(job: Job, results_dir: str | Path, device: str | None = None, sweep: str = "") -> int:
-    """Run one job and store its rows; returns the number of rows. Raises :class:`JobFailed`."""
+def inputs_of(job: Job, store: ResultsStore) -> Inputs:
+    """The :class:`~probekit.sweep.inputs.Inputs` of ``job`` as they are now (raises :class:`JobFailed` when
+    something it reads is missing)."""
+    try:
+        return job_inputs(job, checkpoint_folder(job, store))
+    except (OSError, ValueError) as err:
+        raise JobFailed(f"{job.job_id}: cannot read its inputs: {err}") from None
+
+
+TRAIN_INPUTS = "inputs.json"
+"""The file in a training run's folder naming the inputs it started from."""
+
+
+def run_job(
+    job: Job, results_dir: str | Path, device: str | None = None, sweep: str = "", inputs: Inputs | None = None
+) -> int:
+    """Run one job and store its rows with the record of its ``inputs`` (None: fingerprinted here); returns
+    the number of rows. Raises :class:`JobFailed`."""
     import shutil
 
     store = ResultsStore(results_dir)
+    if inputs is None:
+        inputs = inputs_of(job, store)
+    inputs.remember()
     out = job_output(job, store)
+    marker = out / TRAIN_INPUTS
     if job.kind != "train" and out.exists():
         shutil.rmtree(out)  # leftovers of a killed run; training resumes instead
+    elif out.exists() and marker.exists() and json.loads(marker.read_text()).get("digest") != inputs.digest:
+        shutil.rmtree(out)  # a run from other inputs (e.g. the checkpoint it fine-tunes was retrained)
     out.mkdir(parents=True, exist_ok=True)
+    if job.kind == "train":
+        write_atomic(marker, json.dumps(inputs.to_dict(), indent=1) + "\n")
     checkpoint = checkpoint_folder(job, store)
     log_path = out / "log.txt"
     with open(log_path, "a", encoding="utf-8") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
@@ -85,19 +117,29 @@ def run_job(job: Job, results_dir: str | Path, device: str | None = None, sweep:
         raise JobFailed(f"{job.job_id}: {job.kind} job failed ({failure}); log {log_path}:\n{tail}")
     if job.kind == "train":
         checkpoint = checkpoint_folder(job, store, written=True)
+    replaced = store.replacement_of(job.job_id, inputs.digest)
     info = {
         "job_id": job.job_id,
         "kind": job.kind,
         "sweep": sweep,
         "checkpoint": job.checkpoint,
         **checkpoint_info(str(checkpoint)),
+        "inputs_sha256": inputs.digest,
+        "replaces": None if replaced is None else json.dumps(_replaces(replaced), sort_keys=True),
         "revision": revision(),
         "job_config": json.dumps(job.to_dict(), sort_keys=True),
         "model": job.params.get("model", "pretrained"),
     }
     # the job's columns win over the function's own (e.g. its ``checkpoint`` path becomes the sweep label)
-    store.write_job(job.job_id, [{**info, **{k: v for k, v in row.items() if k not in info}} for row in rows])
+    rows = [{**info, **{k: v for k, v in row.items() if k not in info}} for row in rows]
+    store.write_job(job.job_id, rows, inputs.to_dict())
     return len(rows)
+
+
+def _replaces(record: dict) -> dict:
+    """The ``replaces`` column of rows that replaced others: what :meth:`ResultsStore.retire` recorded."""
+    keys = ("old_inputs_sha256", "old_checkpoint_sha256", "changed", "at", "old_rows")
+    return {k: record.get(k) for k in keys}
 
 
 LOG_COLUMNS = (
@@ -128,27 +170,35 @@ def _log_rows(rows: list[dict]) -> None:
     print(f"\n{len(rows)} rows" + (f":\n{table}" if table else ""))
 
 
-@cache
 def checkpoint_info(folder: str) -> dict:
     """``checkpoint_path``, ``checkpoint_sha256`` (of model.safetensors), ``arch``, ``n_layer``, ``d_model``,
     ``n_params`` (from the safetensors header) and what it was trained on (``train_preset``, ``train_max_op``,
     ``train_n_problems`` (None: unlimited fresh problems), ``train_resample``, ``train_init_from``,
-    ``train_tokens``), read from its ``probekit.json``."""
+    ``train_tokens``), read from its ``probekit.json``; read again when one of those files changed."""
+    path = Path(folder)
+    stamp = tuple(
+        (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        for st in (
+            (path / name).stat() if (path / name).exists() else os.stat_result((0,) * 10)
+            for name in ("model.safetensors", "config.json", "probekit.json")
+        )
+    )
+    return dict(_checkpoint_info(folder, stamp))
+
+
+@lru_cache(maxsize=256)
+def _checkpoint_info(folder: str, stamp: tuple) -> dict:
     from probekit.checkpoint import provenance_value, read_provenance
     from probekit.igsm.presets import PRESETS
 
     path = Path(folder)
     weights = path / "model.safetensors"
-    digest = hashlib.sha256()
-    with open(weights, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
     config = json.loads((path / "config.json").read_text())
     provenance = read_provenance(path)
     data = (provenance.get("training_config") or {}).get("data") or {}
     return {
         "checkpoint_path": str(path),
-        "checkpoint_sha256": digest.hexdigest(),
+        "checkpoint_sha256": file_sha256(weights),
         "arch": {"gpt_neox": "gpt2"}.get(config.get("model_type"), config.get("model_type")),
         "n_layer": config.get("num_hidden_layers"),
         "d_model": config.get("hidden_size"),
@@ -186,10 +236,13 @@ class RunSummary:
     """What a :func:`run_jobs` call did."""
 
     total: int
-    already_done: int
+    already_done: int = 0
     finished: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    replaced: list[dict] = field(default_factory=list)
+    """The records of :meth:`ResultsStore.retire <probekit.sweep.store.ResultsStore.retire>`: jobs whose rows
+    were set aside because their inputs changed (``rerun``: whether this run redoes them)."""
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -199,6 +252,7 @@ class RunSummary:
             "finished": len(self.finished),
             "failed": self.failed,
             "skipped": self.skipped,
+            "replaced": self.replaced,
             "seconds": round(self.seconds, 1),
         }
 
@@ -231,52 +285,89 @@ def run_jobs(
     workers: int | None = None,
     cluster: dict | None = None,
     progress: bool = True,
-    sweep_jobs: list[str] | None = None,
+    sweep_jobs: list[Job] | None = None,
 ) -> RunSummary:
     """Run the unfinished ``jobs`` (see the module docstring); merges ``results.parquet`` as they finish, from
-    the finished jobs among ``sweep_jobs`` (the ids of the whole sweep; default: ``jobs``)."""
+    the finished jobs among ``sweep_jobs`` (the whole sweep; default: ``jobs``). A job of ``sweep_jobs`` not
+    among ``jobs`` whose inputs changed has its rows set aside too (without running it), so that
+    ``results.parquet`` never mixes in rows of inputs that are gone."""
     from tqdm import tqdm
 
     store = ResultsStore(results_dir)
-    members = sweep_jobs if sweep_jobs is not None else [j.job_id for j in jobs]
-    done = store.finished()
-    pending = [j for j in jobs if j.job_id not in done]
-    summary = RunSummary(total=len(jobs), already_done=len(jobs) - len(pending))
+    everyone = sweep_jobs if sweep_jobs is not None else jobs
+    members = [j.job_id for j in everyone]
+    ids = {j.job_id for j in jobs}
+    stored = store.finished()
+    summary = RunSummary(total=len(jobs))
     start = time.perf_counter()
     submit, shutdown, capacity = _executor(executor, results_dir, device, sweep, workers, cluster or {})
-    waiting = {j.job_id: j for j in pending}
+    waiting = {j.job_id: j for j in jobs}
+    ready: dict[str, Inputs] = {}  # checked and not finished: the inputs it runs on
+    settled: set[str] = set()  # finished before (inputs unchanged) or now: their checkpoints are final
     running: dict[str, _Pending] = {}
     last_merge = time.perf_counter()
-    bar = tqdm(total=len(pending), unit="job", desc="sweep", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=len(jobs), unit="job", desc="sweep", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+
+    def fail(job_id: str, err: BaseException) -> None:
+        message = str(err) if isinstance(err, JobFailed) else "".join(traceback.format_exception(err))
+        summary.failed[job_id] = message.splitlines()[0] if message else type(err).__name__
+        store.write_failure(job_id, message)
+        bar.write(f"probekit run: job {job_id} failed: {summary.failed[job_id]}", file=sys.stderr)
+        bar.update()
+
     try:
         while waiting or running:
             for job_id, job in list(waiting.items()):
                 dep = job.depends_on
-                if dep in summary.failed or dep in summary.skipped:
+                if dep in summary.failed or dep in summary.skipped or (dep and dep not in ids and dep not in stored):
                     summary.skipped[job_id] = f"training job {dep} did not finish"
                     del waiting[job_id]
                     bar.update()
-                elif len(running) < capacity and (dep is None or dep in done or dep in summary.finished):
+                    continue
+                if dep is not None and dep in ids and dep not in settled:
+                    continue  # its checkpoint is not final yet: its inputs are known once the training job is
+                if job_id not in ready:
+                    try:
+                        inputs, state = _settle(job, store, summary)
+                    except JobFailed as err:
+                        del waiting[job_id]
+                        fail(job_id, err)
+                        continue
+                    if state == "done":
+                        summary.already_done += 1
+                        settled.add(job_id)
+                        del waiting[job_id]
+                        bar.total -= 1  # the bar counts the jobs that run
+                        bar.refresh()
+                        continue
+                    ready[job_id] = inputs
+                if len(running) < capacity:
                     bar.set_postfix_str(job_id, refresh=True)
-                    running[job_id] = submit(job)
+                    running[job_id] = submit(job, ready.pop(job_id))
                     del waiting[job_id]
             finished = [job_id for job_id, fut in running.items() if fut.done()]
             if not finished:
-                time.sleep(0.2)
+                if running:
+                    time.sleep(0.2)
                 continue
             for job_id in finished:
                 try:
                     running.pop(job_id).result()
-                    summary.finished.append(job_id)
                 except Exception as err:  # noqa: BLE001 - recorded, the sweep goes on
-                    message = str(err) if isinstance(err, JobFailed) else "".join(traceback.format_exception(err))
-                    summary.failed[job_id] = message.splitlines()[0] if message else type(err).__name__
-                    store.write_failure(job_id, message)
-                    bar.write(f"probekit run: job {job_id} failed: {summary.failed[job_id]}", file=sys.stderr)
-                bar.update()
+                    fail(job_id, err)
+                else:
+                    summary.finished.append(job_id)
+                    settled.add(job_id)
+                    bar.update()
             if time.perf_counter() - last_merge > MERGE_EVERY_S:
                 store.merge(members)
                 last_merge = time.perf_counter()
+        for job in everyone:  # the sweep's other jobs: set aside rows of inputs that changed
+            dep = job.depends_on
+            if job.job_id in ids or job.job_id not in stored or dep in summary.failed or dep in summary.skipped:
+                continue
+            with contextlib.suppress(JobFailed):
+                _settle(job, store, summary, rerun=False)
     finally:
         bar.close()
         shutdown()
@@ -285,8 +376,40 @@ def run_jobs(
     return summary
 
 
+def _settle(job: Job, store: ResultsStore, summary: RunSummary, rerun: bool = True) -> tuple[Inputs, str]:
+    """Fingerprint ``job``'s inputs and compare them with its stored rows': ``(inputs, "done")`` when they are
+    the same (rows stored before inputs were fingerprinted that fit them get the fingerprint), else
+    ``(inputs, "todo")``, after setting aside rows of other inputs (recorded in ``summary.replaced``)."""
+    inputs = inputs_of(job, store)
+    record = inputs.to_dict()
+    state = store.state(job.job_id, job.kind, record)
+    if state == "legacy":
+        store.adopt(job.job_id, record)
+        folder = job_output(job, store)
+        if job.kind == "train" and folder.is_dir() and not (folder / TRAIN_INPUTS).exists():
+            write_atomic(folder / TRAIN_INPUTS, json.dumps(record, indent=1) + "\n")
+        return inputs, "done"
+    if state == "changed":
+        stored = store.stored_inputs(job.job_id)
+        changed = inputs.changed(stored) if stored else ["checkpoint/model.safetensors"]
+        summary.replaced.append(store.retire(job.job_id, job.kind, job.checkpoint, record, changed, rerun))
+        return inputs, "todo"
+    return inputs, state
+
+
+def job_state(job: Job, store: ResultsStore) -> str:
+    """Whether ``job`` is finished, changing nothing: ``done``, ``changed`` (rows of other inputs, which a run
+    sets aside) or ``todo`` (no rows, or its inputs are not there yet)."""
+    try:
+        inputs = inputs_of(job, store)
+    except JobFailed:
+        return "todo"
+    state = store.state(job.job_id, job.kind, inputs.to_dict())
+    return "done" if state == "legacy" else state
+
+
 def _executor(kind: str, results_dir, device, sweep, workers, cluster):
-    """``(submit(job) -> future, shutdown(), capacity)`` for an executor kind; ``capacity`` is the number of
+    """``(submit(job, inputs) -> future, shutdown(), capacity)`` for an executor kind; ``capacity`` is the number of
     jobs in flight at once."""
     args = (str(results_dir), device, sweep)
     if kind == "submitit":
@@ -296,7 +419,7 @@ def _executor(kind: str, results_dir, device, sweep, workers, cluster):
     gpus = _gpu_count() if device in (None, "cuda") else 0
     workers = workers or max(gpus, 1)
     if workers == 1:
-        return (lambda job: _run_now(run_job, job, *args)), (lambda: None), 1
+        return (lambda job, inputs: _run_now(run_job, job, *args, inputs)), (lambda: None), 1
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -306,7 +429,11 @@ def _executor(kind: str, results_dir, device, sweep, workers, cluster):
         slots.put(str(i % gpus) if gpus else None)
     threads = max(1, (os.cpu_count() or 1) // workers)
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(slots, threads))
-    return (lambda job: pool.submit(run_job, job, *args)), (lambda: pool.shutdown(cancel_futures=True)), workers
+    return (
+        (lambda job, inputs: pool.submit(run_job, job, *args, inputs)),
+        (lambda: pool.shutdown(cancel_futures=True)),
+        workers,
+    )
 
 
 def _gpu_count() -> int:
@@ -335,4 +462,4 @@ def _submitit(args, cluster: dict):
     folder = Path(args[0]) / "submitit" / "%j"
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster.pop("cluster", None))
     executor.update_parameters(**{k: v for k, v in cluster.items() if v is not None})
-    return (lambda job: executor.submit(run_job, job, *args)), (lambda: None), float("inf")
+    return (lambda job, inputs: executor.submit(run_job, job, *args, inputs)), (lambda: None), float("inf")

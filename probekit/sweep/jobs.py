@@ -9,6 +9,12 @@ and ``depth`` (``probekit probe --analysis ...``). ``job_id`` is
 generation) are not part of it. The same config therefore always expands to the same ids, and changing a
 setting makes new jobs instead of silently reusing old results.
 
+``job_id`` names a checkpoint by its label and folder, not by its content: a job's identity is ``job_id``
+together with the fingerprint of the files it reads (:mod:`probekit.sweep.inputs`: the checkpoint's weights,
+config, tokenizer and ``probekit.json``; shards), taken when it is about to run. Rows of a ``job_id`` computed
+from other inputs (a checkpoint retrained or overwritten at the same path) do not count as finished: the job runs
+again and its old rows are set aside and reported (:mod:`probekit.sweep.store`).
+
 Jobs on a checkpoint that a ``train`` job produces depend on that job (``depends_on``) and run after it; so does
 a training run that fine-tunes another run of the sweep (``model.init_from=train:<label>``).
 """
@@ -38,7 +44,8 @@ class Job:
     source: dict
     """``{"path": folder}`` or ``{"train": train job id}`` (a train job: ``{}``, or the run it fine-tunes)."""
     params: dict
-    """The settings that decide the result (part of ``job_id``)."""
+    """The settings that decide the result (part of ``job_id``; the content of the files the job reads is
+    fingerprinted when it runs, :mod:`probekit.sweep.inputs`)."""
     options: dict = field(default_factory=dict)
     """Execution settings (not part of ``job_id``)."""
 
@@ -91,7 +98,7 @@ class Job:
                 "--workers",
                 1,
                 "--out",
-                str(out),
+                str(Path(out) / "eval"),
                 "--quiet",
             ]
             if p["samples"]:
@@ -122,15 +129,19 @@ class Job:
                 p["steps"],
                 "--lr",
                 p["lr"],
-                "--batch-size",
-                p["batch_size"],
                 "--format",
                 p["format"],
                 "--out",
                 str(out),
                 "--quiet",
             ]
-            args += _flags(op=p["op"], preset=p["preset"], micro_batch_size=o.get("micro_batch_size"), amp=p.get("amp"))
+            args += _flags(
+                op=p["op"],
+                preset=p["preset"],
+                batch_size=p["batch_size"],
+                micro_batch_size=o.get("micro_batch_size"),
+                amp=p.get("amp"),
+            )
             if self.kind == "probe":
                 args += [
                     "--task",

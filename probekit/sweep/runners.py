@@ -14,7 +14,8 @@ library function of its kind (:func:`job_rows`), the functions ``probekit train 
   ``analysis``: ``unnecessary`` | ``first_error``);
 - ``depth``: :func:`probekit.probe.experiment.run_depth`; one row per layer and distance, with ``test_set``.
 
-Every job runs quietly (no progress bars) and writes its files to its output folder. A job's
+Every job runs quietly (no progress bars) and writes its files to its output folder (an accuracy job to its
+``eval`` subfolder, which the evaluation replaces as a whole). A job's
 :meth:`~probekit.sweep.jobs.Job.argv` is the equivalent command line (``tests/integration/test_sweep.py`` checks that the
 command parses into the same spec).
 """
@@ -49,7 +50,7 @@ def job_spec(job: Job, checkpoint: str | Path | None, out: str | Path, device: s
             batch_size=o.get("batch_size"),
             device=device,
             workers=1,
-            out=str(out),
+            out=str(Path(out) / "eval"),  # its own folder (replaced as a whole), beside the job's log
             progress=False,
         )
         if p["samples"]:

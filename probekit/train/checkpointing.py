@@ -6,14 +6,19 @@ an HF folder (:func:`probekit.checkpoint.save_checkpoint`: model, tokenizer, ``p
 of every batch lane, config). It is written under a temporary name and renamed into place when complete;
 ``OUT/checkpoints/latest`` (a text file naming the folder) is then replaced atomically. ``--resume``
 (:func:`resume_point`) restores all of it, so a killed and resumed run logs the same losses as an uninterrupted
-one, even with another number of processes (up to the order of floating-point reductions).
+one, even with another number of processes (up to the order of floating-point reductions). A damaged newest
+checkpoint (a truncated file: a full disk, a copy cut short) is skipped with a message, and the run resumes from
+the newest intact one (:func:`resume_point`).
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import shutil
+import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,12 +29,15 @@ import torch
 from probekit.checkpoint import (
     LATEST,
     STATE_FILE,
+    CheckpointError,
     complete_checkpoints,
     latest_checkpoint,
+    resolve_checkpoint,
     save_checkpoint,
     step_name,
+    verify_files,
 )
-from probekit.records import write_atomic
+from probekit.records import remove_stale_temporaries, write_atomic
 from probekit.tokenizer import IGSMTokenizer
 from probekit.train.config import ConfigError, Layout, TrainConfig, required, resume_differences
 from probekit.train.data import merge_states, stream_totals, training_preset
@@ -110,22 +118,44 @@ class TrainerState:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TrainerState:
-        """Read a ``trainer_state.pt``; another format is a :class:`ConfigError`."""
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        """Read a ``trainer_state.pt``; a truncated or corrupt file is a :class:`CheckpointError` naming it,
+        another format a :class:`ConfigError`."""
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise CheckpointError(f"{path}: missing") from None
+        except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+            size = _size(path)
+            raise CheckpointError(
+                f"{path}: truncated or corrupt trainer state ({size} bytes; {type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''})"
+            ) from None
+        if not isinstance(saved, dict):
+            raise CheckpointError(f"{path}: corrupt trainer state (holds a {type(saved).__name__}, not a dict)")
         if saved.get("format") != STATE_FORMAT:
             raise ConfigError(f"{path}: unknown trainer state format {saved.get('format')!r}")
-        return cls(
-            step=int(saved["step"]),
-            tokens=saved.get("tokens"),
-            optimizer=saved["optimizer"],
-            rng=saved["rng"],
-            data=saved["data"],
-            config=saved["config"],
-            world_size=saved.get("world_size"),
-            layout=saved.get("layout"),
-            schedule=saved.get("schedule"),
-            train_seconds=float(saved.get("train_seconds", 0.0)),
-        )
+        try:
+            return cls(
+                step=int(saved["step"]),
+                tokens=saved.get("tokens"),
+                optimizer=saved["optimizer"],
+                rng=saved["rng"],
+                data=saved["data"],
+                config=saved["config"],
+                world_size=saved.get("world_size"),
+                layout=saved.get("layout"),
+                schedule=saved.get("schedule"),
+                train_seconds=float(saved.get("train_seconds", 0.0)),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{path}: corrupt trainer state (bad or missing entry {err})") from None
+
+
+def _size(path: str | os.PathLike) -> str:
+    try:
+        return str(os.path.getsize(path))
+    except OSError:
+        return "?"
 
 
 def write_trainer_state(state: dict, path: Path) -> None:
@@ -144,9 +174,11 @@ def write_checkpoint(
     keep: int | None = None,
 ) -> Path:
     """Write ``OUT/checkpoints/step_NNNNNN`` atomically, then point ``latest`` at it (see the module doc);
-    ``keep``: delete all but the newest ``keep`` checkpoints."""
+    ``keep``: delete all but the newest ``keep`` checkpoints. Temporaries that a killed run left in
+    ``OUT/checkpoints`` are deleted first (:func:`probekit.records.remove_stale_temporaries`)."""
     ckpt_dir = out / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(ckpt_dir)
     final = save_checkpoint(
         model,
         tokenizer,
@@ -173,36 +205,97 @@ class ResumePoint:
     changed: list[str]
 
 
-def resume_point(
-    cfg: TrainConfig, out: Path, resume: bool, resume_from: str | os.PathLike | None = None
-) -> ResumePoint | None:
-    """Where a run into ``out`` continues from: ``OUT/checkpoints/latest`` with ``resume``; ``resume_from``
-    while ``out`` holds no checkpoint yet, ``out``'s own afterwards; None to start at step 0.
+def load_intact(checkpoint: Path) -> TrainerState:
+    """The trainer state of a training checkpoint whose files are intact (:func:`probekit.checkpoint.verify_files`
+    and a readable ``trainer_state.pt``); a :class:`CheckpointError` names the damaged file."""
+    verify_files(checkpoint)
+    return TrainerState.load(checkpoint / STATE_FILE)
 
-    Raises :class:`ConfigError` when ``resume_from`` is not a training checkpoint, when the saved config
-    differs in a key that fixes the data stream or the model, or when ``out`` holds checkpoints and neither
-    option is given.
+
+def _step_of(checkpoint: Path) -> int | None:
+    digits = checkpoint.name[5:]
+    return int(digits) if checkpoint.name.startswith("step_") and digits.isdigit() else None
+
+
+def newest_intact(out: Path, say: Callable[[str], None]) -> tuple[Path, TrainerState] | None:
+    """The checkpoint ``--resume`` continues from and its state: the one :func:`latest_checkpoint` picks when
+    it is intact, else the newest older complete one that is, each damaged one skipped with a message (``say``).
+    None when ``out`` has no checkpoint.
+
+    Raises :class:`ConfigError` when every checkpoint is damaged.
     """
+    first = latest_checkpoint(out)
+    if first is None:
+        return None
+    newest = _step_of(first)
+    older = [
+        p
+        for p in complete_checkpoints(out / "checkpoints")
+        if p != first and (newest is None or (_step_of(p) or 0) < newest)
+    ]
+    damaged = []
+    for candidate in [first, *reversed(older)]:
+        try:
+            state = load_intact(candidate)
+        except CheckpointError as err:
+            damaged.append(f"{candidate.name}: {err}")
+            say(f"probekit train: --resume: skipping the damaged checkpoint {candidate}: {err}")
+            continue
+        return candidate, state
+    raise ConfigError(
+        f"--resume: every checkpoint in {out / 'checkpoints'} is damaged ({'; '.join(damaged)}); delete them to "
+        "start again, or resume from a copy with --resume-from"
+    )
+
+
+def resume_point(
+    cfg: TrainConfig,
+    out: Path,
+    resume: bool,
+    resume_from: str | os.PathLike | None = None,
+    say: Callable[[str], None] | None = None,
+) -> ResumePoint | None:
+    """Where a run into ``out`` continues from: ``OUT/checkpoints/latest`` with ``resume`` (when that one is
+    damaged, the newest intact older one: :func:`newest_intact`); ``resume_from`` (a checkpoint folder or a
+    ``latest`` pointer file, :func:`probekit.checkpoint.resolve_checkpoint`) while ``out`` holds no checkpoint
+    yet, ``out``'s own afterwards; None to start at step 0. ``say`` reports skipped checkpoints (default: on
+    stderr, from rank 0).
+
+    Raises :class:`ConfigError` when ``resume_from`` is not an intact training checkpoint, when every checkpoint
+    of ``out`` is damaged, when the saved config differs in a key that fixes the data stream or the model, or
+    when ``out`` holds checkpoints and neither option is given.
+    """
+    if say is None:
+        say = DistEnv.from_env().say
     checkpoint = None
+    state = None
     if resume_from is not None:
         resume = True
         if latest_checkpoint(out) is None:  # the first start: from the given folder; later: OUT's own checkpoints
-            checkpoint = Path(resume_from)
+            try:
+                checkpoint = resolve_checkpoint(resume_from)
+            except CheckpointError as err:
+                raise ConfigError(f"--resume-from {resume_from}: {err}") from None
             if not (checkpoint / STATE_FILE).exists() or not (checkpoint / "config.json").exists():
                 raise ConfigError(
                     f"--resume-from {checkpoint}: needs a checkpoint folder with config.json and "
                     f"{STATE_FILE} (written by probekit train)"
                 )
+            try:
+                state = load_intact(checkpoint)
+            except CheckpointError as err:
+                raise ConfigError(f"--resume-from {resume_from}: {err}") from None
     if not resume:
         if complete_checkpoints(out / "checkpoints"):
             raise ConfigError(
                 f"{out} already holds checkpoints; pass --resume to continue that run, or set another run.out"
             )
         return None
-    checkpoint = checkpoint or latest_checkpoint(out)
-    if checkpoint is None:
-        return None
-    state = TrainerState.load(checkpoint / STATE_FILE)
+    if checkpoint is None or state is None:
+        found = newest_intact(out, say)
+        if found is None:
+            return None
+        checkpoint, state = found
     blocking, changed = resume_differences(state.config, cfg)
     if blocking:
         raise ConfigError(f"cannot resume {checkpoint}: the data stream or model would change: " + "; ".join(blocking))

@@ -284,13 +284,28 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """Read a YAML config (None: all defaults) and apply ``key=value`` overrides, checking every key."""
+    """Read a YAML config (None: all defaults) and apply ``key=value`` overrides, checking every key.
+
+    A config file must name its model (``model.name``, in the file or an override, or ``model.init_from``): the
+    default shape is the paper's 86M-parameter model, which nobody should start by accident on a laptop.
+    """
     cfg = TrainConfig()
+    named = path is None
     if path is not None:
-        apply(cfg, read_yaml(path), str(path))
+        data = read_yaml(path)
+        if not data:
+            raise ConfigError(f"{path} is empty: a training config names at least the model (model.name)")
+        apply(cfg, data, str(path))
+        named = "name" in (data.get("model") or {})
     for text in overrides:
         key, value = parse_override(text)
         set_key(cfg, key, value, f"override {text!r}")
+        named = named or key == "model.name"
+    if not named and not cfg.model.init_from:
+        raise ConfigError(
+            f"{path} names no model: set model.name (a shape in models/, e.g. gpt2-4-2 for a CPU; the paper's "
+            f"{TrainConfig().model.name} has 86M parameters) or model.init_from"
+        )
     return cfg
 
 
@@ -339,6 +354,9 @@ def resolve(cfg: TrainConfig, world_size: int = 1) -> tuple[TrainConfig, Layout]
         o.weight_decay = defaults["weight_decay"]
     if s.steps is None:
         s.steps = defaults["steps"]
+
+    if not str(r.out).strip():
+        raise ConfigError("run.out is empty: name the run folder (run.out=DIR or --out DIR)")
 
     def positive(key, value, minimum=1):
         if value is not None and value < minimum:

@@ -519,15 +519,18 @@ class ShardStream:
         tokenizer: IGSMTokenizer,
         state: dict | None = None,
     ):
-        from probekit.shards import load_meta, read_shards
+        from probekit.shards import ShardError, load_meta, read_shards
 
         shards = required(data.shards, "data.shards")
-        meta = load_meta(shards)
-        if meta["context"] != context:
-            raise ConfigError(
-                f"data.context={context} but the shards in {data.shards} have windows of {meta['context']}"
-            )
-        self.arrays = read_shards(shards, tokenizer)
+        try:  # a damaged shard or meta.json is a ShardError naming the file
+            meta = load_meta(shards)
+            if meta["context"] != context:
+                raise ConfigError(
+                    f"data.context={context} but the shards in {data.shards} have windows of {meta['context']}"
+                )
+            self.arrays = read_shards(shards, tokenizer)
+        except (FileNotFoundError, ShardError) as err:
+            raise ConfigError(f"data.shards: {err}") from None
         counts = np.array([a.shape[0] for a in self.arrays], dtype=np.int64)
         self.n_windows = int(counts.sum())
         if self.n_windows == 0:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from probekit.checkpoint import CheckpointError, load_model
+from probekit.checkpoint import CheckpointError, load_model, resolve_checkpoint
 from probekit.modeling import ModelConfig, build_model, load_model_config
-from probekit.tokenizer import IGSMTokenizer, default_tokenizer
+from probekit.tokenizer import IGSMTokenizer, TokenizerFileError, default_tokenizer
 from probekit.train.config import ConfigError, ModelSection
 
 
@@ -52,17 +52,23 @@ def model_from_folder(folder: str | os.PathLike):
 
 
 def tokenizer_of(folder: Path) -> tuple[IGSMTokenizer, bool]:
-    """The folder's probekit tokenizer, or the default one (``False``) when it has none."""
+    """The folder's probekit tokenizer, or the default one (``False``) when it has none or a foreign one; a
+    damaged ``tokenizer.json`` is a :class:`ConfigError` naming it, not a silent fallback."""
     try:
         return IGSMTokenizer.load(folder), True
-    except Exception:  # noqa: BLE001  (missing, or a foreign tokenizer.json: not ours)
+    except TokenizerFileError as err:
+        raise ConfigError(f"--init-from {folder}: {err}") from None
+    except (FileNotFoundError, ValueError):  # none, or a readable tokenizer that is not an iGSM one
         return default_tokenizer(), False
 
 
 def init_model(folder: str | os.PathLike, context: int):
     """Model, tokenizer and whether the tokenizer is the folder's own, of ``--init-from DIR``, checked against
     the probekit tokenizer and the context."""
-    folder = Path(folder)
+    try:
+        folder = resolve_checkpoint(folder)  # a checkpoint folder, its run's `latest` pointer or the run folder
+    except CheckpointError as err:
+        raise ConfigError(f"--init-from: {err}") from None
     if not folder.is_dir():
         raise ConfigError(f"--init-from {folder}: no such folder")
     model = model_from_folder(folder)

@@ -13,14 +13,13 @@ import io
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from clitools import assert_clean_failure, lines_of, no_temp_files, records_of, run_cli, write_jsonl
 
 from probekit.cli import build_parser, main
 from probekit.igsm.check import MISTAKE_KINDS
@@ -53,36 +52,11 @@ STEP_KEYS = {"known", "can_next", "nece_next", "value"}
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def run_cli(*args, env=None, timeout=60) -> subprocess.CompletedProcess:
-    """``python -m probekit ARGS`` in a fresh interpreter."""
-    return subprocess.run(
-        [sys.executable, "-m", "probekit", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
-
-
-def lines_of(path: Path) -> list[str]:
-    return Path(path).read_text(encoding="utf-8").splitlines()
-
-
-def records_of(path: Path) -> list[dict]:
-    return [json.loads(line) for line in lines_of(path)]
-
-
 def generate(out: Path, *extra, n: int = N, seed: int = SEED) -> Path:
     """Run ``probekit generate`` in-process into ``out``; returns ``out``."""
     rc = main(["generate", "--n", str(n), "--seed", str(seed), "--out", str(out), "--quiet", *map(str, extra)])
     assert rc == 0
     return out
-
-
-def write_jsonl(path: Path, lines: list) -> Path:
-    """Write raw lines: ``str`` as is, anything else JSON-encoded."""
-    path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines), encoding="utf-8")
-    return path
 
 
 def sentences(solution: str) -> list[str]:
@@ -91,16 +65,6 @@ def sentences(solution: str) -> list[str]:
 
 def defined_name(sentence: str) -> str:
     return re.match(r"Define (.+) as [A-Za-z]; ", sentence).group(1)
-
-
-def no_temp_files(directory: Path) -> bool:
-    return not [p for p in directory.iterdir() if p.name.endswith(".tmp")]
-
-
-def assert_clean_failure(proc: subprocess.CompletedProcess, rc: int) -> None:
-    assert proc.returncode == rc, proc.stderr
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert proc.stderr.strip(), "a failure must say why on stderr"
 
 
 @pytest.fixture(scope="module")
@@ -294,50 +258,6 @@ def test_atomic_output_none_is_stdout(capsys):
     with atomic_output(None) as fh:
         fh.write("to stdout\n")
     assert capsys.readouterr().out == "to stdout\n"
-
-
-def test_generate_failing_midway_leaves_no_file(tmp_path, capsys, monkeypatch):
-    import probekit.igsm.jobs as jobs
-
-    real = jobs.generate_records
-
-    def failing(config, n, workers=1, start=0):
-        yield from real(config, 3, 1, start)
-        raise RuntimeError("generator exploded")
-
-    monkeypatch.setattr(jobs, "generate_records", failing)
-    out = tmp_path / "g.jsonl"
-    assert main(["generate", "--n", "10", "--out", str(out), "--quiet"]) == 1
-    assert "generator exploded" in capsys.readouterr().err
-    assert not out.exists()
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_generate_killed_midway_leaves_no_file_under_the_final_name(tmp_path):
-    out = tmp_path / "big.jsonl"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "probekit", "generate", "--n", "1000000", "--out", str(out), "--quiet"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:  # wait until records are being written to the temp file
-            temps = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
-            if temps and temps[0].stat().st_size > 0:
-                break
-            assert proc.poll() is None, "generate ended before it could be killed"
-            time.sleep(0.02)
-        else:
-            pytest.fail("no temporary output appeared")
-        assert not out.exists()
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert not out.exists()
 
 
 # ---------------------------------------------------------------------------------------------- check
@@ -683,65 +603,3 @@ def test_library_code_never_imports_the_command_line():
             if "probekit.cli" in names:
                 importers.append(str(path.relative_to(root)))
     assert importers == ["__main__.py"]
-
-
-@pytest.mark.parametrize("command", ["check", "labels"])
-@pytest.mark.parametrize("spelling", ["same", "relative", "link"])
-def test_an_output_that_is_an_input_is_refused_and_the_input_kept(ref_path, tmp_path, command, spelling):
-    """``--out`` resolving to ``--input`` (the same name, another spelling, a symbolic link) is refused before
-    anything is written: exit 2, one-line error, the input byte-identical."""
-    data = tmp_path / "problems.jsonl"
-    data.write_bytes(ref_path.read_bytes())
-    out = {"same": data, "relative": tmp_path / "sub" / ".." / "problems.jsonl", "link": tmp_path / "link.jsonl"}
-    (tmp_path / "sub").mkdir()
-    if spelling == "link":
-        out["link"].symlink_to(data)
-    proc = run_cli(command, "--input", str(data), "--out", str(out[spelling]))
-    assert_clean_failure(proc, 2)
-    assert "same path as the input --input" in proc.stderr
-    assert data.read_bytes() == ref_path.read_bytes()
-
-
-def test_an_eval_folder_that_is_the_checkpoint_is_refused():
-    reasoner = Path(__file__).resolve().parents[2] / "models" / "igsm-med-op4-ip12-gpt2-8-2-reasoner"
-    proc = run_cli("eval", str(reasoner), "--out", str(reasoner) + "/", "--n", "1")
-    assert_clean_failure(proc, 2)
-    assert "same path as the input CKPT" in proc.stderr
-
-
-def test_out_dash_means_stdout():
-    proc = run_cli("generate", "--n", "2", "--out", "-", "--quiet")
-    assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 2
-    assert not Path("-").exists()
-
-
-def test_a_byte_order_mark_does_not_cost_the_first_record(ref_path, tmp_path):
-    data = tmp_path / "bom.jsonl"
-    data.write_bytes(b"\xef\xbb\xbf" + ref_path.read_bytes())
-    proc = run_cli("check", "--input", str(data), "--out", str(tmp_path / "v.jsonl"), "--quiet")
-    assert proc.returncode == 0, proc.stderr
-    assert "error" not in records_of(tmp_path / "v.jsonl")[0]
-
-
-def test_cuda_without_a_device_is_refused_before_anything_runs():
-    torch = pytest.importorskip("torch")
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
-    for argv in (["probe", "models/igsm-med-op4-ip12-gpt2-8-2-reasoner"], ["run", "experiments/smoke.yaml"]):
-        proc = run_cli(*argv, "--device", "cuda")
-        assert_clean_failure(proc, 2)
-        assert "no CUDA device is available" in proc.stderr
-
-
-def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(ref_path, monkeypatch, capsys):
-    import probekit.cli as cli
-
-    def boom(args):
-        raise KeyError("planted")
-
-    monkeypatch.setattr(cli, "check_command", boom)
-    assert main(["check", "--input", str(ref_path)]) == 1
-    err = capsys.readouterr().err
-    assert "unexpected error: KeyError" in err and "--debug" in err and "Traceback" not in err
-    with pytest.raises(KeyError):
-        main(["--debug", "check", "--input", str(ref_path)])

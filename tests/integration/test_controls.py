@@ -19,7 +19,7 @@ from probekit.checkpoint import save_checkpoint  # noqa: E402
 from probekit.igsm.generate import GenerationConfig  # noqa: E402
 from probekit.probe import stats  # noqa: E402
 from probekit.probe.data import examples_from_config, n_classes  # noqa: E402
-from probekit.probe.layers import MDL_COLUMNS, control_task, probe_layers  # noqa: E402
+from probekit.probe.layers import MDL_COLUMNS, control_seen, control_task, probe_layers  # noqa: E402
 from probekit.probe.vprobe import score_row  # noqa: E402
 
 CI_COLUMNS = (
@@ -77,6 +77,33 @@ def test_control_labels_are_one_label_per_name_across_train_and_test():
     )
 
 
+def test_control_keys_recur_between_train_and_test_and_only_seen_keys_are_scored():
+    """Hewitt-Liang controls need keys that recur (word types): a full parameter name almost never recurs between
+    train and test problems (dep pairs never), the counted item / category word does."""
+    train = examples_from_config(GenerationConfig("med", seed=0), 150, tasks="nece,dep", seed=0)
+    test = examples_from_config(GenerationConfig("med", seed=1, split="test"), 40, tasks="nece,dep", seed=1)
+    for task, least in (("nece", 0.5), ("dep", 0.3)):
+        seen = control_seen(train, test, task)
+        assert seen.mean() > least, (task, seen.mean())
+        names = set(train.task(task).meta["a"])
+        assert np.mean([a in names for a in test.task(task).meta["a"]]) < 0.3  # full names: mostly unseen
+    assert stats.control_keys({"a": ["Riverview High's Backpack"]}, "nece") == ["Backpack"]
+    # scored only where the key was seen: the unseen examples do not count
+    labels = np.array([1, 0, 1, 0])
+    row = score_row(
+        "nece",
+        labels,
+        labels,
+        0,
+        control_pred=[1, 1, 0, 0],
+        control_labels=[1, 0, 1, 0],
+        control_majority_class=0,
+        control_mask=[True, True, False, False],
+    )
+    assert row["control_accuracy"] == 0.5 and row["control_seen"] == 0.5 and row["n_control"] == 2
+    assert row["selectivity"] == 0.5 and row["accuracy_seen"] == 1.0
+
+
 def test_control_label_map_has_the_prior_as_its_distribution():
     prior = np.r_[np.full(23, 0.3 / 23), 0.7]  # value-like: 24 classes, 70% unknown
     keys = [f"name {i}" for i in range(20000)]
@@ -97,10 +124,9 @@ def test_selectivity_and_mdl_separate_a_planted_signal_from_its_control(planted,
     unplanted = probe_layers(gpt2, train, test, "nece", **kwargs).iloc[0]
 
     assert real.accuracy > 0.88 and real.selectivity > 0.3
-    assert real.selectivity == pytest.approx(real.accuracy - real.control_accuracy)
-    # the control probe sits near the majority baseline (test names are unseen: nothing to memorise)
-    assert abs(real.control_accuracy - real.control_majority) < 0.08
-    assert abs(real.control_majority - real.majority) < 0.1  # same label distribution
+    # selectivity compares both probes on the examples whose control key was seen in training
+    assert real.selectivity == pytest.approx(real.accuracy_seen - real.control_accuracy)
+    assert 0 < real.control_seen <= 1 and real.n_control == round(real.control_seen * real.n)
     assert real.ci_low_selectivity > 0.2  # paired interval over problems, clear of 0
     # the unplanted random model: no selectivity
     assert abs(unplanted.selectivity) < 0.1 and unplanted.ci_low_selectivity < 0 < unplanted.ci_high_selectivity
@@ -199,7 +225,19 @@ def test_mdl_blocks_and_problem_order():
 @pytest.mark.slow
 def test_cli_json_carries_controls_intervals_mdl_and_seeds(tmp_path, tok, gpt2, probe_cli):
     ckpt = save_checkpoint(gpt2, tok, tmp_path / "ckpt", {"data": {"preset": "med"}})
-    common = ["probe", str(ckpt), "--task", "nece", "--rank", "0", *SMALL_RUN, "--json", "--quiet"]
+    common = [
+        "probe",
+        str(ckpt),
+        "--task",
+        "nece",
+        "--rank",
+        "0",
+        "--baseline",
+        "none",
+        *SMALL_RUN,
+        "--json",
+        "--quiet",
+    ]
     records, err = probe_cli([*common, "--mdl", "--seeds", "2", "--bootstrap", "200", "--out", str(tmp_path / "o")])
     assert [r["seed"] for r in records] == [0, 1]
     for r in records:
@@ -212,13 +250,13 @@ def test_cli_json_carries_controls_intervals_mdl_and_seeds(tmp_path, tok, gpt2, 
             *MDL_COLUMNS,
         } <= r.keys()
         assert r["ci_low"] <= r["accuracy"] <= r["ci_high"] and r["bootstrap"] == 200 and r["n_problems"] == 6
-        assert r["selectivity"] == pytest.approx(r["accuracy"] - r["control_accuracy"])
+        assert r["selectivity"] == pytest.approx(r["accuracy_seen"] - r["control_accuracy"])
         assert r["compression"] == pytest.approx(r["uniform_bits"] / r["mdl_bits"])
     assert "±" in err and "selectivity" in err  # mean ± std over the seeds
     lines = (tmp_path / "o" / "results.jsonl").read_text().splitlines()
     assert [json.loads(x)["control_accuracy"] for x in lines] == [r["control_accuracy"] for r in records]
-    assert (tmp_path / "o" / "probes" / "pretrained-nece-blocks1" / "probe.json").exists()
-    assert (tmp_path / "o" / "probes" / "seed1" / "pretrained-nece-blocks1" / "probe.json").exists()
+    assert (tmp_path / "o" / "probes" / "pretrained-nece-ln_final" / "probe.json").exists()  # the default read-out
+    assert (tmp_path / "o" / "probes" / "seed1" / "pretrained-nece-ln_final" / "probe.json").exists()
 
     (plain,), _ = probe_cli([*common, "--no-controls", "--bootstrap", "0"])
     assert plain["accuracy"] == records[0]["accuracy"]  # same probe (seed 0), with or without the controls

@@ -283,8 +283,11 @@ def test_captions_report_counts_and_job_numbers(rendered, store):
     assert f"Runs: {accuracy['job_id'].nunique()} job(s) of sweep(s) cpu-small" in fig3
     assert "n per cell: 100 parameters" in (out / "fig10.txt").read_text()
     # fig7a shows the last layer per checkpoint at the largest rank
-    assert "gpt2-4-2-cpu pretrained: layer 3, rank 8" in (out / "fig7a.txt").read_text()
-    assert "gpt2-8-2-cpu random-init: layer 7, rank 8" in (out / "fig7a.txt").read_text()
+    assert (
+        "gpt2-4-2-cpu pretrained: read-out blocks.3.hook_resid_post (block 3, before the final norm), rank 8"
+        in (out / "fig7a.txt").read_text()
+    )
+    assert "gpt2-8-2-cpu random-init: read-out blocks.7.hook_resid_post" in (out / "fig7a.txt").read_text()
     assert "N = 8 samples at temperature 0.7" in (out / "stability.txt").read_text()
 
 
@@ -430,10 +433,11 @@ def test_report_has_a_table_per_kind_and_the_figures(rendered, store, tmp_path):
     n, k = int(rows["n"].sum()), int(rows["correct"].sum())
     low, high = wilson_interval(k, n)
     assert f"| gpt2-4-2-cpu | med_pq | op=15 | {n} | {k / n:.3f} [{low:.3f}, {high:.3f}] | 0.050 | 0.02 |" in text
-    assert "| gpt2-8-2-cpu | dep | id | 7 | 8 | 0.880 [" in text  # last layer 7: 0.95 - 0.07
-    dep = [line for line in text.splitlines() if line.startswith("| gpt2-8-2-cpu | dep | id | 7 | 8 |")][0]
+    last = "blocks.7.hook_resid_post"  # the read-out column names the hook
+    assert f"| gpt2-8-2-cpu | dep | id | {last} | 8 | 0.880 [" in text  # last layer 7: 0.95 - 0.07
+    dep = [line for line in text.splitlines() if line.startswith(f"| gpt2-8-2-cpu | dep | id | {last} | 8 |")][0]
     assert "| 0.850 | 0.800 | 0.080 |" in dep  # majority, control task, selectivity = 0.88 - 0.80
-    assert "| gpt2-4-2-cpu | nece_next | reask op=20 | 3 | 8 |" in text
+    assert "| gpt2-4-2-cpu | nece_next | reask op=20 | blocks.3.hook_resid_post | 8 |" in text
     assert "| gpt2-8-2-cpu | random-init | id | 0-7 | 3200 | layer 7: t=1: 0.500," in text
     assert "  > Figure 3 (Physics of LMs 2.1, Fig. 3)" in text
     assert f"[fig3.png]({os.path.relpath(out / 'fig3.png', tmp_path)})" in text
@@ -475,7 +479,10 @@ def test_command_json_lists_written_figures(experiment):
     for entry in listed:
         assert set(entry) == {"figure", "files", "skipped", "n_rows"} and entry["skipped"] is None
         assert all(f.startswith(str(results / "figures")) for f in entry["files"])
-    assert "layer 2, rank 8" in (results / "figures" / "fig7a.txt").read_text()
+    assert (
+        "read-out blocks.2.hook_resid_post (block 2, before the final norm), rank 8"
+        in (results / "figures" / "fig7a.txt").read_text()
+    )
     assert (results / "figures" / "REPORT.md").is_file()
     assert "fig9" in err and "written  3 files" in err
 
@@ -570,3 +577,120 @@ def test_the_report_lists_the_jobs_without_rows_and_why(tmp_path):
     text = write_report(store.read(), tmp_path / "figures", [], missing).read_text()
     assert "## Jobs without rows (2)" in text
     assert "ValueError: planted" in text and str(tmp_path / "work" / "accuracy-m-2" / "log.txt") in text
+
+
+# ---------------------------------------------------------------------------- paper fidelity (issue 15, probes)
+def _probe_row(ckpt, hook, layer, accuracy, **extra) -> dict:
+    return {
+        **_common(ckpt, "probe", f"probe-{ckpt}-{hook}-{extra.get('seed', 0)}"),
+        "task": "nece",
+        "layer": layer,
+        "hook": hook,
+        "rank": 8,
+        "test_set": "id",
+        "accuracy": accuracy,
+        "majority": 0.6,
+        "n": 100,
+        "n_pos": 40,
+        "seed": 0,
+        **extra,
+    }
+
+
+def test_fig7a_shows_the_readout_after_the_final_norm_and_names_it(tmp_path):
+    """The paper reads the last hidden state after the final norm: ln_final.hook_out is preferred over the last
+    block's resid_post (a string layer label beside block indices), and the caption names the hook read."""
+    from probekit.figures.probing import probe_table
+
+    ckpt = "gpt2-4-2-cpu"
+    rows = pd.DataFrame(
+        [
+            _probe_row(ckpt, "blocks.3.hook_resid_post", 3, 0.7),
+            _probe_row(ckpt, "ln_final.hook_out", "ln_final.hook_out", 0.9),
+        ]
+    )
+    picked, table = probe_table(rows)
+    assert set(picked["hook"]) == {"ln_final.hook_out"} and table["acc_all"].tolist() == [0.9]
+    assert set(probe_table(rows, layer=3)[0]["hook"]) == {"blocks.3.hook_resid_post"}  # still selectable
+    (result,) = render(rows, ["fig7a"], tmp_path)
+    text = (tmp_path / "fig7a.txt").read_text()
+    assert result.skipped is None and "read-out ln_final.hook_out (after the final norm), rank 8" in text
+
+
+def test_probe_cells_average_seeds_and_carry_the_problem_bootstrap():
+    """Seeds share test problems: the cell is the mean over seeds with the mean of the rows' bootstrap intervals,
+    not a Wilson interval on counts summed over seeds (which double-counts the same problems)."""
+    from probekit.figures.probing import pooled_probes
+
+    ckpt = "gpt2-4-2-cpu"
+    hook = "ln_final.hook_out"
+    rows = pd.DataFrame(
+        [
+            _probe_row(ckpt, hook, hook, 0.6, seed=0, ci_low=0.45, ci_high=0.75),
+            _probe_row(ckpt, hook, hook, 0.8, seed=1, ci_low=0.65, ci_high=0.95),
+        ]
+    )
+    (cell,) = pooled_probes(rows).to_dict("records")
+    assert cell["acc_all"] == pytest.approx(0.7) and cell["seeds"] == 2 and cell["n_all"] == 100
+    assert (cell["low_all"], cell["high_all"]) == pytest.approx((0.55, 0.85))
+    # a row without an interval (bootstrap off) falls back to its own Wilson interval, not to pooled counts
+    (plain,) = pooled_probes(rows.drop(columns=["ci_low", "ci_high"]).iloc[:1]).to_dict("records")
+    assert (plain["low_all"], plain["high_all"]) == pytest.approx(wilson_interval(60, 100))
+
+
+def _depth_row(ckpt, model, layer, distance, accuracy, **extra) -> dict:
+    return {
+        **_common(ckpt, "depth", f"depth-{ckpt}-{model}-{extra.get('seed', 0)}", model),
+        "layer": layer,
+        "hook": f"blocks.{layer}.hook_resid_post",
+        "distance": distance,
+        "n": 50,
+        "n_correct": round(50 * accuracy),
+        "accuracy": accuracy,
+        "ci_low": accuracy - 0.1,
+        "ci_high": min(1.0, accuracy + 0.1),
+        "accuracy_neg": 0.3,
+        "ci_low_neg": 0.2,
+        "ci_high_neg": 0.4,
+        "n_neg": 80,
+        "train_prior": 0.45,
+        "rank": 0,
+        "probe": "linear",
+        "test_set": "id",
+        **extra,
+    }
+
+
+def test_fig10_shows_nece_false_accuracy_the_prior_and_the_probe_kind(tmp_path):
+    from probekit.figures.depth import _matrix, depth_table
+
+    ckpt = "gpt2-4-2-cpu"
+    rows = pd.DataFrame(
+        [_depth_row(ckpt, "pretrained", layer, d, 0.9, seed=s) for layer in range(2) for d in (1, 2) for s in (0, 1)]
+    )
+    _, table = depth_table(rows)
+    matrix, xlabels, layers = _matrix(table)
+    assert xlabels == [1, 2, "false"] and layers == [0, 1]
+    assert matrix[:, -1].tolist() == pytest.approx([0.3, 0.3])
+    assert table["n"].tolist() == [50] * 4  # averaged over the two seeds, not summed
+    (result,) = render(rows, ["fig10"], tmp_path)
+    text = (tmp_path / "fig10.txt").read_text()
+    assert result.skipped is None
+    assert "linear rank 0 (a linear probe on frozen features, not the paper's rank-8 V-probe)" in text
+    assert "Training prior P(nece = true): 0.45" in text and "before the final norm" in text
+
+
+def test_fig8a_draws_the_paper_population_per_model(tmp_path, store):
+    """Fig. 8(a): unnecessary parameters written in correct solutions (the paper's population), the pooled
+    version as its own series; pretrained and random-init rows are never summed into one panel."""
+    from probekit.figures.mistakes import FIG8A, _panels, mistake_rows
+
+    assert [g.group for g in FIG8A][:2] == ["written_unnecessary", "written_unnecessary_pooled"]
+    rows = store[store["kind"] == "mistakes"]
+    both = pd.concat([rows, rows.assign(model="random-init", job_id=rows["job_id"] + "-r")], ignore_index=True)
+    picked = mistake_rows(both, "unnecessary", "n_pred_true")
+    titles = [title for title, _ in _panels(picked)]
+    assert len(titles) == 2 * len(CHECKPOINTS) and any("(random-init)" in t for t in titles)
+    render(both, ["fig8a"], tmp_path)
+    text = (tmp_path / "fig8a.txt").read_text()
+    assert "well-formed sentence in a correct solution" in text and "bootstrap over solutions" in text

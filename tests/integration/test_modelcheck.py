@@ -210,3 +210,28 @@ def test_inspect_command_prints_a_table_and_json_and_sets_the_exit_status(health
     assert args.func(args) == 1
     captured = capsys.readouterr()
     assert captured.out == "" and "FAIL" in captured.err
+
+
+def test_inspect_fails_a_checkpoint_without_fingerprints_unless_told_otherwise(healthy, tmp_path, capsys):
+    """Without a recorded fingerprint, changed weights or swapped tokenizer ids would pass unseen: ``probekit
+    inspect`` fails such a folder; ``--allow-missing-fingerprint`` skips the two comparisons instead."""
+    path = _copy(healthy, tmp_path)
+    provenance = json.loads((path / "probekit.json").read_text())
+    del provenance["fingerprint"]
+    (path / "probekit.json").write_text(json.dumps(provenance))
+    parser = argparse.ArgumentParser(prog="probekit")
+    modelcheck.register(parser.add_subparsers(dest="command"))
+
+    args = parser.parse_args(["inspect", str(path), "--fast", "--json"])
+    assert args.func(args) == 1
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["weights"]["status"] == "FAIL" and "--allow-missing-fingerprint" in checks["weights"]["detail"]
+    assert checks["tokenizer"]["status"] == "FAIL" and "no tokenizer fingerprint" in checks["tokenizer"]["detail"]
+    assert checks["config"]["status"] == "pass" and checks["save_reload"]["status"] == "pass"
+
+    args = parser.parse_args(["inspect", str(path), "--fast", "--json", "--allow-missing-fingerprint"])
+    assert args.func(args) == 0
+    checks = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert checks["weights"]["status"] == "skipped" and checks["tokenizer"]["status"] == "pass"
+    # the load-time checks other commands run keep skipping (a foreign folder still evaluates)
+    assert {r.name: r.passed for r in modelcheck.require_healthy(path)}["weights"] is None

@@ -446,18 +446,50 @@ def test_cli_probe_end_to_end(tmp_path, tok, gpt2, probe_cli):
     }
     assert "accuracy" in err  # the table goes to stderr
     assert len((out / "results.jsonl").read_text().splitlines()) == 8
-    assert (out / "probes" / "pretrained-nece-blocks1" / "probe.json").exists()
+    assert (out / "probes" / "pretrained-nece-blocks1" / "probe.json").exists()  # --layers all: blocks only
     assert json.loads((out / "data.json").read_text())["train"]["nece"]["n"] > 0
 
 
 def test_cli_rank_update_on_one_layer(tmp_path, tok, gpt2, probe_cli):
     ckpt = save_checkpoint(gpt2, tok, tmp_path / "ckpt", {})
     options = "--task known --rank 2 --steps 2 --batch-size 8 --n-train 3 --n-test 2 --op 2 --json --quiet".split()
-    (record,), _ = probe_cli(["probe", str(ckpt), *options])
-    assert record["model"] == "pretrained" and record["layer"] == 1 and record["rank"] == 2
-    assert record["amp"] == "auto"
-    (bf16,), _ = probe_cli(["probe", str(ckpt), *options, "--amp", "bf16"])
-    assert bf16["amp"] == "bf16"
+    records, _ = probe_cli(["probe", str(ckpt), *options])
+    # by default: the paper's random-init baseline beside the checkpoint, read after the final norm
+    assert [r["model"] for r in records] == ["pretrained", "random-init"]
+    for record in records:
+        assert record["hook"] == "ln_final.hook_out" and record["layer"] == "ln_final.hook_out"
+        assert record["rank"] == 2 and record["amp"] == "auto" and record["batch_size"] == 8
+    (bf16,), _ = probe_cli(["probe", str(ckpt), *options, "--amp", "bf16", "--baseline", "none", "--layers", "-1"])
+    assert bf16["amp"] == "bf16" and bf16["layer"] == 1 and bf16["hook"] == "blocks.1.hook_resid_post"
+
+
+def test_probe_defaults_follow_the_paper():
+    """Read-out after the final norm, the random-init baseline on, the probe batch by preset (App. F.2)."""
+    import argparse
+
+    from probekit.probe.command import build_spec, register
+    from probekit.probe.experiment import DepthSpec, MistakesSpec, ProbeSpec
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    spec = build_spec(parser.parse_args(["probe", "ckpt"]))
+    assert isinstance(spec, ProbeSpec) and spec.layers == hooks.READOUT == "ln_final.hook_out"
+    assert spec.models == ("pretrained", "random-init") and spec.batch_size is None
+    assert spec.probe_kwargs("cpu", "med")["batch_size"] == 256
+    assert spec.probe_kwargs("cpu", "hard")["batch_size"] == 128
+    assert (
+        build_spec(parser.parse_args(["probe", "ckpt", "--batch-size", "64"])).probe_kwargs("cpu", "hard")["batch_size"]
+        == 64
+    )
+    assert build_spec(parser.parse_args(["probe", "ckpt", "--baseline", "none"])).models == ("pretrained",)
+    assert build_spec(parser.parse_args(["probe", "ckpt", "--models", "pretrained"])).models == ("pretrained",)
+    depth = build_spec(parser.parse_args(["probe", "ckpt", "--analysis", "depth"]))
+    assert isinstance(depth, DepthSpec) and depth.rank == 8 and "random-init" in depth.models
+    mistakes = build_spec(parser.parse_args(["probe", "ckpt", "--analysis", "mistakes"]))
+    assert isinstance(mistakes, MistakesSpec) and mistakes.models == ("pretrained",)  # saved probes: pretrained
+    assert ProbeSpec("ckpt").models == ("pretrained", "random-init") and DepthSpec("ckpt").rank == 8
+    assert VProbe().layer == hooks.READOUT
+    assert hooks.layer_name("last_block", 4) == hooks.layer_name(-1, 4) == "blocks.3.hook_resid_post"
 
 
 def test_bf16_autocast_path_runs_on_cpu(gpt2):

@@ -7,6 +7,7 @@ table and the CLI run on real (tiny) models.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import warnings
@@ -28,7 +29,6 @@ from probekit.igsm.render import prompt_text  # noqa: E402
 from probekit.probe import depth, mistakes  # noqa: E402
 from probekit.probe.data import (  # noqa: E402
     ProbeBuilder,
-    ProbeData,
     ProblemText,
     probe_pool,
     problems_from_config,
@@ -133,7 +133,8 @@ def test_unnecessary_groups_are_exactly_the_written_and_unwritten_parameters(cas
     necessary = {name(p) for p in problem.necessary}
     by_group = {g: set(frame.loc[frame.group == g, "a"]) for g in mistakes.NECE_GROUPS}
     assert by_group["necessary"] == necessary
-    assert by_group["written_unnecessary"] == {u}
+    # record 0 is a wrong solution: U is written, but outside the paper's population (correct solutions)
+    assert by_group["written_unnecessary_other"] == {u} and by_group["written_unnecessary"] == set()
     assert by_group["unwritten_unnecessary"] == set(pool) - necessary - {u}
     assert len(frame) == len(pool) and frame["a"].is_unique  # every pool parameter once
     assert (frame["label"] == frame["group"].eq("necessary").astype(int)).all()
@@ -152,7 +153,7 @@ def test_unnecessary_groups_are_exactly_the_written_and_unwritten_parameters(cas
     capped = mistakes.unnecessary_examples(solutions, tok, nece_per_problem=1).frame()
     assert capped.group.value_counts().to_dict() == {
         "necessary": 1,
-        "written_unnecessary": 1,
+        "written_unnecessary_other": 1,
         "unwritten_unnecessary": 1,
     }
 
@@ -167,7 +168,7 @@ def test_unnecessary_conditional_probabilities_by_hand(case, tok):
     # the probe says nece for necessary parameters, for U and for one unwritten unnecessary parameter w
     probe = FakeProbe("nece", lambda a, t, y: int(y == 1 or a in (u, w)))
     pred = mistakes.predict_frame(data, {"nece": probe})
-    table = mistakes.conditional_table(pred)
+    table = mistakes.conditional_table(pred, bootstrap=0)  # Wilson intervals over examples
     n_unw_a = int(((frame.group == "unwritten_unnecessary") & (frame.set == "A")).sum())
     n_unw_all = int((frame.group == "unwritten_unnecessary").sum())
     n_nec = int((frame.group == "necessary").sum())
@@ -177,7 +178,7 @@ def test_unnecessary_conditional_probabilities_by_hand(case, tok):
         return r
 
     # set A: records 0 and 1 (U written only in record 0; w never written)
-    r = row("A", "written_unnecessary")
+    r = row("A", "written_unnecessary_other")  # record 0 is wrong: not the paper's population
     assert (r["n"], r["n_pred_true"], r["p_pred_true"], r["true_label"]) == (1, 1, 1.0, 0)
     assert (r["p_ci_low"], r["p_ci_high"]) == pytest.approx(wilson_interval(1, 1))
     assert r["accuracy"] == 0.0 and (r["ci_low"], r["ci_high"]) == pytest.approx(wilson_interval(0, 1))
@@ -193,6 +194,47 @@ def test_unnecessary_conditional_probabilities_by_hand(case, tok):
     assert (r["n"], r["n_pred_true"], r["accuracy"], r["true_label"]) == (n_nec, n_nec, 1.0, 1)
     assert list(table.columns) == ["task", "set", *mistakes.TABLE_COLUMNS[1:]]
     assert probe.calls == 1
+
+
+def test_fig8a_population_is_correct_solutions_with_well_formed_unnecessary_sentences(case, tok):
+    """The paper's Fig. 8(a) asks about unnecessary parameters in solutions the model got right: the default group
+    holds those only; every written unnecessary parameter stays available as a second, labelled group."""
+    problem, ref, u = case["problem"], case["reference"], case["unnecessary"]
+    (param,) = [p for p in problem.params if problem.name(p) == u]
+    right = _join([f"Define {u} as x; so x = {problem.values[param]}"] + case["ss"])  # correct, one extra step
+    correct = _record(problem, ref, right, "A", 6)
+    assert correct["correct"] and correct["verdict"]["unnecessary"] == [u]
+    wrong = case["records"][0]  # U written correctly, but the solution is wrong
+    probes = {t: FakeProbe(t, lambda a, t_, y: 1) for t in mistakes.MISTAKE_TASKS}
+    result = mistakes.mistake_analysis([correct, wrong], probes, tokenizer=tok, nece_per_problem=None, bootstrap=0)
+    table = result.unnecessary[result.unnecessary.set == "all"].set_index("group")
+    assert table.loc["written_unnecessary", "n"] == 1  # the correct solution's U only
+    assert table.loc["written_unnecessary_other", "n"] == 1
+    assert table.loc[mistakes.WRITTEN_POOLED, "n"] == 2  # the old, pooled population
+    assert table.loc[mistakes.WRITTEN_POOLED, "true_label"] == 0
+    examples = result.unnecessary_examples
+    paper = examples[examples.group == "written_unnecessary"]
+    assert paper.solution_correct.all() and paper.written_correctly.all()
+
+
+def test_mistake_intervals_resample_solutions_not_examples():
+    """Ten examples per solution, five solutions all right and five all wrong: the interval over solutions is far
+    wider than a Wilson interval that treats the 100 examples as independent."""
+    frame = pd.DataFrame(
+        {
+            "task": "nece",
+            "set": "A",
+            "group": "necessary",
+            "label": 1,
+            "record": np.repeat(np.arange(10), 10),
+            "pred": np.repeat([1, 0] * 5, 10),
+        }
+    )
+    boot = mistakes.conditional_table(frame, pooled=False).iloc[0]
+    wilson = mistakes.conditional_table(frame, pooled=False, bootstrap=0).iloc[0]
+    assert boot.accuracy == wilson.accuracy == 0.5 and boot.n_solutions == 10 and boot.bootstrap > 0
+    assert (wilson.ci_low, wilson.ci_high) == pytest.approx(wilson_interval(50, 100))
+    assert boot.ci_high - boot.ci_low > 2 * (wilson.ci_high - wilson.ci_low)
 
 
 # ---------------------------------------------------------------------------- (b) first wrong parameter
@@ -281,6 +323,7 @@ def test_first_error_conditional_accuracies_by_hand(case, tok):
         background_per_problem=2,
         nece_per_problem=None,
         correct_per_problem=None,
+        bootstrap=0,  # Wilson intervals over examples, checked by hand below
     )
     t = result.first_error
 
@@ -343,24 +386,50 @@ def test_depth_table_counts_add_up_per_layer(gpt2, tok):
         labels = compute_labels(p.problem, p.solution)
         expected.update(labels.distance[name] for name in labels.nece)
     n_necessary = sum(expected.values())
-    assert len(test) == n_necessary and (test.labels == 1).all()
-    # negatives in the test data are ignored
-    mixed = ProbeData.concat([test, train.select(train.labels == 0)])
-    table = depth.depth_analysis(gpt2, train, mixed, layers="all", rank=0, steps=20)
+    positives = test.select(test.labels == 1)
+    assert len(positives) == n_necessary and (test.labels == 0).sum() > 0  # and nece = false examples beside
+    table = depth.depth_analysis(gpt2, train, test, layers="all", rank=0, steps=20)
     assert list(table.columns[:8]) == list(depth.DEPTH_COLUMNS)
     assert not table.duplicated(["layer", "distance"]).any()
     assert set(table.layer) == {0, 1}
     for _layer, sub in table.groupby("layer"):
         assert sub.set_index("distance").n.to_dict() == dict(expected)  # one row per distance present
         assert sub.n.sum() == n_necessary
+        assert sub.n_neg.nunique() == 1 and sub.n_neg.iloc[0] == (test.labels == 0).sum()
     assert ((table.accuracy >= 0) & (table.accuracy <= 1)).all() and (table.ci_low <= table.accuracy).all()
+    assert (table.probe == "linear").all() and table.train_prior.iloc[0] == pytest.approx(train.labels.mean())
     # per layer, the pooled accuracy is the per-layer probe's accuracy on the same examples
-    per_layer = probe_layers(gpt2, train, test, "nece", layers="all", rank=0, steps=20)
+    per_layer = probe_layers(gpt2, train, positives, "nece", layers="all", rank=0, steps=20)
     pooled = table.groupby("layer")[["n_correct", "n"]].sum()
     assert (pooled.n_correct / pooled.n).tolist() == pytest.approx(per_layer.accuracy.tolist())
+    negatives = probe_layers(gpt2, train, test.select(test.labels == 0), "nece", layers="all", rank=0, steps=20)
+    assert table.groupby("layer").accuracy_neg.first().tolist() == pytest.approx(negatives.accuracy.tolist())
     # a rank > 0 probe on one layer takes the full path
     one = depth.depth_analysis(gpt2, train, test, layers="0", rank=2, steps=2, batch_size=8)
     assert set(one.layer) == {0} and one.n.sum() == n_necessary and (one["rank"] == 2).all()
+    assert (one.probe == "v-probe").all()
+
+
+def test_depth_defaults_to_the_paper_v_probe_and_intervals_over_problems(gpt2, tok):
+    """Fig. 10 uses V-probes (rank 8), so must the depth analysis by default; its intervals resample problems."""
+    from probekit.probe.experiment import DepthSpec
+
+    assert DepthSpec("ckpt").rank == 8
+    assert inspect.signature(depth.depth_analysis).parameters["rank"].default == 8
+    frame = pd.DataFrame(
+        {
+            "layer": 0,
+            "hook": "h0",
+            "distance": 1,
+            "label": 1,
+            "pred": np.repeat([1, 0] * 5, 10),
+            "group": np.repeat(np.arange(10), 10),
+        }
+    )
+    boot = depth.depth_table(frame).iloc[0]
+    wilson = depth.depth_table(frame.drop(columns="group")).iloc[0]
+    assert (wilson.ci_low, wilson.ci_high) == pytest.approx(wilson_interval(50, 100))
+    assert boot.ci_high - boot.ci_low > 2 * (wilson.ci_high - wilson.ci_low)
 
 
 def test_depth_table_accuracy_by_hand():
@@ -427,11 +496,14 @@ def test_cli_mistakes_on_the_shipped_checkpoint(tmp_path, case, probe_cli):
 def test_cli_depth_on_the_shipped_checkpoint(tmp_path, probe_cli):
     options = "--analysis depth --rank 0 --steps 5 --n-train 4 --n-test 3 --op 3 --device cpu --json --quiet".split()
     out, _ = probe_cli([*PROBE, *options, "--out", str(tmp_path / "d")])
+    assert {r["model"] for r in out} == {"pretrained", "random-init"}  # the random-init baseline is on by default
     assert {r["layer"] for r in out} == set(range(8))  # eight blocks
     n = json.loads((tmp_path / "d" / "data.json").read_text())["n_necessary_test"]
-    for layer in range(8):
-        assert sum(r["n"] for r in out if r["layer"] == layer) == n
-    assert all(r["analysis"] == "depth" and r["model"] == "pretrained" and not math.isnan(r["accuracy"]) for r in out)
+    for model in ("pretrained", "random-init"):
+        for layer in range(8):
+            assert sum(r["n"] for r in out if r["layer"] == layer and r["model"] == model) == n
+    assert all(r["analysis"] == "depth" and not math.isnan(r["accuracy"]) for r in out)
+    assert all(r["probe"] == "linear" and r["rank"] == 0 and 0 <= r["accuracy_neg"] <= 1 for r in out)
     assert (tmp_path / "d" / "depth.csv").exists()
 
 
@@ -456,7 +528,8 @@ def test_library_jobs_return_the_rows_they_write(tmp_path, case):
     from probekit.records import table_records
 
     tiny = dict(rank=0, steps=5, n_train=4, per_problem=4, op=3, device="cpu", progress=False)
-    depth_result = run_depth(DepthSpec(str(CKPT), layers="-1", n_test=3, out=str(tmp_path / "d"), **tiny))
+    depth_spec = DepthSpec(str(CKPT), layers="-1", n_test=3, out=str(tmp_path / "d"), models=("pretrained",), **tiny)
+    depth_result = run_depth(depth_spec)
     rows = depth_result.records()
     assert rows and {r["layer"] for r in rows} == {7} and all(r["model"] == "pretrained" for r in rows)
     assert rows == table_records(pd.read_parquet(tmp_path / "d" / "depth.parquet"))  # what the sweep stored
@@ -482,7 +555,8 @@ def test_library_jobs_return_the_rows_they_write(tmp_path, case):
         for r in table_records(pd.read_parquet(tmp_path / "m" / f"{name}.parquet"))
     ]
     assert rows == stored
-    assert result.layer == "blocks.7.hook_resid_post"
+    assert result.layer == "ln_final.hook_out"  # the default read-out, after the final norm
+    assert {r["hook"] for r in rows} == {"ln_final.hook_out"}  # stated in every row
     assert json.loads((tmp_path / "m" / "counts.json").read_text())["counts"]["random-init"]["solutions"] == 6
     with pytest.raises(ValueError, match="random-init model needs probes trained here"):
         run_mistakes(MistakesSpec(str(CKPT), probes=str(tmp_path / "m"), models=("random-init",)))

@@ -295,6 +295,7 @@ def test_a_probe_job_is_a_library_call_returning_its_rows(tmp_path, tiny_ckpt):
         ProbeSpec(
             str(tiny_ckpt),
             tasks="nece,dep",
+            models=("pretrained",),
             rank=0,
             steps=5,
             n_train=6,
@@ -308,7 +309,7 @@ def test_a_probe_job_is_a_library_call_returning_its_rows(tmp_path, tiny_ckpt):
     lines = (tmp_path / "d" / "results.jsonl").read_text().splitlines()
     assert result.records() == [json.loads(x) for x in lines]
     assert [r["task"] for r in result.records()] == ["nece", "dep"]
-    assert (tmp_path / "d" / "probes" / "pretrained-dep-blocks1" / "probe.json").exists()
+    assert (tmp_path / "d" / "probes" / "pretrained-dep-ln_final" / "probe.json").exists()
 
 
 def test_train_spec_variants_label_each_run():

@@ -179,8 +179,8 @@ def test_resume_is_exact(tmp_path):
     assert sorted(c) == list(range(7, 13)) and all(abs(a[s] - c[s]) < 1e-6 for s in c)
     torch.testing.assert_close(elsewhere.model.state_dict(), straight.model.state_dict(), rtol=0, atol=1e-6)
     assert loop.train(cfg(tmp_path / "c", *extra), resume_from=moved).step == 12  # then run.out's own checkpoint
-    with pytest.raises(ConfigError, match="trainer_state.pt"):
-        loop.train(cfg(tmp_path / "d", *extra), resume_from=tmp_path / "a")
+    with pytest.raises(ConfigError, match="trainer_state.pt"):  # a folder that is no checkpoint (nor a run)
+        loop.train(cfg(tmp_path / "d", *extra), resume_from=tmp_path)
     # without --resume an existing run is refused; with a changed data stream, resume is refused
     with pytest.raises(ConfigError, match="already holds checkpoints"):
         loop.train(cfg(tmp_path / "b", *extra))
