@@ -17,7 +17,8 @@ import sys
 SET_HELP = (
     "evaluation sets, a comma list: 'default' (the paper's suite: op<=max unforced, op=max, the OOD ops "
     "med 20..23 / hard 28..32, and reask versions of the OOD ops), 'id', 'ood', 'reask', 'unforced', "
-    "K (op=K), rK (reask op=K). Overrides --op/--reask"
+    "K (op=K), rK (reask op=K), hK (held-out op=K: all template bins, a generation seed disjoint from "
+    "training's; for small op, whose test bins hold few or degenerate templates). Overrides --op/--reask"
 )
 
 
@@ -50,6 +51,13 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=0, help="also draw N samples per problem for Pass@N / PassRatio@N")
     p.add_argument(
         "--temperature", type=float, default=0.7, help="sampling temperature (with --samples; Xwin-Math: 0.7)"
+    )
+    p.add_argument(
+        "--decoding",
+        choices=["greedy", "beam-sample"],
+        default="greedy",
+        help="how the judged solution is generated: greedy (default) or beam-sample (beam 4 with sampling, the "
+        "paper's second mode)",
     )
     p.add_argument("--batch-size", type=int, help="rows per generation batch (default: 256 on cuda, 32 on cpu)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
@@ -93,6 +101,7 @@ def build_spec(args):
         seed=args.seed,
         samples=args.samples,
         temperature=args.temperature,
+        decoding=args.decoding,
         batch_size=args.batch_size,
         device=args.device,
         max_new_tokens=args.max_new_tokens,

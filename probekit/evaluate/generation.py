@@ -1,15 +1,22 @@
 """Batched generation with a KV cache (torch + transformers): prompts in, ``(solution, answer)`` out.
 
 The model sees ``tokenizer.prompt_ids(prompt)`` = ``[EOS] [PROBLEM] prompt [SOLUTION]`` and writes until
-``[EOS]`` or a token budget. The loop is our own (no ``model.generate``) so that it behaves the same on every
-``transformers`` 5.x: batches are left-padded with ``[PAD]``, the attention mask marks the padding, position
-ids are ``cumsum(mask) - 1`` (so a padded prompt gets the same rotary positions as an unpadded one), and the
-``past_key_values`` the model returns are fed back with one new token per row and step. ``logits_to_keep=1``
-keeps the prefill from materialising full-vocabulary logits for every prompt position.
+``[EOS]`` or a token budget. The greedy and sampling loop is our own (no ``model.generate``) so that it behaves
+the same on every ``transformers`` 5.x: batches are left-padded with ``[PAD]``, the attention mask marks the
+padding, position ids are ``cumsum(mask) - 1`` (so a padded prompt gets the same rotary positions as an unpadded
+one), and the ``past_key_values`` the model returns are fed back with one new token per row and step.
+``logits_to_keep=1`` keeps the prefill from materialising full-vocabulary logits for every prompt position.
 
 - greedy (``temperature=0``, the default): ``argmax`` of the logits (float32); deterministic for a batch;
 - sampling: ``softmax(logits / temperature)`` and ``torch.multinomial`` with a seeded ``torch.Generator``;
   the ``N`` samples of a prompt are ``N`` rows of the batch.
+- beam search with sampling (the paper's second decoding mode, App. F.1: beam 4, ``do_sample=True``;
+  :class:`BeamSampler`, ``probekit eval --decoding beam-sample``): ``transformers``' ``model.generate`` with
+  ``num_beams=4, do_sample=True`` at temperature 1 (the paper gives none) and the ``transformers`` default
+  ``top_k=50`` (what the authors' HF call used unless they changed it), on the same left-padded batches
+  (``generate`` derives the position ids from the attention mask), one returned sequence per prompt; its
+  sampling RNG is seeded with the generator's ``seed`` inside ``torch.random.fork_rng`` (the global RNG is
+  left as it was).
 
 On CUDA the forward passes run under ``torch.autocast(bfloat16)`` (unless the model's weights are already
 half precision); on CPU in the model's dtype. Prompts are sorted by length and cut into batches of
@@ -33,6 +40,7 @@ from dataclasses import dataclass
 
 import torch
 
+from probekit.evaluate.sets import DECODINGS
 from probekit.tokenizer import IGSMTokenizer
 
 
@@ -85,6 +93,10 @@ def _autocast(device: torch.device, model) -> contextlib.AbstractContextManager:
 def model_context(model) -> int:
     """The model's largest supported sequence length (``max_position_embeddings``)."""
     return int(getattr(model.config, "max_position_embeddings", 2048))
+
+
+BEAMS = 4
+TOP_K = 50  # transformers' default for sampling
 
 
 class ModelGenerator:
@@ -142,6 +154,12 @@ class ModelGenerator:
         """The ``sample`` callable of :mod:`.run` for ``n`` samples at ``temperature``."""
         return Sampler(self, n, temperature)
 
+    def decoder(self, decoding: str = "greedy"):
+        """The ``generate`` callable of :mod:`.run` for ``decoding`` (:data:`DECODINGS`)."""
+        if decoding not in DECODINGS:
+            raise ValueError(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}")
+        return self if decoding == "greedy" else BeamSampler(self)
+
     @torch.no_grad()
     def generate_ids(
         self,
@@ -149,9 +167,11 @@ class ModelGenerator:
         max_new_tokens: int | None = None,
         *,
         temperature: float = 0.0,
+        beams: int = 1,
         desc: str = "generate",
     ) -> list[list[int]]:
-        """Generated ids per prompt (up to and including ``[EOS]`` when it came), in input order."""
+        """Generated ids per prompt (up to and including ``[EOS]`` when it came), in input order; ``beams > 1``:
+        beam search with sampling at ``temperature`` (module doc)."""
         out: list[list[int]] = [[] for _ in prompt_ids]
         fits = [i for i, p in enumerate(prompt_ids) if len(p) < self.context]
         too_long = len(prompt_ids) - len(fits)
@@ -174,9 +194,13 @@ class ModelGenerator:
                 budget = self.context - max(len(p) for p in batch)
                 if max_new_tokens is not None:
                     budget = min(budget, int(max_new_tokens))
-                rows = (
-                    self._generate_batch(batch, budget, temperature, generator) if budget > 0 else [[] for _ in batch]
-                )
+                rows: list[list[int]]
+                if budget <= 0:
+                    rows = [[] for _ in batch]
+                elif beams > 1:
+                    rows = self._beam_sample_batch(batch, budget, beams, temperature)
+                else:
+                    rows = self._generate_batch(batch, budget, temperature, generator)
                 for i, row in zip(chunk, rows):
                     out[i] = row
                 bar.update(len(chunk))
@@ -190,16 +214,61 @@ class ModelGenerator:
 
         return tqdm(total=total, desc=desc, unit="prob", file=sys.stderr, disable=not self.progress, dynamic_ncols=True)
 
-    def _generate_batch(self, batch: list[list[int]], budget: int, temperature: float, generator) -> list[list[int]]:
-        tok = self.tokenizer
-        dev = self.device
+    def _left_padded(self, batch: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(input_ids, attention_mask)`` of a batch, left-padded with ``[PAD]``, on the device."""
         rows, width = len(batch), max(len(p) for p in batch)
-        input_ids = torch.full((rows, width), tok.pad_id, dtype=torch.long)
+        input_ids = torch.full((rows, width), self.tokenizer.pad_id, dtype=torch.long)
         mask = torch.zeros((rows, width), dtype=torch.long)
         for r, p in enumerate(batch):
             input_ids[r, width - len(p) :] = torch.tensor(p, dtype=torch.long)
             mask[r, width - len(p) :] = 1
-        input_ids, mask = input_ids.to(dev), mask.to(dev)
+        return input_ids.to(self.device), mask.to(self.device)
+
+    def _until_eos(self, token_rows: list[list[int]]) -> list[list[int]]:
+        eos = self.tokenizer.eos_id
+        return [row[: row.index(eos) + 1] if eos in row else row for row in token_rows]
+
+    def _count(self, batch: list[list[int]], result: list[list[int]], steps: int) -> None:
+        st = self.stats
+        st["rows"] += len(batch)
+        st["steps"] += steps
+        st["row_steps"] += len(batch) * steps
+        st["generated_tokens"] += sum(len(r) for r in result)
+        st["prompt_tokens"] += sum(len(p) for p in batch)
+
+    def _beam_sample_batch(
+        self, batch: list[list[int]], budget: int, beams: int, temperature: float
+    ) -> list[list[int]]:
+        """Beam search with multinomial sampling through ``model.generate`` (module doc)."""
+        tok = self.tokenizer
+        input_ids, mask = self._left_padded(batch)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), _autocast(self.device, self.model):
+            torch.manual_seed(self.seed + self.stats["rows"])  # reproducible per batch, whatever ran before
+            out = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=mask,
+                max_new_tokens=budget,
+                num_beams=beams,
+                do_sample=True,
+                temperature=temperature,
+                top_k=TOP_K,
+                top_p=1.0,
+                num_return_sequences=1,
+                pad_token_id=tok.pad_id,
+                eos_token_id=tok.eos_id,
+                use_cache=True,
+            )
+        new = out[:, input_ids.shape[1] :].cpu().tolist()
+        result = self._until_eos(new)
+        self._count(batch, result, len(new[0]) if new else 0)
+        return result
+
+    def _generate_batch(self, batch: list[list[int]], budget: int, temperature: float, generator) -> list[list[int]]:
+        tok = self.tokenizer
+        dev = self.device
+        rows = len(batch)
+        input_ids, mask = self._left_padded(batch)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         tokens = torch.full((rows, budget), tok.pad_id, dtype=torch.long, device=dev)
         finished = torch.zeros(rows, dtype=torch.bool, device=dev)
@@ -234,16 +303,8 @@ class ModelGenerator:
                 step_ids = nxt[:, None]
         del past
         token_rows: list[list[int]] = tokens[:, :steps].cpu().tolist()
-        result = []
-        for row in token_rows:
-            n = row.index(tok.eos_id) + 1 if tok.eos_id in row else len(row)
-            result.append(row[:n])
-        st = self.stats
-        st["rows"] += rows
-        st["steps"] += steps
-        st["row_steps"] += rows * steps
-        st["generated_tokens"] += sum(len(r) for r in result)
-        st["prompt_tokens"] += sum(len(p) for p in batch)
+        result = self._until_eos(token_rows)
+        self._count(batch, result, steps)
         return result
 
 
@@ -259,6 +320,27 @@ class Sampler:
 
     def __call__(self, prompts: Sequence[str], max_new_tokens: int | None = None) -> list[list[Completion]]:
         return self.generator.sample(prompts, self.n, self.temperature, max_new_tokens)
+
+
+class BeamSampler:
+    """``generate(prompts, max_new_tokens=None)`` -> one :class:`Completion` per prompt by beam search with sampling
+    (``beams`` = 4, ``temperature`` = 1: the paper's second decoding mode; module doc)."""
+
+    budgeted = True
+    decoding = "beam-sample"
+
+    def __init__(self, generator: ModelGenerator, beams: int = BEAMS, temperature: float = 1.0):
+        if beams < 2 or temperature <= 0:
+            raise ValueError("beam search with sampling needs beams >= 2 and a temperature > 0")
+        self.generator, self.beams, self.temperature = generator, beams, temperature
+
+    def __call__(self, prompts: Sequence[str], max_new_tokens: int | None = None) -> list[Completion]:
+        gen = self.generator
+        ids = [gen.tokenizer.prompt_ids(p) for p in prompts]
+        rows = gen.generate_ids(
+            ids, max_new_tokens, temperature=self.temperature, beams=self.beams, desc=f"beam {self.beams} + sampling"
+        )
+        return [split_completion(r, gen.tokenizer) for r in rows]
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from probekit.configs import SettingError, check_at_least
 from probekit.evaluate.run import EvalReport, evaluate_checkpoint
-from probekit.evaluate.sets import DEFAULT_N, TOKENS_PER_OP, EvalSet
+from probekit.evaluate.sets import DECODINGS, DEFAULT_N, TOKENS_PER_OP, EvalSet
 
 
 @dataclass
@@ -40,6 +40,9 @@ class EvalSpec:
     """Samples per problem for Pass@N / PassRatio@N (0: greedy only)."""
     temperature: float = 0.7
     """Sampling temperature (with ``samples``)."""
+    decoding: str = "greedy"
+    """How the judged solution is generated: ``greedy`` or ``beam-sample`` (beam 4 with sampling, the paper's
+    second mode; :data:`~probekit.evaluate.sets.DECODINGS`)."""
     batch_size: int | None = None
     """Rows per generation batch (None: 256 on cuda, 32 on cpu)."""
     device: str | None = None
@@ -64,6 +67,8 @@ class EvalSpec:
         if not (resolve_checkpoint(self.checkpoint) / "config.json").exists():
             raise ValueError(f"{self.checkpoint} is not a checkpoint folder (no config.json)")
         check_at_least(self, 0, "n", "samples")
+        if self.decoding not in DECODINGS:
+            raise SettingError("decoding", f"must be one of {', '.join(DECODINGS)}, got {self.decoding!r}")
         if self.samples and self.temperature <= 0:
             raise SettingError("temperature", f"must be > 0 when sampling, got {self.temperature}")
         if self.op is not None and not 1 <= self.op <= 52:
@@ -95,7 +100,7 @@ def run_eval(spec: EvalSpec) -> EvalReport:
         names = ", ".join(s.name for s in sets)
         print(
             f"probekit eval: {checkpoint} on {preset}_{fmt} [{names}], n={spec.n}, seed={spec.seed}, "
-            f"device={device}, batch {batch_size}"
+            f"device={device}, batch {batch_size}, {spec.decoding}"
             + (f", {spec.samples} samples at T={spec.temperature}" if spec.samples else ""),
             file=sys.stderr,
         )
@@ -112,4 +117,5 @@ def run_eval(spec: EvalSpec) -> EvalReport:
         max_new_tokens=spec.max_new_tokens,
         progress=spec.progress,
         checks=spec.checks,
+        decoding=spec.decoding,
     )

@@ -15,16 +15,21 @@ Definitions
   unbiased estimator of pass@k from ``N >= k`` samples (Chen et al. 2021), for ``k < N``.
 - **Single-step model** (Xwin-Math eq. 3, ``paper-facts.md`` 2.7): a problem that needs ``s`` steps is solved
   with probability ``step_accuracy ** s``. :func:`fit_step_accuracy` fits ``step_accuracy`` to per-bin counts
-  ``(s_i, n_i, k_i)`` by binomial maximum likelihood (bisection on the sign of the score: the log-likelihood
-  is concave in ``log p``, so its derivative is monotone and the maximum is unique), with a 95%
-  profile-likelihood interval and the fit's quality: per-bin observed and predicted accuracy with raw and
+  ``(s_i, n_i, k_i)`` weighted by bin counts (``weighting="counts"``, the default: binomial maximum likelihood by
+  bisection on the sign of the score, which is monotone because the log-likelihood is concave in ``log p``, with a
+  95% profile-likelihood interval) or unweighted over the bin means (``weighting="bins"``: least squares, every
+  bin counts once, as a curve drawn through the points of Xwin-Math Fig. 4; no interval), optionally over the
+  first ``first_bins`` bins only (Fig. 4's dashed curve fits the first four of seven bins; the other bins keep
+  their predictions and residuals). The fit's quality: per-bin observed and predicted accuracy with raw and
   standardised (Pearson) residuals (:meth:`StepFit.bin_table`), Pearson chi-square with its p-value
-  (``bins - 1`` degrees of freedom) and a weighted R^2 of the per-bin accuracies. For iGSM the number of steps is the op count of the reference solution.
-- **First-error position** (Xwin-Math Table 4): the 0-based index of the first wrong sentence divided by the
-  number of sentences the model wrote. An error that only shows at the end (every sentence right, but the
-  last one is not the query or the answer is wrong) has index = number of sentences, position 1.0; an empty
-  solution has position 0.0. Its mean comes with a percentile bootstrap interval over solutions
-  (:func:`first_error_position_interval`).
+  (``bins - 1`` degrees of freedom) and an R^2 of the per-bin accuracies. For iGSM the number of steps is the op
+  count of the reference solution.
+- **First-error position** (Xwin-Math Table 4): the **1-based** position of the first wrong sentence divided by
+  the number of sentences the model wrote (the paper's "position of the first error / total steps"): a wrong
+  first sentence of four gives 0.25, a wrong last sentence 1.0. An error that only shows at the end (every
+  sentence right, but the last one is not the query or the answer is wrong) is placed on the last sentence,
+  position 1.0; an empty solution has position 0.0 (it fails before any step). Its mean comes with a percentile
+  bootstrap interval over solutions (:func:`first_error_position_interval`).
 - **Unnecessary parameters per correct solution** (paper 2.1, Fig. 4): mean of ``len(verdict.unnecessary)``
   over the correct solutions (NaN when none is correct).
 """
@@ -283,17 +288,29 @@ def _chi2_sf(x: float, dof: int) -> float:
     return min(1.0, math.exp(-y + a * math.log(y) - gln) * h)
 
 
+FIRST_BINS = 4
+"""Xwin-Math Fig. 4's dashed curve fits the first four of its seven step bins."""
+
+FIT_WEIGHTINGS = ("counts", "bins")
+"""How :func:`fit_step_accuracy` weighs the op bins: ``counts`` = binomial maximum likelihood on the pooled counts
+(every problem weighs the same, so crowded bins dominate); ``bins`` = unweighted least squares over the bin means
+(every bin weighs the same, as a curve fitted to the points of Xwin-Math Fig. 4)."""
+
+
 @dataclass
 class StepFit:
     """The single-step model ``accuracy = step_accuracy ** steps`` fitted to per-bin counts.
 
-    ``bins`` holds one dict per bin: ``steps``, ``n``, ``correct``, ``accuracy`` (observed), ``predicted``
-    (``step_accuracy ** steps``), ``residual`` (accuracy - predicted) and ``pearson`` (the standardised
-    residual ``(correct - n predicted) / sqrt(n predicted (1 - predicted))``, NaN where the prediction is 0 or
-    1); :meth:`bin_table` is the same as JSON-able rows keyed by ``op``. ``chi2`` is Pearson's statistic over the
-    bins whose prediction lies strictly inside (0, 1), ``dof`` = those bins - 1, ``p_value`` its chi-square
-    tail probability (both NaN when ``dof`` = 0), ``r2`` the n-weighted R^2 of the per-bin accuracies (NaN with one
-    bin or constant accuracies).
+    ``bins`` holds one dict per bin with ``n > 0`` (sorted by steps): ``steps``, ``n``, ``correct``, ``accuracy``
+    (observed), ``predicted`` (``step_accuracy ** steps``), ``residual`` (accuracy - predicted), ``pearson`` (the
+    standardised residual ``(correct - n predicted) / sqrt(n predicted (1 - predicted))``, NaN where the prediction
+    is 0 or 1) and ``fitted`` (whether the bin took part in the fit: all bins, or the first ``first_bins``);
+    :meth:`bin_table` is the same as JSON-able rows keyed by ``op``. ``weighting`` is one of
+    :data:`FIT_WEIGHTINGS`. Over the fitted bins: ``chi2`` is Pearson's statistic over the bins whose prediction
+    lies strictly inside (0, 1), ``dof`` = those bins - 1, ``p_value`` its chi-square tail probability (both NaN when
+    ``dof`` = 0), ``r2`` the R^2 of the per-bin accuracies, weighted by ``n`` (``counts``) or not (``bins``; NaN with
+    one bin or constant accuracies); ``n`` and ``correct`` count the fitted bins' problems. The interval is the 95%
+    profile-likelihood interval for ``counts`` and NaN for ``bins`` (least squares has no likelihood).
     """
 
     step_accuracy: float
@@ -307,6 +324,8 @@ class StepFit:
     n: int
     correct: int
     bins: list[dict] = field(default_factory=list)
+    weighting: str = "counts"
+    first_bins: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -336,43 +355,43 @@ class StepFit:
         ]
 
 
-def fit_step_accuracy(
-    steps: Sequence[int] | np.ndarray, n: Sequence[int] | np.ndarray, k: Sequence[int] | np.ndarray
-) -> StepFit:
-    """Binomial maximum-likelihood fit of ``accuracy(s) = p ** s`` over bins ``(steps[i], n[i], k[i])``.
+def _least_squares(s: np.ndarray, acc: np.ndarray) -> float:
+    """The ``p`` in [0, 1] that minimises ``sum (acc_i - p ** s_i) ** 2``: a grid, then golden section around it."""
 
-    Bins with ``n = 0`` are ignored; ``steps`` must be >= 1. All-correct data gives ``p = 1`` and all-wrong
-    data ``p = 0`` (the boundary maxima), with one-sided profile intervals.
-    """
-    s = np.asarray(steps, dtype=float)
-    n = np.asarray(n, dtype=float)
-    k = np.asarray(k, dtype=float)
-    if not s.shape == n.shape == k.shape:
-        raise ValueError("steps, n and k must have the same length")
-    keep = n > 0
-    s, n, k = s[keep], n[keep], k[keep]
-    if np.any(s < 1):
-        raise ValueError("steps must be >= 1")
-    if np.any(k < 0) or np.any(k > n):
-        raise ValueError("need 0 <= k <= n in every bin")
-    total_n, total_k = int(n.sum()), int(k.sum())
-    if total_n == 0:
-        return StepFit(math.nan, math.nan, math.nan, math.nan, math.nan, 0, math.nan, math.nan, 0, 0, [])
+    def loss(p: float) -> float:
+        return float(np.sum((acc - p**s) ** 2))
+
+    grid = np.linspace(0.0, 1.0, 2001)
+    losses = ((acc[None, :] - grid[:, None] ** s[None, :]) ** 2).sum(axis=1)
+    j = int(np.argmin(losses))
+    lo, hi = grid[max(j - 1, 0)], grid[min(j + 1, grid.size - 1)]
+    ratio = (math.sqrt(5) - 1) / 2
+    for _ in range(100):
+        a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+        if loss(a) <= loss(b):
+            hi = b
+        else:
+            lo = a
+    best = (lo + hi) / 2
+    return best if loss(best) <= losses[j] else float(grid[j])
+
+
+def _likelihood_fit(s: np.ndarray, n: np.ndarray, k: np.ndarray) -> tuple[float, float, float]:
+    """``(p_hat, ci_low, ci_high)``: binomial maximum likelihood with its 95% profile interval."""
 
     def ll(p):
         return _log_likelihood(p, s, n, k)
 
-    if total_k == 0:
-        p_hat = 0.0
-    elif total_k == total_n:
-        p_hat = 1.0
-    else:
-        p_hat = _argmax_likelihood(s, n, k)
-    best = ll(p_hat)
-    target = best - CHI2_1_95 / 2
+    total_n, total_k = n.sum(), k.sum()
+    p_hat = 0.0 if total_k == 0 else 1.0 if total_k == total_n else _argmax_likelihood(s, n, k)
+    target = ll(p_hat) - CHI2_1_95 / 2
     low = 0.0 if p_hat == 0.0 or ll(0.0) >= target else _bisect_level(ll, target, p_hat, 0.0)
     high = 1.0 if p_hat == 1.0 or ll(1.0) >= target else _bisect_level(ll, target, p_hat, 1.0)
+    return float(p_hat), float(low), float(high)
 
+
+def _fit_quality(p_hat: float, s, n, k, weights) -> tuple[float, int, float, float]:
+    """``(chi2, dof, p_value, r2)`` of the fitted bins; ``weights`` weigh the R^2 (``n`` or ones)."""
     pred = p_hat**s
     acc = k / n
     var = n * pred * (1 - pred)
@@ -382,23 +401,75 @@ def fit_step_accuracy(
     dof = int(inside.sum()) - 1
     chi2 = float(np.sum(pearson[inside] ** 2)) if dof > 0 else math.nan
     p_value = _chi2_sf(chi2, dof) if dof > 0 else math.nan
-    mean_acc = total_k / total_n
-    ss_tot = float(np.sum(n * (acc - mean_acc) ** 2))
-    ss_res = float(np.sum(n * (acc - pred) ** 2))
+    mean_acc = float(np.sum(weights * acc) / np.sum(weights)) if len(s) else math.nan
+    ss_tot = float(np.sum(weights * (acc - mean_acc) ** 2))
+    ss_res = float(np.sum(weights * (acc - pred) ** 2))
     r2 = 1 - ss_res / ss_tot if len(s) > 1 and ss_tot > 0 else math.nan
+    return chi2, max(dof, 0), p_value, r2
+
+
+def fit_step_accuracy(
+    steps: Sequence[int] | np.ndarray,
+    n: Sequence[int] | np.ndarray,
+    k: Sequence[int] | np.ndarray,
+    *,
+    weighting: str = "counts",
+    first_bins: int | None = None,
+) -> StepFit:
+    """Fit ``accuracy(s) = p ** s`` over bins ``(steps[i], n[i], k[i])``, weighted as ``weighting`` says.
+
+    ``counts`` (default): binomial maximum likelihood with a profile interval; ``bins``: unweighted least squares
+    over the bin means (:data:`FIT_WEIGHTINGS`). With ``first_bins = K`` only the K bins with the fewest steps are
+    fitted (Xwin-Math Fig. 4's dashed curve fits the first four of seven bins); the others still get predictions
+    and residuals in ``bins`` (``fitted`` false), so the shortfall of the long bins shows. Bins with ``n = 0`` are
+    ignored; ``steps`` must be >= 1. All-correct data gives ``p = 1`` and all-wrong data ``p = 0``.
+    """
+    if weighting not in FIT_WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {', '.join(FIT_WEIGHTINGS)}, not {weighting!r}")
+    if first_bins is not None and first_bins < 1:
+        raise ValueError(f"first_bins must be >= 1, not {first_bins}")
+    s = np.asarray(steps, dtype=float)
+    n = np.asarray(n, dtype=float)
+    k = np.asarray(k, dtype=float)
+    if not s.shape == n.shape == k.shape:
+        raise ValueError("steps, n and k must have the same length")
+    keep = n > 0
+    order = np.argsort(s[keep], kind="stable")
+    s, n, k = s[keep][order], n[keep][order], k[keep][order]
+    if np.any(s < 1):
+        raise ValueError("steps must be >= 1")
+    if np.any(k < 0) or np.any(k > n):
+        raise ValueError("need 0 <= k <= n in every bin")
+    fitted = np.arange(s.size) < (s.size if first_bins is None else first_bins)
+    fs, fn, fk = s[fitted], n[fitted], k[fitted]
+    total_n, total_k = int(fn.sum()), int(fk.sum())
+    if total_n == 0:
+        nan = math.nan
+        return StepFit(nan, nan, nan, nan, nan, 0, nan, nan, 0, 0, [], weighting, first_bins)
+    if weighting == "counts":
+        p_hat, low, high = _likelihood_fit(fs, fn, fk)
+    else:
+        p_hat, low, high = _least_squares(fs, fk / fn), math.nan, math.nan
+    weights = fn if weighting == "counts" else np.ones_like(fn)
+    chi2, dof, p_value, r2 = _fit_quality(p_hat, fs, fn, fk, weights)
+    pred = p_hat**s
+    var = n * pred * (1 - pred)
+    pearson = np.where(var > 0, (k - n * pred) / np.sqrt(np.where(var > 0, var, 1.0)), math.nan)
     bins = [
         {
             "steps": int(si),
             "n": int(ni),
             "correct": int(ki),
-            "accuracy": float(ai),
+            "accuracy": float(ki / ni),
             "predicted": float(pi),
-            "residual": float(ai - pi),
+            "residual": float(ki / ni - pi),
             "pearson": float(ri),
+            "fitted": bool(fi),
         }
-        for si, ni, ki, ai, pi, ri in zip(s, n, k, acc, pred, pearson)
+        for si, ni, ki, pi, ri, fi in zip(s, n, k, pred, pearson, fitted)
     ]
-    return StepFit(float(p_hat), float(low), float(high), best, chi2, max(dof, 0), p_value, r2, total_n, total_k, bins)
+    best = _log_likelihood(p_hat, fs, fn, fk)
+    return StepFit(p_hat, low, high, best, chi2, dof, p_value, r2, total_n, total_k, bins, weighting, first_bins)
 
 
 # ---------------------------------------------------------------------------------------------- verdicts
@@ -448,10 +519,11 @@ def unnecessary_per_correct(unnecessary: Sequence[int], correct: Sequence[bool])
 
 
 def first_error_positions(first_index: Sequence[int | None], n_sentences: Sequence[int]) -> np.ndarray:
-    """Normalised first-error positions ``index / sentences`` in [0, 1] (NaN where ``first_index`` is None).
+    """Normalised 1-based first-error positions ``min(index + 1, sentences) / sentences`` in [0, 1].
 
-    ``first_index`` is the 0-based index of the first wrong sentence (``= n_sentences`` when only the ending
-    is wrong); an empty solution (0 sentences) has position 0.
+    ``first_index`` is the checker's 0-based index of the first wrong sentence (``= n_sentences`` when only the
+    ending is wrong, which counts as the last sentence; None for a correct solution, giving NaN); an empty solution
+    (0 sentences) has position 0.
     """
     idx = list(first_index)
     total = list(n_sentences)
@@ -463,7 +535,7 @@ def first_error_positions(first_index: Sequence[int | None], n_sentences: Sequen
             continue
         if f < 0 or f > t:
             raise ValueError(f"first error index {f} outside 0..{t}")
-        out[i] = f / t if t else 0.0
+        out[i] = min(f + 1, t) / t if t else 0.0
     return out
 
 

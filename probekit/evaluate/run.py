@@ -8,7 +8,9 @@ returning the reference solutions); :class:`~.generation.ModelGenerator` is the 
 with ``budgeted = True`` is also given ``max_new_tokens``: ``tokens_per_op * max(nominal op, largest reference
 op in the set) + extra_tokens`` (40 and 64 by default: reference solutions take about 18 tokens per op).
 
-Per set (:func:`evaluate_set`) the row holds: ``n``, ``correct``, ``accuracy`` with its Wilson 95% interval
+Per set (:func:`evaluate_set`) the row holds: ``n``, ``n_templates`` and ``n_degenerate`` (distinct solution
+templates and degenerate problems, :func:`.sets.set_health`; a degenerate or few-template set is named on
+stderr, :func:`.sets.set_warnings`), ``correct``, ``accuracy`` with its Wilson 95% interval
 (``ci_low``, ``ci_high``), ``unnecessary_per_correct`` (paper Fig. 4), ``mistake_kinds`` (solutions showing each
 checker mistake kind), ``first_mistake_kinds``, ``no_answer`` (no ``[ANSWER]`` emitted), ``answer_mismatch``
 (emitted answer differs from the true one), ``unfinished`` (no ``[EOS]`` within the budget),
@@ -23,7 +25,9 @@ beat), ``accuracy_by_op`` (``{op: [n, correct]}``), the single-step fit over the
 ``residual`` the standardised residual, :meth:`.metrics.StepFit.bin_table`) and, with a sampler,
 ``samples``, ``pass_at_1`` (greedy), ``pass_at_n``, ``pass_ratio_at_n`` with intervals and
 ``step_accuracy_sampled`` (the fit on sampled counts, as Xwin-Math does).
-:func:`evaluate_sets` adds a pooled single-step fit over every non-reask set (``step_fit``).
+:func:`evaluate_sets` adds a pooled single-step fit over every non-reask set (``step_fit``, weighted by bin
+counts), with ``variants``: the fit unweighted over the op-bin means and the fit over the first four op bins
+(:func:`pooled_step_fit`).
 
 Per-problem records (``records.jsonl``) are ``probekit generate`` records of the problem, except that
 ``solution`` is the **generated** solution (so ``probekit check`` and ``probekit labels`` work on the file
@@ -51,6 +55,8 @@ from probekit.evaluate.sets import (
     EvalSet,
     draw_set,
     generation_budget,
+    set_health,
+    set_warnings,
 )
 from probekit.igsm.check import MISTAKE_KINDS
 from probekit.igsm.generate import to_record
@@ -200,6 +206,7 @@ def evaluate_set(
 
     ops = [p.op_count() for p, _ in drawn]
     row = summarize(eval_set, judged, ops, completions, sampled)
+    row.update(set_health(drawn))
     if sample is not None:
         row["temperature"] = getattr(sample, "temperature", None)
     tokens = sum(c[2] for c in completions if c[2] is not None)
@@ -273,6 +280,8 @@ def evaluate_sets(
         if log:
             log(f"set {eval_set.name}: {len(drawn)} problems, max {budget} new tokens")
         result = evaluate_set(eval_set, drawn, generate, sample, max_new_tokens=budget)
+        for warning in set_warnings(result.row):
+            print(f"warning: {warning}", file=sys.stderr)
         if on_records:
             on_records(result.records)
         if not keep_records:
@@ -290,9 +299,24 @@ def evaluate_sets(
             )
     step_fit = None
     if pooled_ops:
-        fit = metrics.fit_step_accuracy(*metrics.counts_by_steps(pooled_ops, pooled_correct))
-        step_fit = {"sets": [s.name for s, _ in prepared if not s.reask], **fit.to_dict()}
+        step_fit = {"sets": [s.name for s, _ in prepared if not s.reask], **pooled_step_fit(pooled_ops, pooled_correct)}
     return EvalReport(rows, step_fit, results)
+
+
+def pooled_step_fit(ops: Sequence[int], correct: Sequence[bool]) -> dict:
+    """The count-weighted single-step fit (``StepFit.to_dict()``) plus its variants under ``variants``.
+
+    ``variants`` holds the fit unweighted over the op-bin means (``bins``) and, when there are more bins than
+    :data:`.metrics.FIRST_BINS`, the count-weighted fit over the first that many bins (``first_bins``, Xwin-Math
+    Fig. 4's dashed curve), each as ``StepFit.to_dict()`` without its bins.
+    """
+    bins = metrics.counts_by_steps(ops, correct)
+    out = metrics.fit_step_accuracy(*bins).to_dict()
+    variants = {"bins": metrics.fit_step_accuracy(*bins, weighting="bins")}
+    if len(bins[0]) > metrics.FIRST_BINS:
+        variants["first_bins"] = metrics.fit_step_accuracy(*bins, first_bins=metrics.FIRST_BINS)
+    out["variants"] = {name: {k: v for k, v in fit.to_dict().items() if k != "bins"} for name, fit in variants.items()}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- output
@@ -305,6 +329,8 @@ SUMMARY_COLUMNS = (
     "split",
     "seed",
     "n",
+    "n_templates",
+    "n_degenerate",
     "correct",
     "accuracy",
     "ci_low",
@@ -426,6 +452,9 @@ def format_table(rows: list[dict], step_fit: dict | None = None) -> str:
             f"[{num(step_fit['ci_low'], 5)}, {num(step_fit['ci_high'], 5)}], chi2 {num(step_fit['chi2'], 2)} "
             f"on {step_fit['dof']} dof (p {num(step_fit['p_value'], 3)}), R^2 {num(step_fit['r2'], 3)}"
         )
+        for name, fit in step_fit.get("variants", {}).items():
+            what = "unweighted over op-bin means" if name == "bins" else f"over the first {fit['first_bins']} op bins"
+            text.append(f"  {what}: step accuracy {num(fit['step_accuracy'], 5)}, R^2 {num(fit['r2'], 3)}")
     return "\n".join(text)
 
 
@@ -446,8 +475,12 @@ def evaluate_checkpoint(
     progress: bool = True,
     keep_records: bool = False,
     checks: bool = True,
+    decoding: str = "greedy",
 ) -> EvalReport:
     """Evaluate a checkpoint folder on ``sets``: draw the problems, load the model, generate, judge, write.
+
+    ``decoding`` (:data:`~.sets.DECODINGS`): how the judged solution is generated, ``greedy`` or the paper's
+    ``beam-sample`` (beam 4 with sampling); every row records it in ``decoding``.
 
     With ``out``: ``records.jsonl``, ``summary.parquet`` (or ``.csv``), ``step_fit.json`` and ``eval.json``
     (the evaluation's settings and the checkpoint's provenance), written as one set: a temporary folder replaces
@@ -495,7 +528,7 @@ def evaluate_checkpoint(
 
         report = evaluate_sets(
             prepared,
-            gen,
+            gen.decoder(decoding),
             sampler,
             tokens_per_op=tokens_per_op,
             extra_tokens=extra_tokens,
@@ -507,6 +540,7 @@ def evaluate_checkpoint(
         for row in report.rows:
             row["checkpoint"] = str(checkpoint)
             row["checks_skipped"] = not checks
+            row["decoding"] = decoding
         if out_dir and fh:
             fh.close()
             write_summary(report.rows, out_dir)
@@ -521,7 +555,7 @@ def evaluate_checkpoint(
                 "tokens_per_op": tokens_per_op,
                 "extra_tokens": extra_tokens,
                 "max_new_tokens": max_new_tokens,
-                "decoding": "greedy" + (f" + {samples} samples at T={temperature}" if samples else ""),
+                "decoding": decoding + (f" + {samples} samples at T={temperature}" if samples else ""),
                 "generator_stats": gen.stats,
                 "provenance": {k: v for k, v in provenance.items() if k != "fingerprint"},
             }

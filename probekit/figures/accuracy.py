@@ -7,13 +7,15 @@ solution, the always-0 baseline) are weighted by the rows' counts.
 - **fig3** (Physics of LMs 2.1, Fig. 3): accuracy by evaluation set, bars per checkpoint with Wilson
   intervals and the always-answer-0 baseline; one panel per (preset, format).
 - **fig4** (Fig. 4): unnecessary parameters per fully-correct solution by set.
-- **fig9** (Fig. 9): depth vs width: an accuracy table, rows = checkpoints sorted by (n_layer, d_model),
-  columns = sets.
+- **fig9** (Fig. 9): depth vs width: an accuracy table, rows = model shapes sorted by (n_layer, d_model),
+  columns = sets; each cell the best over the shape's checkpoints (training seeds) and decodings (the paper's
+  best of 2 seeds x {greedy, beam 4 with sampling}; option ``best_of``).
 - **stability** (Xwin-Math, Fig. 3 analogue): Pass@1, Pass@N and PassRatio@N per set with intervals, one panel
   per (checkpoint, preset, format); only with sampled evaluations.
 - **step_fit** (Xwin-Math eq. 3 / Fig. 4): accuracy against op pooled per checkpoint over the non-reask sets,
   with the single-step model ``step_accuracy ** op`` refitted on the pooled counts by
-  :func:`probekit.evaluate.metrics.fit_step_accuracy`.
+  :func:`probekit.evaluate.metrics.fit_step_accuracy` over all bins (solid) and over the first four bins
+  (dashed, the paper's dashed curve); options ``weighting`` (``counts`` | ``bins``) and ``first_bins``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator
 
-from probekit.evaluate.metrics import StepFit, fit_step_accuracy, wilson_interval
+from probekit.evaluate.metrics import FIRST_BINS, StepFit, fit_step_accuracy, wilson_interval
 from probekit.figures.registry import (
     NoData,
     Series,
@@ -164,9 +166,39 @@ def _shape_labels(panel: pd.DataFrame, ckpts: list[str]) -> list[str]:
     return [f"{lab} ({c})" if labels.count(lab) > 1 else lab for lab, c in zip(labels, ckpts)]
 
 
-def fig9(results: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Paper Fig. 9: depth vs width: accuracy table, rows = checkpoints by (n_layer, d_model), columns = sets."""
+def best_of_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Paper Fig. 9 protocol: per (shape, preset, format, set) the best accuracy over the checkpoints of that shape
+    (its training seeds) and the decodings (``decoding``; rows without it count as ``greedy``).
+
+    Each (checkpoint, decoding) candidate is pooled over evaluation seeds (:func:`pooled_accuracy`); the returned
+    table has one row per cell with the winner's columns, ``checkpoint`` = the shape ("L-layer d-dim"),
+    ``best`` = "winning checkpoint / decoding" and ``candidates`` = the number of (checkpoint, decoding) pairs.
+    """
+    decodings = column(rows, "decoding").astype(object).where(column(rows, "decoding").notna(), "greedy")
+    rows = rows.assign(decoding=decodings)
+    parts = [pooled_accuracy(g).assign(decoding=d) for d, g in rows.groupby("decoding", sort=True)]
+    table = pd.concat(parts, ignore_index=True)
+    table["shape"] = [f"{integer(a)}-layer {integer(b)}-dim" for a, b in zip(table["n_layer"], table["d_model"])]
+    keys = ["shape", *PANEL_KEYS, "set"]
+    table = table.sort_values(["accuracy", "checkpoint", "decoding"], ascending=[False, True, True], na_position="last")
+    best = table.groupby(keys, sort=False, dropna=False).head(1).copy()
+    sizes = table.groupby(keys, sort=False, dropna=False).size().rename("candidates").reset_index()
+    best = best.merge(sizes, on=keys, how="left")
+    best["best"] = best["checkpoint"].astype(str) + " / " + best["decoding"].astype(str)
+    best["checkpoint"] = best["shape"]
+    return best.reset_index(drop=True)
+
+
+def fig9(results: pd.DataFrame, out_dir: Path, *, best_of: bool = True) -> list[Path]:
+    """Paper Fig. 9: depth vs width: accuracy table, rows = model shapes by (n_layer, d_model), columns = sets.
+
+    ``best_of`` (default, the paper's protocol): each cell is the best over the checkpoints of a shape (training
+    seeds) and the decodings (greedy, beam-sample) it was evaluated with (:func:`best_of_table`); False: one row
+    per checkpoint, every decoding pooled.
+    """
     rows, table = accuracy_table(results, "n_layer", "d_model")
+    if best_of:
+        table = best_of_table(rows)
     panels = _panels(table)
     height = 1.6 + 0.35 * max(g["checkpoint"].nunique() for _, g in panels)
     width = 2.2 + 0.6 * max(g["set"].nunique() for _, g in panels)
@@ -174,18 +206,32 @@ def fig9(results: pd.DataFrame, out_dir: Path) -> list[Path]:
     for ax, (title, panel) in zip(axes[0], panels):
         ckpts, sets = checkpoint_order(panel), sorted_sets(panel["set"])
         matrix = np.vstack([_aligned(panel[panel["checkpoint"] == c], sets, "accuracy")[0] for c in ckpts])
-        image = heatmap(ax, matrix, sets, _shape_labels(panel, ckpts))
+        labels = ckpts if best_of else _shape_labels(panel, ckpts)
+        image = heatmap(ax, matrix, sets, labels)
         ax.set(title=title, xlabel=SET_LABEL)
         ax.tick_params(axis="x", labelrotation=30)
     fig.colorbar(image, ax=list(axes.flat), label="accuracy (fraction)")
+    if best_of:
+        how = (
+            "each cell is the best over the checkpoints of that shape (training seeds) and the decodings they were "
+            "evaluated with (paper: 2 seeds x {beam 1, beam 4 with sampling}), each candidate's counts pooled over "
+            "evaluation seeds"
+        )
+        notes = [
+            f"{r['checkpoint']}, {r['set']} ({r['preset']}_{r['format']}): best of {r['candidates']}: {r['best']}"
+            for _, r in table.iterrows()
+        ]
+    else:
+        how = "one row per checkpoint, counts pooled over evaluation seeds and decodings"
+        notes = []
     text = caption(
         "Figure 9 (Physics of LMs 2.1, Fig. 9): depth vs width.",
-        "generation accuracy (cell text in percent) per checkpoint (rows, sorted by number of layers then hidden "
-        "width, labelled 'L-layer d-dim') and evaluation set (columns), one panel per (preset, format); counts pooled "
-        "over evaluation seeds.",
+        "generation accuracy (cell text in percent) per model shape (rows, sorted by number of layers then hidden "
+        f"width, labelled 'L-layer d-dim') and evaluation set (columns), one panel per (preset, format); {how}.",
         ACCURACY_LABEL + "; cell text in percent",
         count_range(table["n"], "problems"),
         rows,
+        notes,
     )
     return save_figure(fig, Path(out_dir) / "fig9", text)
 
@@ -282,27 +328,50 @@ def pooled_by_op(rows: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray, 
     return out
 
 
-def step_fits(results: pd.DataFrame) -> dict[str, tuple[tuple[np.ndarray, np.ndarray, np.ndarray], StepFit]]:
-    """Per checkpoint: the pooled ``(ops, n, correct)`` and the single-step fit on them."""
+def step_fits(
+    results: pd.DataFrame, *, weighting: str = "counts", first_bins: int | None = None
+) -> dict[str, tuple[tuple[np.ndarray, np.ndarray, np.ndarray], StepFit]]:
+    """Per checkpoint: the pooled ``(ops, n, correct)`` and the single-step fit on them (see ``fit_step_accuracy``)."""
     rows = rows_of(results, "accuracy", ("checkpoint", "accuracy_by_op"))
-    return {ckpt: (bins, fit_step_accuracy(*bins)) for ckpt, bins in pooled_by_op(rows).items()}
+    return {
+        ckpt: (bins, fit_step_accuracy(*bins, weighting=weighting, first_bins=first_bins))
+        for ckpt, bins in pooled_by_op(rows).items()
+    }
 
 
 def _fit_line(ckpt: str, fit: StepFit) -> str:
+    over = f"the first {fit.first_bins} op bins" if fit.first_bins else "all op bins"
+    how = "weighted by bin counts" if fit.weighting == "counts" else "unweighted over bin means"
+    interval = f"95% profile CI {fit.ci_low:.4f}-{fit.ci_high:.4f}" if fit.weighting == "counts" else "no interval"
     return (
-        f"{ckpt}: step accuracy {fit.step_accuracy:.4f} (95% profile CI {fit.ci_low:.4f}-{fit.ci_high:.4f}), "
-        f"R^2 {fit.r2:.3f}, chi2 {fit.chi2:.2f} on {fit.dof} dof (p = {fit.p_value:.3g}), "
-        f"{fit.n} problems in {len(fit.bins)} op bins."
+        f"{ckpt} ({how}, {over}): step accuracy {fit.step_accuracy:.4f} ({interval}), R^2 {fit.r2:.3f}, "
+        f"chi2 {fit.chi2:.2f} on {fit.dof} dof (p = {fit.p_value:.3g}), {fit.n} problems in "
+        f"{sum(b['fitted'] for b in fit.bins)} op bins."
     )
 
 
-def step_fit(results: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Xwin-Math Fig. 4 analogue: accuracy against op with the fitted single-step curve ``step_accuracy ** op``."""
-    fits = step_fits(results)
+def _draw_fit(ax, ops: np.ndarray, fit: StepFit, color: str, linestyle: str, label: str) -> None:
+    grid_ops = np.linspace(ops.min(), ops.max(), 100)
+    ax.plot(grid_ops, fit.step_accuracy**grid_ops, color=color, linestyle=linestyle, label=label)
+
+
+def step_fit(
+    results: pd.DataFrame, out_dir: Path, *, weighting: str = "counts", first_bins: int = FIRST_BINS
+) -> list[Path]:
+    """Xwin-Math Fig. 4 analogue: accuracy against op with the fitted single-step curves ``step_accuracy ** op``.
+
+    Solid: the fit over all op bins; dashed (for a checkpoint with more than ``first_bins`` bins): the fit over
+    the first ``first_bins`` bins, as the paper's dashed curve (its long bins fall below it when long problems
+    were rare in training). ``weighting`` is ``counts`` (binomial likelihood on the pooled counts) or ``bins``
+    (least squares over the bin means).
+    """
+    fits = step_fits(results, weighting=weighting)
+    short = step_fits(results, weighting=weighting, first_bins=first_bins)
     rows = results[(results["kind"] == "accuracy") & results["checkpoint"].isin(list(fits))]
     colors = checkpoint_colors(results)
     fig, axes = new_figure(1, 1, 4.8, 3.4)
     ax = axes[0, 0]
+    notes = []
     for ckpt in checkpoint_order(rows):
         (ops, n, k), fit = fits[ckpt]
         acc = k / n
@@ -317,14 +386,14 @@ def step_fit(results: pd.DataFrame, out_dir: Path) -> list[Path]:
             capsize=2,
             label=f"{ckpt} (measured)",
         )
-        grid_ops = np.linspace(ops.min(), ops.max(), 100)
-        ax.plot(
-            grid_ops,
-            fit.step_accuracy**grid_ops,
-            color=colors[ckpt],
-            linestyle="--",
-            label=f"{ckpt}: {fit.step_accuracy:.4f}^op",
-        )
+        _draw_fit(ax, ops, fit, colors[ckpt], "-", f"{ckpt}: {fit.step_accuracy:.4f}^op")
+        notes.append(_fit_line(ckpt, fit))
+        if len(ops) > first_bins:
+            part = short[ckpt][1]
+            _draw_fit(
+                ax, ops, part, colors[ckpt], "--", f"{ckpt}, first {first_bins} bins: {part.step_accuracy:.4f}^op"
+            )
+            notes.append(_fit_line(ckpt, part))
     ax.set(
         xlabel="op (number of operations)",
         ylabel=ACCURACY_LABEL,
@@ -333,14 +402,20 @@ def step_fit(results: pd.DataFrame, out_dir: Path) -> list[Path]:
     )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(loc="best")
+    how = (
+        "binomial maximum likelihood on those pooled counts (weighted by bin counts)"
+        if weighting == "counts"
+        else "least squares over the per-bin accuracies (every bin weighs the same)"
+    )
     text = caption(
         "Step fit (Xwin-Math eq. 3 / Fig. 4 analogue): accuracy against the number of operations.",
         "points = accuracy per op bin with Wilson 95% intervals, counts pooled per checkpoint over its non-reask "
-        "evaluation sets and seeds; dashed curves = step_accuracy ** op with step_accuracy fitted by binomial maximum "
-        "likelihood on those pooled counts (probekit.evaluate.metrics.fit_step_accuracy).",
+        f"evaluation sets and seeds; solid curves = step_accuracy ** op fitted over all op bins, dashed curves = the "
+        f"fit over the first {first_bins} op bins only (drawn when a checkpoint has more bins); step_accuracy by "
+        f"{how} (probekit.evaluate.metrics.fit_step_accuracy).",
         ACCURACY_LABEL + "; x: op (number of operations)",
         count_range(np.concatenate([bins[1] for bins, _ in fits.values()]), "problems per op bin"),
         rows,
-        [_fit_line(ckpt, fits[ckpt][1]) for ckpt in checkpoint_order(rows)],
+        notes,
     )
     return save_figure(fig, Path(out_dir) / "step_fit", text)

@@ -443,8 +443,8 @@ def scaling_steps(results: pd.DataFrame, out_dir: Path) -> list[Path]:
         "checkpoints, non-reask evaluation sets and seeds, one colour per data size; dashed curves = step_accuracy ** op "
         "with step_accuracy fitted by binomial maximum likelihood on those pooled counts "
         "(probekit.evaluate.metrics.fit_step_accuracy); one panel per init (from scratch / fine-tuned) and, when "
-        "present, a panel comparing length resampling with none. First-error position = mean normalised position of "
-        "the first wrong sentence over the wrong solutions of the non-reask sets (weighted by their number; interval "
+        "present, a panel comparing length resampling with none. First-error position = mean 1-based position of the "
+        "first wrong sentence divided by the sentences written, over the wrong solutions of the non-reask sets (weighted by their number; interval "
         "= weighted mean of the rows' bounds where recorded).",
         ACCURACY_LABEL + "; x: op (number of operations); step accuracy and first-error position as fractions",
         count_range(np.concatenate([bins[1] for bins, _ in fits.values()]), "problems per op bin"),

@@ -84,6 +84,11 @@ class FastRandom(random.Random):
         return int(self.random() * n)
 
 
+HELDOUT_SEED_BASE = 10**12
+"""Generation seeds from here on are reserved for held-out-by-seed evaluation sets (``probekit.evaluate.sets``):
+training data seeds (``data.seed``) must stay below it, so the two never share a seed string."""
+
+
 def record_seed(seed: int, index: int) -> int:
     """The per-record RNG seed, as the official samples' ``rng_seed``."""
     return int(hashlib.sha256(f"{seed}:{index}".encode()).hexdigest(), 16) % 2**32

@@ -173,6 +173,12 @@ def template_bin(problem: Problem, order: list[Param]) -> int:
     final period, names replaced by ``Inst`` / ``Inter``, numbers by ``0``, ``;`` by ``.`` and symbols
     renamed a, b, c... by first appearance; so a template falls in the same bin as in their generator.
     """
+    return int(template_key(problem, order), 16) % HASH_BINS
+
+
+def template_key(problem: Problem, order: list[Param]) -> str:
+    """SHA-256 (hex) of the solution template (the sketch of :func:`template_bin`): equal for two problems iff
+    their solutions share a template; :func:`template_bin` is this number mod 23."""
     writer = _SolutionWriter(problem, iter(SYMBOLS), sketch=True)
     sketch = " " + ". ".join(writer.sentence(p) for p in order).replace(";", ".") + "."
-    return int(hashlib.sha256(sketch.encode()).hexdigest(), 16) % HASH_BINS
+    return hashlib.sha256(sketch.encode()).hexdigest()

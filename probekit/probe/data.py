@@ -26,6 +26,16 @@ leaves out the abstract parameters the problem never touches (``problem.params``
 are still computed on that whole template). It is computable from the problem text alone, so records, fresh
 problems and a model's own solution give the same pool.
 
+With ``pool="slots"`` (``probekit probe --pair-pool slots``) A and B are drawn instead as the authors' code
+draws them (``lora_label`` over ``all_param``): every instance **slot** ``(i, j, k)`` of adjacent layers,
+whether or not the structure graph has that edge, plus every abstract parameter (:func:`slot_pool`). A slot
+that is not an edge exists in no sentence: it is never necessary, never known, depends on nothing and nothing
+depends on it, its value is unknown (23), and it is ``can_next`` at every position (zero in-degree in the
+authors' Kahn traversal), so never ``nece_next``. Those slots are why the paper's all-false baselines (App. B:
+83% on dep, 92% on nece_next) are higher than probekit's default pool gives: the default draws A, B from the
+problem's parameters (App. E: "A (and B) uniform over the parameters of the problem"), where more pairs are
+dependent and more parameters are ready and needed. ``slots`` reproduces the quoted baselines' setting.
+
 Sampling (paper App. E): per problem and task, up to ``per_problem`` (10) distinct choices without
 replacement: nece draws A; dep draws ordered pairs (A, B), B != A; the step tasks draw (t, A) pairs, so t is
 uniform over 0..T and A uniform over the pool. The draw is a pure function of (seed, problem index, task).
@@ -84,6 +94,29 @@ def probe_pool(problem: Problem) -> list[Param]:
     for p in seeds:
         closure |= {q for q in problem.ancestors[p] if q[0] == ABSTRACT}
     return [p for p in problem.params if p[0] == INSTANCE or p in closure]
+
+
+POOLS: tuple[str, ...] = ("problem", "slots")
+"""Where A and B are drawn from: the problem's dependency-graph parameters (:func:`probe_pool`, the paper's text)
+or every instance slot and abstract parameter (:func:`slot_pool`, the authors' code; module doc)."""
+
+
+def slot_pool(problem: Problem) -> list[Param]:
+    """Every instance slot ``(i, j, k)`` of adjacent layers (edge or not), then every abstract parameter."""
+    slots = [
+        (INSTANCE, i, j, k)
+        for i in range(problem.depth - 1)
+        for j in range(len(problem.items[i]))
+        for k in range(len(problem.items[i + 1]))
+    ]
+    return slots + [p for p in problem.params if p[0] == ABSTRACT]
+
+
+def pool_params(problem: Problem, pool: str = "problem") -> list[Param]:
+    """The parameters of ``pool`` (one of :data:`POOLS`)."""
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {', '.join(POOLS)}, not {pool!r}")
+    return probe_pool(problem) if pool == "problem" else slot_pool(problem)
 
 
 def sentence_ends(solution: str) -> list[int]:
@@ -180,15 +213,17 @@ class ProbeBuilder:
     Token prefixes are encoded from the truncated text once per position and cached.
     """
 
-    def __init__(self, item: ProblemText, tokenizer=None, labels: Labels | None = None):
+    def __init__(self, item: ProblemText, tokenizer=None, labels: Labels | None = None, pool: str = "problem"):
         from probekit.tokenizer import default_tokenizer
 
         self.item = item
         self.problem = item.problem
         self.tokenizer = tokenizer or default_tokenizer()
         self.labels = labels or compute_labels(item.problem, item.solution)
-        self.pool = probe_pool(item.problem)
+        self.pool = pool_params(item.problem, pool)
         self.pool_names = [self.problem.name(p) for p in self.pool]
+        stated = set(self.problem.params)
+        self._slots = {self.problem.name(p) for p in self.pool if p not in stated}  # non-edge slots (``slots``)
         self.ends = sentence_ends(item.solution)
         if len(self.ends) + 1 != len(self.labels.steps):  # cannot happen: both split as the checker does
             raise AssertionError(f"{len(self.ends)} sentence ends but {len(self.labels.steps)} label steps")
@@ -262,6 +297,8 @@ class ProbeBuilder:
             raise ValueError(f"task {task!r} needs a position t")
         if task == "value":
             return self.labels.value_label(t, a)
+        if task == "can_next" and a in self._slots:  # a non-edge slot: nothing to wait for (module doc)
+            return 1
         return int(a in self._steps[t][task])
 
     def _name(self, p) -> str:
@@ -451,8 +488,11 @@ def build_examples(
     seed: int = 0,
     max_len: int | None = None,
     progress=None,
+    pool: str = "problem",
 ) -> ProbeData:
     """Sample up to ``per_problem`` queries per problem and task (module doc) and build their inputs.
+
+    ``pool``: where A and B are drawn from (:data:`POOLS`: the problem's parameters, or the authors' slots).
 
     ``max_len``: examples with more tokens are left out and counted in ``n_too_long`` (with a warning).
     ``progress``: optional callable, called with 1 after each problem.
@@ -466,7 +506,7 @@ def build_examples(
     meta: dict[str, list] = {k: [] for k in META_COLUMNS}
     too_long = {t: 0 for t in tasks}
     for item in problems:
-        builder = ProbeBuilder(item, tokenizer)
+        builder = ProbeBuilder(item, tokenizer, pool=pool)
         for task in tasks:
             for a, b, t in builder.sample(task, per_problem, _draw_rng(seed, item.index, task)):
                 x, y, m = builder.example(task, a, b, t)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from probekit.configs import check_at_least
 from probekit.probe.collect import save_table
-from probekit.probe.data import PER_PROBLEM, parse_tasks
+from probekit.probe.data import PER_PROBLEM, POOLS, parse_tasks
 from probekit.probe.mistakes import (
     MISTAKE_TASKS,
     MistakeAnalysis,
@@ -86,6 +86,10 @@ class ProbeSpec(HeldOutRun):
     """The online code length of the labels (Voita and Titov 2020)."""
     bootstrap: int = 1000
     """Bootstrap resamples over test problems for the 95% intervals (0: none)."""
+    pair_pool: str = "problem"
+    """Where A and B are drawn from (:data:`~probekit.probe.data.POOLS`): ``problem`` (the problem's parameters,
+    the paper's App. E) or ``slots`` (every instance slot and abstract parameter, as the authors' code: the
+    setting of the paper's quoted all-false baselines, 83% dep / 92% nece_next)."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -95,6 +99,8 @@ class ProbeSpec(HeldOutRun):
         super().check()
         if not self.tasks:
             raise ValueError("no task given")
+        if self.pair_pool not in POOLS:
+            raise ValueError(f"pair_pool must be one of {', '.join(POOLS)}, not {self.pair_pool!r}")
         check_at_least(self, 1, "seeds")
         check_at_least(self, 0, "bootstrap")
 
@@ -131,8 +137,9 @@ def run_probe(spec: ProbeSpec) -> ProbeResult:
             per_problem=spec.per_problem,
             max_len=loaded.context,
             progress=progress,
+            pool=spec.pair_pool,
         )
-    summary = _data_summary(spec, loaded, train, test, spec.tasks)
+    summary = {**_data_summary(spec, loaded, train, test, spec.tasks), "pair_pool": spec.pair_pool}
 
     frames = []
     kwargs = spec.probe_kwargs(loaded.device, loaded.preset)
@@ -167,6 +174,7 @@ def run_probe(spec: ProbeSpec) -> ProbeResult:
                 frame["seconds"] = round(seconds / len(frame), 3)
                 frame["checkpoint"] = str(spec.checkpoint)
                 frame["checks_skipped"] = spec.skip_checks
+                frame["pair_pool"] = spec.pair_pool
                 frames.append(frame)
                 if spec.out:
                     folder = Path(spec.out) / "probes" / ("" if seed == spec.seed else f"seed{seed}")

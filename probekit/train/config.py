@@ -8,7 +8,7 @@ recipe, App. F.1). ``None`` on a "by preset" key means: take the value of ``data
     data:     source (generate | shards), preset (med | hard), max_op / max_edge (a smaller problem
               family), format (pq | qp), seed, n_problems (data size: None = unlimited fresh problems,
               N = epochs over N distinct problems), resample (none | length: op-weighted draws, paper
-              Fig. 4 right) and resample_power, packing (stream | whole), shards (dir, source=shards),
+              Fig. 4 right) and resample_power, packing (whole | stream; default whole), shards (dir, source=shards),
               shuffle (shards), context, batch_size (global sequences per step), micro_batch_size (per rank
               and forward pass),
               workers (generator processes per rank; 0 = in the loader thread), prefetch (batches queued),
@@ -45,6 +45,7 @@ from probekit.configs import (
     suggest,
     type_fields,
 )
+from probekit.igsm.generate import HELDOUT_SEED_BASE
 from probekit.igsm.presets import preset_name
 
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -67,7 +68,9 @@ class ModelSection:
     rope_theta: float | None = None
     """arch .. rope_theta: override the named shape (e.g. ``model.n_layer=8``)."""
     tie_embeddings: bool | None = None
-    """Share the input embedding and the output layer; None: the shape's (models/*.yaml: untied)."""
+    """Share the input embedding and the output layer. None: the paper's model for ``gpt2`` (tied: GPT-2 ties
+    them, and the paper's GPT2 is GPT-2 with rotary embeddings), the shape's for ``llama`` (untied); see
+    :func:`probekit.train.model.model_config`."""
     init_from: str | None = None
     """An HF checkpoint folder to start from (fine-tuning); the shape then comes from that folder."""
     seed: int = 0
@@ -91,16 +94,20 @@ class DataSection:
     source: generate only."""
     resample: Literal["none", "length"] = "none"
     """none: the generator's op distribution. length: problems drawn with probability proportional to
-    ``op ** resample_power`` times the generator's (op = number of solution sentences; paper 2.1 Fig. 4
-    right); the problems of one op are unchanged. source: generate only."""
+    ``op ** resample_power`` times the generator's (op = the problem's number of operations, the semicolons of
+    its reference solution, not its number of solution sentences or tokens; Xwin-Math Fig. 4 right resamples by
+    the number of CoT sentences); the problems of one op are unchanged. source: generate only."""
     resample_power: float = 1.0
     """The exponent of ``resample: length`` (0: the plain op mix; < 0 favours short problems); ignored with
     ``resample: none``."""
-    packing: Literal["stream", "whole"] = "stream"
-    """stream (the paper's): problems are concatenated and the stream is cut into windows, so a problem may
-    straddle two windows and the second part is read without its beginning. whole: a window holds only whole
-    problems; a problem that does not fit in the rest of a window starts the next one, and the rest is
-    ``[PAD]`` (never a target). source: generate only (shards are packed when written)."""
+    packing: Literal["stream", "whole"] | None = None
+    """whole: a window starts at a problem boundary and holds only whole problems; a problem that does not fit
+    in the rest of a window starts the next one, and the rest is ``[PAD]`` (never a target). The paper packs
+    whole problems into a window and truncates at the right (App. F.1), so every window starts with a problem;
+    probekit pads instead of truncating, so no problem is cut. stream: problems are concatenated and the
+    stream is cut into windows, so a problem may straddle two windows and the second part is read without its
+    beginning (probekit's default before; still an option). None: whole with ``source: generate``, stream with
+    ``source: shards`` (shards are packed as a stream when written; whole is generate only)."""
     shards: str | None = None
     """Directory written by ``probekit generate --tokens DIR`` (source: shards)."""
     shuffle: bool = True
@@ -132,7 +139,8 @@ class OptimSection:
     decay_embeddings: bool = True
     """Decay the embedding and output matrices too (HF Trainer convention); norms and biases never."""
     grad_clip: float | None = 1.0
-    """Clip the global gradient norm (HF Trainer default); None: no clipping."""
+    """Clip the global gradient norm (HF Trainer default). A probekit choice: the paper states no clipping (README,
+    "Where probekit differs from the paper"); None: no clipping."""
     fused: bool | None = None
     """Fused AdamW kernel; None: on for CUDA."""
     loss: Literal["all", "solution"] = "all"
@@ -339,7 +347,7 @@ def resolve(cfg: TrainConfig, world_size: int = 1) -> tuple[TrainConfig, Layout]
         for key, value, default in (
             ("n_problems", d.n_problems, None),
             ("resample", d.resample, "none"),
-            ("packing", d.packing, "stream"),
+            ("packing", "stream" if d.packing is None else d.packing, "stream"),
         ):
             if value != default:
                 raise ConfigError(
@@ -355,6 +363,8 @@ def resolve(cfg: TrainConfig, world_size: int = 1) -> tuple[TrainConfig, Layout]
     if s.steps is None:
         s.steps = defaults["steps"]
 
+    if d.packing is None:
+        d.packing = "stream" if d.source == "shards" else "whole"
     if not str(r.out).strip():
         raise ConfigError("run.out is empty: name the run folder (run.out=DIR or --out DIR)")
 
@@ -367,6 +377,10 @@ def resolve(cfg: TrainConfig, world_size: int = 1) -> tuple[TrainConfig, Layout]
     positive("data.micro_batch_size", d.micro_batch_size)
     positive("data.max_op", d.max_op)
     positive("data.n_problems", d.n_problems)
+    if not 0 <= d.seed < HELDOUT_SEED_BASE:
+        raise ConfigError(
+            f"data.seed must be in 0..{HELDOUT_SEED_BASE - 1} (larger seeds are held-out evaluation seeds), got {d.seed}"
+        )
     if not math.isfinite(d.resample_power):
         raise ConfigError(f"data.resample_power must be a finite number, got {d.resample_power}")
     positive("data.workers", d.workers, 0)
@@ -482,13 +496,18 @@ def flat(cfg_dict: dict) -> dict[str, Any]:
     return {f"{s}.{k}": v for s, values in cfg_dict.items() for k, v in values.items()}
 
 
+SAVED_DEFAULTS = {"data.packing": "stream"}
+"""What a key meant in checkpoints written before it existed, where that differs from today's default."""
+
+
 def resume_differences(saved: dict, current: TrainConfig) -> tuple[list[str], list[str]]:
     """(blocking, other) differences between a checkpoint's config and the current one.
 
-    A key the saved config lacks (a checkpoint written before the key existed) counts as its default;
-    ``data.resample_power`` blocks only when ``data.resample`` is ``length`` (it is unused otherwise).
+    A key the saved config lacks (a checkpoint written before the key existed) counts as its default then
+    (:data:`SAVED_DEFAULTS`, else today's); ``data.resample_power`` blocks only when ``data.resample`` is
+    ``length`` (it is unused otherwise).
     """
-    old, new = flat(TrainConfig().to_dict()) | flat(saved), flat(current.to_dict())
+    old, new = flat(TrainConfig().to_dict()) | SAVED_DEFAULTS | flat(saved), flat(current.to_dict())
     power_used = "length" in (old.get("data.resample"), new.get("data.resample"))
     blocking: list[str] = []
     other: list[str] = []

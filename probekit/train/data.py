@@ -6,12 +6,13 @@ The global batch of ``B`` sequences has ``B`` *lanes*. Lane ``j`` (0 <= j < B) o
 ``j, j + B, j + 2B, ...``; by default position ``g`` is problem index ``g`` of
 ``GenerationConfig(preset, format=..., split="train", seed=data.seed)`` (op drawn per problem by the
 generator, train-split templates only; ``data.n_problems`` and ``data.resample`` change the map, below). Each problem becomes
-``[PROBLEM] prompt [SOLUTION] solution [ANSWER] answer [EOS]``; a lane concatenates its problems in order and
-cuts the stream into windows of ``context`` tokens (a problem may straddle two windows; a problem longer than
-the context is dropped and counted), exactly the packing of :mod:`probekit.shards`. Row ``j`` of step ``s``
-is window ``s`` of lane ``j``. With ``data.packing: whole`` a window holds only whole problems: a problem
-that does not fit in the rest of the window starts the lane's next window and the rest is ``[PAD]`` (no
-problem is read without its beginning; :mod:`probekit.train.objective` never trains on a ``[PAD]`` target).
+``[PROBLEM] prompt [SOLUTION] solution [ANSWER] answer [EOS]``; with ``data.packing: stream`` a lane
+concatenates its problems in order and cuts the stream into windows of ``context`` tokens (a problem may
+straddle two windows; a problem longer than the context is dropped and counted), exactly the packing of
+:mod:`probekit.shards`. Row ``j`` of step ``s`` is window ``s`` of lane ``j``. With ``data.packing: whole`` (the
+default) a window starts at a problem boundary and holds only whole problems: a problem that does not fit in the
+rest of the window starts the lane's next window and the rest is ``[PAD]`` (no problem is read without its
+beginning; :mod:`probekit.train.objective` never trains on a ``[PAD]`` target).
 
 So the stream is a pure function of (data seed, batch size, lane, position), and the global batch of a step
 does not depend on the number of processes: rank ``r`` of ``W`` reads lanes ``r*B/W .. (r+1)*B/W - 1``. A
@@ -38,8 +39,11 @@ any number of processes) holds for every setting:
    min of two uniform draws), and is the first generator index ``c`` in the block ``p * 2**16 ..`` whose
    op is ``t`` (a record's op is its first two RNG draws, :func:`drawn_op`, so this costs no generation).
    The problems of one op are thus distributed exactly as in the plain stream; only the op mix is
-   re-weighted (by the number of solution sentences, to the power). :func:`stream_op_probabilities`
-   gives ``P'``.
+   re-weighted, by the op count ``t`` (the number of operations, i.e. of ``;``-separated steps of the
+   reference solution) to the power. This is not the number of solution sentences (necessary parameters,
+   at most ``t``) nor the token length: two problems of the same op weigh the same however long their
+   solutions are. Xwin-Math resamples by the number of CoT sentences; the op is iGSM's nearest
+   equivalent, known before generation. :func:`stream_op_probabilities` gives ``P'``.
 
 Worker processes (``fork`` on Linux, else ``spawn``; they never use torch) produce the
 token arrays; the order in which they finish does not matter.
@@ -363,7 +367,7 @@ class GeneratedStream:
         if self.resample not in ("none", "length"):
             raise ConfigError(f"data.resample must be none or length, not {self.resample!r}")
         self.context, self.n_lanes, self.lanes = context, n_lanes, lanes
-        self.whole = data.packing == "whole"
+        self.whole = data.packing != "stream"  # None (unresolved) is the default, whole
         self.target = int(lookahead * context)
         self._est = max(1.0, context / 3)  # running mean problem length, for request sizes only
         self._n_seen = 0

@@ -17,16 +17,21 @@ from probekit.modeling import ModelConfig, build_model, load_model_config
 from probekit.tokenizer import IGSMTokenizer, TokenizerFileError, default_tokenizer
 from probekit.train.config import ConfigError, ModelSection
 
+TIED_BY_DEFAULT = {"gpt2": True, "llama": False}
+"""``model.tie_embeddings: null`` per architecture: GPT-2 ties its input embedding and output layer (the paper's
+model is GPT-2 with rotary embeddings); Llama does not."""
+
 
 def model_config(section: ModelSection) -> ModelConfig:
-    """The named shape with the section's overrides (``model.n_layer=8`` ...)."""
+    """The named shape with the section's overrides (``model.n_layer=8`` ...); ``tie_embeddings`` None is
+    :data:`TIED_BY_DEFAULT` of the architecture (a tied model's name ends in ``-tied``)."""
     try:
         base = load_model_config(section.name)
     except ValueError as err:
         raise ConfigError(f"model.name: {err}") from None
-    changes = {
-        k: getattr(section, k) for k in ("arch", "n_layer", "n_head", "head_dim", "rope_theta", "tie_embeddings")
-    }
+    changes = {k: getattr(section, k) for k in ("arch", "n_layer", "n_head", "head_dim", "rope_theta")}
+    tie = section.tie_embeddings
+    changes["tie_embeddings"] = TIED_BY_DEFAULT.get(section.arch or base.arch, False) if tie is None else tie
     changes = {k: v for k, v in changes.items() if v is not None and v != getattr(base, k)}
     if not changes:
         return base

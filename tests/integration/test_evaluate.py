@@ -25,11 +25,13 @@ from probekit.evaluate.run import (
     evaluate_set,
     evaluate_sets,
     format_table,
+    pooled_step_fit,
     tidy_rows,
     write_summary,
 )
-from probekit.evaluate.sets import EvalSet, default_suite, draw_set, parse_sets
+from probekit.evaluate.sets import EvalSet, default_suite, draw_set, parse_sets, set_health, set_warnings
 from probekit.igsm.check import MISTAKE_KINDS, check_solution, parse_solution
+from probekit.igsm.generate import HELDOUT_SEED_BASE
 from probekit.igsm.jobs import check_record
 
 Z2 = metrics.Z95**2
@@ -197,11 +199,57 @@ def test_step_fit_bins_edges():
     json.dumps(right.bin_table() + wrong.bin_table(), allow_nan=False)
 
 
+def test_step_fit_unweighted_over_bin_means():
+    # a crowded easy bin and a sparse hard one: the count-weighted fit follows the crowded bin, the unweighted
+    # fit is the least-squares curve through the two bin means
+    steps, n, k = [1, 2], [1000, 10], [900, 2]
+    counts = metrics.fit_step_accuracy(steps, n, k)
+    means = metrics.fit_step_accuracy(steps, n, k, weighting="bins")
+    grid = np.linspace(0, 1, 1_000_001)
+    best = grid[np.argmin((0.9 - grid) ** 2 + (0.2 - grid**2) ** 2)]
+    assert means.step_accuracy == pytest.approx(best, abs=1e-6) and means.weighting == "bins"
+    assert counts.step_accuracy > 0.85 > means.step_accuracy
+    assert math.isnan(means.ci_low) and math.isnan(means.ci_high)  # least squares: no likelihood interval
+    acc, pred = np.array([0.9, 0.2]), means.step_accuracy ** np.array([1.0, 2.0])
+    assert means.r2 == pytest.approx(1 - np.sum((acc - pred) ** 2) / np.sum((acc - acc.mean()) ** 2))
+    with pytest.raises(ValueError, match="weighting"):
+        metrics.fit_step_accuracy(steps, n, k, weighting="problems")
+
+
+def test_step_fit_over_the_first_bins():
+    # Xwin-Math Fig. 4: the dashed curve fits the first four of seven bins; the long bins fall below it
+    steps = np.arange(1, 8)
+    n = np.full(7, 4000)
+    acc = 0.95**steps * np.where(steps > 4, 0.7, 1.0)
+    k = np.round(n * acc).astype(int)
+    part = metrics.fit_step_accuracy(steps[::-1], n, k[::-1], first_bins=4)  # bin order does not matter
+    whole = metrics.fit_step_accuracy(steps, n, k)
+    assert part.step_accuracy == pytest.approx(0.95, abs=1e-3) and whole.step_accuracy < 0.94
+    assert part.first_bins == 4 and part.n == 4 * 4000 and part.dof == 3
+    assert [b["steps"] for b in part.bins] == list(range(1, 8))
+    assert [b["fitted"] for b in part.bins] == [True] * 4 + [False] * 3
+    assert all(b["residual"] < -0.1 for b in part.bins[4:])  # the long bins sit below the dashed curve
+    assert metrics.fit_step_accuracy(steps, n, k, first_bins=10).step_accuracy == whole.step_accuracy
+    with pytest.raises(ValueError, match="first_bins"):
+        metrics.fit_step_accuracy(steps, n, k, first_bins=0)
+
+
+def test_pooled_step_fit_reports_the_variants():
+    ops = [1] * 50 + [2] * 50 + [3] * 20 + [4] * 20 + [5] * 10 + [6] * 10
+    correct = [i % 2 == 0 for i in range(len(ops))]
+    fit = pooled_step_fit(ops, correct)
+    assert fit["weighting"] == "counts" and set(fit["variants"]) == {"bins", "first_bins"}
+    assert fit["variants"]["first_bins"]["first_bins"] == metrics.FIRST_BINS
+    assert fit["variants"]["bins"]["weighting"] == "bins" and "bins" not in fit["variants"]["bins"]
+    assert set(pooled_step_fit([1, 2], [True, False])["variants"]) == {"bins"}
+
+
 def test_first_error_position_interval():
+    # 1-based (Xwin-Math: position of the first wrong step / total steps): 1/4, 3/4, ending-only 3/3
     mean, low, high = metrics.first_error_position_interval([0, 2, 3, None], [4, 4, 3, 5], seed=1)
-    assert mean == pytest.approx(0.5) and 0.0 <= low < 0.5 < high <= 1.0
-    assert (low, high) == metrics.bootstrap_mean_interval([0.0, 0.5, 1.0], seed=1)
-    assert metrics.first_error_position_interval([1, 1], [2, 2]) == (0.5, 0.5, 0.5)
+    assert mean == pytest.approx(2 / 3) and 0.25 <= low < 2 / 3 < high <= 1.0
+    assert (low, high) == metrics.bootstrap_mean_interval([0.25, 0.75, 1.0], seed=1)
+    assert metrics.first_error_position_interval([1, 1], [2, 2]) == (1.0, 1.0, 1.0)
     assert all(math.isnan(x) for x in metrics.first_error_position_interval([None], [3]))
 
 
@@ -213,9 +261,9 @@ def test_chi2_tail():
 
 
 def test_first_error_position_and_unnecessary():
-    pos = metrics.first_error_positions([0, 2, 3, None, 0], [4, 4, 3, 5, 0])
-    assert pos[:3].tolist() == [0.0, 0.5, 1.0] and math.isnan(pos[3]) and pos[4] == 0.0
-    assert metrics.mean_first_error_position([0, 2, 3, None], [4, 4, 3, 5]) == pytest.approx(0.5)
+    pos = metrics.first_error_positions([0, 2, 3, None, 0, 0], [4, 4, 3, 5, 0, 1])
+    assert pos[:3].tolist() == [0.25, 0.75, 1.0] and math.isnan(pos[3]) and pos[4] == 0.0 and pos[5] == 1.0
+    assert metrics.mean_first_error_position([0, 2, 3, None], [4, 4, 3, 5]) == pytest.approx(2 / 3)
     assert math.isnan(metrics.mean_first_error_position([None], [3]))
     with pytest.raises(ValueError):
         metrics.first_error_positions([5], [4])
@@ -397,6 +445,35 @@ def test_first_wrong_sentence_is_exact():
         assert j["correct"] and j["first_error_index"] is None
         j = judge(problem, reference, str((problem.answer + 1) % 23))
         assert not j["correct"] and j["verdict"]["correct"] and j["first_error_index"] == n
+
+
+def test_op1_test_set_is_degenerate_and_the_held_out_set_is_not():
+    test, held = parse_sets("1,h1", "med", n=30, seed=2)
+    assert (held.name, held.split, held.op, held.seed) == ("held-out op=1", "heldout", 1, 2)
+    config = held.config()
+    assert (config.split, config.seed) == ("all", HELDOUT_SEED_BASE + 2)  # all bins, a seed training refuses
+    assert held.to_dict()["split"] == "heldout" and test.config().seed == 2
+    test_drawn, held_drawn = draw_set(test), draw_set(held)
+    test_health, held_health = set_health(test_drawn), set_health(held_drawn)
+    # every ordinary op=1 template hashes into a train bin: the test bins hold one degenerate template
+    assert test_health == {"n_templates": 1, "n_degenerate": 30} and {p.answer for p, _ in test_drawn} == {0}
+    assert held_health["n_degenerate"] < 15 and len({p.answer for p, _ in held_drawn}) > 3
+    warned = set_warnings({"set": test.name, "n": 30, **test_health})
+    assert any("degenerate" in w and "hK" in w for w in warned) and any("1 solution templates" in w for w in warned)
+    assert not any("degenerate" in w for w in set_warnings({"set": held.name, "n": 30, **held_health}))
+    with pytest.raises(ValueError, match="split"):
+        EvalSet("med", 1, split="train")
+    with pytest.raises(ValueError, match="seed"):
+        EvalSet("med", 1, seed=HELDOUT_SEED_BASE)
+
+
+def test_evaluate_sets_reports_templates_and_warns_on_degenerate_sets(capsys):
+    drawn = draw_set(EvalSet("med", 1, n=4, seed=5))
+    report = evaluate_sets([(EvalSet("med", 1, n=4, seed=5), drawn)], _reference_generator(drawn))
+    row = report.rows[0]
+    assert (row["n_templates"], row["n_degenerate"]) == (1, 4)
+    assert "warning: set op=1: 4 of 4 problems are degenerate" in capsys.readouterr().err
+    assert {"n_templates", "n_degenerate"} <= set(report.summary_records()[0])
 
 
 def test_sampling_metrics_with_fake_sampler_and_suite_fit():
@@ -593,6 +670,42 @@ def test_prompt_longer_than_context_is_counted_not_dropped():
 
 
 # ============================================================================================== end to end
+@needs_torch
+def test_beam_sample_is_the_papers_second_decoding_mode(tiny_models, monkeypatch):
+    """Paper App. F.1: beam 4 with do_sample; one completion per prompt, seeded, the global RNG untouched."""
+    model = tiny_models["gpt2-tiny"]
+    calls = []
+    generate = model.generate
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", spy)
+    prompts = _prompts()
+    state = torch.random.get_rng_state()
+    first = ModelGenerator(model, TOK, batch_size=2, seed=4, progress=False).decoder("beam-sample")(prompts, 12)
+    assert torch.equal(state, torch.random.get_rng_state())
+    again = ModelGenerator(model, TOK, batch_size=2, seed=4, progress=False).decoder("beam-sample")(prompts, 12)
+    assert first == again and len(first) == len(prompts) and all(c.n_tokens <= 12 for c in first)
+    assert calls and all(c["num_beams"] == 4 and c["do_sample"] and c["num_return_sequences"] == 1 for c in calls)
+    greedy = ModelGenerator(model, TOK, progress=False)
+    assert greedy.decoder("greedy") is greedy
+    with pytest.raises(ValueError, match="decoding"):
+        greedy.decoder("beam")
+
+
+@needs_torch
+def test_eval_decoding_option_reaches_the_rows(tmp_path, tiny_models):
+    ckpt = save_checkpoint(tiny_models["gpt2-tiny"], TOK, tmp_path / "ckpt", {"data": {"preset": "med"}})
+    argv = [str(ckpt), "--op", "2", "--n", "2", "--max-new-tokens", "8", "--json", "--quiet", "--workers", "1"]
+    status, stdout = _run_eval([*argv, "--decoding", "beam-sample", "--out", str(tmp_path / "out")])
+    assert status == 0 and [r["decoding"] for r in json.loads(stdout)] == ["beam-sample"]
+    assert json.loads((tmp_path / "out" / "eval.json").read_text())["decoding"] == "beam-sample"
+    status, stdout = _run_eval(argv)
+    assert status == 0 and json.loads(stdout)[0]["decoding"] == "greedy"
+
+
 def _run_eval(argv: list[str]) -> tuple[int, str]:
     from probekit.evaluate.command import register
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from probekit.evaluate.metrics import fit_step_accuracy, wilson_interval
+from probekit.evaluate.metrics import FIRST_BINS, fit_step_accuracy, wilson_interval
 from probekit.figures.registry import FIGURE_NAMES, NoData, render
 
 CHECKPOINTS = {"gpt2-4-2-cpu": (4, 128, "a1b2c3d4e5f6a7b8"), "gpt2-8-2-cpu": (8, 128, "0f1e2d3c4b5a6978")}
@@ -308,10 +308,69 @@ def test_step_fit_reports_the_refit_on_pooled_counts(rendered, store):
         fit = fit_step_accuracy(ops, [bins[o][0] for o in ops], [bins[o][1] for o in ops])
         assert 0.9 < fit.step_accuracy < 1.0
         assert (
-            f"{ckpt}: step accuracy {fit.step_accuracy:.4f} (95% profile CI {fit.ci_low:.4f}-{fit.ci_high:.4f})" in text
+            f"{ckpt} (weighted by bin counts, all op bins): step accuracy {fit.step_accuracy:.4f} "
+            f"(95% profile CI {fit.ci_low:.4f}-{fit.ci_high:.4f})" in text
         )
         assert f"{fit.n} problems in {len(ops)} op bins" in text
         assert step_fits(store)[ckpt][1].step_accuracy == fit.step_accuracy
+        if len(ops) > FIRST_BINS:  # the dashed curve: the first four bins only
+            part = fit_step_accuracy(ops, [bins[o][0] for o in ops], [bins[o][1] for o in ops], first_bins=FIRST_BINS)
+            assert (
+                f"{ckpt} (weighted by bin counts, the first 4 op bins): step accuracy {part.step_accuracy:.4f}" in text
+            )
+
+
+def test_step_fit_unweighted_over_bin_means(store, tmp_path):
+    from probekit.figures.accuracy import step_fit, step_fits
+
+    step_fit(store, tmp_path, weighting="bins", first_bins=2)
+    text = (tmp_path / "step_fit.txt").read_text()
+    assert "least squares over the per-bin accuracies" in text and "first 2 op bins" in text
+    for ckpt, ((ops, n, k), fit) in step_fits(store, weighting="bins").items():
+        assert fit.weighting == "bins"
+        assert (
+            f"{ckpt} (unweighted over bin means, all op bins): step accuracy {fit.step_accuracy:.4f} (no interval)"
+            in text
+        )
+        assert fit.step_accuracy == fit_step_accuracy(ops, n, k, weighting="bins").step_accuracy
+
+
+def test_fig9_takes_the_best_of_seeds_and_decodings(tmp_path):
+    """Paper Fig. 9: each cell is the best over 2 training seeds x 2 decodings (greedy, beam 4 with sampling)."""
+    from probekit.figures.accuracy import best_of_table, fig9
+
+    rows = []
+    correct = {("a", "greedy"): 50, ("a", "beam-sample"): 70, ("b", "greedy"): 60, ("b", "beam-sample"): 40}
+    for (ckpt, decoding), k in correct.items():
+        for seed in (0, 1):  # evaluation seeds are pooled, not maximised over
+            rows.append(
+                {
+                    "kind": "accuracy",
+                    "checkpoint": f"gpt2-4-2-{ckpt}",
+                    "n_layer": 4,
+                    "d_model": 128,
+                    "preset": "med",
+                    "format": "pq",
+                    "set": "op=3",
+                    "seed": seed,
+                    "decoding": decoding,
+                    "n": 100,
+                    "correct": k + seed,
+                }
+            )
+    rows.append({**rows[0], "checkpoint": "gpt2-8-2-a", "n_layer": 8, "correct": 30})  # a shape of its own
+    del rows[-1]["decoding"]  # rows from before decodings existed are greedy
+    table = best_of_table(pd.DataFrame(rows))
+    cell = table[table["checkpoint"] == "4-layer 128-dim"].iloc[0]
+    assert (cell["correct"], cell["n"], cell["candidates"]) == (141, 200, 4)
+    assert cell["best"] == "gpt2-4-2-a / beam-sample"
+    deep = table[table["checkpoint"] == "8-layer 128-dim"].iloc[0]
+    assert (deep["correct"], deep["candidates"], deep["best"]) == (30, 1, "gpt2-8-2-a / greedy")
+    fig9(pd.DataFrame(rows), tmp_path)
+    text = (tmp_path / "fig9.txt").read_text()
+    assert "best over the checkpoints of that shape" in text and "best of 4: gpt2-4-2-a / beam-sample" in text
+    fig9(pd.DataFrame(rows), tmp_path, best_of=False)
+    assert "one row per checkpoint" in (tmp_path / "fig9.txt").read_text()
 
 
 def test_pooled_accuracy_sums_seeds_and_recomputes_wilson(store):

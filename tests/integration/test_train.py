@@ -39,6 +39,8 @@ from probekit.train.schedule import lr_at
 REPO = Path(__file__).resolve().parents[2]
 TINY = [
     "model.name=gpt2-tiny",
+    "model.tie_embeddings=false",  # the tests below were written for the untied, stream-packed tiny model
+    "data.packing=stream",
     "data.max_op=2",
     "data.max_edge=12",
     "data.context=256",
@@ -327,6 +329,27 @@ def test_whole_packing_keeps_every_problem_whole_and_resumes():
         resolve(load_config(None, [*TINY, "data.packing=whole", "data.source=shards", "data.shards=x"]))
 
 
+def test_training_defaults_follow_the_paper():
+    """Whole-problem windows and, for GPT-2, tied embeddings by default; stream packing and untied stay options;
+    configs whose shipped numbers were measured the old way pin the old values."""
+    from probekit.train.config import TrainConfig, resume_differences
+
+    default = resolve(load_config(None, []))[0]
+    assert default.data.packing == "whole" and model_config(default.model).tie_embeddings
+    assert not model_config(load_config(None, ["model.arch=llama"]).model).tie_embeddings
+    assert not model_config(load_config(None, ["model.tie_embeddings=false"]).model).tie_embeddings
+    assert resolve(load_config(None, ["data.packing=stream"]))[0].data.packing == "stream"
+    assert resolve(load_config(None, ["data.source=shards", "data.shards=x"]))[0].data.packing == "stream"
+    for name in ("cpu-tiny", "gpu-fast-med"):
+        pinned = resolve(load_config(REPO / f"experiments/train/{name}.yaml"))[0]
+        assert pinned.data.packing == "stream" and not model_config(pinned.model).tie_embeddings
+    # a checkpoint written before data.packing existed was stream-packed: resuming it with whole blocks
+    saved = TrainConfig().to_dict()
+    del saved["data"]["packing"]
+    blocking, _ = resume_differences(saved, default)
+    assert any(b.startswith("data.packing: 'stream' -> 'whole'") for b in blocking)
+
+
 def test_solution_targets_are_the_solution_segment():
     from probekit.igsm.generate import generate_record
     from probekit.train.objective import solution_targets
@@ -523,6 +546,8 @@ def test_data_size_config_checks():
         load_config(None, ["data.resample=size"])
     with pytest.raises(ConfigError, match="data.resample_power must be a finite"):
         resolve(load_config(None, ["data.resample_power=.inf"]))
+    with pytest.raises(ConfigError, match="held-out evaluation seeds"):  # probekit.evaluate.sets: hK sets
+        resolve(load_config(None, [f"data.seed={10**12}"]))
     resolved = resolve(load_config(None, ["data.n_problems=10000", "data.resample=length"]))[0]
     assert resolved.to_dict()["data"]["n_problems"] == 10000 and resolved.data.resample_power == 1.0
     # a checkpoint written before these keys existed resumes (missing keys are their defaults)
