@@ -10,9 +10,10 @@
     train:                       # label -> a training run; its final checkpoint joins the checkpoints
       tiny: {config: experiments/train/cpu-tiny.yaml, overrides: [schedule.steps=50], seeds: [0, 1],
              grid: {data.n_problems: [1000, null]}}
-    accuracy:   {sets: [id, "20", r20], n: 64, seeds: [0], samples: 0, temperature: 0.7}
+    accuracy:   {sets: [id, "20", r20, h1], n: 64, seeds: [0], samples: 0, temperature: 0.7,
+                 decodings: [greedy, beam-sample]}
     probe:      {tasks: [nece, dep], layers: [ln_final], ranks: [8], seeds: [0], models: [pretrained, random-init],
-                 test_sets: [id], n_train: 200, n_test: 100, steps: 200}
+                 test_sets: [id], n_train: 200, n_test: 100, steps: 200, pair_pool: problem}
     mistakes:   {sets: [ood, reask], n_eval: 256, layers: [ln_final], ...}
     depth:      {layers: all, ranks: [8], ...}
     figures:    [fig3, fig7a]    # for ``probekit figures`` (or {fig3: {options}})
@@ -22,7 +23,7 @@ Every list-valued key is a grid axis (a single value is a one-element list); job
 with the checkpoints (:mod:`probekit.sweep.jobs`). Every key is checked by :func:`load_sweep` before any job
 starts: unknown keys, wrong types and values outside the allowed ones raise :class:`ConfigError` naming the key
 and what is allowed. Evaluation sets use ``probekit eval --sets`` tokens (``default``, ``id``, ``ood``,
-``reask``, ``unforced``, ``K``, ``rK``); probe test sets are ``id`` (test-split problems drawn like the train
+``reask``, ``unforced``, ``K``, ``rK``, ``hK``: held out by seed); probe test sets are ``id`` (test-split problems drawn like the train
 ones), ``K`` (op = K test problems) or ``rK`` (re-asked op = K problems).
 """
 
@@ -93,6 +94,9 @@ class AccuracySection:
     batch_size: int | None = None
     preset: Literal["med", "hard"] | None = None
     format: Literal["pq", "qp"] | None = None
+    decodings: list[str] = field(default_factory=lambda: ["greedy"])
+    """Decoding modes, one job each: greedy and/or the paper's beam-sample (beam 4 with sampling; Fig. 9 takes
+    the best of seeds x decodings)."""
 
 
 @dataclass
@@ -132,6 +136,9 @@ class ProbeSection(ProbeSettings):
     """The online-code description length of the labels (``probekit probe --mdl``)."""
     bootstrap: int = 1000
     """Bootstrap resamples over problems for the 95% intervals (0: none)."""
+    pair_pool: Literal["problem", "slots"] = "problem"
+    """Where dep / nece_next draw (A, B): the problem's parameters (paper App. E) or every instance slot (the
+    authors' code, whose all-false baselines the paper quotes)."""
 
 
 @dataclass
@@ -278,7 +285,7 @@ def _allowed(values, allowed, key: str) -> None:
 
 
 def _check_values(cfg: SweepConfig, where: str, require_jobs: bool) -> None:
-    from probekit.evaluate.sets import parse_sets
+    from probekit.evaluate.sets import DECODINGS, parse_sets
 
     if require_jobs and not cfg.checkpoints and not cfg.train:
         raise ConfigError(f"{where}: name at least one checkpoint (checkpoints: or train:)")
@@ -303,6 +310,7 @@ def _check_values(cfg: SweepConfig, where: str, require_jobs: bool) -> None:
             except ValueError as err:
                 raise ConfigError(f"{where}: accuracy.sets: {err}") from None
         _positive(where, "accuracy", n=acc.n)
+        _allowed(acc.decodings, DECODINGS, f"{where}: accuracy.decodings")
         if acc.samples < 0:
             raise ConfigError(f"{where}: accuracy.samples must be >= 0 (0: greedy only), got {acc.samples}")
     for key in ("probe", "mistakes", "depth"):

@@ -108,6 +108,7 @@ class Job:
                 format=p["format"],
                 max_new_tokens=p["max_new_tokens"],
                 batch_size=o.get("batch_size"),
+                decoding=p.get("decoding"),
             )
         else:
             args = [
@@ -153,7 +154,7 @@ class Job:
                     "--mdl" if p["mdl"] else "--no-mdl",
                     "--bootstrap",
                     p["bootstrap"],
-                ]
+                ] + _flags(pair_pool=p.get("pair_pool"))
             elif self.kind == "depth":
                 args += ["--analysis", "depth", "--layers", p["layers"], *_test_set_flags(p["test_set"])]
             else:
@@ -274,9 +275,10 @@ def _accuracy_jobs(section, label: str, source: dict, preset: str | None) -> lis
     tokens = []
     for token in section.sets:
         for s in parse_sets(token, preset):
-            tokens.append("unforced" if s.op is None else f"{'r' if s.reask else ''}{s.op}")
+            prefix = "h" if s.split == "heldout" else "r" if s.reask else ""
+            tokens.append("unforced" if s.op is None else f"{prefix}{s.op}")
     jobs = []
-    for token, seed in itertools.product(dict.fromkeys(tokens), section.seeds):
+    for token, seed, decoding in itertools.product(dict.fromkeys(tokens), section.seeds, section.decodings):
         params = {
             "set": token,
             "n": section.n,
@@ -287,6 +289,8 @@ def _accuracy_jobs(section, label: str, source: dict, preset: str | None) -> lis
             "preset": section.preset,
             "format": section.format,
         }
+        if decoding != "greedy":  # the default stays out of the job id (ids of earlier stores are unchanged)
+            params["decoding"] = decoding
         jobs.append(Job("accuracy", label, source, params, {"batch_size": section.batch_size}))
     return jobs
 
@@ -319,6 +323,8 @@ def _probe_jobs(section, label: str, source: dict, preset: str | None) -> list[J
         "test_set": section.test_sets,
     }
     fixed = {"controls": section.controls, "mdl": section.mdl, "bootstrap": section.bootstrap}
+    if section.pair_pool != "problem":  # the default stays out of the job id
+        fixed["pair_pool"] = section.pair_pool
     return _analysis_jobs("probe", section, label, source, axes, fixed)
 
 

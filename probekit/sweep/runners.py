@@ -50,6 +50,7 @@ def job_spec(job: Job, checkpoint: str | Path | None, out: str | Path, device: s
             batch_size=o.get("batch_size"),
             device=device,
             workers=1,
+            decoding=p.get("decoding", "greedy"),
             out=str(Path(out) / "eval"),  # its own folder (replaced as a whole), beside the job's log
             progress=False,
         )
@@ -85,6 +86,7 @@ def job_spec(job: Job, checkpoint: str | Path | None, out: str | Path, device: s
         tasks=p["task"],
         layers=str(p["layer"]),
         **_pick(p, "controls", "mdl", "bootstrap"),
+        pair_pool=p.get("pair_pool", "problem"),
     )
 
 

@@ -234,9 +234,17 @@ def test_every_job_runs_the_spec_its_command_line_parses_into(tmp_path, tiny_ckp
             "base": {"config": tiny, "overrides": ["schedule.steps=3"]},
             "ft": {"config": tiny, "grid": {"model.init_from": ["train:base"]}},
         },
-        accuracy={"sets": ["1", "r2"], "n": 4, "samples": 2, "temperature": 0.5, "batch_size": 8},
+        accuracy={
+            "sets": ["1", "r2", "h1"],
+            "n": 4,
+            "samples": 2,
+            "temperature": 0.5,
+            "batch_size": 8,
+            "decodings": ["greedy", "beam-sample"],
+        },
         probe={
             "tasks": ["nece", "dep"],
+            "pair_pool": "slots",
             "layers": [0, "all"],
             "ranks": [0],
             "test_sets": ["id", "r5", "4"],
@@ -252,6 +260,11 @@ def test_every_job_runs_the_spec_its_command_line_parses_into(tmp_path, tiny_ckp
     )
     jobs = expand(load_sweep(path))
     assert {j.kind for j in jobs} == {"train", "accuracy", "probe", "mistakes", "depth"}
+    accuracy = [job_spec(j, tmp_path / "ckpt", tmp_path) for j in jobs if j.kind == "accuracy"]
+    assert {(s.sets, s.decoding) for s in accuracy} == {
+        (token, decoding) for token in ("1", "r2", "h1") for decoding in ("greedy", "beam-sample")
+    }
+    assert {job_spec(j, tmp_path / "ckpt", tmp_path).pair_pool for j in jobs if j.kind == "probe"} == {"slots"}
     commands = {"train": train_command, "eval": eval_command, "probe": probe_command}
     parser = build_parser()
     for job in jobs:
