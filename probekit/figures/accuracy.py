@@ -54,14 +54,23 @@ from probekit.figures.style import COLORS, CYCLE, new_figure, save_figure
 
 ACCURACY_COLUMNS = ("checkpoint", "preset", "format", "set", "n", "correct")
 PANEL_KEYS = ["preset", "format"]
-ACCURACY_LABEL = "accuracy (fraction of problems)"
+ACCURACY_LABEL = "accuracy (fraction of problems; greedy decoding unless stated)"
 SET_LABEL = "evaluation set"
 
 
+def with_decoding(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with a ``decoding`` column (rows written before decodings existed: ``greedy``)."""
+    return rows.assign(
+        decoding=column(rows, "decoding").astype(object).where(column(rows, "decoding").notna(), "greedy")
+    )
+
+
 def pooled_accuracy(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per (checkpoint, preset, format, set): n, correct, accuracy with Wilson CI, baseline, means."""
+    """One row per (checkpoint, preset, format, set, decoding): n, correct, accuracy with Wilson CI, baseline,
+    means (decodings are never pooled with each other; rows without one are greedy)."""
     out = []
-    for (ckpt, preset, fmt, name), g in rows.groupby(["checkpoint", *PANEL_KEYS, "set"], sort=False, dropna=False):
+    keys = ["checkpoint", *PANEL_KEYS, "set", "decoding"]
+    for (ckpt, preset, fmt, name, decoding), g in with_decoding(rows).groupby(keys, sort=False, dropna=False):
         n, k = int(g["n"].sum()), int(g["correct"].sum())
         acc, low, high = proportion(k, n)
         out.append(
@@ -70,6 +79,7 @@ def pooled_accuracy(rows: pd.DataFrame) -> pd.DataFrame:
                 "preset": preset,
                 "format": fmt,
                 "set": name,
+                "decoding": decoding,
                 "n_layer": column(g, "n_layer").iloc[0],
                 "d_model": column(g, "d_model").iloc[0],
                 "n": n,
@@ -84,9 +94,17 @@ def pooled_accuracy(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def accuracy_table(results: pd.DataFrame, *columns: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The accuracy rows (having ``columns`` too) and their :func:`pooled_accuracy` table; NoData without rows."""
-    rows = rows_of(results, "accuracy", (*ACCURACY_COLUMNS, *columns))
+def accuracy_table(
+    results: pd.DataFrame, *columns: str, decoding: str | None = "greedy"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The accuracy rows (having ``columns`` too) of one ``decoding`` (the paper's Figs. 3-5 and the report use
+    greedy; None: every decoding, as Fig. 9's best-of protocol) and their :func:`pooled_accuracy` table (one row
+    per decoding: decodings are never pooled with each other); NoData without rows."""
+    rows = with_decoding(rows_of(results, "accuracy", (*ACCURACY_COLUMNS, *columns)))
+    if decoding is not None:
+        rows = rows[rows["decoding"] == decoding]
+        if rows.empty:
+            raise NoData(f"no accuracy rows with {decoding} decoding")
     return rows, pooled_accuracy(rows)
 
 
@@ -174,10 +192,7 @@ def best_of_table(rows: pd.DataFrame) -> pd.DataFrame:
     table has one row per cell with the winner's columns, ``checkpoint`` = the shape ("L-layer d-dim"),
     ``best`` = "winning checkpoint / decoding" and ``candidates`` = the number of (checkpoint, decoding) pairs.
     """
-    decodings = column(rows, "decoding").astype(object).where(column(rows, "decoding").notna(), "greedy")
-    rows = rows.assign(decoding=decodings)
-    parts = [pooled_accuracy(g).assign(decoding=d) for d, g in rows.groupby("decoding", sort=True)]
-    table = pd.concat(parts, ignore_index=True)
+    table = pooled_accuracy(rows)
     table["shape"] = [f"{integer(a)}-layer {integer(b)}-dim" for a, b in zip(table["n_layer"], table["d_model"])]
     keys = ["shape", *PANEL_KEYS, "set"]
     table = table.sort_values(["accuracy", "checkpoint", "decoding"], ascending=[False, True, True], na_position="last")
@@ -194,9 +209,9 @@ def fig9(results: pd.DataFrame, out_dir: Path, *, best_of: bool = True) -> list[
 
     ``best_of`` (default, the paper's protocol): each cell is the best over the checkpoints of a shape (training
     seeds) and the decodings (greedy, beam-sample) it was evaluated with (:func:`best_of_table`); False: one row
-    per checkpoint, every decoding pooled.
+    per checkpoint, greedy decoding.
     """
-    rows, table = accuracy_table(results, "n_layer", "d_model")
+    rows, table = accuracy_table(results, "n_layer", "d_model", decoding=None if best_of else "greedy")
     if best_of:
         table = best_of_table(rows)
     panels = _panels(table)
@@ -222,7 +237,7 @@ def fig9(results: pd.DataFrame, out_dir: Path, *, best_of: bool = True) -> list[
             for _, r in table.iterrows()
         ]
     else:
-        how = "one row per checkpoint, counts pooled over evaluation seeds and decodings"
+        how = "one row per checkpoint, greedy decoding, counts pooled over evaluation seeds"
         notes = []
     text = caption(
         "Figure 9 (Physics of LMs 2.1, Fig. 9): depth vs width.",

@@ -59,7 +59,8 @@ def _order(table: pd.DataFrame, *keys: str):
 
 
 def accuracy_section(results: pd.DataFrame) -> str:
-    """Accuracy per checkpoint and set: n, accuracy [CI], always-0 baseline, unnecessary per correct solution."""
+    """Greedy accuracy per checkpoint and set: n, accuracy [CI], always-0 baseline, unnecessary per correct
+    solution (other decodings are Fig. 9's)."""
     from probekit.figures.accuracy import accuracy_table
 
     _, table = accuracy_table(results)
@@ -76,7 +77,7 @@ def accuracy_section(results: pd.DataFrame) -> str:
         )
         for r in records
     ]
-    headers = ["checkpoint", "data", "set", "n", "accuracy [95% CI]", "always-0", "unnecessary/correct"]
+    headers = ["checkpoint", "data", "set", "n", "greedy accuracy [95% CI]", "always-0", "unnecessary/correct"]
     return markdown_table(headers, rows)
 
 

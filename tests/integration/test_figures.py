@@ -753,3 +753,20 @@ def test_fig8a_draws_the_paper_population_per_model(tmp_path, store):
     render(both, ["fig8a"], tmp_path)
     text = (tmp_path / "fig8a.txt").read_text()
     assert "well-formed sentence in a correct solution" in text and "bootstrap over solutions" in text
+
+
+def test_accuracy_figures_and_the_report_never_pool_decodings(tmp_path):
+    """Figs. 3-5 and REPORT.md are greedy (the paper's); beam-sample rows feed only Fig. 9's best-of cells."""
+    from probekit.figures.accuracy import accuracy_table
+
+    greedy = {"kind": "accuracy", "checkpoint": "m", "preset": "med", "format": "pq", "set": "op=3", "n": 10}
+    rows = pd.DataFrame(
+        [
+            {**greedy, "correct": 2},
+            {**greedy, "correct": 9, "decoding": "beam-sample"},
+        ]
+    )
+    _, table = accuracy_table(rows)
+    assert table[["n", "correct"]].values.tolist() == [[10, 2]]
+    _, both = accuracy_table(rows, decoding=None)
+    assert both[["decoding", "correct"]].values.tolist() == [["greedy", 2], ["beam-sample", 9]]
