@@ -174,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from probekit.evaluate.command import register as register_eval
     from probekit.figures.command import register as register_figures
+    from probekit.igsm.pairs_command import register as register_pairs
     from probekit.modelcheck import register as register_inspect
     from probekit.probe.command import register as register_probe
     from probekit.sweep.command import register as register_run
@@ -185,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_run(sub)
     register_figures(sub)
     register_inspect(sub)
+    register_pairs(sub)
     return parser
 
 
@@ -192,6 +194,7 @@ FILE_OPTIONS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "generate": ({"--out": "out", "--tokens": "tokens"}, {}),
     "check": ({"--out": "out"}, {"--input": "input"}),
     "labels": ({"--out": "out"}, {"--input": "input"}),
+    "pairs": ({"--out": "out"}, {"--input": "input"}),
     "eval": ({"--out": "out"}, {"CKPT": "checkpoint"}),
     "probe": ({"--out": "out"}, {"CKPT": "ckpt", "--records": "records"}),
     "figures": ({"--out": "out"}, {"EXPERIMENT.yaml": "experiment", "--results": "results"}),
