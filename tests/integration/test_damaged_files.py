@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from tinyrun import TINY_RUN
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -32,23 +33,7 @@ from probekit.train import loop  # noqa: E402
 from probekit.train.checkpointing import TrainerState  # noqa: E402
 from probekit.train.config import load_config  # noqa: E402
 
-TINY = [
-    "model.name=gpt2-tiny",
-    "data.max_op=2",
-    "data.max_edge=12",
-    "data.context=256",
-    "data.max_drop_fraction=0.5",
-    "data.length_check_samples=40",
-    "data.batch_size=4",
-    "data.workers=0",
-    "schedule.steps=4",
-    "schedule.warmup_steps=1",
-    "run.log_every=1",
-    "run.progress=false",
-    "run.tensorboard=false",
-    "run.checkpoint_every=2",
-    "run.threads=1",
-]
+TINY = [*TINY_RUN, "schedule.steps=4", "schedule.warmup_steps=1", "run.checkpoint_every=2"]
 
 
 @pytest.fixture(scope="module")

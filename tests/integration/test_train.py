@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tinyrun import TINY_RUN
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -38,22 +39,12 @@ from probekit.train.schedule import lr_at
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = [
-    "model.name=gpt2-tiny",
+    *TINY_RUN,
     "model.tie_embeddings=false",  # the tests below were written for the untied, stream-packed tiny model
     "data.packing=stream",
-    "data.max_op=2",
-    "data.max_edge=12",
-    "data.context=256",
-    "data.max_drop_fraction=0.5",
-    "data.length_check_samples=40",
-    "data.batch_size=4",
-    "data.workers=0",
     "schedule.steps=12",
     "schedule.warmup_steps=3",
     "optim.lr=0.003",
-    "run.log_every=1",
-    "run.progress=false",
-    "run.tensorboard=false",
     "run.checkpoint_every=0",
 ]
 
