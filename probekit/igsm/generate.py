@@ -613,6 +613,22 @@ def draw_problem(config: GenerationConfig, index: int, world: World | None = Non
     )
 
 
+def problem_fields(problem: Problem, solution: str, format: str = "pq") -> dict:
+    """The fields of a record that follow from the problem and its solution text (prompt in ``format``,
+    question, solution, answer, op, ip, categories, structure, question parameter)."""
+    return {
+        "problem": prompt_text(problem, format),
+        "question": problem.question(),
+        "solution": solution,
+        "answer": problem.answer,
+        "op": problem.op_count(),
+        "ip": len(problem.edges),
+        "categories": {c: list(names) for c, names in zip(problem.categories, problem.items)},
+        "structure": [[problem.items[i][j], problem.items[i + 1][k]] for i, j, k in problem.edges],
+        "question_param": problem.name(problem.query),
+    }
+
+
 def to_record(problem: Problem, solution: str, config: GenerationConfig, index: int) -> dict:
     """The JSONL record of ``probekit generate`` (same shape as the official samples' core fields)."""
     return {
@@ -622,15 +638,7 @@ def to_record(problem: Problem, solution: str, config: GenerationConfig, index: 
         "split": config.split,
         "seed": config.seed,
         "index": index,
-        "problem": prompt_text(problem, config.format),
-        "question": problem.question(),
-        "solution": solution,
-        "answer": problem.answer,
-        "op": problem.op_count(),
-        "ip": len(problem.edges),
-        "categories": {c: list(names) for c, names in zip(problem.categories, problem.items)},
-        "structure": [[problem.items[i][j], problem.items[i + 1][k]] for i, j, k in problem.edges],
-        "question_param": problem.name(problem.query),
+        **problem_fields(problem, solution, config.format),
     }
 
 

@@ -38,11 +38,11 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from probekit.igsm.check import defined_names
-from probekit.igsm.generate import MAX_SOLUTION_SYMBOLS, record_seed
+from probekit.igsm.generate import MAX_SOLUTION_SYMBOLS, problem_fields, record_seed
 from probekit.igsm.labels import compute_labels
 from probekit.igsm.parse import parse_problem
 from probekit.igsm.problem import MOD, Param, Problem
-from probekit.igsm.render import SYMBOLS, prompt_text, solution_text
+from probekit.igsm.render import SYMBOLS, solution_text
 from probekit.records import require
 
 KINDS = ("value", "dependency", "query")
@@ -152,20 +152,8 @@ def _symbol_stream(used: list[str], rng: random.Random) -> list[str]:
 
 
 def _base_record(problem: Problem, solution: str, base: dict) -> dict:
-    fmt = base.get("format", "pq")
-    record = dict(base)
-    record.update(
-        problem=prompt_text(problem, fmt),
-        question=problem.question(),
-        solution=solution,
-        answer=problem.answer,
-        op=problem.op_count(),
-        ip=len(problem.edges),
-        categories={c: list(names) for c, names in zip(problem.categories, problem.items)},
-        structure=[[problem.items[i][j], problem.items[i + 1][k]] for i, j, k in problem.edges],
-        question_param=problem.name(problem.query),
-    )
-    return record
+    """``base`` with the fields that follow from ``problem`` and ``solution`` replaced."""
+    return {**base, **problem_fields(problem, solution, base.get("format", "pq"))}
 
 
 def _clean_member(source: dict | Problem, rng: random.Random) -> tuple[_Member, list[str]]:
