@@ -65,6 +65,15 @@ def with_decoding(rows: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def decoding_rows(rows: pd.DataFrame, decoding: str = "greedy") -> pd.DataFrame:
+    """The ``rows`` of one ``decoding`` (rows without a ``decoding`` column are greedy); NoData without any."""
+    rows = with_decoding(rows)
+    rows = rows[rows["decoding"] == decoding]
+    if rows.empty:
+        raise NoData(f"no accuracy rows with {decoding} decoding")
+    return rows
+
+
 def pooled_accuracy(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per (checkpoint, preset, format, set, decoding): n, correct, accuracy with Wilson CI, baseline,
     means (decodings are never pooled with each other; rows without one are greedy)."""
@@ -100,11 +109,8 @@ def accuracy_table(
     """The accuracy rows (having ``columns`` too) of one ``decoding`` (the paper's Figs. 3-5 and the report use
     greedy; None: every decoding, as Fig. 9's best-of protocol) and their :func:`pooled_accuracy` table (one row
     per decoding: decodings are never pooled with each other); NoData without rows."""
-    rows = with_decoding(rows_of(results, "accuracy", (*ACCURACY_COLUMNS, *columns)))
-    if decoding is not None:
-        rows = rows[rows["decoding"] == decoding]
-        if rows.empty:
-            raise NoData(f"no accuracy rows with {decoding} decoding")
+    rows = rows_of(results, "accuracy", (*ACCURACY_COLUMNS, *columns))
+    rows = with_decoding(rows) if decoding is None else decoding_rows(rows, decoding)
     return rows, pooled_accuracy(rows)
 
 
@@ -280,8 +286,9 @@ def _distinct_numbers(values) -> list[float]:
 
 
 def stability(results: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Xwin-Math Fig. 3 analogue: Pass@1, Pass@N and PassRatio@N per evaluation set with 95% intervals."""
-    rows = rows_of(results, "accuracy", ACCURACY_COLUMNS)
+    """Xwin-Math Fig. 3 analogue: Pass@1, Pass@N and PassRatio@N per evaluation set with 95% intervals (rows of
+    greedy evaluations: Pass@1 is the greedy accuracy; beam-sample rows are left out)."""
+    rows = decoding_rows(rows_of(results, "accuracy", ACCURACY_COLUMNS))
     rows = rows[~np.isnan(floats(column(rows, "pass_at_n")))]
     if rows.empty:
         raise NoData("no sampled evaluations (pass_at_n is absent or NaN): evaluate with samples > 0")

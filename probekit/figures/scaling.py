@@ -439,7 +439,7 @@ def scaling_steps(results: pd.DataFrame, out_dir: Path) -> list[Path]:
     )
     text = caption(
         "Scaling steps (Xwin-Math, Fig. 4 and Table 4 analogue): accuracy against the number of operations per data size.",
-        "points = accuracy per op bin with Wilson 95% intervals, counts pooled per cell (run and data size) over its "
+        "points = greedy accuracy per op bin with Wilson 95% intervals, counts pooled per cell (run and data size) over its "
         "checkpoints, non-reask evaluation sets and seeds, one colour per data size; dashed curves = step_accuracy ** op "
         "with step_accuracy fitted by binomial maximum likelihood on those pooled counts "
         "(probekit.evaluate.metrics.fit_step_accuracy); one panel per init (from scratch / fine-tuned) and, when "
@@ -499,7 +499,7 @@ def scaling_errors(results: pd.DataFrame, out_dir: Path, *, set: str | None = No
     )
     text = caption(
         "Scaling errors (Xwin-Math, Fig. 5 analogue): calculation vs reasoning errors against the data size.",
-        "share of the wrong solutions whose first mistake is a calculation error (bottom, with Wilson 95% interval) "
+        "share of the wrong greedy solutions whose first mistake is a calculation error (bottom, with Wilson 95% interval) "
         "or a reasoning error (top) among those two types, per run (panel) and data size (x); counts summed over the "
         "cell's checkpoints, evaluation seeds and "
         + (f"evaluation set {set_label(set)}" if set is not None else "non-reask evaluation sets")

@@ -26,6 +26,7 @@ import pandas as pd
 
 from probekit.figures.accuracy import (
     ACCURACY_COLUMNS,
+    decoding_rows,
     pooled_accuracy,
     pooled_stability,
     step_fits,
@@ -85,13 +86,15 @@ def _is_init(value) -> bool:
 
 
 def scaling_rows(results: pd.DataFrame, columns: Sequence[str] = ()) -> pd.DataFrame:
-    """The accuracy rows (having ``columns``) with the cell columns added; NoData without ``train_n_problems``.
+    """The greedy accuracy rows (having ``columns``) with the cell columns added; NoData without
+    ``train_n_problems``. The data-scaling figures and tables (Xwin-Math Figs. 1, 3-5, Table 4) are greedy, so rows
+    of other decodings (beam-sample) are left out rather than pooled with them.
 
     Added: ``data_size`` (float, ``inf`` = unlimited), ``init`` ("from scratch" / "fine-tuned" ...), ``resample``
     ("none", "length", ...), ``run`` (init + shape + resampling: one line), ``cell`` (run and data size: the
     label that stands in for the checkpoint when pooling).
     """
-    rows = rows_of(results, "accuracy", ("checkpoint", *columns))
+    rows = decoding_rows(rows_of(results, "accuracy", ("checkpoint", *columns)))
     if SIZE not in rows.columns:
         raise NoData(
             f"the 'accuracy' rows have no column {SIZE} (distinct training problems): evaluate checkpoints "

@@ -360,3 +360,24 @@ def test_missing_columns_and_rows_are_skipped_with_a_reason(store, tmp_path):
     assert not any(
         (tmp_path / f"{name}.png").exists() for name in ("scaling_steps", "scaling_errors", "scaling_stability")
     )
+
+
+def test_beam_sample_rows_stay_out_of_the_greedy_scaling_tables(store, tmp_path):
+    """The data-scaling tables and Fig. 3 are greedy: a beam-sample evaluation of the same checkpoint and set
+    (here all correct) must not be pooled into them."""
+    from probekit.figures.tables import scaling_table
+
+    greedy = store[store["kind"] == "accuracy"]
+    beam = greedy.assign(decoding="beam-sample", correct=greedy["n"], accuracy=1.0, pass_at_1=1.0)
+    mixed = pd.concat([store, beam], ignore_index=True)
+    _, _, expected = scaling_table(store)
+    _, _, table = scaling_table(mixed)
+    assert table["correct"].tolist() == expected["correct"].tolist()
+    assert table["n"].tolist() == expected["n"].tolist()
+    for name, table in (("greedy", store), ("mixed", mixed)):
+        (result,) = render(table, ["stability"], tmp_path / name)
+        assert not result.skipped, result.skipped
+    assert (tmp_path / "mixed" / "stability.txt").read_text() == (tmp_path / "greedy" / "stability.txt").read_text()
+    only_beam = pd.concat([beam, store[store["kind"] != "accuracy"]], ignore_index=True)
+    with pytest.raises(NoData, match="greedy"):
+        scaling_table(only_beam)
