@@ -128,6 +128,12 @@ def register(subparsers) -> argparse.ArgumentParser:
         "slot and abstract parameter (the authors' code; the setting of the quoted 83%%/92%% all-false baselines)",
     )
     p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="train on new problems every epoch (--n-train problems per epoch; the paper's fresh data on the "
+        "fly; rank > 0) instead of cycling the same --n-train problems",
+    )
+    p.add_argument(
         "--preset",
         choices=("med", "hard"),
         default=None,
@@ -287,7 +293,7 @@ def build_spec(args):
         **tested,
         tasks=args.task,
         layers=READOUT if args.layers is None else args.layers,
-        **_named(args, "seeds", "controls", "mdl", "bootstrap", "pair_pool"),
+        **_named(args, "seeds", "controls", "mdl", "bootstrap", "pair_pool", "fresh"),
     )
 
 

@@ -53,8 +53,9 @@ from __future__ import annotations
 import hashlib
 import random
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -529,6 +530,62 @@ def build_examples(
     return ProbeData(ids, np.asarray(labels, dtype=np.int64), meta, too_long, max_len)
 
 
+@dataclass
+class FreshData:
+    """Probe training data drawn anew every epoch: the paper's "fresh data on the fly" (App. E).
+
+    Epoch 0 is ``first`` (the examples of problems ``0 .. n-1`` of ``config``); epoch ``k`` is built by
+    :func:`build_examples` from problems ``k n .. (k+1) n - 1`` of the same generation config (so the same
+    template split and seed), with the keyword arguments ``build``. A V-probe's fit
+    (:meth:`~probekit.probe.vprobe.VProbe.fit`) reads one epoch at a time: memory holds one epoch whatever the
+    number of steps, and no example is seen twice. Each fit builds its epochs again (a fit of every layer and the
+    control task's fit cost one generation pass each).
+
+    The attributes a fit reads before training (``labels``, ``meta``, ``ids``, ``lengths``, ``select``: the
+    label prior, the input standardisation, control keys) are those of ``first``.
+    """
+
+    first: ProbeData
+    config: Any
+    """The :class:`~probekit.igsm.generate.GenerationConfig` of the problems."""
+    n: int
+    """Problems per epoch."""
+    build: dict = field(default_factory=dict)
+    """Keyword arguments of :func:`build_examples` (tasks, tokenizer, per_problem, seed, max_len, pool)."""
+    task_name: str | None = None
+    """Keep only this task's examples (:meth:`task`)."""
+    labeller: Callable[[ProbeData], np.ndarray] | None = None
+    """Replaces every epoch's labels (:meth:`relabel`: the control task)."""
+
+    def epoch(self, k: int) -> ProbeData:
+        """The examples of epoch ``k`` (0: ``first``)."""
+        if k == 0:
+            return self.first
+        data = examples_from_config(self.config, self.n, start=k * self.n, **self.build)
+        if self.task_name is not None:
+            data = data.task(self.task_name)
+        if self.labeller is not None:
+            data = replace(data, labels=np.asarray(self.labeller(data), dtype=np.int64))
+        return data
+
+    def task(self, name: str) -> FreshData:
+        """The examples of one task, in every epoch."""
+        return replace(self, first=self.first.task(name), task_name=name)
+
+    def relabel(self, labeller: Callable[[ProbeData], np.ndarray]) -> FreshData:
+        """The same epochs with labels ``labeller(epoch data)`` (an array, one label per example)."""
+        first = replace(self.first, labels=np.asarray(labeller(self.first), dtype=np.int64))
+        return replace(self, first=first, labeller=labeller)
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    def __getattr__(self, name: str):  # ids, labels, meta, lengths, tasks, n_too_long, max_len, select ...
+        if name.startswith("__") or name == "first":
+            raise AttributeError(name)
+        return getattr(self.first, name)
+
+
 def examples_from_config(config, n: int, start: int = 0, **kwargs) -> ProbeData:
     """:func:`build_examples` on problems ``start .. start+n-1`` of a ``GenerationConfig``."""
     return build_examples(problems_from_config(config, n, start), **kwargs)
@@ -558,11 +615,18 @@ def train_test_data(
     test_op: int | None = None,
     reask: bool = False,
     tasks="all",
+    fresh: bool = False,
     **kwargs,
-) -> tuple[ProbeData, ProbeData]:
+) -> tuple[ProbeData | FreshData, ProbeData]:
     """Fresh probe data: train on train-split templates (seed ``seed``), test on test-split templates
-    (seed ``seed + 1``); ``test_op`` / ``reask`` shape the test problems (default: like the train ones)."""
+    (seed ``seed + 1``); ``test_op`` / ``reask`` shape the test problems (default: like the train ones).
+
+    ``fresh``: the training data is a :class:`FreshData` whose every epoch holds ``n_train`` new problems (the
+    first epoch is built here, the others when a fit reaches them); else ``n_train`` problems, cycled."""
     train_cfg, test_cfg = split_configs(preset, fmt, seed, op, test_op, reask)
     train = examples_from_config(train_cfg, n_train, tasks=tasks, seed=seed, **kwargs)
     test = examples_from_config(test_cfg, n_test, tasks=tasks, seed=seed + 1, **kwargs)
+    if fresh:
+        build = {k: v for k, v in kwargs.items() if k != "progress"}
+        train = FreshData(train, train_cfg, n_train, {"tasks": tasks, "seed": seed, **build})
     return train, test

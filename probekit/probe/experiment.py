@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from probekit.configs import check_at_least
+from probekit.configs import SettingError, check_at_least
 from probekit.probe.collect import save_table
 from probekit.probe.data import PER_PROBLEM, POOLS, parse_tasks
 from probekit.probe.mistakes import (
@@ -90,6 +90,9 @@ class ProbeSpec(HeldOutRun):
     """Where A and B are drawn from (:data:`~probekit.probe.data.POOLS`): ``problem`` (the problem's parameters,
     the paper's App. E) or ``slots`` (every instance slot and abstract parameter, as the authors' code: the
     setting of the paper's quoted all-false baselines, 83% dep / 92% nece_next)."""
+    fresh: bool = False
+    """Train on new problems every epoch (``n_train`` problems per epoch, :class:`~probekit.probe.data.FreshData`):
+    the paper's fresh data on the fly; False cycles the same ``n_train`` problems. Needs ``rank > 0``."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -101,6 +104,10 @@ class ProbeSpec(HeldOutRun):
             raise ValueError("no task given")
         if self.pair_pool not in POOLS:
             raise ValueError(f"pair_pool must be one of {', '.join(POOLS)}, not {self.pair_pool!r}")
+        if self.fresh and self.rank == 0:
+            raise SettingError(
+                "fresh", "needs rank > 0: a rank-0 probe trains on the frozen features of n_train problems"
+            )
         check_at_least(self, 1, "seeds")
         check_at_least(self, 0, "bootstrap")
 
@@ -138,8 +145,9 @@ def run_probe(spec: ProbeSpec) -> ProbeResult:
             max_len=loaded.context,
             progress=progress,
             pool=spec.pair_pool,
+            fresh=spec.fresh,
         )
-    summary = {**_data_summary(spec, loaded, train, test, spec.tasks), "pair_pool": spec.pair_pool}
+    summary = {**_data_summary(spec, loaded, train, test, spec.tasks), "pair_pool": spec.pair_pool, "fresh": spec.fresh}
 
     frames = []
     kwargs = spec.probe_kwargs(loaded.device, loaded.preset)
@@ -175,6 +183,8 @@ def run_probe(spec: ProbeSpec) -> ProbeResult:
                 frame["checkpoint"] = str(spec.checkpoint)
                 frame["checks_skipped"] = spec.skip_checks
                 frame["pair_pool"] = spec.pair_pool
+                frame["fresh"] = spec.fresh
+                frame["epochs"] = [p.epochs_ for p in probes.values()]
                 frames.append(frame)
                 if spec.out:
                     folder = Path(spec.out) / "probes" / ("" if seed == spec.seed else f"seed{seed}")

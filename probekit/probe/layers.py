@@ -15,7 +15,8 @@ Every row also carries (:mod:`probekit.probe.stats`; columns in :mod:`probekit.p
   assigned at random per control key (the counted item or category word of A; ``dep``: with the category of
   B's; :func:`probekit.probe.stats.control_keys`) from the real task's train class frequencies
   (:func:`control_task`; seeded by the probe seed), scored only on the test examples whose key occurs in the
-  training data (:func:`control_seen`). For ``rank=0`` it is fitted on the same cached features. Columns
+  training data (:func:`control_seen`; with :class:`~probekit.probe.data.FreshData`, the keys of the first
+  epoch: a subset of those the control probe saw). For ``rank=0`` it is fitted on the same cached features. Columns
   ``control_accuracy``, ``control_majority``, ``control_seen`` (share of test examples with a seen key),
   ``n_control`` and ``selectivity`` = accuracy - control_accuracy on those examples;
 - with ``mdl=True`` the **online code length** of the train labels given the layer's features (Voita and
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 
 from probekit.probe import hooks, stats
-from probekit.probe.data import ProbeData, n_classes
+from probekit.probe.data import FreshData, ProbeData, n_classes
 from probekit.probe.vprobe import VProbe, _pad_id, pad_batch
 
 RANDOM_INIT_SEED = 0x5EED_0000  # offset of the random-init control's seeds
@@ -86,6 +87,16 @@ def control_seen(train: ProbeData, test: ProbeData, task: str) -> np.ndarray:
     memorised, so where it is scored)."""
     keys = stats.control_keys(train.task(task).meta, task)
     return stats.seen_keys(keys, stats.control_keys(test.task(task).meta, task))
+
+
+def control_train_data(train: ProbeData | FreshData, labels: np.ndarray, task: str, seed: int = 0):
+    """The control task's training data: ``train`` (one task's examples) with the control ``labels``
+    (:func:`control_task`); for :class:`FreshData`, every epoch relabelled by the same key -> label map (the
+    class frequencies of the first epoch's real labels)."""
+    if isinstance(train, FreshData):
+        prior = stats.label_prior(train.labels, n_classes(task))
+        return train.relabel(lambda d: stats.control_labels(stats.control_keys(d.meta, task), prior, seed, task))
+    return ProbeData(train.ids, labels, train.meta, dict(train.n_too_long), train.max_len)
 
 
 MDL_COLUMNS = ("mdl_bits", "uniform_bits", "compression", "control_mdl_bits", "control_compression")
@@ -177,7 +188,7 @@ def probe_layers(
     if controls:
         c_train, c_test = control_task(train, test, task, seed)
         c_seen = control_seen(train, test, task)
-        c_train_data = ProbeData(train.ids, c_train, train.meta, dict(train.n_too_long), train.max_len)
+        c_train_data = control_train_data(train, c_train, task, seed)
     rows, probes = [], {}
     amp = probe_kwargs.get("amp", "auto")
     # frozen [END] features by hook name, collected only where used (rank 0 probes, MDL)

@@ -69,7 +69,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from probekit.probe import hooks, stats
-from probekit.probe.data import ProbeData, check_task, n_classes
+from probekit.probe.data import FreshData, ProbeData, check_task, n_classes
 from probekit.probe.estimator import Estimator, NotFittedError
 
 PROBE_WEIGHTS = "probe.safetensors"
@@ -194,7 +194,10 @@ class VProbe(Estimator):
     history_ : list of float
         Training loss per step (``load``: the final loss only).
     n_train_ : int
-        Number of training examples (set by ``fit`` and ``fit_features``).
+        Number of training examples (set by ``fit`` and ``fit_features``; with fresh data: of the first epoch).
+    epochs_ : int
+        Epochs of the training data the fit read (1 unless ``fit`` read :class:`~probekit.probe.data.FreshData`,
+        whose every epoch holds new problems).
     fit_seconds_ : float
         Training time in seconds (set by ``fit`` and ``fit_features``).
     examples_per_second_ : float or None
@@ -317,9 +320,9 @@ class VProbe(Estimator):
             return int(self.eval_batch_size)
         return 256 if self.device_.type == "cuda" else 64
 
-    def _task_data(self, data: ProbeData) -> ProbeData:
-        if not isinstance(data, ProbeData):
-            raise TypeError(f"expected ProbeData, got {type(data).__name__}")
+    def _task_data(self, data: ProbeData | FreshData) -> ProbeData | FreshData:
+        if not isinstance(data, (ProbeData, FreshData)):
+            raise TypeError(f"expected ProbeData or FreshData, got {type(data).__name__}")
         if data.tasks != [self.task]:
             data = data.task(self.task)
         if not len(data):
@@ -381,8 +384,10 @@ class VProbe(Estimator):
         ----------
         model : transformers.PreTrainedModel or str or os.PathLike
             The frozen language model, or a checkpoint folder to load it from.
-        data : ProbeData
-            Training examples; those of other tasks are ignored.
+        data : ProbeData or FreshData
+            Training examples; those of other tasks are ignored. A :class:`~probekit.probe.data.FreshData`
+            gives new examples every epoch (the rank > 0 probe reads epoch after epoch; a rank-0 probe trains on
+            its first epoch's frozen features only).
 
         Returns
         -------
@@ -405,6 +410,7 @@ class VProbe(Estimator):
         for p in model.parameters():
             p.requires_grad_(False)
         start = time.perf_counter()
+        self.epochs_ = 1
         try:
             if self.rank == 0:
                 feats = self._collect(data)
@@ -463,6 +469,7 @@ class VProbe(Estimator):
         self._fit_head(features, labels, standardize_on)
         self.fit_seconds_ = time.perf_counter() - start
         self.n_train_ = len(labels)
+        self.epochs_ = 1
         self.examples_per_second_ = None
         return self
 
@@ -500,7 +507,7 @@ class VProbe(Estimator):
                 self.history_.append(float(loss.detach()))
                 bar.update()
 
-    def _fit_full(self, data: ProbeData, labels: np.ndarray):
+    def _fit_full(self, data: ProbeData | FreshData, labels: np.ndarray):
         gen = np.random.default_rng(self.seed)
         n = len(labels)
         sample = gen.choice(n, size=min(n, STANDARDIZE_EXAMPLES), replace=False)
@@ -510,19 +517,26 @@ class VProbe(Estimator):
         opt, sched = self._optimizer()
         amp = self._amp_dtype()
         pad_id, multiple, micro = _pad_id(self.model_), self._pad_multiple(), self._micro()
-        lengths = data.lengths
-        y_all = torch.as_tensor(labels)
-        order, pos = gen.permutation(n), 0
+        batches = _fresh_batches(data, self.batch_size, gen) if isinstance(data, FreshData) else None
+        if batches is None:
+            lengths, y_all = data.lengths, torch.as_tensor(labels)
+            order, pos = gen.permutation(n), 0
         self.history_ = []
+        self.epochs_ = 1
         with self._bar(self.steps, f"probe {self.task} r={self.rank}") as bar:
             for _ in range(self.steps):
-                idx, order, pos = _next_batch(order, pos, self.batch_size, gen)
-                idx = idx[np.argsort(lengths[idx], kind="stable")]
+                if batches is None:
+                    idx, order, pos = _next_batch(order, pos, self.batch_size, gen)
+                    ids_of, idx = data.ids, idx[np.argsort(lengths[idx], kind="stable")]
+                else:
+                    epoch, ids_of, lengths, y_all, idx = next(batches)
+                    self.epochs_ = epoch + 1
+                    idx = idx[np.argsort(lengths[idx], kind="stable")]
                 opt.zero_grad(set_to_none=True)
                 total = 0.0
                 for k in range(0, len(idx), micro):
                     chunk = idx[k : k + micro]
-                    ids, end = pad_batch([data.ids[i] for i in chunk], pad_id, multiple, self.device_)
+                    ids, end = pad_batch([ids_of[i] for i in chunk], pad_id, multiple, self.device_)
                     y = y_all[chunk].to(self.device_, non_blocking=True)
                     with torch.autocast(self.device_.type, dtype=amp, enabled=amp is not None):
                         feats = features(ids, end)
@@ -853,6 +867,23 @@ def _cpu_threads(n: int | None):
 def _pad_id(model) -> int:
     pad = getattr(model.config, "pad_token_id", None)
     return 0 if pad is None else int(pad)
+
+
+def _fresh_batches(data: FreshData, size: int, gen: np.random.Generator):
+    """Endless ``(epoch, ids, lengths, labels, batch indices)`` over the epochs of ``data``: each epoch in a random
+    order, ``size`` examples per batch; a batch never mixes epochs (an epoch's last, short batch is dropped,
+    unless the epoch is shorter than one batch)."""
+    epoch = 0
+    while True:
+        part = data.epoch(epoch)
+        if not len(part):
+            raise ValueError(f"epoch {epoch} of the fresh training data has no {data.task_name or ''} example")
+        ids, lengths, labels = part.ids, part.lengths, torch.as_tensor(np.asarray(part.labels, dtype=np.int64))
+        order = gen.permutation(len(part))
+        stop = max(len(order) - size + 1, 1)
+        for pos in range(0, stop, size):
+            yield epoch, ids, lengths, labels, order[pos : pos + size]
+        epoch += 1
 
 
 def _next_batch(order: np.ndarray, pos: int, size: int, gen: np.random.Generator):

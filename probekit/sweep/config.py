@@ -139,6 +139,9 @@ class ProbeSection(ProbeSettings):
     pair_pool: Literal["problem", "slots"] = "problem"
     """Where dep / nece_next draw (A, B): the problem's parameters (paper App. E) or every instance slot (the
     authors' code, whose all-false baselines the paper quotes)."""
+    fresh: bool = False
+    """Train every probe on new problems each epoch (``n_train`` per epoch; ``probekit probe --fresh``; rank > 0):
+    the paper's fresh data on the fly."""
 
 
 @dataclass
@@ -325,6 +328,8 @@ def _check_values(cfg: SweepConfig, where: str, require_jobs: bool) -> None:
                 raise ConfigError(f"{where}: {key}.test_sets: {test_set!r} is not id, K (op = K) or rK (reask op = K)")
         if any(r < 0 for r in section.ranks):
             raise ConfigError(f"{where}: {key}.ranks must be >= 0")
+        if getattr(section, "fresh", False) and 0 in section.ranks:
+            raise ConfigError(f"{where}: {key}.fresh needs ranks > 0 (a rank-0 probe trains on frozen features)")
         _positive(
             where,
             key,

@@ -155,6 +155,7 @@ class Job:
                     "--bootstrap",
                     p["bootstrap"],
                 ] + _flags(pair_pool=p.get("pair_pool"))
+                args += ["--fresh"] if p.get("fresh") else []
             elif self.kind == "depth":
                 args += ["--analysis", "depth", "--layers", p["layers"], *_test_set_flags(p["test_set"])]
             else:
@@ -323,8 +324,10 @@ def _probe_jobs(section, label: str, source: dict, preset: str | None) -> list[J
         "test_set": section.test_sets,
     }
     fixed = {"controls": section.controls, "mdl": section.mdl, "bootstrap": section.bootstrap}
-    if section.pair_pool != "problem":  # the default stays out of the job id
+    if section.pair_pool != "problem":  # the defaults stay out of the job id
         fixed["pair_pool"] = section.pair_pool
+    if section.fresh:
+        fixed["fresh"] = True
     return _analysis_jobs("probe", section, label, source, axes, fixed)
 
 

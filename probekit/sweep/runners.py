@@ -87,6 +87,7 @@ def job_spec(job: Job, checkpoint: str | Path | None, out: str | Path, device: s
         layers=str(p["layer"]),
         **_pick(p, "controls", "mdl", "bootstrap"),
         pair_pool=p.get("pair_pool", "problem"),
+        fresh=p.get("fresh", False),
     )
 
 
