@@ -278,7 +278,7 @@ def build_spec(args):
         **_named(args, "format", "op", "seed", "device", "compile", "amp", "skip_checks", "out"),
         progress=not args.quiet,
     )
-    tested = _named(args, "n_test", "test_op", "reask")
+    tested = _named(args, "n_test", "test_op", "reask", "fresh")
     if args.analysis == "depth":
         return DepthSpec(**common, **tested, layers=args.layers or "all", bootstrap=args.bootstrap)
     if args.analysis == "mistakes":
@@ -293,7 +293,7 @@ def build_spec(args):
         **tested,
         tasks=args.task,
         layers=READOUT if args.layers is None else args.layers,
-        **_named(args, "seeds", "controls", "mdl", "bootstrap", "pair_pool", "fresh"),
+        **_named(args, "seeds", "controls", "mdl", "bootstrap", "pair_pool"),
     )
 
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from probekit.probe import stats
 from probekit.probe.collect import ExampleCollector, wilson_rate
-from probekit.probe.data import ProbeBuilder, ProbeData, ProblemText, _draw_rng
+from probekit.probe.data import FreshData, ProbeBuilder, ProbeData, ProblemText, _draw_rng
 
 DEPTH_COLUMNS = ("layer", "hook", "distance", "n", "n_correct", "accuracy", "ci_low", "ci_high")
 NEGATIVE_COLUMNS = ("accuracy_neg", "ci_low_neg", "ci_high_neg", "n_neg")
@@ -91,8 +91,10 @@ def depth_data(
     per_problem: int = 10,
     max_len: int | None = None,
     progress=None,
-) -> tuple[ProbeData, ProbeData]:
-    """Train: the usual nece probe data of ``n_train`` train-split problems (seed ``seed``). Test: every necessary
+    fresh: bool = False,
+) -> tuple[ProbeData | FreshData, ProbeData]:
+    """Train: the usual nece probe data of ``n_train`` train-split problems (seed ``seed``; ``fresh``: a
+    :class:`~probekit.probe.data.FreshData` with ``n_train`` new problems every epoch). Test: every necessary
     parameter and up to ``per_problem`` unnecessary ones of ``n_test`` test-split problems (seed ``seed + 1``,
     ``test_op`` / ``reask`` as in ``train_test_data``)."""
     from probekit.probe.data import examples_from_config, problems_from_config, split_configs
@@ -108,6 +110,15 @@ def depth_data(
         max_len=max_len,
         progress=progress,
     )
+    if fresh:
+        build = {
+            "tasks": ["nece"],
+            "seed": seed,
+            "tokenizer": tokenizer,
+            "per_problem": per_problem,
+            "max_len": max_len,
+        }
+        train = FreshData(train, train_cfg, n_train, build)
     problems = problems_from_config(test_cfg, n_test)
     test = necessary_examples(problems, tokenizer, max_len, progress, unnecessary_per_problem=per_problem, seed=seed)
     return train, test

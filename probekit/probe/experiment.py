@@ -90,9 +90,6 @@ class ProbeSpec(HeldOutRun):
     """Where A and B are drawn from (:data:`~probekit.probe.data.POOLS`): ``problem`` (the problem's parameters,
     the paper's App. E) or ``slots`` (every instance slot and abstract parameter, as the authors' code: the
     setting of the paper's quoted all-false baselines, 83% dep / 92% nece_next)."""
-    fresh: bool = False
-    """Train on new problems every epoch (``n_train`` problems per epoch, :class:`~probekit.probe.data.FreshData`):
-    the paper's fresh data on the fly; False cycles the same ``n_train`` problems. Needs ``rank > 0``."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -104,10 +101,6 @@ class ProbeSpec(HeldOutRun):
             raise ValueError("no task given")
         if self.pair_pool not in POOLS:
             raise ValueError(f"pair_pool must be one of {', '.join(POOLS)}, not {self.pair_pool!r}")
-        if self.fresh and self.rank == 0:
-            raise SettingError(
-                "fresh", "needs rank > 0: a rank-0 probe trains on the frozen features of n_train problems"
-            )
         check_at_least(self, 1, "seeds")
         check_at_least(self, 0, "bootstrap")
 
@@ -454,6 +447,7 @@ def run_depth(spec: DepthSpec) -> DepthResult:
             spec.per_problem,
             loaded.context,
             progress,
+            fresh=spec.fresh,
         )
     n_necessary = int((test.labels == 1).sum())
     summary = {

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from probekit.configs import check_at_least
+from probekit.configs import SettingError, check_at_least
 
 MODELS = ("pretrained", "random-init")
 """The models a probe job can probe: the checkpoint itself and the same architecture randomly initialised."""
@@ -112,15 +112,22 @@ class HeldOutRun(ProbeRun):
     """Force the op of the test problems."""
     reask: bool = False
     """Re-asked test problems."""
+    fresh: bool = False
+    """Train on new problems every epoch (``n_train`` problems per epoch, :class:`~probekit.probe.data.FreshData`):
+    the paper's fresh data on the fly; False cycles the same ``n_train`` problems. Needs ``rank > 0``."""
 
     def check(self) -> None:
         super().check()
         check_at_least(self, 1, "n_test")
+        if self.fresh and self.rank == 0:
+            raise SettingError(
+                "fresh", "needs rank > 0: a rank-0 probe trains on the frozen features of n_train problems"
+            )
 
     def data_args(self, preset: str) -> tuple[str, str, int, int, int, int | None, int | None, bool]:
         """The leading arguments of :func:`~probekit.probe.data.train_test_data` and
         :func:`~probekit.probe.depth.depth_data` for problems of ``preset``: preset, format, n_train, n_test,
-        seed, op, test_op, reask."""
+        seed, op, test_op, reask (``fresh`` goes by keyword)."""
         return (preset, self.format, self.n_train, self.n_test, self.seed, self.op, self.test_op, self.reask)
 
 

@@ -164,6 +164,8 @@ class DepthSection(ProbeSettings):
     """V-probes, as the paper's Fig. 10 (rank 0, a linear probe, is labelled so in rows and captions)."""
     layers: str = "all"
     test_sets: list[str] = field(default_factory=lambda: ["id"])
+    fresh: bool = False
+    """Train every probe on new problems each epoch (``probekit probe --fresh``; rank > 0)."""
 
 
 SECTIONS = {"accuracy": AccuracySection, "probe": ProbeSection, "mistakes": MistakesSection, "depth": DepthSection}

@@ -155,7 +155,6 @@ class Job:
                     "--bootstrap",
                     p["bootstrap"],
                 ] + _flags(pair_pool=p.get("pair_pool"))
-                args += ["--fresh"] if p.get("fresh") else []
             elif self.kind == "depth":
                 args += ["--analysis", "depth", "--layers", p["layers"], *_test_set_flags(p["test_set"])]
             else:
@@ -169,6 +168,7 @@ class Job:
                     "--n-eval",
                     p["n_eval"],
                 ] + _flags(max_new_tokens=p["max_new_tokens"])
+            args += ["--fresh"] if p.get("fresh") else []
         return [str(a) for a in args + (["--device", device] if device else [])]
 
     def command(self, checkpoint: str | Path | None, out: str | Path, device: str | None = None) -> str:
@@ -339,7 +339,8 @@ def _mistakes_jobs(section: MistakesSection, label: str, source: dict, preset: s
 
 def _depth_jobs(section, label: str, source: dict, preset: str | None) -> list[Job]:
     axes = {"model": section.models, "rank": section.ranks, "seed": section.seeds, "test_set": section.test_sets}
-    return _analysis_jobs("depth", section, label, source, axes, {"layers": section.layers})
+    fixed = {"layers": section.layers, **({"fresh": True} if section.fresh else {})}  # the default stays out of the id
+    return _analysis_jobs("depth", section, label, source, axes, fixed)
 
 
 EXPANDERS = {"accuracy": _accuracy_jobs, "probe": _probe_jobs, "mistakes": _mistakes_jobs, "depth": _depth_jobs}

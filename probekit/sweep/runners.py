@@ -77,7 +77,7 @@ def job_spec(job: Job, checkpoint: str | Path | None, out: str | Path, device: s
             **_pick(p, "n_eval", "max_new_tokens"),
         )
     test_op, reask = split_test_set(p["test_set"])
-    tested = dict(n_test=p["n_test"], test_op=test_op, reask=reask)
+    tested = dict(n_test=p["n_test"], test_op=test_op, reask=reask, fresh=p.get("fresh", False))
     if job.kind == "depth":
         return DepthSpec(**common, **tested, layers=str(p["layers"]))
     return ProbeSpec(
@@ -87,7 +87,6 @@ def job_spec(job: Job, checkpoint: str | Path | None, out: str | Path, device: s
         layers=str(p["layer"]),
         **_pick(p, "controls", "mdl", "bootstrap"),
         pair_pool=p.get("pair_pool", "problem"),
-        fresh=p.get("fresh", False),
     )
 
 

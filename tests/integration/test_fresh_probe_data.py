@@ -149,3 +149,37 @@ def test_sweep_key_fresh_reaches_the_job_and_its_command_line(tmp_path):
     assert other.job_id != job.job_id and "--fresh" not in other.argv(str(tmp_path), str(tmp_path / "out"))
     with pytest.raises(ConfigError, match="fresh needs ranks > 0"):
         parse_sweep({**raw, "probe": {**raw["probe"], "ranks": [0, 8]}}, check_paths=False)
+
+
+def test_depth_analysis_takes_fresh_data_too(tmp_path, tok, gpt2):
+    from probekit.configs import SettingError
+    from probekit.probe.depth import depth_data
+    from probekit.probe.experiment import DepthSpec, run_depth
+    from probekit.sweep.config import parse_sweep
+    from probekit.sweep.jobs import expand
+    from probekit.sweep.runners import job_spec
+
+    train, _ = depth_data("med", "pq", 2, 1, seed=1, op=2, tokenizer=tok, fresh=True)
+    assert isinstance(train, FreshData) and set(train.epoch(1).meta["task"]) == {"nece"}
+    with pytest.raises(SettingError, match="rank > 0"):
+        DepthSpec(str(tmp_path), rank=0, fresh=True).check()
+    ckpt = save_checkpoint(gpt2, tok, tmp_path / "ckpt", {"data": {"preset": "med"}})
+    spec = DepthSpec(
+        str(ckpt),
+        models=("pretrained",),
+        rank=2,
+        steps=12,
+        batch_size=4,
+        n_train=2,
+        n_test=2,
+        op=2,
+        layers="0",
+        fresh=True,
+        bootstrap=0,
+        progress=False,
+    )
+    assert len(run_depth(spec).table)
+    raw = {"name": "f", "results": str(tmp_path / "r"), "checkpoints": {"m": str(ckpt)}, "depth": {"fresh": True}}
+    (job,) = [j for j in expand(parse_sweep(raw, check_paths=False)) if j.kind == "depth"]
+    assert "--fresh" in job.argv(str(ckpt), str(tmp_path / "out"))
+    assert job_spec(job, ckpt, tmp_path / "out").fresh is True
