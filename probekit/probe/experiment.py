@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from probekit.configs import SettingError, check_at_least
+from probekit.configs import check_at_least
 from probekit.probe.collect import save_table
 from probekit.probe.data import PER_PROBLEM, POOLS, parse_tasks
 from probekit.probe.mistakes import (
