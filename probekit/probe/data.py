@@ -624,9 +624,9 @@ def train_test_data(
     ``fresh``: the training data is a :class:`FreshData` whose every epoch holds ``n_train`` new problems (the
     first epoch is built here, the others when a fit reaches them); else ``n_train`` problems, cycled."""
     train_cfg, test_cfg = split_configs(preset, fmt, seed, op, test_op, reask)
-    train = examples_from_config(train_cfg, n_train, tasks=tasks, seed=seed, **kwargs)
+    first = examples_from_config(train_cfg, n_train, tasks=tasks, seed=seed, **kwargs)
     test = examples_from_config(test_cfg, n_test, tasks=tasks, seed=seed + 1, **kwargs)
-    if fresh:
-        build = {k: v for k, v in kwargs.items() if k != "progress"}
-        train = FreshData(train, train_cfg, n_train, {"tasks": tasks, "seed": seed, **build})
-    return train, test
+    if not fresh:
+        return first, test
+    build = {k: v for k, v in kwargs.items() if k != "progress"}
+    return FreshData(first, train_cfg, n_train, {"tasks": tasks, "seed": seed, **build}), test

@@ -100,25 +100,9 @@ def depth_data(
     from probekit.probe.data import examples_from_config, problems_from_config, split_configs
 
     train_cfg, test_cfg = split_configs(preset, fmt, seed, op, test_op, reask)
-    train = examples_from_config(
-        train_cfg,
-        n_train,
-        tasks=["nece"],
-        seed=seed,
-        tokenizer=tokenizer,
-        per_problem=per_problem,
-        max_len=max_len,
-        progress=progress,
-    )
-    if fresh:
-        build = {
-            "tasks": ["nece"],
-            "seed": seed,
-            "tokenizer": tokenizer,
-            "per_problem": per_problem,
-            "max_len": max_len,
-        }
-        train = FreshData(train, train_cfg, n_train, build)
+    build = {"tasks": ["nece"], "seed": seed, "tokenizer": tokenizer, "per_problem": per_problem, "max_len": max_len}
+    first = examples_from_config(train_cfg, n_train, progress=progress, **build)
+    train = FreshData(first, train_cfg, n_train, build) if fresh else first
     problems = problems_from_config(test_cfg, n_test)
     test = necessary_examples(problems, tokenizer, max_len, progress, unnecessary_per_problem=per_problem, seed=seed)
     return train, test
@@ -159,7 +143,9 @@ def depth_table(frame, bootstrap: int = stats.N_BOOT, seed: int = 0):
     return pd.DataFrame(rows, columns=list(DEPTH_COLUMNS))
 
 
-def _fit_predict(model, train: ProbeData, test: ProbeData, names: list[str], rank: int, progress, **probe_kwargs):
+def _fit_predict(
+    model, train: ProbeData | FreshData, test: ProbeData, names: list[str], rank: int, progress, **probe_kwargs
+):
     """``({hook: predictions on test}, {hook: VProbe})``: one nece probe per hook (rank 0: on cached features)."""
     from probekit.probe.layers import collect_features
     from probekit.probe.vprobe import VProbe
@@ -193,7 +179,7 @@ def _negative_columns(test: ProbeData, pred: np.ndarray, bootstrap: int, seed: i
 
 def depth_analysis(
     model,
-    train: ProbeData,
+    train: ProbeData | FreshData,
     test: ProbeData,
     layers="all",
     rank: int = 8,

@@ -57,7 +57,7 @@ def resolve_layers(layers, n_layer: int) -> list[str]:
 
 @torch.no_grad()
 def collect_features(
-    model, data: ProbeData, names, batch_size: int | None = None, amp: str | None = "auto", progress=None
+    model, data: ProbeData | FreshData, names, batch_size: int | None = None, amp: str | None = "auto", progress=None
 ) -> dict[str, torch.Tensor]:
     """``{hook name: (N, d) float32 CPU tensor}``: the [END] hidden states of the unmodified model."""
     device = next(model.parameters()).device
@@ -82,7 +82,7 @@ def collect_features(
     return out
 
 
-def control_seen(train: ProbeData, test: ProbeData, task: str) -> np.ndarray:
+def control_seen(train: ProbeData | FreshData, test: ProbeData, task: str) -> np.ndarray:
     """Which ``task`` test examples have a control key that occurs in ``train`` (where the control task can be
     memorised, so where it is scored)."""
     keys = stats.control_keys(train.task(task).meta, task)
@@ -102,7 +102,9 @@ def control_train_data(train: ProbeData | FreshData, labels: np.ndarray, task: s
 MDL_COLUMNS = ("mdl_bits", "uniform_bits", "compression", "control_mdl_bits", "control_compression")
 
 
-def control_task(train: ProbeData, test: ProbeData, task: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def control_task(
+    train: ProbeData | FreshData, test: ProbeData, task: str, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Control-task labels ``(train labels, test labels)`` of ``task`` (module doc): one random label per
     control key (:func:`stats.control_keys`), drawn from the class frequencies of ``train``'s real labels
     through a fixed map seeded by ``seed``, so a key has the same control label in train and test."""
@@ -150,7 +152,7 @@ def online_code_length(
 
 def probe_layers(
     model,
-    train: ProbeData,
+    train: ProbeData | FreshData,
     test: ProbeData,
     task: str,
     layers="all",

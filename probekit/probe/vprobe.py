@@ -62,6 +62,7 @@ import numbers
 import os
 import time
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 import torch
@@ -320,7 +321,11 @@ class VProbe(Estimator):
             return int(self.eval_batch_size)
         return 256 if self.device_.type == "cuda" else 64
 
-    def _task_data(self, data: ProbeData | FreshData) -> ProbeData | FreshData:
+    @overload
+    def _task_data(self, data: ProbeData) -> ProbeData: ...
+    @overload
+    def _task_data(self, data: FreshData) -> FreshData: ...
+    def _task_data(self, data):
         if not isinstance(data, (ProbeData, FreshData)):
             raise TypeError(f"expected ProbeData or FreshData, got {type(data).__name__}")
         if data.tasks != [self.task]:
@@ -374,7 +379,7 @@ class VProbe(Estimator):
         return tqdm(total=total, desc=label, file=sys.stderr, disable=disable, dynamic_ncols=True, leave=False)
 
     # ------------------------------------------------------------------ fit
-    def fit(self, model, data: ProbeData) -> VProbe:
+    def fit(self, model, data: ProbeData | FreshData) -> VProbe:
         """Train U, V and the head on ``data`` (rank 0: the head alone, on features computed once).
 
         The model's weights are never modified (its ``requires_grad`` flags are restored after fitting); with
@@ -551,7 +556,7 @@ class VProbe(Estimator):
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
-    def _collect(self, data: ProbeData) -> torch.Tensor:
+    def _collect(self, data: ProbeData | FreshData) -> torch.Tensor:
         """[END] features ``(N, d)`` float32 with the current embedding update, in data order."""
         features = self._features_fn()
         amp = self._amp_dtype()
