@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(lab, results=False)
     lab.set_defaults(func=labels_command)
 
+    from probekit.causal.intervene_command import register as register_intervene
+    from probekit.causal.patch_command import register as register_patch
     from probekit.evaluate.command import register as register_eval
     from probekit.figures.command import register as register_figures
     from probekit.igsm.pairs_command import register as register_pairs
@@ -187,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_figures(sub)
     register_inspect(sub)
     register_pairs(sub)
+    register_patch(sub)
+    register_intervene(sub)
     return parser
 
 
@@ -195,6 +199,8 @@ FILE_OPTIONS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "check": ({"--out": "out"}, {"--input": "input"}),
     "labels": ({"--out": "out"}, {"--input": "input"}),
     "pairs": ({"--out": "out"}, {"--input": "input"}),
+    "patch": ({"--out": "out"}, {"CKPT": "checkpoint", "--pairs": "pairs", "--problems": "problems"}),
+    "intervene": ({"--out": "out"}, {"CKPT": "checkpoint"}),
     "eval": ({"--out": "out"}, {"CKPT": "checkpoint"}),
     "probe": ({"--out": "out"}, {"CKPT": "ckpt", "--records": "records"}),
     "figures": ({"--out": "out"}, {"EXPERIMENT.yaml": "experiment", "--results": "results"}),

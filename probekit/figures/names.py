@@ -32,5 +32,7 @@ SOURCES: dict[str, Source] = {
     "scaling_steps": Source("scaling", "accuracy"),
     "scaling_errors": Source("scaling", "accuracy"),
     "learning_curves": Source("curves", "train"),
+    "patch_heatmap": Source("patching", "patch"),
+    "intervention_effects": Source("interventions", "intervene"),
 }
 FIGURE_NAMES: tuple[str, ...] = tuple(SOURCES)

@@ -33,7 +33,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--only",
         metavar="KINDS",
-        help="run only these job kinds, a comma list of train, accuracy, probe, mistakes, depth",
+        help="run only these job kinds, a comma list of train, accuracy, probe, mistakes, depth, patch, intervene",
     )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override the config's device")
     p.add_argument(

@@ -16,6 +16,8 @@
                  test_sets: [id], n_train: 200, n_test: 100, steps: 200, pair_pool: problem}
     mistakes:   {sets: [ood, reask], n_eval: 256, layers: [ln_final], ...}
     depth:      {layers: all, ranks: [8], ...}
+    patch:      {pair_kinds: [value, dependency, query], ops: [3], n: 40, components: [resid_post], ...}
+    intervene:  {tasks: [nece], layers: [ln_final], ranks: [0], modes: [ablate], n_random: 10, sets: ["2", "3"], ...}
     figures:    [fig3, fig7a]    # for ``probekit figures`` (or {fig3: {options}})
 
 Each analysis also takes ``checkpoints: [labels]`` to run on some checkpoints only (default: all of them).
@@ -36,11 +38,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
+from probekit.causal.patching import COMPONENT_CHOICES, PAIR_KINDS
+from probekit.causal.roles import ROLE_CHOICES
 from probekit.configs import ConfigError, fill, read_yaml, suggest
 from probekit.probe.runs import MODELS
 
 TASKS = ("nece", "dep", "known", "value", "can_next", "nece_next")
-ANALYSES = ("accuracy", "probe", "mistakes", "depth")
+ANALYSES = ("accuracy", "probe", "mistakes", "depth", "patch", "intervene")
 _TEST_SET = re.compile(r"^(id|r?\d+)$")
 
 
@@ -168,7 +172,69 @@ class DepthSection(ProbeSettings):
     """Train every probe on new problems each epoch (``probekit probe --fresh``; rank > 0)."""
 
 
-SECTIONS = {"accuracy": AccuracySection, "probe": ProbeSection, "mistakes": MistakesSection, "depth": DepthSection}
+@dataclass
+class PatchSection:
+    """Activation patching over minimal pairs (``probekit patch --op K``): one job per checkpoint x pair kind x
+    op x seed, on ``n`` pairs made from generated test-split problems."""
+
+    checkpoints: list[str] | None = None
+    """The checkpoint labels this analysis runs on (None: every checkpoint of the sweep)."""
+    pair_kinds: list[str] = field(default_factory=lambda: list(PAIR_KINDS))
+    ops: list[int] = field(default_factory=lambda: [3])
+    """Operations of the generated test problems (one job each)."""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    n: int = 40
+    """Pairs per job."""
+    components: list[str] = field(default_factory=lambda: ["resid_post"])
+    """Hook points patched: resid_post (embeddings, every block, ln_final), attn_out, mlp_out."""
+    roles: list[str] = field(default_factory=lambda: list(ROLE_CHOICES))
+    direction: Literal["denoise", "noise"] = "denoise"
+    generate: bool = True
+    """Greedy decoding under each patch (answers restored); False: the logit difference only."""
+    preset: Literal["med", "hard"] | None = None
+    format: Literal["pq", "qp"] = "pq"
+    batch_size: int | None = None
+    """Patched runs per forward (execution only; None: probekit patch's default)."""
+
+
+@dataclass
+class InterveneSection:
+    """Interventions along probe directions (``probekit intervene``): one job per checkpoint x task x layer x
+    rank x mode x seed, each the probe's direction beside ``n_random`` random ones."""
+
+    checkpoints: list[str] | None = None
+    """The checkpoint labels this analysis runs on (None: every checkpoint of the sweep)."""
+    tasks: list[str] = field(default_factory=lambda: ["nece"])
+    layers: list[int | str] = field(default_factory=lambda: ["ln_final"])
+    ranks: list[int] = field(default_factory=lambda: [0])
+    modes: list[Literal["ablate", "steer"]] = field(default_factory=lambda: ["ablate"])
+    strength: float = 1.0
+    """steer: alpha in std units of the direction's projection."""
+    ablate_value: Literal["mean", "zero"] = "mean"
+    n_random: int = 10
+    positions: Literal["all", "prompt"] = "all"
+    n_train: int = 300
+    n_test: int = 200
+    steps: int = 1000
+    sets: list[str] = field(default_factory=lambda: ["2", "3", "4"])
+    """Evaluation sets of the behaviour measurement (``probekit eval --sets`` tokens), all in one job."""
+    n: int = 50
+    """Problems per evaluation set."""
+    max_new_tokens: int | None = None
+    seeds: list[int] = field(default_factory=lambda: [0])
+    bootstrap: int = 1000
+    batch_size: int | None = None
+    """Generation batch (execution only; None: probekit intervene's default)."""
+
+
+SECTIONS = {
+    "accuracy": AccuracySection,
+    "probe": ProbeSection,
+    "mistakes": MistakesSection,
+    "depth": DepthSection,
+    "patch": PatchSection,
+    "intervene": InterveneSection,
+}
 
 
 @dataclass
@@ -185,6 +251,8 @@ class SweepConfig:
     probe: ProbeSection | None = None
     mistakes: MistakesSection | None = None
     depth: DepthSection | None = None
+    patch: PatchSection | None = None
+    intervene: InterveneSection | None = None
     figures: dict[str, dict] = field(default_factory=dict)
 
     @property
@@ -318,6 +386,10 @@ def _check_values(cfg: SweepConfig, where: str, require_jobs: bool) -> None:
         _allowed(acc.decodings, DECODINGS, f"{where}: accuracy.decodings")
         if acc.samples < 0:
             raise ConfigError(f"{where}: accuracy.samples must be >= 0 (0: greedy only), got {acc.samples}")
+    if cfg.patch is not None:
+        _check_patch(cfg.patch, where)
+    if cfg.intervene is not None:
+        _check_intervene(cfg.intervene, where)
     for key in ("probe", "mistakes", "depth"):
         section = getattr(cfg, key)
         if section is None:
@@ -348,6 +420,37 @@ def _check_values(cfg: SweepConfig, where: str, require_jobs: bool) -> None:
                     parse_sets(token, section.preset or "med")
                 except ValueError as err:
                     raise ConfigError(f"{where}: mistakes.sets: {err}") from None
+
+
+def _check_patch(section: PatchSection, where: str) -> None:
+    _allowed(section.pair_kinds, PAIR_KINDS, f"{where}: patch.pair_kinds")
+    _allowed(section.components, COMPONENT_CHOICES, f"{where}: patch.components")
+    _allowed(section.roles, ROLE_CHOICES, f"{where}: patch.roles")
+    for key in ("pair_kinds", "ops", "seeds", "components", "roles"):
+        if not getattr(section, key):
+            raise ConfigError(f"{where}: patch.{key} must name at least one value")
+    if any(not 1 <= op <= 52 for op in section.ops):
+        raise ConfigError(f"{where}: patch.ops must be between 1 and 52, got {section.ops}")
+    _positive(where, "patch", n=section.n, **({"batch_size": section.batch_size} if section.batch_size else {}))
+
+
+def _check_intervene(section: InterveneSection, where: str) -> None:
+    from probekit.evaluate.sets import parse_sets
+
+    _allowed(section.tasks, [t for t in TASKS if t != "value"], f"{where}: intervene.tasks (binary tasks)")
+    _allowed(section.modes, ["ablate", "steer"], f"{where}: intervene.modes")
+    for key in ("tasks", "layers", "ranks", "modes", "sets", "seeds"):
+        if not getattr(section, key):
+            raise ConfigError(f"{where}: intervene.{key} must name at least one value")
+    if any(r < 0 for r in section.ranks):
+        raise ConfigError(f"{where}: intervene.ranks must be >= 0")
+    for token in section.sets:
+        try:
+            parse_sets(token, "med")
+        except ValueError as err:
+            raise ConfigError(f"{where}: intervene.sets: {err}") from None
+    values = {"n_random": section.n_random, "n_train": section.n_train, "n_test": section.n_test, "n": section.n}
+    _positive(where, "intervene", steps=section.steps, **values)
 
 
 def _positive(where: str, section: str, **values) -> None:

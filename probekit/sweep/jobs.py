@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from probekit.configs import ConfigError
-from probekit.sweep.config import MistakesSection, ProbeSettings, SweepConfig
+from probekit.sweep.config import InterveneSection, MistakesSection, PatchSection, ProbeSettings, SweepConfig
 
 INIT_FROM, TRAINED = "model.init_from", "train:"
 
@@ -85,7 +85,69 @@ class Job:
                 "--resume",
                 "--quiet",
             ]
-        if self.kind == "accuracy":
+        if self.kind == "patch":
+            args = [
+                "patch",
+                str(checkpoint),
+                "--op",
+                p["op"],
+                "--kind",
+                p["pair_kind"],
+                "--n",
+                p["n"],
+                "--seed",
+                p["seed"],
+                "--points",
+                ",".join(p["components"]),
+                "--roles",
+                ",".join(p["roles"]),
+                "--direction",
+                p["direction"],
+                "--format",
+                p["format"],
+                "--out",
+                str(Path(out) / "rows.jsonl"),
+                "--quiet",
+            ]
+            args += [] if p["generate"] else ["--no-generate"]
+            args += _flags(preset=p["preset"], batch_size=o.get("batch_size"))
+        elif self.kind == "intervene":
+            args = [
+                "intervene",
+                str(checkpoint),
+                "--task",
+                p["task"],
+                "--layer",
+                p["layer"],
+                "--rank",
+                p["rank"],
+                "--mode",
+                p["mode"],
+                *(["--strength", p["strength"]] if p["mode"] == "steer" else ["--ablate-value", p["ablate_value"]]),
+                "--n-random",
+                p["n_random"],
+                "--positions",
+                p["positions"],
+                "--n-train",
+                p["n_train"],
+                "--n-test",
+                p["n_test"],
+                "--steps",
+                p["steps"],
+                "--sets",
+                p["sets"],
+                "--n",
+                p["n_eval"],
+                "--bootstrap",
+                p["bootstrap"],
+                "--seed",
+                p["seed"],
+                "--out",
+                str(Path(out) / "rows.jsonl"),
+                "--quiet",
+            ]
+            args += _flags(max_new_tokens=p["max_new_tokens"], batch_size=o.get("batch_size"))
+        elif self.kind == "accuracy":
             args = [
                 "eval",
                 str(checkpoint),
@@ -343,14 +405,64 @@ def _depth_jobs(section, label: str, source: dict, preset: str | None) -> list[J
     return _analysis_jobs("depth", section, label, source, axes, fixed)
 
 
-EXPANDERS = {"accuracy": _accuracy_jobs, "probe": _probe_jobs, "mistakes": _mistakes_jobs, "depth": _depth_jobs}
+def _patch_jobs(section: PatchSection, label: str, source: dict, preset: str | None) -> list[Job]:
+    fixed = {
+        "n": section.n,
+        "components": list(section.components),
+        "roles": list(section.roles),
+        "direction": section.direction,
+        "generate": section.generate,
+        "preset": section.preset,
+        "format": section.format,
+    }
+    return [
+        Job(
+            "patch",
+            label,
+            source,
+            {"pair_kind": kind, "op": op, "seed": seed, **fixed},
+            {"batch_size": section.batch_size},
+        )
+        for kind, op, seed in itertools.product(section.pair_kinds, section.ops, section.seeds)
+    ]
+
+
+def _intervene_jobs(section: InterveneSection, label: str, source: dict, preset: str | None) -> list[Job]:
+    fixed = {
+        "n_random": section.n_random,
+        "positions": section.positions,
+        "n_train": section.n_train,
+        "n_test": section.n_test,
+        "steps": section.steps,
+        "sets": ",".join(section.sets),
+        "n_eval": section.n,
+        "max_new_tokens": section.max_new_tokens,
+        "bootstrap": section.bootstrap,
+    }
+    jobs = []
+    axes = (section.tasks, section.layers, section.ranks, section.modes, section.seeds)
+    for task, layer, rank, mode, seed in itertools.product(*axes):
+        how = {"strength": section.strength} if mode == "steer" else {"ablate_value": section.ablate_value}
+        params = {"task": task, "layer": layer, "rank": rank, "mode": mode, "seed": seed, **how, **fixed}
+        jobs.append(Job("intervene", label, source, params, {"batch_size": section.batch_size}))
+    return jobs
+
+
+EXPANDERS = {
+    "accuracy": _accuracy_jobs,
+    "probe": _probe_jobs,
+    "mistakes": _mistakes_jobs,
+    "depth": _depth_jobs,
+    "patch": _patch_jobs,
+    "intervene": _intervene_jobs,
+}
 
 
 def select(jobs: list[Job], kinds: list[str] | None) -> list[Job]:
     """The jobs of ``kinds`` (None: all) plus the training jobs they depend on."""
     if not kinds:
         return jobs
-    allowed = {"train", "accuracy", "probe", "mistakes", "depth"}
+    allowed = {"train", *EXPANDERS}
     bad = [k for k in kinds if k not in allowed]
     if bad:
         raise ConfigError(f"--only: unknown kind {bad[0]!r}; allowed: {', '.join(sorted(allowed))}")

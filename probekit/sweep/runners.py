@@ -12,7 +12,11 @@ library function of its kind (:func:`job_rows`), the functions ``probekit train 
   ``test_set``;
 - ``mistakes``: :func:`probekit.probe.experiment.run_mistakes`; the rows of the two conditional tables (column
   ``analysis``: ``unnecessary`` | ``first_error``);
-- ``depth``: :func:`probekit.probe.experiment.run_depth`; one row per layer and distance, with ``test_set``.
+- ``depth``: :func:`probekit.probe.experiment.run_depth`; one row per layer and distance, with ``test_set``;
+- ``patch``: :func:`probekit.causal.patching.run_patch` on pairs made from generated test problems (``--op``);
+  one row per pair x hook point x role (or a skipped pair's row with its reason);
+- ``intervene``: :func:`probekit.causal.interventions.run_intervention`; one row per direction (none, the
+  probe's, the random ones).
 
 Every job runs quietly (no progress bars) and writes its files to its output folder (an accuracy job to its
 ``eval`` subfolder, which the evaluation replaces as a whole). A job's
@@ -57,6 +61,42 @@ def job_spec(job: Job, checkpoint: str | Path | None, out: str | Path, device: s
         if p["samples"]:
             spec.temperature = p["temperature"]
         return spec
+    if job.kind == "patch":
+        from probekit.causal.patching import PatchSpec
+
+        return PatchSpec(
+            str(checkpoint),
+            op=p["op"],
+            pair_kind=p["pair_kind"],
+            n=p["n"],
+            seed=p["seed"],
+            components=tuple(p["components"]),
+            roles=tuple(p["roles"]),
+            direction=p["direction"],
+            generate=p["generate"],
+            preset=p["preset"] or "med",
+            format=p["format"],
+            **({"batch_size": o["batch_size"]} if o.get("batch_size") else {}),
+            device=device,
+        )
+    if job.kind == "intervene":
+        from probekit.causal.interventions import InterveneSpec
+
+        how = {"strength": p["strength"]} if p["mode"] == "steer" else {"ablate_value": p["ablate_value"]}
+        return InterveneSpec(
+            str(checkpoint),
+            task=p["task"],
+            layer=str(p["layer"]),
+            rank=p["rank"],
+            mode=p["mode"],
+            **how,
+            **_pick(p, "n_random", "positions", "n_train", "n_test", "steps", "sets", "n_eval", "max_new_tokens"),
+            bootstrap=p["bootstrap"],
+            seed=p["seed"],
+            device=device,
+            batch_size=o.get("batch_size"),
+            progress=False,
+        )
     from probekit.probe.experiment import DepthSpec, MistakesSpec, ProbeSpec
 
     common = dict(
@@ -100,6 +140,14 @@ def job_rows(job: Job, spec) -> list[dict]:
         from probekit.evaluate.job import run_eval
 
         return run_eval(spec).summary_records()
+    if job.kind == "patch":
+        from probekit.causal.patching import json_rows, run_patch
+
+        return json_rows(run_patch(spec))
+    if job.kind == "intervene":
+        from probekit.causal.interventions import run_intervention
+
+        return run_intervention(spec)
     from probekit.probe.experiment import run_depth, run_mistakes, run_probe
 
     if job.kind == "mistakes":

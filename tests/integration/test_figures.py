@@ -233,10 +233,73 @@ def _train_rows() -> list[dict]:
     ]
 
 
+def _patch_rows(rng) -> list[dict]:
+    rows = []
+    for ckpt, (n_layer, _, _) in CHECKPOINTS.items():
+        points = ["embed.hook_out", *(f"blocks.{i}.hook_resid_post" for i in range(n_layer)), "ln_final.hook_out"]
+        for pair in range(3):
+            for depth, point in enumerate(points, start=-1):
+                for role in ("changed", "solution", "all"):
+                    restored = 1.0 if role == "all" else float(np.clip(rng.normal(1 - depth / n_layer, 0.05), 0, 1))
+                    restored = restored if role != "solution" else 1.0 - restored
+                    rows.append(
+                        {
+                            **_common(ckpt, "patch", f"patch-{ckpt}"),
+                            "pair": pair,
+                            "pair_kind": "value",
+                            "point": point,
+                            "component": "resid_post",
+                            "depth": depth,
+                            "role": role,
+                            "direction": "denoise",
+                            "restored": restored,
+                            "skipped": False,
+                            "seed": 0,
+                        }
+                    )
+    return rows
+
+
+def _intervene_rows(rng) -> list[dict]:
+    rows = []
+    for ckpt in CHECKPOINTS:
+        for direction, index in [("none", None), ("probe", 0), *(("random", i) for i in range(4))]:
+            acc, unnecessary = float(rng.uniform(0.2, 0.4)), float(rng.uniform(0.05, 0.15))
+            rows.append(
+                {
+                    **_common(ckpt, "intervene", f"intervene-{ckpt}"),
+                    "task": "nece",
+                    "hook": "blocks.3.hook_resid_post",
+                    "rank": 0,
+                    "mode": "ablate",
+                    "ablate_value": "mean",
+                    "positions": "all",
+                    "direction": direction,
+                    "direction_index": index,
+                    "probe_accuracy": 0.75 if direction == "probe" else 0.82,
+                    "probe_ci_low": 0.7,
+                    "probe_ci_high": 0.85,
+                    "accuracy": acc,
+                    "ci_low": acc - 0.05,
+                    "ci_high": acc + 0.05,
+                    "n": 100,
+                    "unnecessary_per_solution": unnecessary,
+                    "unnecessary_ci_low": unnecessary - 0.02,
+                    "unnecessary_ci_high": unnecessary + 0.02,
+                    "first_error_position": 0.7,
+                    "delta_accuracy": None if direction == "none" else acc - 0.3,
+                    "delta_unnecessary": None if direction == "none" else unnecessary - 0.1,
+                    "seed": 0,
+                }
+            )
+    return rows
+
+
 def make_store() -> pd.DataFrame:
     """A small results store with rows of every kind."""
     rng = np.random.default_rng(0)
     rows = _accuracy_rows(rng) + _probe_rows(rng) + _mistake_rows() + _depth_rows() + _train_rows()
+    rows += _patch_rows(rng) + _intervene_rows(rng)
     table = pd.DataFrame(rows)
     table["op"] = table["op"].astype("Int64")
     return table

@@ -220,6 +220,7 @@ def test_training_grid_makes_one_run_per_combination(tmp_path, tiny_ckpt):
 
 def test_every_job_runs_the_spec_its_command_line_parses_into(tmp_path, tiny_ckpt):
     """A job is a library call; the command ``--dry-run`` shows for it parses into the very same spec."""
+    from probekit.causal import intervene_command, patch_command
     from probekit.cli import build_parser
     from probekit.evaluate import command as eval_command
     from probekit.probe import command as probe_command
@@ -257,15 +258,30 @@ def test_every_job_runs_the_spec_its_command_line_parses_into(tmp_path, tiny_ckp
         },
         mistakes={"sets": ["2", "r3"], "n_eval": 3, "max_new_tokens": 30, "models": ["random-init"]},
         depth={"ranks": [0, 2], "test_sets": ["r4"]},
-    )
+        patch={"pair_kinds": ["value", "query"], "ops": [2], "n": 3, "components": ["resid_post", "mlp_out"],
+               "roles": ["changed", "all"], "generate": False, "batch_size": 8, "direction": "noise"},
+        intervene={"layers": ["ln_final", 1], "modes": ["ablate", "steer"], "strength": -2.0, "n_random": 3,
+                   "sets": ["2", "r3"], "n": 4, "max_new_tokens": 40, "batch_size": 4, "ablate_value": "zero"},
+    )  # fmt: skip
     jobs = expand(load_sweep(path))
-    assert {j.kind for j in jobs} == {"train", "accuracy", "probe", "mistakes", "depth"}
+    kinds = {"train", "accuracy", "probe", "mistakes", "depth", "patch", "intervene"}
+    assert {j.kind for j in jobs} == kinds
+    intervene = [job_spec(j, tmp_path / "ckpt", tmp_path) for j in jobs if j.kind == "intervene"]
+    assert {(s.layer, s.mode, s.strength, s.ablate_value) for s in intervene} == {
+        (layer, "ablate", 1.0, "zero") for layer in ("ln_final", "1")
+    } | {(layer, "steer", -2.0, "mean") for layer in ("ln_final", "1")}
     accuracy = [job_spec(j, tmp_path / "ckpt", tmp_path) for j in jobs if j.kind == "accuracy"]
     assert {(s.sets, s.decoding) for s in accuracy} == {
         (token, decoding) for token in ("1", "r2", "h1") for decoding in ("greedy", "beam-sample")
     }
     assert {job_spec(j, tmp_path / "ckpt", tmp_path).pair_pool for j in jobs if j.kind == "probe"} == {"slots"}
-    commands = {"train": train_command, "eval": eval_command, "probe": probe_command}
+    commands = {
+        "train": train_command,
+        "eval": eval_command,
+        "probe": probe_command,
+        "patch": patch_command,
+        "intervene": intervene_command,
+    }
     parser = build_parser()
     for job in jobs:
         checkpoint = None if job.kind == "train" and not job.depends_on else tmp_path / "ckpt"
@@ -469,3 +485,34 @@ def test_fine_tuning_a_run_of_the_sweep_waits_for_it_and_records_its_checkpoint(
     assert json.loads(train.loc["base", "curve_accuracy_by_op"]).keys() == {"2"}
     assert train.loc["base", "curve_accuracy"] == curve[-1]["accuracy"]
     assert pd.isna(train.loc["ft-init_from-train-base", "curve_accuracy"])  # no run.eval_every there
+
+
+def test_patch_and_intervene_jobs_store_rows_and_draw_their_figures(tmp_path, tiny_ckpt, capsys):
+    """The causal kinds run as sweep jobs (issue 17): rows in the store, figures from the store."""
+    from probekit.figures.registry import render
+
+    path = _sweep(
+        tmp_path,
+        tiny_ckpt,
+        accuracy=None,
+        probe=None,
+        patch={"pair_kinds": ["value"], "ops": [2], "n": 2, "seeds": [0, 1], "roles": ["changed", "all"],
+               "generate": False},
+        intervene={"n_random": 2, "n_train": 4, "n_test": 3, "steps": 5, "sets": ["2"], "n": 2,
+                   "max_new_tokens": 30, "bootstrap": 0},
+    )  # fmt: skip
+    assert main(["run", str(path), "--json", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["finished"] == 3 and not summary["failed"]
+    frame = ResultsStore(tmp_path / "res").read()
+    patch = frame[frame["kind"] == "patch"]
+    assert set(patch["role"]) == {"changed", "all"} and set(patch["seed"]) == {0, 1}
+    every = patch.loc[patch["role"] == "all", "restored"].dropna()
+    assert len(every) and ((every - 1.0).abs() < 1e-3).all()  # every position patched: the clean run
+    intervene = frame[frame["kind"] == "intervene"]
+    assert sorted(intervene["direction"].value_counts().items()) == [("none", 1), ("probe", 1), ("random", 2)]
+    results = {r.name: r for r in render(frame, ["patch_heatmap", "intervention_effects"], tmp_path / "fig")}
+    assert not results["patch_heatmap"].skipped, results["patch_heatmap"].skipped
+    assert not results["intervention_effects"].skipped, results["intervention_effects"].skipped
+    text = (tmp_path / "fig" / "patch_heatmap.txt").read_text()
+    assert "n=4" in text  # 2 pairs x 2 seeds: pairs of different jobs are told apart

@@ -19,7 +19,13 @@ from probekit.igsm.check import MISTAKE_KINDS
 nbformat = pytest.importorskip("nbformat")
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-NOTEBOOKS = ("01-quickstart.ipynb", "02-probing.ipynb", "03-mistakes.ipynb", "04-data-scaling.ipynb")
+NOTEBOOKS = (
+    "01-quickstart.ipynb",
+    "02-probing.ipynb",
+    "03-mistakes.ipynb",
+    "04-data-scaling.ipynb",
+    "05-causal.ipynb",
+)
 RUNTIMES: dict[str, float] = {}
 
 
@@ -159,3 +165,33 @@ def test_data_scaling(executed):
     figures = _cell(nb, "figures")
     written = re.findall(r"^(\w+) written$", _stdout(figures), flags=re.MULTILINE)
     assert {"scaling_accuracy", "scaling_errors", "step_fit"} <= set(written) and _has_image(figures)
+
+
+@pytest.mark.notebooks
+def test_causal(executed):
+    nb = executed("05-causal.ipynb")
+    _no_errors(nb)
+    pair = _stdout(_cell(nb, "pair"))
+    m = re.search(r"answer (\d+) -> (\d+); same length: True", pair)
+    assert m and m.group(1) != m.group(2)
+    table = _stdout(_cell(nb, "patch")).splitlines()
+    assert table[0].split()[1:] == ["all", "changed", "other_statements", "question", "solution"]
+    embed = table[1].split()
+    assert embed[0] == "embed" and float(embed[1]) == pytest.approx(1.0, abs=0.01)  # every position: clean run
+    assert float(embed[2]) == pytest.approx(1.0, abs=0.01)  # the changed statement carries the change at the input
+    decoded = re.findall(r"clean answer restored: (True|False)", _stdout(_cell(nb, "decode")))
+    assert len(decoded) == 2
+    heatmap = _cell(nb, "heatmap")
+    assert _has_image(heatmap)
+    assert (
+        len(
+            re.findall(
+                r"^\s*(embed\.hook_out|blocks\.\d\.hook_resid_post|ln_final\.hook_out)\s", _stdout(heatmap), re.M
+            )
+        )
+        == 10
+    )
+    out = _stdout(_cell(nb, "intervene"))
+    assert len(re.findall(r"^\s+random\s", out, flags=re.MULTILINE)) == 10
+    for metric in ("probe_accuracy", "accuracy", "unnecessary_per_solution", "first_error_position"):
+        assert re.search(rf"^{metric}\s+[0-9.]+\s+[0-9.]+\s+[0-9.]+ \[[0-9.]+, [0-9.]+\]\s+\d+/11", out, re.M), metric
