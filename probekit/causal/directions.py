@@ -39,13 +39,8 @@ from dataclasses import dataclass
 
 import torch
 
+from probekit.causal.choices import ABLATE_VALUES, MIN_RANDOM, MODES, POSITIONS
 from probekit.causal.edits import Edit
-from probekit.causal.interventions import (  # defined there, where the command imports them without torch
-    ABLATE_VALUES,
-    MIN_RANDOM,
-    MODES,
-    POSITIONS,
-)
 
 
 @dataclass(frozen=True)

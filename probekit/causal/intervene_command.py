@@ -17,7 +17,7 @@ import argparse
 import json
 import sys
 
-from probekit.causal.interventions import ABLATE_VALUES, MIN_RANDOM, MODES, POSITIONS
+from probekit.causal.choices import ABLATE_VALUES, MIN_RANDOM, MODES, POSITIONS
 
 
 def register(subparsers) -> argparse.ArgumentParser:

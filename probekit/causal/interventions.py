@@ -46,16 +46,8 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from probekit.causal.choices import ABLATE_VALUES, MIN_RANDOM, MODES, POSITIONS
 from probekit.configs import SettingError, check_at_least
-
-MODES = ("ablate", "steer")
-"""What an intervention does along a direction: replace its component by a constant, or add a multiple of it."""
-ABLATE_VALUES = ("mean", "zero")
-"""The constant an ablation puts along the direction: the training states' mean projection, or 0."""
-POSITIONS = ("all", "prompt")
-"""Where an edit applies: every position, or only forwards of several tokens (the prompt's prefill)."""
-MIN_RANDOM = 10
-"""The issue's minimum number of random directions beside the probe direction (the default)."""
 
 METRICS = ("probe_accuracy", "accuracy", "unnecessary_per_solution", "first_error_position", "solutions_changed")
 """The metrics :func:`summarize_interventions` compares between the probe and the random directions."""
@@ -127,7 +119,7 @@ class InterveneSpec:
     rank: int = 0
     """0: a linear probe (default); > 0: a V-probe (module doc: what the intervention then edits)."""
     mode: str = "ablate"
-    """``ablate`` or ``steer`` (:data:`~probekit.causal.directions.MODES`)."""
+    """``ablate`` or ``steer`` (:data:`~probekit.causal.choices.MODES`)."""
     strength: float = 1.0
     """steer: ``alpha``, in units of the std of the probe direction's projection (negative: toward label 0)."""
     ablate_value: str = "mean"
@@ -135,7 +127,7 @@ class InterveneSpec:
     n_random: int = MIN_RANDOM
     """Random directions beside the probe's (>= 1; the issue asks for at least 10)."""
     positions: str = "all"
-    """``all`` positions, or the ``prompt``'s only (:data:`~probekit.causal.directions.POSITIONS`)."""
+    """``all`` positions, or the ``prompt``'s only (:data:`~probekit.causal.choices.POSITIONS`)."""
     probe: str | None = None
     """A saved probe folder (``VProbe.save``, e.g. from ``probekit probe --out``) instead of training one."""
     n_train: int = 300
