@@ -56,7 +56,12 @@ def register(subparsers) -> argparse.ArgumentParser:
         help="generate test-split problems with OP operations (--preset, --format, --seed) and make --n pairs "
         "of --kind from them (default 40)",
     )
-    p.add_argument("--preset", choices=("med", "hard"), default="med", help="preset of generated problems (--op)")
+    p.add_argument(
+        "--preset",
+        choices=("med", "hard"),
+        default=None,
+        help="preset of generated problems (--op; default: the checkpoint's training family)",
+    )
     p.add_argument("--format", choices=("pq", "qp"), default="pq", help="format of generated problems (--op)")
     p.add_argument(
         "--kind",

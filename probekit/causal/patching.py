@@ -99,7 +99,7 @@ class PatchSpec:
     ``checkpoint``: the model folder. Pairs come from ``pairs`` (a ``probekit pairs`` JSONL file), ``records``
     (pair dicts in memory), ``problems`` (a JSONL of generate-style records; pairs of ``pair_kind`` made on the
     fly with :func:`probekit.igsm.pairs.make_pairs`, seeded by ``seed``) or ``op``: test-split problems with
-    ``op`` operations of ``preset`` / ``format`` generated with ``seed`` (indices 0, 1, ... until ``n`` pairs,
+    ``op`` operations of ``preset`` (None: the checkpoint's training family) / ``format`` generated with ``seed`` (indices 0, 1, ... until ``n`` pairs,
     default :data:`DEFAULT_GENERATED`), paired the same way (what a sweep job runs). ``pair_kind``: ``value``,
     ``dependency``, ``query`` or ``all`` (filters the pairs read). ``components``: which of
     :data:`COMPONENT_CHOICES` to patch (``resid_post`` = ``embed.hook_out``, every block's resid_post and
@@ -115,7 +115,7 @@ class PatchSpec:
     records: tuple[dict, ...] | None = None
     problems: str | None = None
     op: int | None = None
-    preset: str = "med"
+    preset: str | None = None
     format: str = "pq"
     pair_kind: str = "all"
     components: tuple[str, ...] = ("resid_post",)
@@ -368,12 +368,15 @@ def pairs_from_records(
 
 
 def generated_pairs(spec: PatchSpec) -> list[tuple[int, dict]]:
-    """The pairs of a spec with ``op``: test-split problems of ``op`` operations, made until ``n`` pairs."""
+    """The pairs of a spec with ``op``: test-split problems of ``op`` operations, made until ``n`` pairs (preset:
+    ``spec.preset``, else the checkpoint's training family)."""
     import itertools
 
+    from probekit.checkpoint import read_provenance, training_family
     from probekit.igsm.generate import GenerationConfig, generate_record
 
-    config = GenerationConfig(spec.preset, spec.op, spec.format, False, "test", spec.seed)
+    preset = spec.preset or training_family(read_provenance(spec.checkpoint))[0]
+    config = GenerationConfig(preset, spec.op, spec.format, False, "test", spec.seed)
     problems = (generate_record(config, i) for i in itertools.count())
     return pairs_from_records(problems, spec.pair_kind, spec.seed, spec.n or DEFAULT_GENERATED)
 

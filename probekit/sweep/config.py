@@ -192,6 +192,7 @@ class PatchSection:
     generate: bool = True
     """Greedy decoding under each patch (answers restored); False: the logit difference only."""
     preset: Literal["med", "hard"] | None = None
+    """Preset of the generated problems (None: the checkpoint's training family)."""
     format: Literal["pq", "qp"] = "pq"
     batch_size: int | None = None
     """Patched runs per forward (execution only; None: probekit patch's default)."""

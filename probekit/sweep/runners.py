@@ -74,7 +74,7 @@ def job_spec(job: Job, checkpoint: str | Path | None, out: str | Path, device: s
             roles=tuple(p["roles"]),
             direction=p["direction"],
             generate=p["generate"],
-            preset=p["preset"] or "med",
+            preset=p["preset"],
             format=p["format"],
             **({"batch_size": o["batch_size"]} if o.get("batch_size") else {}),
             device=device,
