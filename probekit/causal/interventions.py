@@ -214,8 +214,8 @@ def run_intervention(spec: InterveneSpec) -> list[dict]:
     probe, train, test = _probe_and_data(spec, model, tokenizer, preset, fmt, device)
     hook = probe.layer_name_
     direction = probe_direction(probe)
-    train_states = probe._collect(train)
-    test_states = probe._collect(test)
+    train_states = probe.transform(train)
+    test_states = probe.transform(test)
     _check_direction(probe, direction, test_states)
     plan = interventions(
         direction,

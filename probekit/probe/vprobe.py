@@ -578,6 +578,27 @@ class VProbe(Estimator):
             )
 
     @torch.no_grad()
+    def transform(self, data: ProbeData, model=None) -> torch.Tensor:
+        """The hidden states the head reads for the task's examples of ``data``: the ``[END]`` state at the read
+        layer, with the fitted embedding update, before the head's standardisation.
+
+        Parameters
+        ----------
+        data : ProbeData
+            Examples; those of other tasks are ignored.
+        model : transformers.PreTrainedModel or str or os.PathLike, optional
+            As in :meth:`decision_function`.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(N, d_model)`` float32, in data order, on the probe's device.
+        """
+        self._require_fit()
+        self._model(model)
+        return self._collect(self._task_data(data))
+
+    @torch.no_grad()
     def decision_function(self, data: ProbeData, model=None) -> np.ndarray:
         """Logits of the task's examples of ``data``.
 

@@ -37,7 +37,7 @@ def test_ablation_reaches_every_position_of_a_forward(gpt2):
     data = examples_from_config(GenerationConfig("med", op=2, seed=0), 6, tasks="nece", per_problem=4)
     probe = VProbe("nece", rank=0, layer=0, steps=20, batch_size=16).fit(gpt2, data)
     direction = probe_direction(probe)
-    iv = interventions(direction, probe._collect(data), n_random=10)[0]
+    iv = interventions(direction, probe.transform(data), n_random=10)[0]
     ids = torch.tensor([data.ids[0].tolist()])
     hook = "blocks.0.hook_resid_post"
     plain, _ = run_with_edits(gpt2, ids)

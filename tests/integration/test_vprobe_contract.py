@@ -118,3 +118,15 @@ def test_refit_forgets_the_previous_fit(gpt2):
     assert probe.fit_features(feats, [0, 1, 0, 1, 1, 0]) is probe
     assert probe.model_ is None and probe.model_path_ is None and len(probe.history_) == 2
     assert probe.predict_features(feats).shape == (6,)
+
+
+def test_transform_gives_the_states_the_head_reads(gpt2):
+    """``transform`` (public) returns the [END] states whose head logits are ``decision_function``."""
+    data = _small_data(4)
+    probe = VProbe("nece", rank=2, steps=3, batch_size=8, seed=0).fit(gpt2, data)
+    states = probe.transform(data)
+    assert states.shape == (len(data.task("nece")), gpt2.config.hidden_size) and states.dtype == torch.float32
+    logits = probe.params_.logits(states).detach().cpu().numpy()
+    assert np.allclose(logits, probe.decision_function(data), atol=1e-6)
+    with pytest.raises(NotFittedError):
+        VProbe("nece").transform(data)
