@@ -76,3 +76,25 @@ def test_one_compiled_bf16_training_step_and_one_probe_step_on_cuda(tmp_path):
     rows = json.loads(probe.stdout)
     rows = rows if isinstance(rows, list) else rows.get("rows", [rows])
     assert rows and all(0.0 <= row["accuracy"] <= 1.0 for row in rows)
+
+
+def test_patch_and_intervene_run_on_cuda_and_agree_with_cpu(tmp_path):
+    """The causal commands on CUDA (issue 17): patching gives the CPU's restored values (fp32 weights, SDPA on
+    the device), and an ablation run on CUDA returns its rows."""
+    from probekit.causal.interventions import InterveneSpec, run_intervention
+    from probekit.causal.patching import PatchSpec, run_patch
+    from probekit.checkpoint import save_checkpoint
+    from probekit.modeling import build_model, load_model_config
+    from probekit.tokenizer import default_tokenizer
+
+    tok = default_tokenizer()
+    ckpt = save_checkpoint(build_model(load_model_config("gpt2-tiny"), tok, seed=0), tok, tmp_path / "ckpt", {})
+    spec = dict(op=2, n=3, pair_kind="value", generate=True, max_new_tokens=24, roles=("changed", "all"))
+    rows = {d: run_patch(PatchSpec(str(ckpt), device=d, **spec)) for d in ("cpu", "cuda")}
+    for cpu, gpu in zip(rows["cpu"], rows["cuda"]):
+        assert (cpu["point"], cpu["role"]) == (gpu["point"], gpu["role"])
+        if cpu["restored"] == cpu["restored"]:  # not NaN
+            assert abs(cpu["restored"] - gpu["restored"]) < 1e-3
+    intervene = InterveneSpec(str(ckpt), n_random=10, n_train=4, n_test=3, steps=5, sets="2", n_eval=4,
+                              max_new_tokens=24, bootstrap=0, device="cuda", progress=False)  # fmt: skip
+    assert [r["direction"] for r in run_intervention(intervene)] == ["none", "probe", *["random"] * 10]
