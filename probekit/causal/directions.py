@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 
 from probekit.causal.choices import ABLATE_VALUES, MIN_RANDOM, MODES, POSITIONS
-from probekit.causal.edits import Edit
+from probekit.causal.edits import Edit, on_prefill
 
 
 @dataclass(frozen=True)
@@ -113,10 +113,6 @@ def projection_stats(states: torch.Tensor, units: torch.Tensor) -> tuple[torch.T
     return proj.mean(0).cpu(), proj.std(0, unbiased=False).cpu()
 
 
-def _applies(act: torch.Tensor, positions: str) -> bool:
-    return positions == "all" or act.shape[-2] > 1
-
-
 def _check_positions(positions: str) -> None:
     if positions not in POSITIONS:
         raise ValueError(f"positions must be one of {', '.join(POSITIONS)}, not {positions!r}")
@@ -142,9 +138,9 @@ def ablation(unit: torch.Tensor, value: float = 0.0, positions: str = "all") -> 
     _check_positions(positions)
 
     def edit(act: torch.Tensor) -> torch.Tensor:
-        return ablate(act, unit, value) if _applies(act, positions) else act
+        return ablate(act, unit, value)
 
-    return edit
+    return on_prefill(edit) if positions == "prompt" else edit
 
 
 def steering(unit: torch.Tensor, amount: float, positions: str = "all") -> Edit:
@@ -152,9 +148,9 @@ def steering(unit: torch.Tensor, amount: float, positions: str = "all") -> Edit:
     _check_positions(positions)
 
     def edit(act: torch.Tensor) -> torch.Tensor:
-        return steer(act, unit, amount) if _applies(act, positions) else act
+        return steer(act, unit, amount)
 
-    return edit
+    return on_prefill(edit) if positions == "prompt" else edit
 
 
 @dataclass(frozen=True)

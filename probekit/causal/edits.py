@@ -129,6 +129,16 @@ def run_with_edits(
     return logits, dict(captured)
 
 
+def on_prefill(edit: Edit) -> Edit:
+    """``edit`` restricted to forwards of more than one token: in KV-cached generation, the prompt's prefill (the
+    one-token decoding steps pass unchanged)."""
+
+    def prefill_only(act: torch.Tensor) -> torch.Tensor:
+        return edit(act) if act.shape[-2] > 1 else act
+
+    return prefill_only
+
+
 def replace_at(source: torch.Tensor, positions: torch.Tensor) -> Edit:
     """An edit that takes ``source``'s activation where ``positions`` (bool, ``(batch, seq)`` or ``(seq,)``)
     is true and keeps the running activation elsewhere: activation patching."""

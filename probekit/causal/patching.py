@@ -64,13 +64,16 @@ from __future__ import annotations
 
 import math
 import sys
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from probekit.causal.roles import ALL, PROBLEM_OFFSET, ROLE_CHOICES, input_roles, role_mask
 from probekit.probe.readout import EMBED, FINAL
+
+if TYPE_CHECKING:
+    import torch
 
 DIRECTIONS = ("denoise", "noise")
 COMPONENT_CHOICES = ("resid_post", "attn_out", "mlp_out")
@@ -401,51 +404,20 @@ def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
 
 
 def _edits_for(chunk, sources: dict, width: int, device):
-    """Per hook name of ``chunk`` (``(point, mask)`` jobs, one per batch row), a ``replace_at`` edit whose mask is
-    the job's mask on its own rows and false elsewhere."""
+    """Per hook name of ``chunk`` (``(point, mask)`` jobs, one per batch row; ``None`` for a row left alone), a
+    ``replace_at`` edit whose mask is the job's mask on its own rows and false elsewhere."""
     import torch
 
     from probekit.causal.edits import replace_at
 
     edits = {}
-    for point in dict.fromkeys(p for p, _ in chunk):
+    for point in dict.fromkeys(job[0] for job in chunk if job is not None):
         mask = torch.zeros((len(chunk), width), dtype=torch.bool)
-        for row, (p, m) in enumerate(chunk):
-            if p == point:
-                mask[row] = m[:width]
+        for row, job in enumerate(chunk):
+            if job is not None and job[0] == point:
+                mask[row] = job[1][:width]
         edits[point] = replace_at(sources[point][:, :width], mask.to(device))
     return edits
-
-
-def _greedy(model, ids, edits, budget: int, eos: int, pad: int) -> list[list[int]]:
-    """Greedy ids per row of ``ids`` (unpadded rows of one length): the prefill with ``edits``, then decoding
-    from the KV cache without edits (so only the prompt positions are patched)."""
-    import torch
-
-    from probekit.causal.edits import edited
-
-    with edited(model, edits):
-        out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
-    past = out.past_key_values
-    quiet = warnings.catch_warnings()
-    quiet.__enter__()
-    warnings.simplefilter("ignore", FutureWarning)  # transformers' past_key_values deprecation notice
-    nxt = out.logits[:, -1].float().argmax(-1)
-    finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
-    steps = []
-    for t in range(budget):
-        nxt = torch.where(finished, torch.full_like(nxt, pad), nxt)
-        steps.append(nxt)
-        finished |= nxt == eos
-        if t + 1 == budget or bool(finished.all()):
-            break
-        out = model(input_ids=nxt[:, None], past_key_values=past, use_cache=True)
-        past = out.past_key_values
-        nxt = out.logits[:, -1].float().argmax(-1)
-    quiet.__exit__(None, None, None)
-    del past
-    rows = torch.stack(steps, 1).cpu().tolist()
-    return [r[: r.index(eos) + 1] if eos in r else r for r in rows]
 
 
 def _judged(tokenizer, ids: list[int], problems: dict) -> dict:
@@ -565,10 +537,8 @@ def patch_pair(
 def _decode(model, tokenizer, pair, jobs, rows, sources, base_row, max_new_tokens, batch_size, device) -> None:
     """Greedy decoding of the unpatched runs and of every role patch restricted to the prompt; adds the judged
     fields to ``rows`` in place."""
-    import torch
-
-    from probekit.causal.edits import replace_at
-    from probekit.evaluate.generation import model_context
+    from probekit.causal.edits import edited, on_prefill
+    from probekit.evaluate.generation import ModelGenerator, model_context
     from probekit.igsm.jobs import problem_of
 
     width = pair.prompt_length
@@ -592,22 +562,15 @@ def _decode(model, tokenizer, pair, jobs, rows, sources, base_row, max_new_token
     for r, (point, mask) in enumerate(jobs):
         if bool(mask[:width].any()):
             todo.append((r, prompts[base_row], (point, mask)))
-    eos, pad = tokenizer.eos_id, tokenizer.pad_id
     results: list[dict] = []
     for chunk in _chunks(todo, batch_size):
-        ids = torch.tensor([t[1] for t in chunk], dtype=torch.long, device=device)
-        patched = [(i, t[2]) for i, t in enumerate(chunk) if t[2] is not None]
-        edits = None
-        if patched:
-            edits = {}
-            for point in dict.fromkeys(job[0] for _, job in patched):
-                mask = torch.zeros((len(chunk), width), dtype=torch.bool)
-                for i, (p, m) in patched:
-                    if p == point:
-                        mask[i] = m[:width]
-                edits[point] = replace_at(sources[point][:, :width], mask.to(device))
-        for out in _greedy(model, ids, edits, budget, eos, pad):
-            results.append(_judged(tokenizer, out, problems))
+        # every prompt of the chunk has the same length: no padding, so a row's mask lines up with its prompt;
+        # the edits apply to the prefill only (decoding continues from the patched prompt's cache)
+        edits = _edits_for([t[2] for t in chunk], sources, width, device)
+        generator = ModelGenerator(model, tokenizer, batch_size=len(chunk), device=device, progress=False)
+        with edited(model, {point: on_prefill(e) for point, e in edits.items()}):
+            for out in generator.generate_ids([t[1] for t in chunk], budget):
+                results.append(_judged(tokenizer, out, problems))
     clean_run, cf_run = results[0], results[1]
     base = {
         "clean_run_answer": clean_run["answer"],
