@@ -41,6 +41,20 @@ def check_at_least(spec, minimum: float, *names: str) -> None:
             raise SettingError(name, f"must be >= {minimum}, got {value}")
 
 
+def comma_choices(choices):
+    """An ``argparse`` type: a comma list of ``choices`` -> a tuple without repeats (in order); an empty list or
+    an unknown item is a usage error saying what is allowed (argparse names the option)."""
+    import argparse
+
+    def parse(text: str) -> tuple[str, ...]:
+        items = tuple(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
+        if not items or any(x not in choices for x in items):
+            raise argparse.ArgumentTypeError(f"must be a comma list of {', '.join(choices)} (got {text!r})")
+        return items
+
+    return parse
+
+
 class Mismatch(Exception):
     """A value that does not fit a type annotation (internal to :func:`coerce`)."""
 

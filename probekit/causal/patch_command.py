@@ -23,21 +23,11 @@ import math
 import sys
 
 
-def _csv(choices: tuple[str, ...], what: str):
-    def parse(text: str) -> tuple[str, ...]:
-        items = tuple(x.strip() for x in text.split(",") if x.strip())
-        bad = [x for x in items if x not in choices]
-        if bad or not items:
-            raise argparse.ArgumentTypeError(f"{what} must be a comma list of {', '.join(choices)} (got {text!r})")
-        return tuple(dict.fromkeys(items))
-
-    return parse
-
-
 def register(subparsers) -> argparse.ArgumentParser:
     """Add the ``patch`` subcommand to an ``argparse`` subparsers object."""
     from probekit.causal.patching import COMPONENT_CHOICES, DIRECTIONS
     from probekit.causal.roles import ROLE_CHOICES
+    from probekit.configs import comma_choices
 
     p = subparsers.add_parser(
         "patch",
@@ -73,14 +63,14 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--points",
-        type=_csv(COMPONENT_CHOICES, "--points"),
+        type=comma_choices(COMPONENT_CHOICES),
         default=("resid_post",),
         help="components patched, comma list of resid_post (embed, every block, ln_final), attn_out, mlp_out "
         "(default resid_post)",
     )
     p.add_argument(
         "--roles",
-        type=_csv(ROLE_CHOICES, "--roles"),
+        type=comma_choices(ROLE_CHOICES),
         default=ROLE_CHOICES,
         help=f"position roles patched (default all of {','.join(ROLE_CHOICES)})",
     )

@@ -62,6 +62,7 @@ import argparse
 import json
 import sys
 
+from probekit.configs import comma_choices
 from probekit.probe.readout import READOUT
 from probekit.probe.runs import MODELS as MODEL_CHOICES
 
@@ -98,7 +99,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--models",
-        type=_models_list,
+        type=comma_choices(MODEL_CHOICES),
         default=None,
         help="which models to probe, exactly, a comma list of pretrained and random-init (default: pretrained, "
         "plus random-init unless --baseline none)",
@@ -245,14 +246,6 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     p.set_defaults(func=probe_command)
     return p
-
-
-def _models_list(text: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
-    bad = [n for n in names if n not in MODEL_CHOICES]
-    if bad or not names:
-        raise argparse.ArgumentTypeError(f"unknown model {', '.join(bad) or text!r}: use {', '.join(MODEL_CHOICES)}")
-    return names
 
 
 def _count_or_all(text: str) -> int | None:
