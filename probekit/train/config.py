@@ -14,7 +14,7 @@ recipe, App. F.1). ``None`` on a "by preset" key means: take the value of ``data
               workers (generator processes per rank; 0 = in the loader thread), prefetch (batches queued),
               length_check_samples, max_drop_fraction
     optim:    lr, betas, eps, weight_decay, decay_embeddings, grad_clip, fused, loss (all | solution)
-    schedule: steps, warmup_steps, min_lr_ratio, decay (cosine | linear | constant | wsd), decay_fraction
+    schedule: steps, warmup_steps, min_lr_ratio, decay (cosine | linear | constant | wsd), decay_fraction, rewarm_at
     run:      out, device, threads, dtype, compile, tf32, seed, log_every, checkpoint_every, save_final,
               keep_checkpoints, eval_every, eval_problems, stop_at_step, peak_tflops, tensorboard, progress
 
@@ -162,6 +162,10 @@ class ScheduleSection:
     the LRs it would have seen with that length from the start."""
     decay_fraction: float = 0.2
     """wsd: the fraction of ``steps`` (after warm-up) spent decaying."""
+    rewarm_at: int | None = None
+    """Continue a run whose LR has already decayed: from this optimizer step the LR climbs linearly from
+    ``min_lr_ratio`` of the peak back to the peak over ``warmup_steps`` steps, then follows the schedule
+    (``--resume-from CHECKPOINT schedule.steps=LONGER schedule.rewarm_at=CHECKPOINT_STEP``); None: no re-warm."""
 
 
 @dataclass
@@ -417,6 +421,8 @@ def resolve(cfg: TrainConfig, world_size: int = 1) -> tuple[TrainConfig, Layout]
         raise ConfigError(f"schedule.decay_fraction must be in (0, 1], got {s.decay_fraction}")
     if not 0 <= s.min_lr_ratio <= 1:
         raise ConfigError(f"schedule.min_lr_ratio must be in [0, 1], got {s.min_lr_ratio}")
+    if s.rewarm_at is not None and not 0 <= s.rewarm_at < s.steps:
+        raise ConfigError(f"schedule.rewarm_at must be in 0..{s.steps - 1} (a step of this run), got {s.rewarm_at}")
     if s.warmup_steps > s.steps:
         raise ConfigError(f"schedule.warmup_steps ({s.warmup_steps}) exceeds schedule.steps ({s.steps})")
     if r.stop_at_step is not None and r.stop_at_step > s.steps:

@@ -759,6 +759,14 @@ def test_schedule_and_flops():
     assert lr_at(900, 2e-3, wsd) < 2e-3 and lr_at(1099, 2e-3, wsd) == pytest.approx(2e-5)
     longer = ScheduleSection(steps=2100, warmup_steps=100, min_lr_ratio=0.01, decay="wsd", decay_fraction=0.1)
     assert [lr_at(i, 2e-3, longer) for i in range(900)] == [lr_at(i, 2e-3, wsd) for i in range(900)]
+    # re-warm: continuing the decayed 1100-step run to 2100 steps climbs from 1% back to the peak over the
+    # warm-up length, then decays at the end of the longer schedule
+    again = ScheduleSection(steps=2100, warmup_steps=100, decay="wsd", decay_fraction=0.1, rewarm_at=1100)
+    assert [lr_at(i, 2e-3, again) for i in range(1100)] == [lr_at(i, 2e-3, longer) for i in range(1100)]
+    assert lr_at(1100, 2e-3, again) == pytest.approx(2e-5 + (2e-3 - 2e-5) / 100)
+    climb = [lr_at(i, 2e-3, again) for i in range(1100, 1200)]
+    assert all(a < b for a, b in zip(climb, climb[1:])) and climb[-1] == pytest.approx(2e-3)
+    assert lr_at(1500, 2e-3, again) == pytest.approx(2e-3) and lr_at(2099, 2e-3, again) == pytest.approx(2e-5)
     model = build_model(model_config(load_config(None, TINY).model), data_mod.default_tokenizer())
     n = sum(p.numel() for p in model.parameters())
     assert matmul_params(model) == n - model.get_input_embeddings().weight.numel()
