@@ -4,7 +4,8 @@ The model sees ``tokenizer.prompt_ids(prompt)`` = ``[EOS] [PROBLEM] prompt [SOLU
 ``[EOS]`` or a token budget. The greedy and sampling loop is our own (no ``model.generate``) so that it behaves
 the same on every ``transformers`` 5.x: batches are left-padded with ``[PAD]``, the attention mask marks the
 padding, position ids are ``cumsum(mask) - 1`` (so a padded prompt gets the same rotary positions as an unpadded
-one), and the ``past_key_values`` the model returns are fed back with one new token per row and step.
+one), and the KV cache the model returns is fed back with one new token per row and step (under the keyword its
+``forward`` takes: ``cache`` in newer transformers 5.x, which deprecate ``past_key_values``).
 ``logits_to_keep=1`` keeps the prefill from materialising full-vocabulary logits for every prompt position.
 
 - greedy (``temperature=0``, the default): ``argmax`` of the logits (float32); deterministic for a batch;
@@ -34,6 +35,7 @@ other special tokens stay in the text, so garbage shows up as garbage for the ch
 from __future__ import annotations
 
 import contextlib
+import inspect
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -88,6 +90,12 @@ def _autocast(device: torch.device, model) -> contextlib.AbstractContextManager:
     if device.type == "cuda" and next(model.parameters()).dtype == torch.float32:
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def cache_keyword(model) -> str:
+    """The keyword under which ``model.forward`` takes (and its output returns) the KV cache: ``cache`` where
+    transformers has renamed it, else ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def model_context(model) -> int:
@@ -273,6 +281,7 @@ class ModelGenerator:
         tokens = torch.full((rows, budget), tok.pad_id, dtype=torch.long, device=dev)
         finished = torch.zeros(rows, dtype=torch.bool, device=dev)
         past = None
+        keyword = cache_keyword(self.model)
         step_ids, step_pos = input_ids, positions
         steps = 0
         with _autocast(dev, self.model):
@@ -281,11 +290,11 @@ class ModelGenerator:
                     input_ids=step_ids,
                     attention_mask=mask,
                     position_ids=step_pos,
-                    past_key_values=past,
                     use_cache=True,
                     logits_to_keep=1,
+                    **{keyword: past},
                 )
-                past = out.past_key_values
+                past = getattr(out, keyword)
                 logits = out.logits[:, -1, :].float()
                 if temperature > 0:
                     probs = torch.softmax(logits / temperature, dim=-1)

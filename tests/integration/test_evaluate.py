@@ -639,6 +639,7 @@ def _prompts(k=3):
 
 @needs_torch
 @pytest.mark.parametrize("name", ["gpt2-tiny", "llama-tiny"])
+@pytest.mark.filterwarnings("error::FutureWarning")  # the cache goes under the keyword transformers wants now
 def test_kv_cache_matches_no_cache_reference(tiny_models, name):
     model = tiny_models[name]
     ids = [TOK.prompt_ids(p) for p in _prompts()]
