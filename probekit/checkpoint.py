@@ -44,6 +44,13 @@ class CheckpointError(ValueError):
     embedding); the message names the folder or the file."""
 
 
+class NotACheckpointError(FileNotFoundError):
+    """A path given as a checkpoint names no checkpoint folder (nothing there, or no ``config.json``). The
+    commands exit 2 for it (:attr:`usage_error`), as for a bad option: the input is wrong, nothing failed."""
+
+    usage_error = True
+
+
 @dataclass
 class Checkpoint:
     """A loaded checkpoint. It unpacks like a tuple: ``model, tokenizer, provenance = load_checkpoint(path)``.
@@ -162,8 +169,8 @@ def load_model(
 
     Raises
     ------
-    FileNotFoundError
-        ``path`` has no ``config.json``.
+    NotACheckpointError
+        ``path`` names no checkpoint folder (:func:`checkpoint_folder`).
     CheckpointError
         A file is damaged (truncated or corrupt; the message names it), the weights are missing or do not match
         the config, or transformers cannot build the model.
@@ -172,11 +179,9 @@ def load_model(
     from transformers import AutoModelForCausalLM, PreTrainedModel
 
     given = Path(path)
-    path = resolve_checkpoint(given)
+    path = checkpoint_folder(given)
     if path != given:
         print(f"probekit: {given} is the checkpoint {path}", file=sys.stderr)
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(f"{path} is not a checkpoint folder (no config.json)")
     verify_files(path)
     model: PreTrainedModel
     info: dict[str, Any]
@@ -369,6 +374,24 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
                 raise CheckpointError(f"{path}: a run folder without a complete checkpoint in {path / 'checkpoints'}")
             return found
     return path
+
+
+def checkpoint_folder(path: str | os.PathLike) -> Path:
+    """:func:`resolve_checkpoint`, refusing a path that then names no checkpoint folder.
+
+    Raises
+    ------
+    NotACheckpointError
+        Nothing at ``path``, or a folder without ``config.json`` (the message says which).
+    CheckpointError
+        As :func:`resolve_checkpoint`.
+    """
+    if not Path(path).exists():
+        raise NotACheckpointError(f"{path}: no such file or folder (expected a checkpoint folder)")
+    folder = resolve_checkpoint(path)
+    if not (folder / "config.json").is_file():
+        raise NotACheckpointError(f"{folder} is not a checkpoint folder (no config.json)")
+    return folder
 
 
 def _follow_pointer(pointer: Path) -> Path:

@@ -146,9 +146,11 @@ def patch_command(args) -> int:
     from pathlib import Path
 
     from probekit.causal.patching import json_rows, run_patch, skipped_counts, summarize
+    from probekit.checkpoint import checkpoint_folder
     from probekit.records import atomic_output, dumps
 
-    for path in (args.pairs, args.problems, args.checkpoint):
+    checkpoint_folder(args.checkpoint)
+    for path in (args.pairs, args.problems):
         if path is not None and not Path(path).exists():
             raise ValueError(f"{path}: no such file or folder")
     if args.n is not None and args.n < 1:

@@ -60,12 +60,11 @@ class EvalSpec:
     """Progress bars and logs on stderr."""
 
     def check(self) -> None:
-        """Raise ``ValueError`` for a folder that is no checkpoint or settings out of range (also when
-        ``device`` asks for CUDA and there is none)."""
-        from probekit.checkpoint import resolve_checkpoint, select_device
+        """Raise :class:`~probekit.checkpoint.NotACheckpointError` for a path that names no checkpoint folder and
+        ``ValueError`` for settings out of range (also when ``device`` asks for CUDA and there is none)."""
+        from probekit.checkpoint import checkpoint_folder, select_device
 
-        if not (resolve_checkpoint(self.checkpoint) / "config.json").exists():
-            raise ValueError(f"{self.checkpoint} is not a checkpoint folder (no config.json)")
+        checkpoint_folder(self.checkpoint)
         check_at_least(self, 0, "n", "samples")
         if self.decoding not in DECODINGS:
             raise SettingError("decoding", f"must be one of {', '.join(DECODINGS)}, got {self.decoding!r}")

@@ -70,9 +70,11 @@ def file_sha256(path: str | os.PathLike, stamps: dict[str, list] | None = None) 
 
 def checkpoint_files(folder: str | os.PathLike, stamps: dict[str, list] | None = None) -> dict[str, str]:
     """``{file name: SHA-256}`` of the files of a checkpoint folder that loading it reads."""
+    from probekit.checkpoint import NotACheckpointError
+
     folder = Path(folder)
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder} is not a checkpoint folder (no config.json)")
+        raise NotACheckpointError(f"{folder} is not a checkpoint folder (no config.json)")
     names = {n for n in CHECKPOINT_FILES if (folder / n).is_file()}
     names |= {p.name for pattern in WEIGHT_PATTERNS for p in folder.glob(pattern) if p.is_file()}
     return {n: file_sha256(folder / n, stamps) for n in sorted(names)}

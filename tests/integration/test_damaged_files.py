@@ -82,6 +82,26 @@ COMMANDS = {
     "probe": ["--steps", "2", "--n-train", "2", "--n-test", "2", "--op", "2", "--device", "cpu", "--quiet"],
     "inspect": ["--fast"],
 }
+CHECKPOINT_COMMANDS = {
+    **COMMANDS,
+    "patch": ["--op", "3", "--n", "1", "--no-generate", "--quiet"],
+    "intervene": ["--task", "nece", "--layer", "1", "--quiet"],
+}
+
+
+@pytest.mark.parametrize("missing", ["nothing", "folder"])
+@pytest.mark.parametrize("command", list(CHECKPOINT_COMMANDS))
+def test_a_path_naming_no_checkpoint_exits_2_like_a_bad_option(tmp_path, capsys, command, missing):
+    path = tmp_path / "ckpt"
+    if missing == "folder":
+        path.mkdir()
+    rc, err = run([command, path, *CHECKPOINT_COMMANDS[command]], capsys)
+    assert rc == 2
+    what = "no such file or folder" if missing == "nothing" else "is not a checkpoint folder (no config.json)"
+    assert_one_line_naming(err, path, what)
+    assert err[0].startswith(f"probekit {command}: error: ")
+
+
 DAMAGE = {
     "model.safetensors": "truncated or corrupt safetensors file",
     "tokenizer.json": "truncated or corrupt JSON file",
