@@ -3,7 +3,8 @@
     python benchmarks/learning_curves.py RUN_DIR[=LABEL] [RUN_DIR[=LABEL] ...] [--out DIR] [--json]
 
 Each RUN_DIR is a ``probekit train`` output folder (``log.jsonl``; runs with ``run.eval_every`` carry the
-full-solution accuracy). The rows are those a sweep stores for its training jobs
+full-solution accuracy) or a shipped model folder under ``models/`` (its ``training_log.jsonl``: every leg of the
+run that made it). The rows are those a sweep stores for its training jobs
 (:func:`probekit.train.curve.run_summary`), so the figure is the one ``probekit figures`` draws for a sweep.
 The table gives, per run and evaluation: step, tokens, training minutes, solution-token loss and the accuracy
 by op with the pooled Wilson 95% interval.
@@ -16,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+SHIPPED_LOG = "training_log.jsonl"
+
 
 def rows_of(runs: list[str]) -> list[dict]:
     from probekit.checkpoint import latest_checkpoint, read_provenance
@@ -26,9 +29,12 @@ def rows_of(runs: list[str]) -> list[dict]:
     for spec in runs:
         folder, _, label = spec.partition("=")
         folder = Path(folder)
-        if not (folder / "log.jsonl").exists():
-            raise SystemExit(f"{folder}: no log.jsonl (not a probekit train folder)")
-        ckpt = latest_checkpoint(folder)
+        if (folder / "log.jsonl").exists():
+            log, ckpt = read_log(folder), latest_checkpoint(folder)
+        elif (folder / SHIPPED_LOG).exists():  # a shipped model folder: the log of every leg, the model itself
+            log, ckpt = [json.loads(line) for line in (folder / SHIPPED_LOG).read_text().splitlines() if line], folder
+        else:
+            raise SystemExit(f"{folder}: no log.jsonl nor {SHIPPED_LOG} (not a probekit train or model folder)")
         provenance = read_provenance(ckpt) if ckpt else {}
         rows.append(
             {
@@ -37,7 +43,7 @@ def rows_of(runs: list[str]) -> list[dict]:
                 "job_id": folder.name,
                 "sweep": "benchmarks",
                 "revision": provenance.get("git_revision"),
-                **run_summary(read_log(folder)),
+                **run_summary(log),
             }
         )
     return rows
