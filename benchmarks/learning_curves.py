@@ -32,7 +32,7 @@ def rows_of(runs: list[str]) -> list[dict]:
         if (folder / "log.jsonl").exists():
             log, ckpt = read_log(folder), latest_checkpoint(folder)
         elif (folder / SHIPPED_LOG).exists():  # a shipped model folder: the log of every leg, the model itself
-            log, ckpt = [json.loads(line) for line in (folder / SHIPPED_LOG).read_text().splitlines() if line], folder
+            log, ckpt = read_log(folder, SHIPPED_LOG), folder
         else:
             raise SystemExit(f"{folder}: no log.jsonl nor {SHIPPED_LOG} (not a probekit train or model folder)")
         provenance = read_provenance(ckpt) if ckpt else {}

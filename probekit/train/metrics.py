@@ -79,9 +79,10 @@ class RunLog:
             self.tb.close()
 
 
-def read_log(out: str | os.PathLike) -> list[dict]:
-    """The records of ``OUT/log.jsonl``, in order (start, loss windows, evaluations, checkpoints, end)."""
-    path = Path(out) / LOG_FILE
+def read_log(out: str | os.PathLike, name: str = LOG_FILE) -> list[dict]:
+    """The records of ``OUT/log.jsonl`` (or ``OUT/name``: a shipped model's ``training_log.jsonl``), in order
+    (start, loss windows, evaluations, checkpoints, end)."""
+    path = Path(out) / name
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
