@@ -115,13 +115,14 @@ def build_spec(args):
 
 def eval_command(args) -> int:
     """Run ``probekit eval`` from parsed arguments; returns the exit status."""
+    from probekit.checkpoint import NotACheckpointError
     from probekit.evaluate.job import run_eval
     from probekit.evaluate.run import format_table
 
     spec = build_spec(args)
     try:
         spec.check()
-    except ValueError as err:
+    except (ValueError, NotACheckpointError) as err:  # bad input: this function returns 2 itself
         return _error(getattr(err, "flag_message", str(err)))
     report = run_eval(spec)
     print("\n" + format_table(report.rows, report.step_fit), file=sys.stderr)
