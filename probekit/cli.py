@@ -300,8 +300,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         # a spec setting out of range names the option that set it (SettingError.flag_message)
         print(f"probekit {args.command}: error: {getattr(err, 'flag_message', err)}", file=sys.stderr)
-        # bad input exits 2 as argparse does: such a setting, or a path naming no checkpoint (NotACheckpointError)
-        return 2 if hasattr(err, "flag_message") or getattr(err, "usage_error", False) else 1
+        # bad input exits 2 as argparse does: such a setting, or a path naming no checkpoint (usage_error)
+        return 2 if getattr(err, "usage_error", False) else 1
     except Exception as err:  # noqa: BLE001 - an unexpected error: one line, the traceback on request
         if args.debug:
             raise

@@ -21,7 +21,9 @@ class ConfigError(ValueError):
 
 class SettingError(ValueError):
     """One setting of a job spec out of range. ``setting`` names the field; the command line shows it as the
-    option that sets it (:attr:`flag_message`: ``--n-train must be >= 1, got 0``)."""
+    option that sets it (:attr:`flag_message`: ``--n-train must be >= 1, got 0``) and exits 2 (:attr:`usage_error`)."""
+
+    usage_error = True
 
     def __init__(self, setting: str, problem: str):
         super().__init__(f"{setting} {problem}")
