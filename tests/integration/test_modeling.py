@@ -164,7 +164,7 @@ def test_the_shipped_reasoner_is_the_run_its_training_config_describes():
 
 def test_the_shipped_reasoner_solves_problems_of_its_family():
     """Eight op-3 test problems the model card's evaluation counted correct (``probekit eval ... --sets 3 --n 200
-    --seed 0``: indices 1 to 7 and 9, of 125 correct), solved again greedily; a random-init twin solves none."""
+    --seed 0``: indices 1 to 7 and 9, of 136 correct), solved again greedily; a random-init twin solves none."""
     from probekit.checkpoint import training_family
     from probekit.evaluate.generation import ModelGenerator
     from probekit.evaluate.judge import judge
