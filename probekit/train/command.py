@@ -18,7 +18,7 @@ Train as CONFIG.yaml says (see experiments/train/), with section.key=value overr
   probekit train experiments/train/cpu-tiny.yaml schedule.steps=200 run.out=out/tiny
   torchrun --nproc_per_node 8 -m probekit train experiments/train/med-gpt2-12-12.yaml
 Sections and keys: model (name, arch, n_layer, n_head, head_dim, rope_theta, tie_embeddings, init_from,
-seed), data (source, preset, max_op, max_edge, format, seed, n_problems, resample, resample_power, packing,
+grow_after, seed), data (source, preset, max_op, max_edge, format, seed, n_problems, resample, resample_power, packing,
 shards, shuffle, context, batch_size, micro_batch_size, workers, prefetch, length_check_samples,
 max_drop_fraction), optim (lr, betas, eps, weight_decay, decay_embeddings, grad_clip, fused, loss),
 schedule (steps, warmup_steps, min_lr_ratio, decay, decay_fraction, rewarm_at), run (out, device, threads, dtype, compile, tf32, seed,

@@ -4,7 +4,8 @@ A config file is YAML with up to five sections; every key is optional and has th
 recipe, App. F.1). ``None`` on a "by preset" key means: take the value of ``data.preset``::
 
     model:    name (models/<name>.yaml or a YAML path), arch / n_layer / n_head / head_dim / rope_theta /
-              tie_embeddings (override the named shape), init_from (HF folder to fine-tune from), seed (init)
+              tie_embeddings (override the named shape), init_from (HF folder to fine-tune from), grow_after
+              (deepen the init_from model by identity blocks), seed (init)
     data:     source (generate | shards), preset (med | hard), max_op / max_edge (a smaller problem
               family), format (pq | qp), seed, n_problems (data size: None = unlimited fresh problems,
               N = epochs over N distinct problems), resample (none | length: op-weighted draws, paper
@@ -73,6 +74,11 @@ class ModelSection:
     :func:`probekit.train.model.model_config`."""
     init_from: str | None = None
     """An HF checkpoint folder to start from (fine-tuning); the shape then comes from that folder."""
+    grow_after: list[int] | None = None
+    """Deepen the ``init_from`` model before training: after each listed block (0-based, of the folder's
+    model) insert a copy of that block whose output projections are zero, so every inserted block starts as
+    the identity and the grown model computes exactly what the folder's did (:func:`probekit.train.model.grow_depth`).
+    ``[1, 3, 5, 7]`` turns 8 blocks into 12."""
     seed: int = 0
     """Initialisation seed of a fresh model."""
 
@@ -401,6 +407,14 @@ def resolve(cfg: TrainConfig, world_size: int = 1) -> tuple[TrainConfig, Layout]
     positive("run.stop_at_step", r.stop_at_step)
     for key in ("n_layer", "n_head", "head_dim"):
         positive(f"model.{key}", getattr(cfg.model, key))
+    if cfg.model.grow_after is not None:
+        grow = cfg.model.grow_after
+        if not cfg.model.init_from:
+            raise ConfigError("model.grow_after deepens the model of model.init_from (--init-from DIR); set it")
+        if not grow or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in grow):
+            raise ConfigError(f"model.grow_after must be a non-empty list of block indices >= 0, got {grow!r}")
+        if len(set(grow)) != len(grow):
+            raise ConfigError(f"model.grow_after lists a block twice: {grow!r}")
     if d.max_op is not None and d.max_op > 52:
         raise ConfigError(f"data.max_op must be <= 52 (one fresh letter per solution step), got {d.max_op}")
     if d.max_edge is not None and d.max_edge < MIN_MAX_EDGE:
@@ -481,6 +495,7 @@ RESUME_FIXED = (
     "model.rope_theta",
     "model.tie_embeddings",
     "model.init_from",
+    "model.grow_after",
     "data.source",
     "data.packing",
     "data.preset",

@@ -2,12 +2,15 @@
 
 :func:`model_config` applies the ``model`` section's overrides to a shape of ``models/<name>.yaml``;
 :func:`init_model` loads and checks an HF folder to fine-tune (tokenizer, embedding rows, context);
+:func:`grow_depth` deepens such a model by blocks that start as the identity (``model.grow_after``);
 :func:`run_model` picks the model a run starts from.
 """
 
 from __future__ import annotations
 
+import copy
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -91,6 +94,47 @@ def init_model(folder: str | os.PathLike, context: int):
     if max_pos is not None and context > max_pos:
         raise ConfigError(f"--init-from {folder}: data.context={context} exceeds its max_position_embeddings={max_pos}")
     return model, tokenizer, own
+
+
+OUTPUT_PROJECTIONS = {
+    "gpt_neox": ("attention.dense", "mlp.dense_4h_to_h"),
+    "llama": ("self_attn.o_proj", "mlp.down_proj"),
+}
+"""Per ``model_type``: the linear layers that write a block's attention and MLP outputs into the residual
+stream. Zeroing both makes a pre-norm block the identity."""
+
+
+def grow_depth(model, after: Sequence[int]):
+    """Deepen ``model`` in place: after each block index in ``after`` (0-based) insert a copy of that block whose
+    output projections (:data:`OUTPUT_PROJECTIONS`) are zero. The inserted blocks are the identity at first, so
+    the grown model computes exactly the logits of the original, and training starts where the original stopped;
+    the copied attention and MLP weights give the new blocks the old block's features to start from (a zeroed
+    output projection still receives gradients). Returns the model; raises :class:`ConfigError` for an
+    architecture without an entry in :data:`OUTPUT_PROJECTIONS` or an index outside the model."""
+    kind = model.config.model_type
+    if kind not in OUTPUT_PROJECTIONS:
+        raise ConfigError(f"model.grow_after: cannot grow a {kind!r} model (known: {', '.join(OUTPUT_PROJECTIONS)})")
+    trunk = model.base_model
+    blocks = trunk.layers
+    outside = sorted(i for i in after if not 0 <= i < len(blocks))
+    if outside:
+        raise ConfigError(f"model.grow_after: block(s) {outside} outside the model's {len(blocks)} blocks (0-based)")
+    grown = []
+    for i, block in enumerate(blocks):
+        grown.append(block)
+        if i in after:
+            twin = copy.deepcopy(block)
+            for name in OUTPUT_PROJECTIONS[kind]:
+                linear = twin.get_submodule(name)
+                torch.nn.init.zeros_(linear.weight)
+                if linear.bias is not None:
+                    torch.nn.init.zeros_(linear.bias)
+            grown.append(twin)
+    for index, block in enumerate(grown):  # the KV cache of generation is indexed by the attention's layer_idx
+        block.get_submodule(OUTPUT_PROJECTIONS[kind][0].split(".")[0]).layer_idx = index
+    trunk.layers = torch.nn.ModuleList(grown)
+    model.config.num_hidden_layers = len(grown)
+    return model
 
 
 def run_model(section: ModelSection, tokenizer: IGSMTokenizer, checkpoint: Path | None = None, initial=None):

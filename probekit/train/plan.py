@@ -21,7 +21,7 @@ from probekit.train.checkpointing import ResumePoint, TrainerState, resume_point
 from probekit.train.config import ConfigError, Layout, TrainConfig, required, resolve
 from probekit.train.data import check_context, training_preset
 from probekit.train.distributed import DistEnv, training_device
-from probekit.train.model import init_model, model_config, tokenizer_of
+from probekit.train.model import grow_depth, init_model, model_config, tokenizer_of
 
 
 @dataclass
@@ -108,6 +108,8 @@ def plan_run(
         tokenizer, _ = tokenizer_of(point.checkpoint)
     elif cfg.model.init_from:
         initial, tokenizer, _ = init_model(cfg.model.init_from, context)
+        if cfg.model.grow_after:
+            initial = grow_depth(initial, cfg.model.grow_after)
     else:
         shape = model_config(cfg.model)
         if context > shape.context:

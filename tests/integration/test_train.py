@@ -31,7 +31,7 @@ from probekit.train.config import ConfigError, ScheduleSection, load_config, res
 from probekit.train.distributed import DistEnv
 from probekit.train.flops import flops_per_token, matmul_params
 from probekit.train.metrics import read_log
-from probekit.train.model import init_model, model_config
+from probekit.train.model import OUTPUT_PROJECTIONS, grow_depth, init_model, model_config
 from probekit.train.objective import CausalLMLoss
 from probekit.train.optim import param_groups
 from probekit.train.plan import plan_run
@@ -712,6 +712,62 @@ def test_init_from_llama(tmp_path, capsys, tiny_llama):
     )
     err = _err(capsys)
     assert "512 rows" in err and str(tok.vocab_size) in err
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_grow_depth_inserts_identity_blocks(arch):
+    tok = data_mod.default_tokenizer()
+    model = build_model(model_config(load_config(None, [f"model.name={arch}-tiny"]).model), tok, seed=3).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ids = torch.tensor([tok.prompt_ids(_a_prompt())])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
+        greedy = model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_id)
+    original = list(model.base_model.layers)
+    grow_depth(model, [0, 1])  # 2 blocks -> 4: old 0, new, old 1, new
+    blocks = list(model.base_model.layers)
+    assert len(blocks) == model.config.num_hidden_layers == 4
+    assert blocks[0] is original[0] and blocks[2] is original[1]
+    for new, old in ((blocks[1], original[0]), (blocks[3], original[1])):
+        for name, param in new.named_parameters():
+            if any(name.startswith(out) for out in OUTPUT_PROJECTIONS[model.config.model_type]):
+                assert not param.any(), name
+            else:
+                assert torch.equal(param, old.get_parameter(name)), name
+    with torch.no_grad():  # the same function, also through the KV cache of generation (layer_idx renumbered)
+        assert torch.allclose(model(input_ids=ids).logits, logits, atol=1e-6)
+        assert torch.equal(model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_id), greedy)
+    outside_blocks = [k for k in before if ".layers." not in k]  # embeddings, final norm, output layer
+    assert outside_blocks and all(torch.equal(model.state_dict()[k], before[k]) for k in outside_blocks)
+    with pytest.raises(ConfigError, match=r"block\(s\) \[4\] outside the model's 4 blocks"):
+        grow_depth(model, [4])
+
+
+def test_train_grows_the_init_from_model(tmp_path, capsys, tiny_llama):
+    llama = tiny_llama(tmp_path / "llama", 1024)
+    tok = init_model(tmp_path / "llama", 256)[1]
+    out = tmp_path / "grown"
+    tiny, init = [*TINY, "schedule.steps=3"], ["--init-from", tmp_path / "llama"]
+    assert cli(REPO / "experiments/train/cpu-tiny.yaml", f"run.out={out}", *tiny, "model.grow_after=[1]", *init) == 0
+    # step 1's loss is the original model's on the first batch: the grown model starts as the original
+    config = resolve(cfg(out))[0]
+    batch = data_mod.GeneratedStream(config.data, 256, 4, range(4), workers=0).next_batch()[0]
+    with torch.no_grad():
+        want = CausalLMLoss(llama, tok)(torch.from_numpy(batch.astype(np.int64))).loss.item()
+    assert abs(losses(out)[1] - want) < 1e-5
+    trained, _, provenance = load_checkpoint(out / "checkpoints" / "step_000003")
+    assert trained.config.num_hidden_layers == 3
+    assert provenance["training_config"]["model"]["grow_after"] == [1]
+    # growing needs a model to grow, and blocks that exist
+    assert (
+        cli(REPO / "experiments/train/cpu-tiny.yaml", f"run.out={tmp_path / 'x'}", *tiny, "model.grow_after=[1]") == 2
+    )
+    assert "model.grow_after deepens the model of model.init_from" in _err(capsys)
+    assert (
+        cli(REPO / "experiments/train/cpu-tiny.yaml", f"run.out={tmp_path / 'y'}", *tiny, "model.grow_after=[2]", *init)
+        == 2
+    )
+    assert "block(s) [2] outside the model's 2 blocks" in _err(capsys)
 
 
 def test_cuda_oom_suggests_a_smaller_micro_batch(tmp_path, monkeypatch, capsys):
