@@ -32,6 +32,9 @@ from probekit.configs import ConfigError
 from probekit.sweep.config import InterveneSection, MistakesSection, PatchSection, ProbeSettings, SweepConfig
 
 INIT_FROM, TRAINED = "model.init_from", "train:"
+ADDED_KEYS = (("model", "grow_after"),)
+"""Training-config keys added after results stores already held train jobs: left out of a job's ``resolved``
+config (and so of its id) while unset, so that a new key does not re-run finished training jobs."""
 
 
 @dataclass
@@ -328,6 +331,9 @@ def _train_job(name: str, config: str, overrides: list[str], trained: dict[str, 
     resolved = load_config(config, overrides).to_dict()
     resolved["run"].pop("out", None)
     resolved["run"].pop("progress", None)
+    for section, key in ADDED_KEYS:
+        if resolved[section].get(key) is None:
+            del resolved[section][key]
     return Job("train", name, source, {"config": config, "overrides": overrides, "resolved": resolved})
 
 

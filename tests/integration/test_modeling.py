@@ -145,14 +145,18 @@ def test_the_shipped_reasoner_is_the_run_its_training_config_describes():
     (only the run folder and the progress bar differ), and ``trainer_state.pt`` continues it at the same step."""
     from dataclasses import asdict
 
-    from probekit.train.config import load_config, resolve
+    from probekit.train.config import TrainConfig, load_config, resolve
 
     provenance = json.loads((REASONER / "probekit.json").read_text())
     saved = provenance["training_config"]  # as resolved for its 2 processes (micro-batch filled in)
     resolved, _ = resolve(load_config(MODELS_DIR.parent / "experiments/train/cpu-reasoner.yaml"), world_size=2)
     config = json.loads(json.dumps(asdict(resolved)))
+    defaults = json.loads(json.dumps(asdict(TrainConfig())))
     for section in ("model", "data", "optim", "schedule"):
-        assert saved[section] == config[section], section
+        # keys added to the config after the run was trained must sit at their defaults (they did not exist then)
+        later = set(config[section]) - set(saved[section])
+        assert {k: config[section][k] for k in later} == {k: defaults[section][k] for k in later}, section
+        assert saved[section] == {k: config[section][k] for k in saved[section]}, section
     where = {"out", "progress"}
     assert {k: v for k, v in saved["run"].items() if k not in where} == {
         k: v for k, v in config["run"].items() if k not in where

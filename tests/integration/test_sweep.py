@@ -188,6 +188,20 @@ def test_training_jobs_come_first_and_their_checkpoint_is_named(tmp_path, tiny_c
     assert "model.seed=1" in train[1].argv(None, tmp_path)
 
 
+def test_a_config_key_added_later_keeps_the_ids_of_finished_train_jobs_while_unset(tmp_path, tiny_ckpt):
+    def train_job(*overrides):
+        train = {"mini": {"config": str(REPO / "experiments/train/cpu-tiny.yaml"), "overrides": list(overrides)}}
+        cfg = load_sweep(_sweep(tmp_path, tiny_ckpt, checkpoints=None, probe=None, train=train))
+        return next(j for j in expand(cfg) if j.kind == "train")
+
+    unset, grown = (
+        train_job(f"model.init_from={tiny_ckpt}"),
+        train_job(f"model.init_from={tiny_ckpt}", "model.grow_after=[0]"),
+    )
+    assert "grow_after" not in unset.params["resolved"]["model"]  # the id a store made before the key existed
+    assert grown.params["resolved"]["model"]["grow_after"] == [0] and grown.job_id != unset.job_id
+
+
 def test_training_grid_makes_one_run_per_combination(tmp_path, tiny_ckpt):
     cfg = load_sweep(
         _sweep(
