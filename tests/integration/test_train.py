@@ -74,6 +74,14 @@ def losses(out) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in read_log(out) if "loss" in r}
 
 
+def first_batch_loss(model, tok, out) -> float:
+    """``model``'s loss on the first batch of the tiny run in ``out`` (what its step 1 logs when it starts as it)."""
+    config = resolve(cfg(out))[0]
+    batch = data_mod.GeneratedStream(config.data, 256, 4, range(4), workers=0).next_batch()[0]
+    with torch.no_grad():
+        return CausalLMLoss(model, tok)(torch.from_numpy(batch.astype(np.int64))).loss.item()
+
+
 def cli(*argv) -> int:
     parser = argparse.ArgumentParser(prog="probekit")
     register(parser.add_subparsers(dest="command"))
@@ -691,11 +699,7 @@ def test_init_from_llama(tmp_path, capsys, tiny_llama):
         )
         == 0
     )
-    config = resolve(cfg(out))[0]
-    batch = data_mod.GeneratedStream(config.data, 256, 4, range(4), workers=0).next_batch()[0]
-    with torch.no_grad():
-        want = CausalLMLoss(llama, tok)(torch.from_numpy(batch.astype(np.int64))).loss.item()
-    assert abs(losses(out)[1] - want) < 1e-5
+    assert abs(losses(out)[1] - first_batch_loss(llama, tok, out)) < 1e-5
     trained, _, provenance = load_checkpoint(out / "checkpoints" / "step_000003")
     assert type(trained).__name__ == "LlamaForCausalLM" and provenance["init_from"] == str(tmp_path / "llama")
     # an embedding too small for the probekit tokenizer is refused clearly
@@ -750,11 +754,7 @@ def test_train_grows_the_init_from_model(tmp_path, capsys, tiny_llama):
     tiny, init = [*TINY, "schedule.steps=3"], ["--init-from", tmp_path / "llama"]
     assert cli(REPO / "experiments/train/cpu-tiny.yaml", f"run.out={out}", *tiny, "model.grow_after=[1]", *init) == 0
     # step 1's loss is the original model's on the first batch: the grown model starts as the original
-    config = resolve(cfg(out))[0]
-    batch = data_mod.GeneratedStream(config.data, 256, 4, range(4), workers=0).next_batch()[0]
-    with torch.no_grad():
-        want = CausalLMLoss(llama, tok)(torch.from_numpy(batch.astype(np.int64))).loss.item()
-    assert abs(losses(out)[1] - want) < 1e-5
+    assert abs(losses(out)[1] - first_batch_loss(llama, tok, out)) < 1e-5
     trained, _, provenance = load_checkpoint(out / "checkpoints" / "step_000003")
     assert trained.config.num_hidden_layers == 3
     assert provenance["training_config"]["model"]["grow_after"] == [1]
