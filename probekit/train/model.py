@@ -130,8 +130,10 @@ def grow_depth(model, after: Sequence[int]):
                 if linear.bias is not None:
                     torch.nn.init.zeros_(linear.bias)
             grown.append(twin)
-    for index, block in enumerate(grown):  # the KV cache of generation is indexed by the attention's layer_idx
-        block.get_submodule(OUTPUT_PROJECTIONS[kind][0].split(".")[0]).layer_idx = index
+    for index, block in enumerate(grown):  # the KV cache of generation is indexed by each module's layer_idx
+        for module in block.modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = index
     trunk.layers = torch.nn.ModuleList(grown)
     model.config.num_hidden_layers = len(grown)
     return model
