@@ -231,7 +231,7 @@ def load_checkpoint(
         The model's parameter dtype (None: as transformers loads it).
     attn_implementation : str
         ``"sdpa"`` (flash attention where available) or ``"eager"`` (the same attention as plain matmuls; on a
-        CPU the faster one for sequences of a few hundred tokens, see :func:`probe_attention`).
+        CPU the faster one for sequences of a few hundred tokens, see :func:`fastest_attention`).
     repair_rotary : bool
         Recompute the rotary buffers from the config (:func:`fix_rotary`).
 
@@ -413,11 +413,14 @@ def _follow_pointer(pointer: Path) -> Path:
     return target
 
 
-def probe_attention(device: str) -> str:
-    """The attention implementation for probing on ``device``: eager on a CPU, where torch's flash-attention
-    kernel spends over half of a V-probe step on probe inputs of ~200 tokens and eager attention fits 1.3x
-    more examples per second (benchmarks/RESULTS.md); sdpa elsewhere."""
-    return "eager" if str(device).startswith("cpu") else "sdpa"
+def fastest_attention(device, frozen: bool = False) -> str:
+    """The attention implementation to run a model with on ``device``. On a CPU, where gradients flow through
+    the model (training; V-probes of rank > 0), eager: torch's flash-attention kernel spends over half of a
+    V-probe step on probe inputs of ~200 tokens (eager attention fits 1.3x more examples per second) and eager
+    attention trains gpt2-8-2 at context 512 1.2x faster; for ``frozen`` forwards (rank-0 features over packed
+    rows with a custom mask, :mod:`probekit.probe.packing`) sdpa, 1.2-1.4x eager (benchmarks/RESULTS.md).
+    sdpa elsewhere."""
+    return "eager" if str(device).startswith("cpu") and not frozen else "sdpa"
 
 
 # ---------------------------------------------------------------------------- rotary

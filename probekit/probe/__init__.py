@@ -4,6 +4,7 @@ Submodules: :mod:`~probekit.probe.data` (examples and labels; no torch), :mod:`~
 (TransformerLens-named hidden states, HF and bridge back-ends), :mod:`~probekit.probe.vprobe` (``VProbe``),
 :mod:`~probekit.probe.estimator` (the scikit-learn contract: ``get_params`` / ``set_params``, ``NotFittedError``),
 :mod:`~probekit.probe.layers` (``probe_layers``, ``random_init_like``, the control task and MDL),
+:mod:`~probekit.probe.packing` (a problem's probe examples in one forward row, for frozen features),
 :mod:`~probekit.probe.stats` (bootstrap over problems, control labels, online-code bookkeeping; numpy only),
 :mod:`~probekit.probe.runs` (what the probe jobs share: base specs, loading a checkpoint for probing),
 :mod:`~probekit.probe.experiment` (the probe, mistakes and depth jobs: spec -> rows),

@@ -173,11 +173,30 @@ def _output_tensor(output):
     return output[0] if isinstance(output, (tuple, list)) else output
 
 
+def attention_bias(allowed: torch.Tensor, model) -> torch.Tensor:
+    """A boolean ``(B, 1, L, L)`` mask (True: may attend) in the form the model's attention takes: as is for
+    sdpa, additive (0 or the float32 minimum) for eager attention."""
+    if model.config._attn_implementation == "eager":
+        return torch.zeros(allowed.shape, dtype=torch.float32, device=allowed.device).masked_fill_(
+            ~allowed, torch.finfo(torch.float32).min
+        )
+    return allowed
+
+
 @torch.no_grad()
-def hidden_states(model, ids: torch.Tensor, names, embed_delta: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def hidden_states(
+    model,
+    ids: torch.Tensor,
+    names,
+    embed_delta: torch.Tensor | None = None,
+    allowed: torch.Tensor | None = None,
+    position_ids: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
     """HF back-end: ``{name: (batch, seq, d)}`` for several hook names in one forward (no gradients).
 
-    Forward hooks on the blocks and the final norm; the forward runs only up to the deepest name.
+    Forward hooks on the blocks and the final norm; the forward runs only up to the deepest name. ``allowed``
+    (a boolean ``(B, 1, L, L)`` mask, True: the query may attend to the key) and ``position_ids`` replace the
+    causal mask and the positions 0..L-1 (packed rows, :mod:`probekit.probe.packing`).
     """
     parts = model_parts(model)
     n = len(parts.layers)
@@ -209,7 +228,8 @@ def hidden_states(model, ids: torch.Tensor, names, embed_delta: torch.Tensor | N
                 norm.register_forward_hook(lambda mod, args, output: out.__setitem__(FINAL, _output_tensor(output)))
             )
         if deepest:
-            view(inputs_embeds=x, use_cache=False)
+            mask = None if allowed is None else attention_bias(allowed, model)
+            view(inputs_embeds=x, attention_mask=mask, position_ids=position_ids, use_cache=False)
     finally:
         for h in handles:
             h.remove()

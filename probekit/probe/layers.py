@@ -2,8 +2,8 @@
 
 :func:`probe_layers` fits one probe per layer. ``rank=0`` takes the cheap path: one frozen forward over the
 train and the test examples records the [END] hidden state of *every* requested layer at once
-(:func:`collect_features`), then each layer's linear head is fitted from that cache
-(:meth:`VProbe.fit_features`). ``rank > 0`` fits one full V-probe per layer; its forward and backward run only
+(:func:`collect_features`; a problem's examples packed into one row, :mod:`probekit.probe.packing`), then
+each layer's linear head is fitted from that cache (:meth:`VProbe.fit_features`). ``rank > 0`` fits one full V-probe per layer; its forward and backward run only
 the blocks up to that layer.
 
 Every row also carries (:mod:`probekit.probe.stats`; columns in :mod:`probekit.probe.vprobe`):
@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from probekit.probe import hooks, stats
+from probekit.probe import hooks, packing, stats
 from probekit.probe.data import FreshData, ProbeData, n_classes
-from probekit.probe.vprobe import VProbe, _pad_id, pad_batch
+from probekit.probe.vprobe import VProbe, _pad_id
 
 RANDOM_INIT_SEED = 0x5EED_0000  # offset of the random-init control's seeds
 
@@ -59,26 +59,36 @@ def resolve_layers(layers, n_layer: int) -> list[str]:
 def collect_features(
     model, data: ProbeData | FreshData, names, batch_size: int | None = None, amp: str | None = "auto", progress=None
 ) -> dict[str, torch.Tensor]:
-    """``{hook name: (N, d) float32 CPU tensor}``: the [END] hidden states of the unmodified model."""
+    """``{hook name: (N, d) float32 CPU tensor}``: the [END] hidden states of the unmodified model.
+
+    The examples run packed, one row per problem (:mod:`probekit.probe.packing`: each example's own hidden
+    states, a fraction of the tokens); a batch holds about ``batch_size`` (CPU 64, CUDA 256) times 256 tokens.
+    ``progress(n)`` is called with the examples read by each batch."""
     device = next(model.parameters()).device
     amp_dtype = torch.bfloat16 if (amp == "auto" and device.type == "cuda") or amp in ("bf16", True) else None
-    bs = batch_size or (256 if device.type == "cuda" else 64)
-    order = np.argsort(data.lengths, kind="stable")
+    budget = (batch_size or (256 if device.type == "cuda" else 64)) * 256
+    rows = sorted(packing.pack_rows(data.ids), key=len)
     d = model.config.hidden_size
     out = {name: torch.empty(len(data), d, dtype=torch.float32) for name in names}
     pad_id = _pad_id(model)
     model.eval()
-    for k in range(0, len(order), bs):
-        chunk = order[k : k + bs]
-        ids, end = pad_batch([data.ids[i] for i in chunk], pad_id, device=device)
+    start = 0
+    while start < len(rows):
+        stop = start + 1
+        while stop < len(rows) and (stop + 1 - start) * len(rows[stop]) <= budget:
+            stop += 1
+        batch = rows[start:stop]
+        ids, positions, allowed = (t.to(device) for t in packing.row_inputs(batch, pad_id))
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            states = hooks.hidden_states(model, ids, names)
-        rows = torch.arange(len(chunk), device=device)
-        index = torch.as_tensor(chunk)
+            states = hooks.hidden_states(model, ids, names, allowed=allowed, position_ids=positions)
+        reads = [(b, i, j) for b, row in enumerate(batch) for i, j in row.reads]
+        rows_at, cols_at = (torch.tensor([r[k] for r in reads], device=device) for k in (0, 2))
+        index = torch.tensor([r[1] for r in reads])
         for name in names:
-            out[name][index] = states[name][rows, end].float().cpu()
+            out[name][index] = states[name][rows_at, cols_at].float().cpu()
         if progress is not None:
-            progress(len(chunk))
+            progress(len(reads))
+        start = stop
     return out
 
 

@@ -145,18 +145,18 @@ class Loaded:
 
 
 def load_for_probing(run: ProbeRun) -> Loaded:
-    """Load ``run.checkpoint`` with the attention fastest for probing on the device, after the fast load-time
-    checks (unless ``run.skip_checks``)."""
+    """Load ``run.checkpoint`` with the attention fastest for probes of ``run.rank`` on the device (rank 0 reads
+    frozen features), after the fast load-time checks (unless ``run.skip_checks``)."""
     from probekit.checkpoint import (
+        fastest_attention,
         load_checkpoint,
-        probe_attention,
         select_device,
         training_family,
     )
 
     device = select_device(run.device)
     model, tokenizer, provenance = load_checkpoint(
-        run.checkpoint, device=device, attn_implementation=probe_attention(device)
+        run.checkpoint, device=device, attn_implementation=fastest_attention(device, frozen=run.rank == 0)
     )
     if not run.skip_checks:
         from probekit.modelcheck import require_healthy

@@ -32,7 +32,7 @@ from probekit.configs import ConfigError
 from probekit.sweep.config import InterveneSection, MistakesSection, PatchSection, ProbeSettings, SweepConfig
 
 INIT_FROM, TRAINED = "model.init_from", "train:"
-ADDED_KEYS = (("model", "grow_after"),)
+ADDED_KEYS = (("model", "grow_after"), ("run", "attention"))
 """Training-config keys added after results stores already held train jobs: left out of a job's ``resolved``
 config (and so of its id) while unset, so that a new key does not re-run finished training jobs."""
 

@@ -16,8 +16,9 @@ recipe, App. F.1). ``None`` on a "by preset" key means: take the value of ``data
               length_check_samples, max_drop_fraction
     optim:    lr, betas, eps, weight_decay, decay_embeddings, grad_clip, fused, loss (all | solution)
     schedule: steps, warmup_steps, min_lr_ratio, decay (cosine | linear | constant | wsd), decay_fraction, rewarm_at
-    run:      out, device, threads, dtype, compile, tf32, seed, log_every, checkpoint_every, save_final,
-              keep_checkpoints, eval_every, eval_problems, stop_at_step, peak_tflops, tensorboard, progress
+    run:      out, device, threads, dtype, compile, attention (sdpa | eager), tf32, seed, log_every,
+              checkpoint_every, save_final, keep_checkpoints, eval_every, eval_problems, stop_at_step, peak_tflops,
+              tensorboard, progress
 
 Preset defaults (``None`` keys): med: context 768, batch 512, 100k steps, weight decay 0.05; hard: context
 1024, batch 256, 200k steps, weight decay 0.03.
@@ -187,6 +188,10 @@ class RunSection:
     """Autocast dtype; auto: bf16 on CUDA, fp32 on CPU. Weights and optimizer state stay fp32."""
     compile: bool | Literal["auto"] = "auto"
     """torch.compile; auto: on for CUDA, off for CPU."""
+    attention: Literal["sdpa", "eager"] | None = None
+    """The attention implementation the run trains with; None: eager on a CPU (1.2x the tokens/s of torch's CPU
+    flash-attention kernel for gpt2-8-2 at context 512, benchmarks/RESULTS.md), sdpa elsewhere. Checkpoints do
+    not record it: they load with sdpa."""
     tf32: bool = True
     """Allow TF32 matmuls on CUDA (fp32 parts outside autocast)."""
     seed: int = 0

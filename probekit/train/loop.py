@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from probekit.checkpoint import fastest_attention
 from probekit.modeling import git_revision
 from probekit.train.checkpointing import Checkpointer, restore_rng_state, seed_rngs
 from probekit.train.config import TrainConfig, required, smaller_micro_batch
@@ -163,8 +164,10 @@ class Trainer:
         self.checkpointer = Checkpointer(cfg, plan.layout, env, plan.tokenizer, self.device, self.revision)
 
     def _build_model(self):
-        """The model the run starts from (:func:`~probekit.train.model.run_model`) on the device, in training mode."""
+        """The model the run starts from (:func:`~probekit.train.model.run_model`) on the device, in training mode,
+        with ``run.attention`` (None: :func:`~probekit.checkpoint.fastest_attention` for the device)."""
         model = run_model(self.cfg.model, self.plan.tokenizer, self.plan.checkpoint, self.plan.initial_model)
+        model.set_attn_implementation(self.cfg.run.attention or fastest_attention(self.device))
         model.to(self.device)
         model.train()
         return model

@@ -308,9 +308,10 @@ def test_right_padding_equals_unpadded_runs(gpt2):
 
 
 def test_eager_attention_for_cpu_probes_reads_the_same_hidden_states(tmp_path, tok, gpt2):
-    from probekit.checkpoint import load_checkpoint, probe_attention
+    from probekit.checkpoint import fastest_attention, load_checkpoint
 
-    assert (probe_attention("cpu"), probe_attention("cuda:0")) == ("eager", "sdpa")
+    assert (fastest_attention("cpu"), fastest_attention("cuda:0")) == ("eager", "sdpa")
+    assert (fastest_attention("cpu", frozen=True), fastest_attention("cuda:0", frozen=True)) == ("sdpa", "sdpa")
     folder = save_checkpoint(gpt2, tok, tmp_path / "ckpt", {})
     eager = load_checkpoint(folder, attn_implementation="eager").model
     assert (
@@ -458,6 +459,27 @@ def test_rank0_layer_cache_matches_a_single_probe(gpt2):
     feats = collect_features(gpt2, test, [hooks.resid_name(1)])[hooks.resid_name(1)]
     direct = VProbe("dep", rank=0, layer=1, steps=1).fit(gpt2, train)
     assert torch.allclose(direct._collect(test), feats, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_packed_features_equal_each_example_run_alone(tmp_path, tok, gpt2, tiny_llama, arch, attention):
+    from probekit.probe import packing
+
+    model = copy.deepcopy(gpt2) if arch == "gpt2" else tiny_llama(tmp_path / "llama", tok.vocab_size)
+    model.set_attn_implementation(attention)
+    data = ProbeData.concat([_small_data(3, tasks=task) for task in ("nece", "dep", "value")])
+    rows = packing.pack_rows(data.ids)
+    assert sorted(i for row in rows for i, _ in row.reads) == list(range(len(data)))  # each read once
+    assert all(len({data.meta["problem"][i] for i, _ in row.reads}) == 1 for row in rows)  # a row: one problem
+    assert len(rows) <= 3 * 3  # at most one per problem and task
+    assert sum(map(len, rows)) < data.lengths.sum() / 3
+    names = [hooks.EMBED, hooks.resid_name(0), hooks.FINAL]
+    packed = collect_features(model, data, names, batch_size=2)  # several batches of rows
+    for i in range(0, len(data), 7):
+        alone = hooks.hidden_states(model, torch.as_tensor(data.ids[i])[None], names)
+        for name in names:
+            torch.testing.assert_close(packed[name][i], alone[name][0, -1], atol=2e-5, rtol=1e-4)
 
 
 def test_random_init_baseline_has_the_same_shape_and_new_weights(gpt2):

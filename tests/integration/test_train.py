@@ -8,6 +8,7 @@ threads next to the data generator are many times slower).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -199,6 +200,26 @@ def test_checkpoints_record_the_revision_of_the_code_that_runs(tmp_path, monkeyp
             load_checkpoint(tmp_path / "checkpoints" / f"step_00000{step}").provenance["git_revision"]
             == "abc123-at-start"
         )
+
+
+def test_cpu_runs_train_with_eager_attention_unless_told_otherwise(tmp_path, monkeypatch):
+    from transformers.models.gpt_neox import modeling_gpt_neox
+
+    calls = []
+    eager = modeling_gpt_neox.eager_attention_forward
+    monkeypatch.setattr(modeling_gpt_neox, "eager_attention_forward", lambda *a, **k: calls.append(1) or eager(*a, **k))
+    steps = ("schedule.steps=2", "schedule.warmup_steps=1", "run.save_final=true")
+    loop.train(cfg(tmp_path / "auto", *steps))
+    assert calls  # run.attention unset: eager on a CPU
+    calls.clear()
+    loop.train(cfg(tmp_path / "sdpa", *steps, "run.attention=sdpa"))
+    assert not calls
+    auto, sdpa = losses(tmp_path / "auto"), losses(tmp_path / "sdpa")
+    assert auto[1] == pytest.approx(sdpa[1], rel=1e-4) and auto[2] == pytest.approx(sdpa[2], rel=1e-3)
+    saved = checkpoint.resolve_checkpoint(tmp_path / "auto")
+    assert not [k for k in json.loads((saved / "config.json").read_text()) if "attn" in k]  # loads with sdpa
+    with pytest.raises(ConfigError, match="run.attention"):
+        cfg(tmp_path / "x", "run.attention=flash")
 
 
 def test_checkpoint_is_atomic(tmp_path, monkeypatch):

@@ -1,0 +1,122 @@
+"""Shared-prefix packing of probe inputs: one forward row per problem instead of one per example.
+
+A problem's probe examples are its text cut at a few positions plus a short ``[START] A [END]`` suffix, so
+they share long token prefixes (nece: ten examples with the same prompt; the step tasks: prefixes nested inside
+the longest one). For a *frozen* model the hidden state at a token depends only on the tokens before it, so a
+row can hold one **context** (an example's tokens) followed by the other examples' **tails** (what each adds
+after its longest common prefix with the context), with
+
+- a mask that lets a tail token see the context's first ``l`` tokens (its shared prefix) and the earlier
+  tokens of its own tail, and nothing else, and
+- position ids that continue each tail from ``l``,
+
+so the last token of every tail (and of the context) has exactly the hidden state of its example run alone.
+:func:`pack_rows` groups examples (lexicographic order puts a problem's examples side by side; an example joins
+the group when it shares at least half of its tokens with the group's first example) and lays out the rows;
+:func:`row_inputs` makes a batch's ids, positions and 4D mask. ``collect_features``
+(:mod:`probekit.probe.layers`) reads rank-0 probe features this way; ``tests/integration/test_probe.py``
+checks the features equal those of the unpacked examples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MIN_SHARED = 0.5
+"""An example joins a group when its common prefix with the group's first example is at least this share of
+its tokens (two problems share a few words, a problem's own examples most of their tokens)."""
+MAX_GROUP = 32
+"""At most this many examples per row (bounds the row length)."""
+
+
+def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
+    """Length of the longest common prefix of two token arrays."""
+    m = min(len(a), len(b))
+    differ = np.flatnonzero(a[:m] != b[:m])
+    return int(differ[0]) if len(differ) else m
+
+
+@dataclass
+class Row:
+    """One packed row: ``tokens`` (the context, then each tail), their ``positions``, for every token the
+    ``shared`` context prefix it may see (the context's own tokens: their causal past) and the ``segment`` it
+    belongs to (0: the context, k: the k-th tail), and ``reads``: ``(example index, token index in the row)``."""
+
+    tokens: list[int] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    shared: list[int] = field(default_factory=list)
+    segment: list[int] = field(default_factory=list)
+    reads: list[tuple[int, int]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def _row(seqs, members: list[int]) -> Row:
+    """Lay out one group: the context is the member sharing the most tokens with the others."""
+    arrays = [np.asarray(seqs[i]) for i in members]
+    if len(members) > 1:
+        shared = np.array([[common_prefix(a, b) for b in arrays] for a in arrays])
+        context = int(np.argmax(shared.sum(axis=1) - shared.diagonal()))
+    else:
+        context = 0
+    ctx = arrays[context]
+    row = Row(
+        tokens=ctx.tolist(),
+        positions=list(range(len(ctx))),
+        shared=list(range(len(ctx))),
+        segment=[0] * len(ctx),
+        reads=[(members[context], len(ctx) - 1)],
+    )
+    for k, (i, a) in enumerate((m, a) for j, (m, a) in enumerate(zip(members, arrays)) if j != context):
+        keep = min(common_prefix(a, ctx), len(a) - 1)  # every tail has a token: the one that is read
+        tail = a[keep:]
+        row.tokens += tail.tolist()
+        row.positions += range(keep, len(a))
+        row.shared += [keep] * len(tail)
+        row.segment += [k + 1] * len(tail)
+        row.reads.append((i, len(row.tokens) - 1))
+    return row
+
+
+def pack_rows(seqs) -> list[Row]:
+    """Rows of shared-prefix packed examples (module doc); every example is read in exactly one row."""
+    order = sorted(range(len(seqs)), key=lambda i: tuple(seqs[i]))
+    rows: list[Row] = []
+    group: list[int] = []
+    for i in order:
+        if group and (
+            len(group) >= MAX_GROUP
+            or common_prefix(np.asarray(seqs[group[0]]), np.asarray(seqs[i])) < MIN_SHARED * len(seqs[i])
+        ):
+            rows.append(_row(seqs, group))
+            group = []
+        group.append(i)
+    if group:
+        rows.append(_row(seqs, group))
+    return rows
+
+
+def row_inputs(rows: list[Row], pad_id: int):
+    """``(ids, positions, allowed)`` of a batch of rows, right-padded: int64 ``(B, L)``, int64 ``(B, L)`` and
+    a boolean ``(B, 1, L, L)`` attention mask (True: the query token may attend to the key token). A padding
+    token sees only itself."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    pos = np.zeros((len(rows), width), dtype=np.int64)
+    shared = np.zeros((len(rows), width), dtype=np.int64)
+    segment = np.full((len(rows), width), -1, dtype=np.int64)
+    for b, r in enumerate(rows):
+        n = len(r)
+        ids[b, :n], pos[b, :n], shared[b, :n], segment[b, :n] = r.tokens, r.positions, r.shared, r.segment
+    index = np.arange(width)
+    causal = index[None, :] <= index[:, None]  # (query, key)
+    same = segment[:, :, None] == segment[:, None, :]
+    in_context = (segment[:, None, :] == 0) & (index[None, None, :] < shared[:, :, None])
+    allowed = (causal[None] & same & (segment[:, :, None] >= 0)) | in_context
+    allowed |= np.eye(width, dtype=bool)[None]
+    return torch.from_numpy(ids), torch.from_numpy(pos), torch.from_numpy(allowed[:, None])
