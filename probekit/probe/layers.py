@@ -3,8 +3,8 @@
 :func:`probe_layers` fits one probe per layer. ``rank=0`` takes the cheap path: one frozen forward over the
 train and the test examples records the [END] hidden state of *every* requested layer at once
 (:func:`collect_features`; a problem's examples packed into one row, :mod:`probekit.probe.packing`), then
-each layer's linear head is fitted from that cache (:meth:`VProbe.fit_features`). ``rank > 0`` fits one full V-probe per layer; its forward and backward run only
-the blocks up to that layer.
+each layer's linear head is fitted from that cache (:meth:`VProbe.fit_features`). ``rank > 0`` fits one full
+V-probe per layer; its forward and backward run only the blocks up to that layer.
 
 Every row also carries (:mod:`probekit.probe.stats`; columns in :mod:`probekit.probe.vprobe`):
 

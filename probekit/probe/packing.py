@@ -70,13 +70,14 @@ def _row(seqs, members: list[int]) -> Row:
         segment=[0] * len(ctx),
         reads=[(members[context], len(ctx) - 1)],
     )
-    for k, (i, a) in enumerate((m, a) for j, (m, a) in enumerate(zip(members, arrays)) if j != context):
+    tails = [(i, a) for j, (i, a) in enumerate(zip(members, arrays)) if j != context]
+    for k, (i, a) in enumerate(tails, start=1):
         keep = min(common_prefix(a, ctx), len(a) - 1)  # every tail has a token: the one that is read
         tail = a[keep:]
         row.tokens += tail.tolist()
         row.positions += range(keep, len(a))
         row.shared += [keep] * len(tail)
-        row.segment += [k + 1] * len(tail)
+        row.segment += [k] * len(tail)
         row.reads.append((i, len(row.tokens) - 1))
     return row
 
