@@ -32,9 +32,9 @@ from probekit.configs import ConfigError
 from probekit.sweep.config import InterveneSection, MistakesSection, PatchSection, ProbeSettings, SweepConfig
 
 INIT_FROM, TRAINED = "model.init_from", "train:"
-ADDED_KEYS = (("model", "grow_after"), ("run", "attention"))
+ADDED_KEYS = (("model", "grow_after"), ("run", "attention"), ("data", "unpack"))
 """Training-config keys added after results stores already held train jobs: left out of a job's ``resolved``
-config (and so of its id) while unset, so that a new key does not re-run finished training jobs."""
+config (and so of its id) while at their defaults, so that a new key does not re-run finished training jobs."""
 
 
 @dataclass
@@ -315,7 +315,7 @@ def _checkpoint_preset(folder) -> str:
 def _train_job(name: str, config: str, overrides: list[str], trained: dict[str, str]) -> Job:
     """A training job; ``model.init_from=train:<label>`` fine-tunes the final checkpoint of the earlier training
     run ``label`` of the sweep (the job then depends on that run)."""
-    from probekit.train.config import load_config
+    from probekit.train.config import TrainConfig, load_config
 
     source = {}
     for i, text in enumerate(overrides):
@@ -331,8 +331,9 @@ def _train_job(name: str, config: str, overrides: list[str], trained: dict[str, 
     resolved = load_config(config, overrides).to_dict()
     resolved["run"].pop("out", None)
     resolved["run"].pop("progress", None)
+    defaults = TrainConfig().to_dict()
     for section, key in ADDED_KEYS:
-        if resolved[section].get(key) is None:
+        if resolved[section].get(key) == defaults[section][key]:
             del resolved[section][key]
     return Job("train", name, source, {"config": config, "overrides": overrides, "resolved": resolved})
 

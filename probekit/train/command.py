@@ -19,7 +19,7 @@ Train as CONFIG.yaml says (see experiments/train/), with section.key=value overr
   torchrun --nproc_per_node 8 -m probekit train experiments/train/med-gpt2-12-12.yaml
 Sections and keys: model (name, arch, n_layer, n_head, head_dim, rope_theta, tie_embeddings, init_from,
 grow_after, seed), data (source, preset, max_op, max_edge, format, seed, n_problems, resample, resample_power, packing,
-shards, shuffle, context, batch_size, micro_batch_size, workers, prefetch, length_check_samples,
+unpack, shards, shuffle, context, batch_size, micro_batch_size, workers, prefetch, length_check_samples,
 max_drop_fraction), optim (lr, betas, eps, weight_decay, decay_embeddings, grad_clip, fused, loss),
 schedule (steps, warmup_steps, min_lr_ratio, decay, decay_fraction, rewarm_at), run (out, device, threads, dtype,
 compile, attention, tf32, seed, log_every, checkpoint_every, save_final, keep_checkpoints, eval_every, eval_problems,

@@ -9,7 +9,8 @@ recipe, App. F.1). ``None`` on a "by preset" key means: take the value of ``data
     data:     source (generate | shards), preset (med | hard), max_op / max_edge (a smaller problem
               family), format (pq | qp), seed, n_problems (data size: None = unlimited fresh problems,
               N = epochs over N distinct problems), resample (none | length: op-weighted draws, paper
-              Fig. 4 right) and resample_power, packing (whole | stream; default whole), shards (dir, source=shards),
+              Fig. 4 right) and resample_power, packing (whole | stream; default whole), unpack (one row per
+              problem of a whole window), shards (dir, source=shards),
               shuffle (shards), context, batch_size (global sequences per step), micro_batch_size (per rank
               and forward pass),
               workers (generator processes per rank; 0 = in the loader thread), prefetch (batches queued),
@@ -115,6 +116,12 @@ class DataSection:
     stream is cut into windows, so a problem may straddle two windows and the second part is read without its
     beginning (probekit's default before; still an option). None: whole with ``source: generate``, stream with
     ``source: shards`` (shards are packed as a stream when written; whole is generate only)."""
+    unpack: bool = False
+    """With ``packing: whole``, run each problem of a window as its own row (:mod:`probekit.train.rows`): the
+    same problems and targets (less the ``[PROBLEM]`` after an ``[EOS]``), but no problem attends to another and
+    the attention span is a problem, not a window; the rows are sorted by length into micro-batches of
+    ``micro_batch_size * context`` token slots. Measured on the 2-core CPU (``benchmarks/RESULTS.md``): the same
+    tokens/s as windows, a slightly lower solution-token loss after 1,000-1,500 steps; off: the paper's windows."""
     shards: str | None = None
     """Directory written by ``probekit generate --tokens DIR`` (source: shards)."""
     shuffle: bool = True
@@ -380,6 +387,11 @@ def resolve(cfg: TrainConfig, world_size: int = 1) -> tuple[TrainConfig, Layout]
 
     if d.packing is None:
         d.packing = "stream" if d.source == "shards" else "whole"
+    if d.unpack and d.packing != "whole":
+        raise ConfigError(
+            f"data.unpack=true needs data.packing=whole (with {d.packing} packing a window can start inside a "
+            "problem); set data.packing=whole or unset data.unpack"
+        )
     if not str(r.out).strip():
         raise ConfigError("run.out is empty: name the run folder (run.out=DIR or --out DIR)")
 

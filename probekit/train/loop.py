@@ -55,6 +55,7 @@ from probekit.train.model import run_model
 from probekit.train.objective import CausalLMLoss
 from probekit.train.optim import build_optimizer, set_lr, use_fused
 from probekit.train.plan import RunPlan, plan_run
+from probekit.train.rows import bucket_rows, problem_rows
 from probekit.train.schedule import lr_at
 
 
@@ -148,6 +149,8 @@ class Trainer:
         self.fused = use_fused(cfg.optim, self.device)
         self.optimizer = build_optimizer(self.model, cfg.optim, self.fused)
         self.data_state = self._restore()  # the data position after the last batch taken
+        self.loss_module = CausalLMLoss(self.model, plan.tokenizer, cfg.optim.loss)
+        self.problem_id = plan.tokenizer.special("[PROBLEM]")
         self.ddp, self.runner = self._wrap()
         self.autocast = (
             torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
@@ -184,42 +187,53 @@ class Trainer:
     def _wrap(self):
         """``(DDP module or None, the module a micro-batch runs)``: the loss module, under DDP with several
         processes, compiled with ``run.compile``."""
-        loss_module = CausalLMLoss(self.model, self.plan.tokenizer, self.cfg.optim.loss)
         ddp = None
-        runner = loss_module
+        runner = self.loss_module
         if self.env.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            ddp = DDP(loss_module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            ddp = DDP(self.loss_module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
             runner = ddp
         if self.plan.compile:
             runner = torch.compile(runner)
         return ddp, runner
 
     # ------------------------------------------------------------------ one step
+    def _micro_batches(self, batch: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor | None, int]:
+        """``(micro-batches, loss denominator, loss divisor)`` of this rank's windows: ``data.micro_batch_size``
+        windows each, a micro-batch's loss its own token mean, divided by the accumulation; with ``data.unpack``,
+        one row per problem bucketed into as many token slots as those windows (:mod:`probekit.train.rows`),
+        each micro-batch's loss divided by the trained targets of all of them (a token mean over the rank)."""
+        layout, pad_id = self.plan.layout, self.plan.tokenizer.pad_id
+        micro = layout.micro_batch_size
+        if not self.cfg.data.unpack:
+            windows = [batch[i * micro : (i + 1) * micro] for i in range(layout.accumulation)]
+            return windows, None, layout.accumulation
+        budget = micro * required(self.cfg.data.context, "data.context")
+        rows = bucket_rows(problem_rows(batch, self.problem_id, pad_id), budget, pad_id)
+        return rows, sum(self.loss_module.trained_count(ids) for ids in rows), 1
+
     def train_step(self, step: int, metrics: Metrics) -> float:
         """Optimizer step ``step`` (0-based) on the next batch; returns its learning rate."""
-        layout = self.plan.layout
-        accum, micro = layout.accumulation, layout.micro_batch_size
         lr = lr_at(step, self.cfg.optim.lr, self.cfg.schedule)
         set_lr(self.optimizer, lr)
         batch, self.data_state, batch_stats = self.loader.next()
-        batch = batch.long()
+        micro_batches, denominator, divisor = self._micro_batches(batch.long())
         step_loss = torch.zeros((), device=self.device)
-        for i in range(accum):
-            last = i == accum - 1
+        for i, ids in enumerate(micro_batches):
+            last = i == len(micro_batches) - 1
             sync = self.ddp.no_sync() if (self.ddp is not None and not last) else contextlib.nullcontext()
             with sync:
                 with self.autocast:
-                    parts = self.runner(batch[i * micro : (i + 1) * micro])
-                (parts.loss / accum).backward()
+                    parts = self.runner(ids, denominator)
+                (parts.loss / divisor).backward()
             step_loss += parts.loss.detach()
             metrics.add_micro_batch(parts)
         if self.cfg.optim.grad_clip is not None:
             self.grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        metrics.add_step(step_loss / accum, batch_stats)
+        metrics.add_step(step_loss / divisor, batch_stats)
         return lr
 
     # ------------------------------------------------------------------ the loop
@@ -311,7 +325,8 @@ class Trainer:
         env.say(
             f"probekit train: {flops.n_params / 1e6:.2f}M parameters on {env.world_size} x {self.device.type} "
             f"({plan.dtype}{', compiled' if plan.compile else ''}); batch {layout.batch_size} x {context} tokens "
-            f"= {layout.world_size} process(es) x {layout.accumulation} micro-batch(es) x {layout.micro_batch_size}; "
+            f"= {layout.world_size} process(es) x {layout.accumulation} micro-batch(es) x {layout.micro_batch_size}"
+            f"{' windows, run unpacked: one row per problem' if cfg.data.unpack else ''}; "
             f"steps {plan.start_step} -> {plan.end_step} of {cfg.schedule.steps}; out {plan.out}"
         )
         if stats and stats["too_long_fraction"] > 0:

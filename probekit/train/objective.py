@@ -55,7 +55,8 @@ class CausalLMLoss(torch.nn.Module):
     """Next-token cross-entropy (fp32) of windows ``ids`` ``(batch, context)`` under ``objective``.
 
     ``forward(ids)`` returns :class:`LossParts`; ``loss`` is the mean over the trained targets (0 when a
-    micro-batch has none).
+    micro-batch has none), or their sum divided by ``denominator`` when given (the trained targets of all the
+    micro-batches of a step, :meth:`trained_count`: a token mean over micro-batches of unequal size).
     """
 
     def __init__(self, model, tokenizer: IGSMTokenizer, objective: Objective = "all"):
@@ -68,12 +69,21 @@ class CausalLMLoss(torch.nn.Module):
         self.solution_id = tokenizer.special("[SOLUTION]")
         self.boundary_ids = (tokenizer.special("[PROBLEM]"), tokenizer.eos_id)
 
-    def forward(self, ids: torch.Tensor) -> LossParts:
+    def _targets(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(trained, solution)``: boolean ``(batch, context - 1)`` masks of the targets ``ids[:, 1:]``."""
+        solution = solution_targets(ids, self.solution_id, self.boundary_ids)
+        return (solution if self.objective == "solution" else ids[:, 1:] != self.pad_id), solution
+
+    def trained_count(self, ids: torch.Tensor) -> torch.Tensor:
+        """The number of targets of ``ids`` that the objective trains on."""
+        return self._targets(ids)[0].sum()
+
+    def forward(self, ids: torch.Tensor, denominator: torch.Tensor | None = None) -> LossParts:
         logits = self.model(input_ids=ids, use_cache=False).logits
         targets = ids[:, 1:]
         per_token = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), reduction="none")
         per_token = per_token.view(targets.shape)
-        solution = solution_targets(ids, self.solution_id, self.boundary_ids)
-        trained = solution if self.objective == "solution" else targets != self.pad_id
-        loss = (per_token * trained).sum() / trained.sum().clamp(min=1)
+        trained, solution = self._targets(ids)
+        total = trained.sum() if denominator is None else denominator
+        loss = (per_token * trained).sum() / total.clamp(min=1)
         return LossParts(loss, (per_token * solution).sum().detach(), solution.sum())

@@ -199,7 +199,9 @@ def test_a_config_key_added_later_keeps_the_ids_of_finished_train_jobs_while_uns
         train_job(f"model.init_from={tiny_ckpt}", "model.grow_after=[0]"),
     )
     assert "grow_after" not in unset.params["resolved"]["model"]  # the id a store made before the key existed
-    assert "attention" not in unset.params["resolved"]["run"]
+    assert "attention" not in unset.params["resolved"]["run"] and "unpack" not in unset.params["resolved"]["data"]
+    unpacked = train_job(f"model.init_from={tiny_ckpt}", "data.unpack=true")
+    assert unpacked.params["resolved"]["data"]["unpack"] is True and unpacked.job_id != unset.job_id
     assert grown.params["resolved"]["model"]["grow_after"] == [0] and grown.job_id != unset.job_id
     eager = train_job(f"model.init_from={tiny_ckpt}", "run.attention=eager")
     assert eager.params["resolved"]["run"]["attention"] == "eager" and eager.job_id != unset.job_id

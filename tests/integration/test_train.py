@@ -36,6 +36,7 @@ from probekit.train.model import OUTPUT_PROJECTIONS, grow_depth, init_model, mod
 from probekit.train.objective import CausalLMLoss
 from probekit.train.optim import param_groups
 from probekit.train.plan import plan_run
+from probekit.train.rows import bucket_rows, problem_rows
 from probekit.train.schedule import lr_at
 
 REPO = Path(__file__).resolve().parents[2]
@@ -417,6 +418,49 @@ def test_objectives_train_the_right_targets():
         CausalLMLoss(model, tok, "problem")
 
 
+UNPACK = ("data.packing=whole", "data.unpack=true", "data.micro_batch_size=1", "data.context=512")
+
+
+def test_bucketed_rows_fill_the_slot_budget_shortest_first():
+    rows = [torch.arange(1, n + 1) for n in (5, 3, 9, 2, 3)]
+    batches = bucket_rows(rows, 8, pad_id=0)
+    assert [tuple(b.shape) for b in batches] == [(2, 3), (1, 3), (1, 5), (1, 9)]  # 2x3 fits 8 slots, 3x3 would not
+    assert batches[0].tolist() == [[1, 2, 0], [1, 2, 3]]  # right-padded, ties in their given order
+    assert batches[-1].tolist() == [list(range(1, 10))]  # longer than the budget: alone
+
+
+def test_unpacked_windows_train_each_problem_alone(tmp_path):
+    """data.unpack: a step trains on the problems of its windows, each run alone (the step-1 loss is the initial
+    model's token mean over them), bucketed by length into micro-batches of at most a window's token slots."""
+    tok = data_mod.default_tokenizer()
+    out = tmp_path / "rows"
+    loop.train(cfg(out, *UNPACK, "schedule.steps=2", "schedule.warmup_steps=1"))
+    config = resolve(cfg(out, *UNPACK))[0]
+    batch = data_mod.GeneratedStream(config.data, 512, 4, range(4), workers=0).next_batch()[0]
+    windows = torch.from_numpy(batch.astype(np.int64))
+    problem = tok.special("[PROBLEM]")
+    rows = problem_rows(windows, problem, tok.pad_id)
+    assert len(rows) > len(windows)  # several problems per window
+    assert torch.equal(torch.cat(rows), windows[windows != tok.pad_id])  # every problem, in order, no padding
+    assert all(row[0] == problem and row[-1] == tok.eos_id for row in rows)
+    micro = bucket_rows(rows, 512, tok.pad_id)
+    assert sorted(map(len, rows)) == [int((r != tok.pad_id).sum()) for ids in micro for r in ids]
+    assert all(ids.numel() <= 512 or len(ids) == 1 for ids in micro) and len(micro) < len(rows)
+    model = build_model(model_config(config.model), tok).eval()
+    with torch.no_grad():
+        alone = [float(CausalLMLoss(model, tok)(row[None]).loss) for row in rows]
+        bucketed = CausalLMLoss(model, tok)
+        total = sum(bucketed.trained_count(ids) for ids in micro)
+        summed = sum(float(bucketed(ids, total).loss) for ids in micro)
+    mean = sum(loss * (len(row) - 1) for loss, row in zip(alone, rows)) / sum(len(row) - 1 for row in rows)
+    assert summed == pytest.approx(mean, rel=1e-5)  # padding and the other rows change nothing
+    assert losses(out)[1] == pytest.approx(mean, rel=1e-4)  # the run trained on exactly that
+    with pytest.raises(ConfigError, match="data.unpack"):
+        resolve(cfg(out, "data.unpack=true"))  # TINY packs as a stream: windows start inside problems
+    with pytest.raises(ValueError, match="PROBLEM"):
+        problem_rows(windows[:, 1:], problem, tok.pad_id)
+
+
 def test_learning_curve_records_and_training_seconds_survive_resume(tmp_path):
     extra = (
         "data.packing=whole",
@@ -659,6 +703,44 @@ def test_ddp_two_processes_match_one(tmp_path):
     s1 = single.model.state_dict()
     for key in r0:
         torch.testing.assert_close(r0[key], s1[key], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_ddp_unpacked_ranks_stay_in_step(tmp_path):
+    """With data.unpack the ranks run different numbers of micro-batches per step (their windows hold different
+    problems) and still all-reduce once per step: both end with the same weights, close to one process's."""
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT)
+    common = [*TINY, *UNPACK, "schedule.steps=4"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
+    proc = subprocess.run(
+        [*argv, str(tmp_path), *common, f"run.out={tmp_path / 'ddp'}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    for key in r0:
+        assert torch.equal(r0[key], r1[key]), key
+    config = resolve(load_config(None, common))[0]
+    stream = data_mod.GeneratedStream(config.data, 512, 4, range(4), workers=0)
+    tok = data_mod.default_tokenizer()
+
+    def micro_batches(windows) -> int:  # what a rank runs: its 2 windows unpacked into 512-slot micro-batches
+        rows = problem_rows(torch.from_numpy(windows.astype(np.int64)), tok.special("[PROBLEM]"), tok.pad_id)
+        return len(bucket_rows(rows, 512, tok.pad_id))
+
+    counts = [(micro_batches(b[:2]), micro_batches(b[2:])) for b in (stream.next_batch()[0] for _ in range(4))]
+    stream.close()
+    assert any(a != b for a, b in counts), counts  # the ranks did run unequal numbers of micro-batches
+    ddp = losses(tmp_path / "ddp")
+    single = losses(loop.train(load_config(None, [*common, f"run.out={tmp_path / 'one'}"])).out)
+    assert sorted(ddp) == sorted(single) == [1, 2, 3, 4]
+    assert abs(ddp[1] - single[1]) < 0.02 * single[1]  # the mean of the ranks' token means against one token mean
 
 
 # ---------------------------------------------------------------------------------------------- config errors
