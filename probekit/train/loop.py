@@ -211,7 +211,7 @@ class Trainer:
             return windows, None, layout.accumulation
         budget = micro * required(self.cfg.data.context, "data.context")
         rows = bucket_rows(problem_rows(batch, self.problem_id, pad_id), budget, pad_id)
-        return rows, sum(self.loss_module.trained_count(ids) for ids in rows), 1
+        return rows, torch.stack([self.loss_module.trained_count(ids) for ids in rows]).sum(), 1
 
     def train_step(self, step: int, metrics: Metrics) -> float:
         """Optimizer step ``step`` (0-based) on the next batch; returns its learning rate."""
