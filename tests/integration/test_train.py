@@ -875,7 +875,7 @@ def test_train_grows_the_init_from_model(tmp_path, capsys, tiny_llama):
 
 
 def test_cuda_oom_suggests_a_smaller_micro_batch(tmp_path, monkeypatch, capsys):
-    def oom(self, ids):
+    def oom(self, ids, denominator=None):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     monkeypatch.setattr(CausalLMLoss, "forward", oom)
