@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from probekit.batching import slot_budget_batches
 from probekit.probe import hooks, packing, stats
 from probekit.probe.data import FreshData, ProbeData, n_classes
 from probekit.probe.vprobe import VProbe, _pad_id
@@ -72,12 +73,8 @@ def collect_features(
     out = {name: torch.empty(len(data), d, dtype=torch.float32) for name in names}
     pad_id = _pad_id(model)
     model.eval()
-    start = 0
-    while start < len(rows):
-        stop = start + 1
-        while stop < len(rows) and (stop + 1 - start) * len(rows[stop]) <= budget:
-            stop += 1
-        batch = rows[start:stop]
+    for span in slot_budget_batches([len(row) for row in rows], budget):
+        batch = rows[span.start : span.stop]
         ids, positions, allowed = (t.to(device) for t in packing.row_inputs(batch, pad_id))
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             states = hooks.hidden_states(model, ids, names, allowed=allowed, position_ids=positions)
@@ -88,7 +85,6 @@ def collect_features(
             out[name][index] = states[name][rows_at, cols_at].float().cpu()
         if progress is not None:
             progress(len(reads))
-        start = stop
     return out
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from probekit.batching import slot_budget_batches
+
 
 def problem_rows(windows: torch.Tensor, problem_id: int, pad_id: int) -> list[torch.Tensor]:
     """The problems of ``windows`` (``(B, context)`` token ids, whole packing: each window starts with
@@ -38,14 +40,9 @@ def bucket_rows(rows: list[torch.Tensor], budget: int, pad_id: int) -> list[torc
     ``n * longest <= budget`` token slots (a row longer than the budget goes alone). Every row is in exactly
     one micro-batch; the grouping depends only on the lengths (ties keep their order)."""
     ordered = sorted(rows, key=len)
-    groups: list[list[torch.Tensor]] = []
-    for row in ordered:
-        if groups and (len(groups[-1]) + 1) * len(row) <= budget:
-            groups[-1].append(row)
-        else:
-            groups.append([row])
     batches = []
-    for group in groups:
+    for span in slot_budget_batches([len(row) for row in ordered], budget):
+        group = ordered[span.start : span.stop]
         out = group[0].new_full((len(group), len(group[-1])), pad_id)
         for i, row in enumerate(group):
             out[i, : len(row)] = row
