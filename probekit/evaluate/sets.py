@@ -42,7 +42,6 @@ training (these are in-template, not OOD, numbers). Record RNG seeds are SHA-256
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
@@ -50,6 +49,7 @@ from probekit.igsm.generate import HELDOUT_SEED_BASE, GenerationConfig, draw_pro
 from probekit.igsm.presets import resolve_preset
 from probekit.igsm.problem import ABSTRACT, Problem
 from probekit.igsm.render import template_key
+from probekit.pools import pool_scope
 
 OOD_OPS = {"med": (20, 21, 22, 23), "hard": (28, 29, 30, 31, 32)}
 """The paper's out-of-distribution ops; a restricted family (``med-op4-ip12``, named as training names it) uses
@@ -249,5 +249,5 @@ def iter_set(eval_set: EvalSet, workers: int = 1) -> Iterator[tuple[Problem, str
     if workers <= 1 or eval_set.n < 64:
         yield from map(_draw, jobs)
         return
-    with multiprocessing.Pool(workers) as pool:
+    with pool_scope(workers) as pool:
         yield from pool.imap(_draw, jobs, chunksize=max(1, min(64, eval_set.n // (workers * 8) or 1)))

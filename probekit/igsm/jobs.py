@@ -6,7 +6,6 @@ directly; a record that cannot be judged gets an explicit error result, never an
 
 from __future__ import annotations
 
-import multiprocessing
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from probekit.igsm.generate import GenerationConfig, generate_record
 from probekit.igsm.labels import compute_labels
 from probekit.igsm.parse import ParseError, parse_problem
 from probekit.igsm.problem import Problem
+from probekit.pools import pool_scope
 from probekit.records import require
 
 
@@ -30,7 +30,7 @@ def generate_records(config: GenerationConfig, n: int, workers: int = 1, start: 
     if workers <= 1:
         yield from map(_record_for, jobs)
         return
-    with multiprocessing.Pool(workers) as pool:
+    with pool_scope(workers) as pool:
         yield from pool.imap(_record_for, jobs, chunksize=max(1, min(64, n // (workers * 8) or 1)))
 
 

@@ -87,6 +87,7 @@ from probekit.igsm.generate import (
     record_seed,
 )
 from probekit.igsm.presets import Preset, resolve_preset, restricted_preset
+from probekit.pools import start_pool
 from probekit.tokenizer import IGSMTokenizer, default_tokenizer
 from probekit.train.config import ConfigError, DataSection, required
 
@@ -377,8 +378,8 @@ class GeneratedStream:
         self._pool = None
         self.workers = workers
         if workers > 0:
-            self._pool = _mp_context().Pool(
-                workers, initializer=_worker_init, initargs=(asdict(self.config), self.resample, self.power)
+            self._pool = start_pool(
+                workers, _mp_context(), _worker_init, (asdict(self.config), self.resample, self.power)
             )
 
     def _positions(self, state: dict | None) -> dict[int, tuple]:
