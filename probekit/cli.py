@@ -175,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     from probekit.causal.intervene_command import register as register_intervene
     from probekit.causal.patch_command import register as register_patch
     from probekit.evaluate.command import register as register_eval
+    from probekit.evaluate.compare_command import register as register_compare
     from probekit.figures.command import register as register_figures
     from probekit.igsm.pairs_command import register as register_pairs
     from probekit.modelcheck import register as register_inspect
@@ -184,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_train(sub)
     register_eval(sub)
+    register_compare(sub)
     register_probe(sub)
     register_run(sub)
     register_figures(sub)

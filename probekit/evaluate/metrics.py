@@ -30,6 +30,9 @@ Definitions
   sentence right, but the last one is not the query or the answer is wrong) is placed on the last sentence,
   position 1.0; an empty solution has position 0.0 (it fails before any step). Its mean comes with a percentile
   bootstrap interval over solutions (:func:`first_error_position_interval`).
+- **Paired comparison** of two models on the same problems (:func:`mcnemar_exact`): only the discordant problems
+  (solved by one model and not the other) carry information; the exact two-sided McNemar test asks how likely
+  so lopsided a split of them is when either model is equally likely to win each one (a binomial with p = 1/2).
 - **Unnecessary parameters per correct solution** (paper 2.1, Fig. 4): mean of ``len(verdict.unnecessary)``
   over the correct solutions (NaN when none is correct).
 """
@@ -74,6 +77,18 @@ def proportion(correct: Iterable[bool], z: float = Z95) -> dict:
     n, k = int(arr.size), int(arr.sum())
     low, high = wilson_interval(k, n, z)
     return {"n": n, "correct": k, "accuracy": k / n if n else math.nan, "ci_low": low, "ci_high": high}
+
+
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """Exact two-sided McNemar p-value of ``only_a`` problems solved by model A alone against ``only_b`` solved
+    by model B alone: ``min(1, 2 P(X <= min(only_a, only_b)))`` for ``X ~ Binomial(only_a + only_b, 1/2)``;
+    1.0 when no problem is discordant."""
+    only_a, only_b = int(only_a), int(only_b)
+    if only_a < 0 or only_b < 0:
+        raise ValueError(f"need non-negative counts, got {only_a} and {only_b}")
+    n = only_a + only_b
+    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1))
+    return min(1.0, 2 * tail / 2**n)
 
 
 def bootstrap_mean_interval(
