@@ -98,3 +98,26 @@ def learning_curve(records: list[dict]) -> list[dict]:
         elif "loss" in r:
             points.append({k: r.get(k) for k in LOSS_KEYS})
     return points
+
+
+SHIFTED_KEYS = ("step", "tokens", "train_seconds")
+
+
+def on_parent_axis(records: list[dict], parent: dict | None = None) -> list[dict]:
+    """The log ``records`` with the loss and evaluation records of every ``--init-from`` leg moved onto its
+    parent's axis: their ``step``, ``tokens`` and ``train_seconds`` plus the parent's, from the leg's start record
+    (``init_from_position``; older logs lack it) or, for a first leg logged without it,
+    ``parent`` (:func:`probekit.train.plan.training_position` of the folder it started from). A resumed leg keeps
+    its shift; a fresh start resets it. Other records are returned unchanged."""
+    shift: dict = {}
+    out = []
+    for r in records:
+        if r.get("event") == "start":
+            if r.get("resumed_from") is None:
+                position = r.get("init_from_position") or (parent if r.get("init_from") else None)
+                shift = {k: position.get(k) or 0 for k in SHIFTED_KEYS} if position else {}
+                parent = None  # an explicit parent stands for the first leg only
+        elif shift and ("loss" in r or r.get("event") == "eval"):
+            r = {**r, **{k: r[k] + shift[k] for k in SHIFTED_KEYS if r.get(k) is not None}}
+        out.append(r)
+    return out

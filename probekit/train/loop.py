@@ -299,6 +299,7 @@ class Trainer:
                 "time": time.time(),
                 "resumed_from": str(plan.checkpoint) if plan.checkpoint else None,
                 "init_from": cfg.model.init_from,
+                "init_from_position": plan.initial_position,
                 "world_size": env.world_size,
                 "device": str(self.device),
                 "device_name": flops.device_name,

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from probekit.checkpoint import read_provenance, resolve_checkpoint
 from probekit.igsm.presets import Preset
 from probekit.tokenizer import IGSMTokenizer, default_tokenizer
 from probekit.train.checkpointing import ResumePoint, TrainerState, resume_point
@@ -42,6 +43,10 @@ class RunPlan:
     """The checkpoint the run continues from; None: it starts at step 0."""
     initial_model: Any = None
     """The ``--init-from`` model (loaded by the checks), None otherwise."""
+    initial_position: dict | None = None
+    """Where the ``--init-from`` model's own training ended (``step``, ``tokens``, ``train_seconds`` from its
+    ``probekit.json``; None for a folder without them): the log's start record carries it, so that the curve of a
+    leg trained from a checkpoint can be drawn after its parent's (:func:`probekit.train.curve.on_parent_axis`)."""
     context_stats: dict = field(default_factory=dict)
     """:func:`probekit.train.data.check_context`'s statistics ({} for shards)."""
 
@@ -103,11 +108,12 @@ def plan_run(
     context_stats = check_context(cfg.data, context)  # does the context hold the problems?
     preset = training_preset(cfg.data)
 
-    initial = None
+    initial, initial_position = None, None
     if point is not None:
         tokenizer, _ = tokenizer_of(point.checkpoint)
     elif cfg.model.init_from:
         initial, tokenizer, _ = init_model(cfg.model.init_from, context)
+        initial_position = training_position(cfg.model.init_from)
         if cfg.model.grow_after:
             initial = grow_depth(initial, cfg.model.grow_after)
     else:
@@ -127,8 +133,22 @@ def plan_run(
         tokenizer=tokenizer,
         resume=point,
         initial_model=initial,
+        initial_position=initial_position,
         context_stats=context_stats,
     )
+
+
+def training_position(folder: str | os.PathLike) -> dict | None:
+    """``{"step", "tokens", "train_seconds"}`` at which the checkpoint ``folder`` was saved, from its provenance
+    (None when it records no step: a model not trained by probekit)."""
+    provenance = read_provenance(resolve_checkpoint(folder))
+    if not isinstance(provenance.get("step"), int):
+        return None
+    return {
+        "step": provenance["step"],
+        "tokens": provenance.get("tokens_seen"),
+        "train_seconds": provenance.get("train_seconds"),
+    }
 
 
 def _shard_meta(cfg: TrainConfig) -> dict | None:

@@ -29,13 +29,14 @@ from probekit.train import checkpointing, loop
 from probekit.train import data as data_mod
 from probekit.train.command import register
 from probekit.train.config import ConfigError, ScheduleSection, load_config, resolve
+from probekit.train.curve import on_parent_axis
 from probekit.train.distributed import DistEnv
 from probekit.train.flops import flops_per_token, matmul_params
 from probekit.train.metrics import read_log
 from probekit.train.model import OUTPUT_PROJECTIONS, grow_depth, init_model, model_config
 from probekit.train.objective import CausalLMLoss
 from probekit.train.optim import param_groups
-from probekit.train.plan import plan_run
+from probekit.train.plan import plan_run, training_position
 from probekit.train.rows import bucket_rows, problem_rows
 from probekit.train.schedule import lr_at
 
@@ -820,6 +821,35 @@ def test_init_from_llama(tmp_path, capsys, tiny_llama):
     )
     err = _err(capsys)
     assert "512 rows" in err and str(tok.vocab_size) in err
+
+
+def test_an_init_from_leg_is_placed_after_its_parent(tmp_path, tiny_llama):
+    parent_run, leg = tmp_path / "parent", tmp_path / "leg"
+    assert cli(REPO / "experiments/train/cpu-tiny.yaml", f"run.out={parent_run}", *TINY, "schedule.steps=3") == 0
+    parent = parent_run / "checkpoints" / "step_000003"
+    tiny = [*TINY, "schedule.steps=2", "schedule.warmup_steps=1", f"run.out={leg}"]
+    assert cli(REPO / "experiments/train/cpu-tiny.yaml", *tiny, "run.stop_at_step=1", "--init-from", parent) == 0
+    assert cli(REPO / "experiments/train/cpu-tiny.yaml", *tiny, "--init-from", parent, "--resume") == 0
+    log = read_log(leg)
+    position = log[0]["init_from_position"]
+    provenance = checkpoint.read_provenance(parent)
+    assert position == {"step": 3, "tokens": provenance["tokens_seen"], "train_seconds": provenance["train_seconds"]}
+    assert position["tokens"] == 3 * 4 * 256 and position["train_seconds"] > 0
+    assert training_position(parent_run) == position  # a run folder stands for its newest checkpoint
+    placed = on_parent_axis(log)
+    steps = [(r["step"], r["tokens"]) for r in placed if "loss" in r]
+    assert steps == [(4, 4 * 1024), (5, 5 * 1024)]  # the resumed leg keeps the shift
+    starts = [r for r in placed if r.get("event") == "start"]
+    assert len(starts) == 2 and placed[0] == log[0]  # start records unchanged
+    # a log written without the position takes the parent's from the caller, for its first leg only
+    bare = [{**log[0], "init_from_position": None}, *log[1:]]
+    assert on_parent_axis(bare) == bare
+    assert on_parent_axis(bare, position)[1:] == placed[1:]
+    # a fresh start resets the shift; a folder without provenance has no position
+    fresh = [{"event": "start", "resumed_from": None, "init_from": None}, {"step": 1, "loss": 1.0, "tokens": 1024}]
+    assert on_parent_axis(placed + fresh)[-1] == fresh[-1]
+    tiny_llama(tmp_path / "llama", 1024)
+    assert training_position(tmp_path / "llama") is None
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
