@@ -48,6 +48,7 @@ from pathlib import Path
 
 from probekit.causal.choices import ABLATE_VALUES, MIN_RANDOM, MODES, POSITIONS
 from probekit.configs import SettingError, check_at_least
+from probekit.texttable import fixed_width, number
 
 METRICS = ("probe_accuracy", "accuracy", "unnecessary_per_solution", "first_error_position", "solutions_changed")
 """The metrics :func:`summarize_interventions` compares between the probe and the random directions."""
@@ -543,25 +544,19 @@ def _num(value) -> float:
 def format_summary(summary: list[dict]) -> str:
     """A fixed-width text table of :func:`summarize_interventions`, for stderr."""
 
-    def num(v, digits=4):
-        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
-
     header = ["metric", "none", "probe", "random mean [min, max]", "probe rank", "p"]
     lines = [
         [
             s["metric"],
-            num(s["none"]),
-            num(s["probe"]),
-            f"{num(s['random_mean'])} [{num(s['random_min'])}, {num(s['random_max'])}]",
+            number(s["none"]),
+            number(s["probe"]),
+            f"{number(s['random_mean'])} [{number(s['random_min'])}, {number(s['random_max'])}]",
             "-" if s["probe_rank"] is None else f"{s['probe_rank']}/{s['n_random'] + 1}",
-            num(s["p_value"], 3),
+            number(s["p_value"], 3),
         ]
         for s in summary
     ]
-    widths = [max(len(h), *(len(c[i]) for c in lines)) for i, h in enumerate(header)]
-    text = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
-    text += ["  ".join(c.ljust(w) for c, w in zip(cells, widths)) for cells in lines]
-    return "\n".join(text)
+    return fixed_width(header, lines)
 
 
 def spec_dict(spec: InterveneSpec) -> dict:

@@ -12,6 +12,8 @@ import json
 import math
 import sys
 
+from probekit.texttable import fixed_width
+
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add the ``compare`` subcommand to an ``argparse`` subparsers object."""
@@ -56,9 +58,7 @@ def format_table(rows: list[dict]) -> str:
         ]
         for r in rows
     ]
-    widths = [max(len(h), *(len(c[i]) for c in lines)) if lines else len(h) for i, h in enumerate(header)]
-    text = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
-    return "\n".join(text + ["  ".join(c.ljust(w) for c, w in zip(cells, widths)) for cells in lines])
+    return fixed_width(header, lines)
 
 
 def compare_command(args) -> int:

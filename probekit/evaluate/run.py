@@ -62,6 +62,7 @@ from probekit.igsm.check import MISTAKE_KINDS
 from probekit.igsm.generate import to_record
 from probekit.igsm.problem import Problem
 from probekit.igsm.render import prompt_text
+from probekit.texttable import fixed_width, number
 
 Drawn = Sequence[tuple[Problem, str]]
 
@@ -413,9 +414,6 @@ def summary_table(rows: list[dict]):
 def format_table(rows: list[dict], step_fit: dict | None = None) -> str:
     """A fixed-width text table of the rows (and the pooled fit), for stderr."""
 
-    def num(v, digits=4):
-        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
-
     sampling = any("pass_at_n" in r for r in rows)
     header = ["set", "n", "accuracy", "95% CI", "unnec/corr", "1st-err pos", "step acc", "no [EOS]", "top mistake"]
     if sampling:
@@ -427,34 +425,32 @@ def format_table(rows: list[dict], step_fit: dict | None = None) -> str:
         cells = [
             r["set"],
             str(r["n"]),
-            num(r["accuracy"]),
-            f"[{num(r['ci_low'])}, {num(r['ci_high'])}]",
-            num(r["unnecessary_per_correct"], 3),
-            num(r["first_error_position"], 3),
-            num(r["step_accuracy"]),
+            number(r["accuracy"]),
+            f"[{number(r['ci_low'])}, {number(r['ci_high'])}]",
+            number(r["unnecessary_per_correct"], 3),
+            number(r["first_error_position"], 3),
+            number(r["step_accuracy"]),
             str(r.get("unfinished", "-")),
             f"{top} ({kinds[top]})" if kinds else "-",
         ]
         if sampling:
             cells += [
                 str(r.get("samples", "-")),
-                num(r.get("pass_at_1")),
-                num(r.get("pass_at_n")),
-                num(r.get("pass_ratio_at_n")),
+                number(r.get("pass_at_1")),
+                number(r.get("pass_at_n")),
+                number(r.get("pass_ratio_at_n")),
             ]
         lines.append(cells)
-    widths = [max(len(h), *(len(c[i]) for c in lines)) if lines else len(h) for i, h in enumerate(header)]
-    text = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
-    text += ["  ".join(c.ljust(w) for c, w in zip(cells, widths)) for cells in lines]
+    text = [fixed_width(header, lines)]
     if step_fit and step_fit.get("n"):
         text.append(
-            f"single-step fit over {', '.join(step_fit['sets'])}: step accuracy {num(step_fit['step_accuracy'], 5)} "
-            f"[{num(step_fit['ci_low'], 5)}, {num(step_fit['ci_high'], 5)}], chi2 {num(step_fit['chi2'], 2)} "
-            f"on {step_fit['dof']} dof (p {num(step_fit['p_value'], 3)}), R^2 {num(step_fit['r2'], 3)}"
+            f"single-step fit over {', '.join(step_fit['sets'])}: step accuracy {number(step_fit['step_accuracy'], 5)} "
+            f"[{number(step_fit['ci_low'], 5)}, {number(step_fit['ci_high'], 5)}], chi2 {number(step_fit['chi2'], 2)} "
+            f"on {step_fit['dof']} dof (p {number(step_fit['p_value'], 3)}), R^2 {number(step_fit['r2'], 3)}"
         )
         for name, fit in step_fit.get("variants", {}).items():
             what = "unweighted over op-bin means" if name == "bins" else f"over the first {fit['first_bins']} op bins"
-            text.append(f"  {what}: step accuracy {num(fit['step_accuracy'], 5)}, R^2 {num(fit['r2'], 3)}")
+            text.append(f"  {what}: step accuracy {number(fit['step_accuracy'], 5)}, R^2 {number(fit['r2'], 3)}")
     return "\n".join(text)
 
 
