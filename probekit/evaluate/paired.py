@@ -14,6 +14,7 @@ one file holds is left out of the comparison (and named in :attr:`Comparison.unm
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,8 +156,9 @@ def compare_records(a: Sequence[dict], b: Sequence[dict], pool: Sequence[str] | 
         if y["problem"] != x["problem"]:
             raise ValueError(f"problem {x['index']} of set {x['set']!r} differs between A and B (another generator?)")
         by_set[x["set"]].append((x, y))
+    sizes_b = Counter(r["set"] for r in b)
     for s in shared:
-        if sum(1 for r in b if r["set"] == s) != len(by_set[s]):
+        if sizes_b[s] != len(by_set[s]):
             raise ValueError(f"set {s!r} holds problems in B that A does not judge: compare runs with the same --n")
     pooled_names = list(pool) if pool is not None else in_distribution_sets(a)
     absent = [s for s in pooled_names if s not in by_set]
