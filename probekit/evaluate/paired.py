@@ -102,11 +102,9 @@ def in_distribution_sets(records: Iterable[dict]) -> list[str]:
 
 def pool_names(spec: str, records: Sequence[dict]) -> list[str]:
     """Set names of a ``--pool`` spec written as ``probekit eval --sets`` writes sets (``2,3,4``, ``r5``, ``h3``),
-    for the family and seed of ``records``."""
-    preset, seed, format = (
-        (records[0]["preset"], records[0]["seed"], records[0]["format"]) if records else ("med", 0, "pq")
-    )
-    return [s.name for s in parse_sets(spec, preset, 1, seed, format)]
+    for the family of ``records`` (names do not depend on the seed or format)."""
+    preset = records[0]["preset"] if records else "med"
+    return [s.name for s in parse_sets(spec, preset)]
 
 
 def _keyed(records: Iterable[dict]) -> dict[tuple, dict]:

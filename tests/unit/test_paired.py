@@ -64,6 +64,8 @@ def test_an_explicit_pool_and_sets_only_one_side_holds():
     b = records({"op=2": [F, F], "reask op=5": [T, T]})
     pool = pool_names("2,r5", a)
     assert pool == ["op=2", "reask op=5"]
+    heldout = records({"held-out op=2": [T]}, seed=10**12)  # held-out records carry the reserved seed
+    assert pool_names("h2", heldout) == ["held-out op=2"]
     result = compare_records(a, b, pool)
     assert result.unmatched == ["op=3"]
     assert [c.set for c in result.sets] == ["op=2", "reask op=5"]
