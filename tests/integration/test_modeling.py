@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -140,16 +141,38 @@ def test_transformer_bridge_hooks_match_hf_and_pass_gradients(tmp_path, tok):
     assert all(torch.equal(v, bridge.state_dict()[k]) for k, v in frozen.items())
 
 
-def test_the_shipped_reasoner_is_the_run_its_training_config_describes():
+OP4W = MODELS_DIR / "igsm-med-op4-ip12-gpt2-8-2-reasoner-op4w"
+OP4W_OVERRIDES = [  # its model card's reproduce command
+    f"model.init_from={REASONER}",
+    "data.resample_power=4",
+    "data.seed=2",
+    "data.unpack=true",
+    "data.micro_batch_size=4",
+    "optim.lr=0.00075",
+    "schedule.steps=7000",
+    "schedule.warmup_steps=300",
+    "schedule.decay_fraction=0.78857",
+    "schedule.rewarm_at=null",
+    "run.checkpoint_every=500",
+]
+
+
+@pytest.mark.parametrize("folder, overrides", [(REASONER, []), (OP4W, OP4W_OVERRIDES)], ids=["reasoner", "op4w"])
+def test_the_shipped_reasoner_is_the_run_its_training_config_describes(folder, overrides):
     """The model card's reproduce command is true: ``probekit.json`` records ``experiments/train/cpu-reasoner.yaml``
-    (only the run folder and the progress bar differ), and ``trainer_state.pt`` continues it at the same step."""
+    with the card's overrides (only the run folder, the progress bar and where the ``--init-from`` folder lay
+    differ), and ``trainer_state.pt`` continues it at the same step."""
     from dataclasses import asdict
 
     from probekit.train.config import TrainConfig, load_config, resolve
 
-    provenance = json.loads((REASONER / "probekit.json").read_text())
+    provenance = json.loads((folder / "probekit.json").read_text())
     saved = provenance["training_config"]  # as resolved for its 2 processes (micro-batch filled in)
-    resolved, _ = resolve(load_config(MODELS_DIR.parent / "experiments/train/cpu-reasoner.yaml"), world_size=2)
+    if saved["model"]["init_from"]:  # an absolute path on the machine that trained it
+        assert Path(saved["model"]["init_from"]).name == REASONER.name
+        saved["model"]["init_from"] = str(REASONER)
+    yaml = MODELS_DIR.parent / "experiments/train/cpu-reasoner.yaml"
+    resolved, _ = resolve(load_config(yaml, overrides), world_size=2)
     config = json.loads(json.dumps(asdict(resolved)))
     defaults = json.loads(json.dumps(asdict(TrainConfig())))
     where = {"out", "progress"}  # the run folder and the progress bar may differ
@@ -159,7 +182,7 @@ def test_the_shipped_reasoner_is_the_run_its_training_config_describes():
         assert {k: config[section][k] for k in later} == {k: defaults[section][k] for k in later}, section
         same = [k for k in saved[section] if not (section == "run" and k in where)]
         assert {k: saved[section][k] for k in same} == {k: config[section][k] for k in same}, section
-    state = torch.load(REASONER / "trainer_state.pt", map_location="cpu", weights_only=False)
+    state = torch.load(folder / "trainer_state.pt", map_location="cpu", weights_only=False)
     assert state["step"] == provenance["step"] == config["schedule"]["steps"]
     assert state["tokens"] == provenance["tokens_seen"] and state["world_size"] == provenance["world_size"] == 2
 
