@@ -1,6 +1,6 @@
 """Learning curves of training runs, from their folders: a table on stdout and the ``learning_curves`` figure.
 
-    python benchmarks/learning_curves.py RUN_DIR[=LABEL][@PARENT] [...] [--out DIR] [--json]
+    python benchmarks/learning_curves.py RUN_DIR[=LABEL][@PARENT[@GRANDPARENT...]] [...] [--out DIR] [--json]
 
 Each RUN_DIR is a ``probekit train`` output folder (``log.jsonl``; runs with ``run.eval_every`` carry the
 full-solution accuracy) or a shipped model folder under ``models/`` (its ``training_log.jsonl``: every leg of the
@@ -8,9 +8,11 @@ run that made it). The rows are those a sweep stores for its training jobs
 (:func:`probekit.train.curve.run_summary`), so the figure is the one ``probekit figures`` draws for a sweep.
 The table gives, per run and evaluation: step, tokens, training minutes, solution-token loss and the accuracy
 by op with the pooled Wilson 95% interval. A leg trained with ``--init-from`` is drawn after its parent: its
-steps, tokens and minutes continue those of the checkpoint it started from (recorded in its log's start record;
-``@PARENT`` names that checkpoint for a log written before it was recorded, e.g.
-``RUN@models/igsm-med-op4-ip12-gpt2-8-2-reasoner`` for the legs from step 39,500).
+steps, tokens and minutes continue those of the checkpoint it started from (recorded in its log's start record,
+on the axis of the whole run that made that checkpoint). ``@PARENT`` names that checkpoint for a log written
+before it was recorded, e.g. ``RUN@models/igsm-med-op4-ip12-gpt2-8-2-reasoner`` for the legs from step 39,500,
+and ``@PARENT@GRANDPARENT`` places a parent that was itself an ``--init-from`` leg saved before its checkpoints
+recorded their own start (``RUN@models/...-reasoner-op4w@models/...-reasoner`` for a leg from the op4w model).
 """
 
 from __future__ import annotations
@@ -25,13 +27,19 @@ SHIPPED_LOG = "training_log.jsonl"
 
 def rows_of(runs: list[str]) -> list[dict]:
     from probekit.checkpoint import latest_checkpoint, read_provenance
-    from probekit.train.curve import on_parent_axis, run_summary
+    from probekit.train.curve import on_parent_axis, position_after, run_summary
     from probekit.train.metrics import read_log
     from probekit.train.plan import training_position
 
     rows = []
     for spec in runs:
-        head, _, parent = spec.partition("@")
+        head, *ancestors = spec.split("@")
+        parent = None
+        for ancestor in reversed(ancestors):  # the farthest first: each leg's position past its own parent's
+            own = training_position(ancestor)
+            if own is None:
+                raise SystemExit(f"{ancestor}: records no training position (not a probekit checkpoint)")
+            parent = position_after(own, parent)
         folder, _, label = head.partition("=")
         folder = Path(folder)
         if (folder / "log.jsonl").exists():
@@ -40,7 +48,7 @@ def rows_of(runs: list[str]) -> list[dict]:
             log, ckpt = read_log(folder, SHIPPED_LOG), folder
         else:
             raise SystemExit(f"{folder}: no log.jsonl nor {SHIPPED_LOG} (not a probekit train or model folder)")
-        log = on_parent_axis(log, training_position(parent) if parent else None)
+        log = on_parent_axis(log, parent)
         provenance = read_provenance(ckpt) if ckpt else {}
         rows.append(
             {
@@ -76,7 +84,7 @@ def table(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR[=LABEL][@PARENT]")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR[=LABEL][@PARENT[@GRANDPARENT...]]")
     p.add_argument("--out", help="write learning_curves.png / .pdf / .txt to this folder")
     p.add_argument("--json", action="store_true", help="print the rows as JSON on stdout instead of the table")
     args = p.parse_args(argv)

@@ -305,7 +305,8 @@ def resume_point(
 # ---------------------------------------------------------------------------- write
 class Checkpointer:
     """Writes a run's checkpoints: gathers the data positions of every rank, and rank 0 writes the folder
-    with its provenance and :class:`TrainerState`."""
+    with its provenance and :class:`TrainerState`. ``init_from_position``: where the ``--init-from`` checkpoint's
+    training ended (:func:`probekit.train.plan.training_position`), recorded in every ``probekit.json``."""
 
     def __init__(
         self,
@@ -315,9 +316,11 @@ class Checkpointer:
         tokenizer: IGSMTokenizer,
         device: torch.device,
         revision: str | None,
+        init_from_position: dict | None = None,
     ):
         self.cfg, self.layout, self.env = cfg, layout, env
         self.tokenizer, self.device, self.revision = tokenizer, device, revision
+        self.init_from_position = init_from_position
         self.out = Path(cfg.run.out)
         self.tokens_per_step = layout.batch_size * required(cfg.data.context, "data.context")
         generated = cfg.data.source == "generate"
@@ -342,6 +345,7 @@ class Checkpointer:
             "tokens_seen": tokens,
             "world_size": self.env.world_size,
             "init_from": cfg.model.init_from,
+            "init_from_position": self.init_from_position,
             "data_position": stream_totals(global_state),
             "train_seconds": train_seconds,
         }

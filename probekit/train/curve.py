@@ -103,20 +103,34 @@ def learning_curve(records: list[dict]) -> list[dict]:
 SHIFTED_KEYS = ("step", "tokens", "train_seconds")
 
 
+def position_after(position: dict, parent: dict | None) -> dict:
+    """A training position (``step``, ``tokens``, ``train_seconds``) moved past ``parent``'s, the position of the
+    checkpoint its leg started from (None: unchanged). A value either side lacks counts as 0; one ``position``
+    lacks stays missing."""
+    if not parent:
+        return dict(position)
+    return {k: (v + (parent.get(k) or 0) if v is not None else None) for k, v in position.items()}
+
+
 def on_parent_axis(records: list[dict], parent: dict | None = None) -> list[dict]:
     """The log ``records`` with the loss and evaluation records of every ``--init-from`` leg moved onto its
-    parent's axis: their ``step``, ``tokens`` and ``train_seconds`` plus the parent's, from the leg's start record
-    (``init_from_position``; older logs lack it) or, for a first leg logged without it,
-    ``parent`` (:func:`probekit.train.plan.training_position` of the folder it started from). A resumed leg keeps
-    its shift; a fresh start resets it. Other records are returned unchanged."""
+    parent's axis: their ``step``, ``tokens`` and ``train_seconds`` past the position of the checkpoint the leg
+    started from, which its start record carries (``init_from_position``, on the axis of the whole run that made
+    that checkpoint). ``parent`` (:func:`probekit.train.plan.training_position` of that folder, or a chain of them
+    added with :func:`position_after`) stands for it in the first leg, for logs written before it was recorded or
+    whose parent did not record its own. A resumed leg keeps its shift (a log that begins with a resumed leg takes
+    the position its start record carries); a fresh start resets it. Other records are returned unchanged."""
     shift: dict = {}
     out = []
     for r in records:
         if r.get("event") == "start":
+            recorded = r.get("init_from_position")
             if r.get("resumed_from") is None:
-                position = r.get("init_from_position") or (parent if r.get("init_from") else None)
+                position = (parent or recorded) if r.get("init_from") else None
                 shift = {k: position.get(k) or 0 for k in SHIFTED_KEYS} if position else {}
                 parent = None  # an explicit parent stands for the first leg only
+            elif not shift and recorded:
+                shift = {k: recorded.get(k) or 0 for k in SHIFTED_KEYS}
         elif shift and ("loss" in r or r.get("event") == "eval"):
             r = {**r, **{k: r[k] + shift[k] for k in SHIFTED_KEYS if r.get(k) is not None}}
         out.append(r)

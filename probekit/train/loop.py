@@ -164,7 +164,9 @@ class Trainer:
         log = RunLog(plan.out, env.main, cfg.run.tensorboard, plan.start_step if plan.resume is not None else None)
         self.log = resources.enter_context(contextlib.closing(log))
         self.revision = git_revision()  # of the code that runs: checkpoints record it, not the tree at save time
-        self.checkpointer = Checkpointer(cfg, plan.layout, env, plan.tokenizer, self.device, self.revision)
+        self.checkpointer = Checkpointer(
+            cfg, plan.layout, env, plan.tokenizer, self.device, self.revision, plan.initial_position
+        )
 
     def _build_model(self):
         """The model the run starts from (:func:`~probekit.train.model.run_model`) on the device, in training mode,

@@ -20,6 +20,7 @@ from probekit.igsm.presets import Preset
 from probekit.tokenizer import IGSMTokenizer, default_tokenizer
 from probekit.train.checkpointing import ResumePoint, TrainerState, resume_point
 from probekit.train.config import ConfigError, Layout, TrainConfig, required, resolve
+from probekit.train.curve import position_after
 from probekit.train.data import check_context, training_preset
 from probekit.train.distributed import DistEnv, training_device
 from probekit.train.model import grow_depth, init_model, model_config, tokenizer_of
@@ -44,9 +45,11 @@ class RunPlan:
     initial_model: Any = None
     """The ``--init-from`` model (loaded by the checks), None otherwise."""
     initial_position: dict | None = None
-    """Where the ``--init-from`` model's own training ended (``step``, ``tokens``, ``train_seconds`` from its
-    ``probekit.json``; None for a folder without them): the log's start record carries it, so that the curve of a
-    leg trained from a checkpoint can be drawn after its parent's (:func:`probekit.train.curve.on_parent_axis`)."""
+    """Where the ``--init-from`` model's training ended (:func:`training_position`; None for a folder without
+    one, and for a run without ``--init-from``); a resumed leg keeps the one its checkpoint records. The log's
+    start record and every checkpoint's ``probekit.json`` carry it, so that the curve of a leg trained from a
+    checkpoint can be drawn after its parent's (:func:`probekit.train.curve.on_parent_axis`), and a leg started
+    from that leg after both."""
     context_stats: dict = field(default_factory=dict)
     """:func:`probekit.train.data.check_context`'s statistics ({} for shards)."""
 
@@ -111,6 +114,7 @@ def plan_run(
     initial, initial_position = None, None
     if point is not None:
         tokenizer, _ = tokenizer_of(point.checkpoint)
+        initial_position = read_provenance(point.checkpoint).get("init_from_position")  # a resumed leg keeps it
     elif cfg.model.init_from:
         initial, tokenizer, _ = init_model(cfg.model.init_from, context)
         initial_position = training_position(cfg.model.init_from)
@@ -139,16 +143,19 @@ def plan_run(
 
 
 def training_position(folder: str | os.PathLike) -> dict | None:
-    """``{"step", "tokens", "train_seconds"}`` at which the checkpoint ``folder`` was saved, from its provenance
-    (None when it records no step: a model not trained by probekit)."""
+    """``{"step", "tokens", "train_seconds"}`` at which the checkpoint ``folder`` was saved, on the axis of the
+    whole run that made it: its leg's own position (``probekit.json``) past the position it records for the
+    checkpoint an ``--init-from`` leg started from (``init_from_position``; a checkpoint saved before that was
+    recorded gives its leg's own position). None when it records no step (a model not trained by probekit)."""
     provenance = read_provenance(resolve_checkpoint(folder))
     if not isinstance(provenance.get("step"), int):
         return None
-    return {
+    own = {
         "step": provenance["step"],
         "tokens": provenance.get("tokens_seen"),
         "train_seconds": provenance.get("train_seconds"),
     }
+    return position_after(own, provenance.get("init_from_position"))
 
 
 def _shard_meta(cfg: TrainConfig) -> dict | None:

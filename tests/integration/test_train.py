@@ -29,7 +29,7 @@ from probekit.train import checkpointing, loop
 from probekit.train import data as data_mod
 from probekit.train.command import register
 from probekit.train.config import ConfigError, ScheduleSection, load_config, resolve
-from probekit.train.curve import on_parent_axis
+from probekit.train.curve import on_parent_axis, position_after
 from probekit.train.distributed import DistEnv
 from probekit.train.flops import flops_per_token, matmul_params
 from probekit.train.metrics import read_log
@@ -842,14 +842,49 @@ def test_an_init_from_leg_is_placed_after_its_parent(tmp_path, tiny_llama):
     starts = [r for r in placed if r.get("event") == "start"]
     assert len(starts) == 2 and placed[0] == log[0]  # start records unchanged
     # a log written without the position takes the parent's from the caller, for its first leg only
-    bare = [{**log[0], "init_from_position": None}, *log[1:]]
+    bare = [{**r, "init_from_position": None} if r.get("event") == "start" else r for r in log]
     assert on_parent_axis(bare) == bare
-    assert on_parent_axis(bare, position)[1:] == placed[1:]
+    trained = [r for r in placed if "loss" in r]
+    assert [r for r in on_parent_axis(bare, position) if "loss" in r] == trained
     # a fresh start resets the shift; a folder without provenance has no position
     fresh = [{"event": "start", "resumed_from": None, "init_from": None}, {"step": 1, "loss": 1.0, "tokens": 1024}]
     assert on_parent_axis(placed + fresh)[-1] == fresh[-1]
     tiny_llama(tmp_path / "llama", 1024)
     assert training_position(tmp_path / "llama") is None
+
+
+def test_a_leg_from_a_leg_is_placed_after_both(tmp_path):
+    """Checkpoints record where their ``--init-from`` parent's training ended, on the whole run's axis, so a chain
+    of legs lines up without naming its ancestors; a resumed leg keeps the record."""
+    first, second, third = (tmp_path / name for name in ("first", "second", "third"))
+    yaml = REPO / "experiments/train/cpu-tiny.yaml"
+    assert cli(yaml, f"run.out={first}", *TINY, "schedule.steps=3") == 0
+    leg = [*TINY, "schedule.warmup_steps=1"]
+    assert cli(yaml, *leg, "schedule.steps=2", f"run.out={second}", "--init-from", first) == 0
+    assert (
+        training_position(first)["step"] == 3
+        and checkpoint.read_provenance(first / "checkpoints/step_000003")["init_from_position"] is None
+    )
+    second_position = training_position(second)  # its 2 steps past the first leg's 3
+    assert second_position["step"] == 5 and second_position["tokens"] == 5 * 4 * 256
+    assert cli(yaml, *leg, "schedule.steps=2", "run.stop_at_step=1", f"run.out={third}", "--init-from", second) == 0
+    assert cli(yaml, *leg, "schedule.steps=2", f"run.out={third}", "--init-from", second, "--resume") == 0
+    third_ckpt = checkpoint.read_provenance(third / "checkpoints/step_000002")
+    assert third_ckpt["init_from_position"] == second_position  # kept across the resume
+    assert training_position(third)["step"] == 7
+    log = read_log(third)
+    assert log[0]["init_from_position"] == second_position
+    assert [r["step"] for r in on_parent_axis(log) if "loss" in r] == [6, 7]
+    # an explicit parent (a chain written before checkpoints recorded it) stands for the recorded one
+    assert [r["step"] for r in on_parent_axis(log, position_after({"step": 2}, {"step": 10})) if "loss" in r] == [
+        13,
+        14,
+    ]
+    # a log that begins by resuming a leg takes the position its start record carries
+    resumed_only = log[next(i for i, r in enumerate(log) if r.get("event") == "start" and r.get("resumed_from")) :]
+    assert resumed_only[0]["event"] == "start" and [r["step"] for r in on_parent_axis(resumed_only) if "loss" in r] == [
+        7
+    ]
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
