@@ -533,6 +533,23 @@ def unnecessary_per_correct(unnecessary: Sequence[int], correct: Sequence[bool])
     return float(counts[mask].mean()) if mask.any() else math.nan
 
 
+def length_against_reference(
+    n_sentences: Sequence[int], reference_sentences: Sequence[int | None], correct: Sequence[bool]
+) -> dict[str, int]:
+    """The wrong solutions by length: ``{"shorter", "same", "longer"}`` counts of those with fewer, as many or
+    more sentences than the reference solution (one per necessary parameter). A model that plans from the
+    dependency graph errs at every length; one that writes solutions of the length it saw most often in training
+    writes short problems too long and long ones too short. Solutions whose reference length is unknown (None)
+    are left out."""
+    if not len(n_sentences) == len(reference_sentences) == len(correct):
+        raise ValueError("n_sentences, reference_sentences and correct must have the same length")
+    counts = {"shorter": 0, "same": 0, "longer": 0}
+    for got, want, ok in zip(n_sentences, reference_sentences, correct):
+        if not ok and want is not None:
+            counts["shorter" if got < want else "longer" if got > want else "same"] += 1
+    return counts
+
+
 def first_error_positions(first_index: Sequence[int | None], n_sentences: Sequence[int]) -> np.ndarray:
     """Normalised 1-based first-error positions ``min(index + 1, sentences) / sentences`` in [0, 1].
 

@@ -15,7 +15,9 @@ stderr, :func:`.sets.set_warnings`), ``correct``, ``accuracy`` with its Wilson 9
 checker mistake kind), ``first_mistake_kinds``, ``no_answer`` (no ``[ANSWER]`` emitted), ``answer_mismatch``
 (emitted answer differs from the true one), ``unfinished`` (no ``[EOS]`` within the budget),
 ``first_error_position`` (mean over wrong solutions, see :mod:`.metrics`) with its bootstrap 95% interval
-(``first_error_position_ci_low``, ``first_error_position_ci_high``), the wrong solutions by the error type of
+(``first_error_position_ci_low``, ``first_error_position_ci_high``), ``wrong_by_length`` (the wrong solutions
+with fewer, as many and more sentences than the reference: ``{shorter, same, longer}``,
+:func:`.metrics.length_against_reference`), the wrong solutions by the error type of
 their first mistake (:mod:`.errors`, paper Fig. 5: ``errors_calculation``, ``errors_reasoning``,
 ``errors_format``, and ``error_share_calculation`` = calculation / (calculation + reasoning), NaN when both are
 0), ``always_zero_accuracy`` (the accuracy of always answering 0: the trivial baseline a weak model must
@@ -124,6 +126,9 @@ def summarize(
         [j["first_error_index"] for j in wrong], [j["n_sentences"] for j in wrong], seed=eval_set.seed
     )
     row.update(first_error_position=position, first_error_position_ci_low=low, first_error_position_ci_high=high)
+    row["wrong_by_length"] = metrics.length_against_reference(
+        [j["n_sentences"] for j in judged], [j.get("reference_sentences") for j in judged], correct
+    )
     row["mistake_kinds"] = metrics.mistake_kind_counts(verdicts, MISTAKE_KINDS)
     row["first_mistake_kinds"] = metrics.first_mistake_kind_counts(verdicts)
     types = errors.error_type_counts(verdicts, correct)
@@ -415,7 +420,8 @@ def format_table(rows: list[dict], step_fit: dict | None = None) -> str:
     """A fixed-width text table of the rows (and the pooled fit), for stderr."""
 
     sampling = any("pass_at_n" in r for r in rows)
-    header = ["set", "n", "accuracy", "95% CI", "unnec/corr", "1st-err pos", "step acc", "no [EOS]", "top mistake"]
+    header = ["set", "n", "accuracy", "95% CI", "unnec/corr", "1st-err pos", "wrong: short/same/long", "step acc"]
+    header += ["no [EOS]", "top mistake"]
     if sampling:
         header += ["N", "pass@1", "pass@N", "ratio@N"]
     lines = []
@@ -429,6 +435,9 @@ def format_table(rows: list[dict], step_fit: dict | None = None) -> str:
             f"[{number(r['ci_low'])}, {number(r['ci_high'])}]",
             number(r["unnecessary_per_correct"], 3),
             number(r["first_error_position"], 3),
+            "/".join(str(r["wrong_by_length"][k]) for k in ("shorter", "same", "longer"))
+            if "wrong_by_length" in r
+            else "-",
             number(r["step_accuracy"]),
             str(r.get("unfinished", "-")),
             f"{top} ({kinds[top]})" if kinds else "-",

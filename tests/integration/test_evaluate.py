@@ -427,6 +427,36 @@ def test_corrupted_solutions_score_zero_and_count_kinds():
     assert "op=6" in table and "0.0000" in table
 
 
+def test_wrong_solutions_are_counted_by_length_against_the_reference():
+    eval_set = EvalSet("med", 6, n=6, seed=5)
+    drawn = _drawn("med", 6)
+    refs = _reference_generator(drawn)
+
+    def by_length(prompts):
+        out = []
+        for i, (solution, answer) in enumerate(refs(prompts)):
+            sentences = solution[:-1].split(". ")
+            if i % 3 == 0:  # the last step left out
+                out.append((". ".join(sentences[:-1]) + ".", answer))
+            elif i % 3 == 1:  # the first step written twice
+                out.append((". ".join(sentences[:1] + sentences) + ".", answer))
+            else:  # right length, a wrong number
+                out.append((_corrupt_sentence(solution, 0), answer))
+        return out
+
+    row = evaluate_set(eval_set, drawn, by_length).row
+    assert row["correct"] == 0 and row["wrong_by_length"] == {"shorter": 2, "same": 2, "longer": 2}
+    assert evaluate_set(eval_set, drawn, refs).row["wrong_by_length"] == {"shorter": 0, "same": 0, "longer": 0}
+    assert "2/2/2" in format_table([row])
+    assert metrics.length_against_reference([1, 3, 2, 5], [2, 2, None, 5], [False, False, False, True]) == {
+        "shorter": 1,
+        "same": 0,
+        "longer": 1,
+    }  # unknown reference lengths and correct solutions are left out
+    with pytest.raises(ValueError, match="same length"):
+        metrics.length_against_reference([1], [1, 2], [False])
+
+
 def test_first_wrong_sentence_is_exact():
     def first(solution):
         verdict = check_solution(problem, solution)
