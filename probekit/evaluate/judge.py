@@ -20,8 +20,7 @@ def judge(problem: Problem, solution: str, emitted_answer: str | None) -> dict:
 
     Keys: ``correct`` (checker correct and emitted answer right), ``verdict`` (``Verdict.to_dict()``),
     ``answer_ok`` (the ``[ANSWER]`` text equals the true answer), ``first_error_index`` (None when correct),
-    ``n_sentences`` and ``reference_sentences`` (the reference solution's, one per necessary parameter; None for a
-    problem that does not record its solution order).
+    ``n_sentences`` and ``reference_sentences`` (the reference solution's: one per necessary parameter).
     """
     verdict = check_solution(problem, solution)
     answer_ok = emitted_answer is not None and emitted_answer.strip() == str(problem.answer)
@@ -38,5 +37,5 @@ def judge(problem: Problem, solution: str, emitted_answer: str | None) -> dict:
         "verdict": verdict.to_dict(),
         "first_error_index": first,
         "n_sentences": verdict.n_sentences,
-        "reference_sentences": len(problem.solution_order) or None,
+        "reference_sentences": len(problem.necessary),
     }

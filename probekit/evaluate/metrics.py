@@ -534,18 +534,17 @@ def unnecessary_per_correct(unnecessary: Sequence[int], correct: Sequence[bool])
 
 
 def length_against_reference(
-    n_sentences: Sequence[int], reference_sentences: Sequence[int | None], correct: Sequence[bool]
+    n_sentences: Sequence[int], reference_sentences: Sequence[int], correct: Sequence[bool]
 ) -> dict[str, int]:
     """The wrong solutions by length: ``{"shorter", "same", "longer"}`` counts of those with fewer, as many or
     more sentences than the reference solution (one per necessary parameter). A model that plans from the
     dependency graph errs at every length; one that writes solutions of the length it saw most often in training
-    writes short problems too long and long ones too short. Solutions whose reference length is unknown (None)
-    are left out."""
+    writes short problems too long and long ones too short."""
     if not len(n_sentences) == len(reference_sentences) == len(correct):
         raise ValueError("n_sentences, reference_sentences and correct must have the same length")
     counts = {"shorter": 0, "same": 0, "longer": 0}
     for got, want, ok in zip(n_sentences, reference_sentences, correct):
-        if not ok and want is not None:
+        if not ok:
             counts["shorter" if got < want else "longer" if got > want else "same"] += 1
     return counts
 

@@ -127,7 +127,7 @@ def summarize(
     )
     row.update(first_error_position=position, first_error_position_ci_low=low, first_error_position_ci_high=high)
     row["wrong_by_length"] = metrics.length_against_reference(
-        [j["n_sentences"] for j in judged], [j.get("reference_sentences") for j in judged], correct
+        [j["n_sentences"] for j in judged], [j["reference_sentences"] for j in judged], correct
     )
     row["mistake_kinds"] = metrics.mistake_kind_counts(verdicts, MISTAKE_KINDS)
     row["first_mistake_kinds"] = metrics.first_mistake_kind_counts(verdicts)

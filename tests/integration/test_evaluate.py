@@ -448,11 +448,11 @@ def test_wrong_solutions_are_counted_by_length_against_the_reference():
     assert row["correct"] == 0 and row["wrong_by_length"] == {"shorter": 2, "same": 2, "longer": 2}
     assert evaluate_set(eval_set, drawn, refs).row["wrong_by_length"] == {"shorter": 0, "same": 0, "longer": 0}
     assert "2/2/2" in format_table([row])
-    assert metrics.length_against_reference([1, 3, 2, 5], [2, 2, None, 5], [False, False, False, True]) == {
+    assert metrics.length_against_reference([1, 3, 2, 5], [2, 2, 2, 4], [False, False, False, True]) == {
         "shorter": 1,
-        "same": 0,
+        "same": 1,
         "longer": 1,
-    }  # unknown reference lengths and correct solutions are left out
+    }  # correct solutions are left out
     with pytest.raises(ValueError, match="same length"):
         metrics.length_against_reference([1], [1, 2], [False])
 
