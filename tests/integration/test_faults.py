@@ -29,11 +29,9 @@ from pathlib import Path
 
 import pytest
 from clitools import assert_clean_failure, records_of, run_cli
+from shipped import DEFAULT_REASONER as REASONER
 
 from probekit.cli import build_parser, main, parse_args
-
-ROOT = Path(__file__).resolve().parents[2]
-REASONER = ROOT / "models" / "igsm-med-op4-ip12-gpt2-8-2-reasoner"
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +120,7 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(ref_path, tmp_
 
 
 def test_an_eval_folder_that_is_the_checkpoint_is_refused():
-    reasoner = Path(__file__).resolve().parents[2] / "models" / "igsm-med-op4-ip12-gpt2-8-2-reasoner"
-    proc = run_cli("eval", str(reasoner), "--out", str(reasoner) + "/", "--n", "1")
+    proc = run_cli("eval", str(REASONER), "--out", str(REASONER) + "/", "--n", "1")
     assert_clean_failure(proc, 2)
     assert "same path as the input CKPT" in proc.stderr
 
@@ -146,7 +143,7 @@ def test_cuda_without_a_device_is_refused_before_anything_runs():
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    for argv in (["probe", "models/igsm-med-op4-ip12-gpt2-8-2-reasoner"], ["run", "experiments/smoke.yaml"]):
+    for argv in (["probe", str(REASONER)], ["run", "experiments/smoke.yaml"]):
         proc = run_cli(*argv, "--device", "cuda")
         assert_clean_failure(proc, 2)
         assert "no CUDA device is available" in proc.stderr

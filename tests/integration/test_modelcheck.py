@@ -12,11 +12,13 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("transformer_lens.model_bridge")
 
+from shipped import DEFAULT_REASONER  # noqa: E402
+
 from probekit import modelcheck  # noqa: E402
 from probekit.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from probekit.modeling import MODELS_DIR, build_model, load_model_config  # noqa: E402
+from probekit.modeling import build_model, load_model_config  # noqa: E402
 
-SHIPPED = MODELS_DIR / "igsm-med-op4-ip12-gpt2-8-2-reasoner"
+SHIPPED = DEFAULT_REASONER
 FAST = {"tokenizer", "config", "weights", "save_reload"}
 ALL = FAST | {"residual_stream", "bridge_logits"}
 

@@ -10,10 +10,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from shipped import DEFAULT_REASONER, TRAINING_CONFIGS  # noqa: E402
+
 from probekit.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from probekit.modeling import MODELS_DIR, build_model, load_model_config  # noqa: E402
 
-REASONER = MODELS_DIR / "igsm-med-op4-ip12-gpt2-8-2-reasoner"
 PAPER_NON_EMBEDDING_M = {  # paper-facts.md 1.11 (~12 l d^2; ours adds biases and norms)
     "gpt2-4-21": 86.7,
     "gpt2-8-15": 88.5,
@@ -141,39 +142,23 @@ def test_transformer_bridge_hooks_match_hf_and_pass_gradients(tmp_path, tok):
     assert all(torch.equal(v, bridge.state_dict()[k]) for k, v in frozen.items())
 
 
-OP4W = MODELS_DIR / "igsm-med-op4-ip12-gpt2-8-2-reasoner-op4w"
-OP4W_OVERRIDES = [  # its model card's reproduce command
-    f"model.init_from={REASONER}",
-    "data.resample_power=4",
-    "data.seed=2",
-    "data.unpack=true",
-    "data.micro_batch_size=4",
-    "optim.lr=0.00075",
-    "schedule.steps=7000",
-    "schedule.warmup_steps=300",
-    "schedule.decay_fraction=0.78857",
-    "schedule.rewarm_at=null",
-    "run.checkpoint_every=500",
-]
-
-
-@pytest.mark.parametrize("folder, overrides", [(REASONER, []), (OP4W, OP4W_OVERRIDES)], ids=["reasoner", "op4w"])
-def test_the_shipped_reasoner_is_the_run_its_training_config_describes(folder, overrides):
-    """The model card's reproduce command is true: ``probekit.json`` records ``experiments/train/cpu-reasoner.yaml``
-    with the card's overrides (only the run folder, the progress bar and where the ``--init-from`` folder lay
-    differ), and ``trainer_state.pt`` continues it at the same step."""
+@pytest.mark.parametrize("folder", list(TRAINING_CONFIGS), ids=lambda folder: folder.name)
+def test_a_shipped_reasoner_is_the_run_its_training_config_describes(folder):
+    """The model card's reproduce command is true: ``probekit.json`` records the card's training config (only the
+    run folder, the progress bar and where the ``--init-from`` folder lay differ), and ``trainer_state.pt``
+    continues it at the same step."""
     from dataclasses import asdict
 
     from probekit.train.config import TrainConfig, load_config, resolve
 
     provenance = json.loads((folder / "probekit.json").read_text())
     saved = provenance["training_config"]  # as resolved for its 2 processes (micro-batch filled in)
-    if saved["model"]["init_from"]:  # an absolute path on the machine that trained it
-        assert Path(saved["model"]["init_from"]).name == REASONER.name
-        saved["model"]["init_from"] = str(REASONER)
-    yaml = MODELS_DIR.parent / "experiments/train/cpu-reasoner.yaml"
-    resolved, _ = resolve(load_config(yaml, overrides), world_size=2)
+    yaml = MODELS_DIR.parent / TRAINING_CONFIGS[folder]
+    resolved, _ = resolve(load_config(yaml), world_size=2)
     config = json.loads(json.dumps(asdict(resolved)))
+    for c in (saved, config):  # the parent folder: a path on the machine that trained it, relative in the file
+        if c["model"]["init_from"]:
+            c["model"]["init_from"] = Path(c["model"]["init_from"]).name
     defaults = json.loads(json.dumps(asdict(TrainConfig())))
     where = {"out", "progress"}  # the run folder and the progress bar may differ
     for section in ("model", "data", "optim", "schedule", "run"):
@@ -187,9 +172,10 @@ def test_the_shipped_reasoner_is_the_run_its_training_config_describes(folder, o
     assert state["tokens"] == provenance["tokens_seen"] and state["world_size"] == provenance["world_size"] == 2
 
 
-def test_the_shipped_reasoner_solves_problems_of_its_family():
+def test_the_default_reasoner_solves_problems_of_its_family():
     """Eight op-3 test problems the model card's evaluation counted correct (``probekit eval ... --sets 3 --n 200
-    --seed 0``: indices 1 to 7 and 9, of 136 correct), solved again greedily; a random-init twin solves none."""
+    --seed 0``: indices 1 to 7 and 9, correct for every shipped reasoner), solved again greedily; a random-init
+    twin solves none."""
     from probekit.checkpoint import training_family
     from probekit.evaluate.generation import ModelGenerator
     from probekit.evaluate.judge import judge
@@ -197,7 +183,7 @@ def test_the_shipped_reasoner_solves_problems_of_its_family():
     from probekit.igsm.render import prompt_text
     from probekit.probe.layers import random_init_like
 
-    model, tok, provenance = load_checkpoint(REASONER)
+    model, tok, provenance = load_checkpoint(DEFAULT_REASONER)
     preset, fmt = training_family(provenance)
     assert preset == "med-op4-ip12" and fmt == "pq"
     eval_set = EvalSet(preset, op=3, format=fmt, n=58, seed=0)

@@ -12,7 +12,6 @@ import json
 import math
 import warnings
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +19,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pd = pytest.importorskip("pandas")
+
+from shipped import DEFAULT_REASONER  # noqa: E402
 
 from probekit.evaluate.judge import judge  # noqa: E402
 from probekit.evaluate.metrics import wilson_interval  # noqa: E402
@@ -36,7 +37,7 @@ from probekit.probe.data import (  # noqa: E402
 from probekit.probe.layers import probe_layers  # noqa: E402
 
 CFG = GenerationConfig("med", op=5, seed=7, split="test")
-CKPT = Path(__file__).resolve().parents[2] / "models" / "igsm-med-op4-ip12-gpt2-8-2-reasoner"
+CKPT = DEFAULT_REASONER
 
 
 # ---------------------------------------------------------------------------- synthetic model solutions

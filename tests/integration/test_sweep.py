@@ -18,6 +18,7 @@ pytest.importorskip("torch")
 pytest.importorskip("pandas")
 
 import pandas as pd  # noqa: E402
+from shipped import DEFAULT_REASONER  # noqa: E402
 
 from probekit.cli import main  # noqa: E402
 from probekit.configs import ConfigError  # noqa: E402
@@ -27,7 +28,7 @@ from probekit.sweep.jobs import expand, select  # noqa: E402
 from probekit.sweep.store import ResultsStore  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = REPO / "models" / "igsm-med-op4-ip12-gpt2-8-2-reasoner"
+SHIPPED = DEFAULT_REASONER
 
 
 @pytest.fixture(scope="module")
