@@ -435,9 +435,7 @@ def format_table(rows: list[dict], step_fit: dict | None = None) -> str:
             f"[{number(r['ci_low'])}, {number(r['ci_high'])}]",
             number(r["unnecessary_per_correct"], 3),
             number(r["first_error_position"], 3),
-            "/".join(str(r["wrong_by_length"][k]) for k in ("shorter", "same", "longer"))
-            if "wrong_by_length" in r
-            else "-",
+            "/".join(str(r["wrong_by_length"][k]) for k in ("shorter", "same", "longer")),
             number(r["step_accuracy"]),
             str(r.get("unfinished", "-")),
             f"{top} ({kinds[top]})" if kinds else "-",
