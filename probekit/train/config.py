@@ -511,7 +511,6 @@ RESUME_FIXED = (
     "model.head_dim",
     "model.rope_theta",
     "model.tie_embeddings",
-    "model.init_from",
     "model.grow_after",
     "data.source",
     "data.packing",
@@ -534,6 +533,11 @@ def flat(cfg_dict: dict) -> dict[str, Any]:
     return {f"{s}.{k}": v for s, values in cfg_dict.items() for k, v in values.items()}
 
 
+RESUME_KEPT = ("model.init_from",)
+"""Keys a resumed run takes from its checkpoint whatever the current config says: the folder the run started from
+is a fact of the run (its weights are in the checkpoint now), and the same folder is spelled differently on another
+machine or from another working directory."""
+
 SAVED_DEFAULTS = {"data.packing": "stream"}
 """What a key meant in checkpoints written before it existed, where that differs from today's default."""
 
@@ -543,7 +547,7 @@ def resume_differences(saved: dict, current: TrainConfig) -> tuple[list[str], li
 
     A key the saved config lacks (a checkpoint written before the key existed) counts as its default then
     (:data:`SAVED_DEFAULTS`, else today's); ``data.resample_power`` blocks only when ``data.resample`` is
-    ``length`` (it is unused otherwise).
+    ``length`` (it is unused otherwise); a key of :data:`RESUME_KEPT` never blocks (the run keeps the saved value).
     """
     old, new = flat(TrainConfig().to_dict()) | SAVED_DEFAULTS | flat(saved), flat(current.to_dict())
     power_used = "length" in (old.get("data.resample"), new.get("data.resample"))
@@ -555,7 +559,9 @@ def resume_differences(saved: dict, current: TrainConfig) -> tuple[list[str], li
             a = list(a)
         if isinstance(b, (list, tuple)):
             b = list(b)
-        if a != b:
+        if a != b and key in RESUME_KEPT:
+            other.append(f"{key}: kept {a!r}, not {b!r} (a resumed run continues the checkpoint's weights)")
+        elif a != b:
             fixed = key in RESUME_FIXED and (key != "data.resample_power" or power_used)
             (blocking if fixed else other).append(f"{key}: {a!r} -> {b!r}")
     return blocking, other

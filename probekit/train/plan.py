@@ -100,6 +100,7 @@ def plan_run(
 
     point = resume_point(cfg, Path(cfg.run.out), resume, resume_from)
     if point is not None:
+        cfg.model.init_from = point.state.config["model"].get("init_from")  # RESUME_KEPT
         env.say(
             f"probekit train: resuming from {point.checkpoint}"
             + (f" with changed settings: {'; '.join(point.changed)}" if point.changed else "")

@@ -855,7 +855,8 @@ def test_an_init_from_leg_is_placed_after_its_parent(tmp_path, tiny_llama):
 
 def test_a_leg_from_a_leg_is_placed_after_both(tmp_path):
     """Checkpoints record where their ``--init-from`` parent's training ended, on the whole run's axis, so a chain
-    of legs lines up without naming its ancestors; a resumed leg keeps the record."""
+    of legs lines up without naming its ancestors; a resumed leg keeps the record and its parent, however the
+    parent is spelled when it resumes."""
     first, second, third = (tmp_path / name for name in ("first", "second", "third"))
     yaml = REPO / "experiments/train/cpu-tiny.yaml"
     assert cli(yaml, f"run.out={first}", *TINY, "schedule.steps=3") == 0
@@ -868,9 +869,12 @@ def test_a_leg_from_a_leg_is_placed_after_both(tmp_path):
     second_position = training_position(second)  # its 2 steps past the first leg's 3
     assert second_position["step"] == 5 and second_position["tokens"] == 5 * 4 * 256
     assert cli(yaml, *leg, "schedule.steps=2", "run.stop_at_step=1", f"run.out={third}", "--init-from", second) == 0
-    assert cli(yaml, *leg, "schedule.steps=2", f"run.out={third}", "--init-from", second, "--resume") == 0
+    alias = tmp_path / "second-elsewhere"  # the parent spelled otherwise (another machine, a relative path)
+    alias.symlink_to(second)
+    assert cli(yaml, *leg, "schedule.steps=2", f"run.out={third}", "--init-from", alias, "--resume") == 0
     third_ckpt = checkpoint.read_provenance(third / "checkpoints/step_000002")
     assert third_ckpt["init_from_position"] == second_position  # kept across the resume
+    assert third_ckpt["init_from"] == str(second)  # so is the parent the leg started from
     assert training_position(third)["step"] == 7
     log = read_log(third)
     assert log[0]["init_from_position"] == second_position
