@@ -170,7 +170,7 @@ def draw_problem_graphs(
     problem sentence states; dashed ones, into dashed-border abstract parameters, are the sums their definitions
     imply. The query has a thick orange border, necessary parameters (the query's ancestors, what the answer
     needs) are green, unnecessary ones grey. A number before a name is its position in the solution: the
-    reference solution's (``problem.solution_order``) when ``solution`` is None, else the given one's, whose
+    reference solution's (``problem.reference_order``) when ``solution`` is None, else the given one's, whose
     first wrong parameter (``check_solution(...).first_error``) gets a vermilion border. RNG, the source of the
     random constants, is omitted unless ``show_rng`` (then a small source node with thin dotted arrows).
 
@@ -183,7 +183,7 @@ def draw_problem_graphs(
     nodes = dependency_params(problem, solution)
     depth = topological_depth(problem, nodes)
     if solution is None:
-        order = list(problem.solution_order) or [p for p in problem.topological_params if p in problem.necessary]
+        order = problem.reference_order
         first_error = None
     else:
         order = list(dict.fromkeys(_written(problem, solution)))

@@ -59,11 +59,7 @@ class Labels:
 
 
 def compute_labels(problem: Problem, solution: str | None = None) -> Labels:
-    """Labels of ``problem`` along ``solution`` (default: the reference order ``problem.solution_order``).
-
-    When ``solution`` is ``None`` and ``problem.solution_order`` is empty, the reference order is the
-    necessary parameters in ``problem.topological_params`` order.
-    """
+    """Labels of ``problem`` along ``solution`` (default: the reference order, ``problem.reference_order``)."""
     sentences = _sentence_params(problem, solution)
     defined = list(dict.fromkeys(p for p in sentences if p is not None))
     nece = [p for p in defined if p in problem.necessary]
@@ -82,7 +78,7 @@ def compute_labels(problem: Problem, solution: str | None = None) -> Labels:
 def _sentence_params(problem: Problem, solution: str | None) -> list[Param | None]:
     """Per sentence, the problem parameter it defines (``None`` where it defines none)."""
     if solution is None:
-        return list(problem.solution_order) or [p for p in problem.topological_params if p in problem.necessary]
+        return problem.reference_order
     by_name = {problem.name(p): p for p in problem.params}
     return [by_name.get(n) if n is not None else None for n in defined_names(solution)]
 

@@ -164,7 +164,7 @@ def _clean_member(source: dict | Problem, rng: random.Random) -> tuple[_Member, 
     reference solution in the necessary parameters' topological order.
     """
     if isinstance(source, Problem):
-        order = list(source.solution_order) or [p for p in source.topological_params if p in source.necessary]
+        order = source.reference_order
         problem = _with(source, solution_order=order)
         symbols = _symbol_stream([], rng)
         solution = solution_text(problem, order, iter(symbols))

@@ -199,6 +199,13 @@ class Problem:
         """The query and its ancestors: the parameters of the shortest solution."""
         return self.ancestors[self.query] | {self.query}
 
+    @property
+    def reference_order(self) -> list[Param]:
+        """The order the reference solution defines the necessary parameters in: ``solution_order`` where the
+        problem carries it (generated ones do; problems parsed from text or rebuilt from records do not), else
+        the necessary parameters in ``topological_params`` order."""
+        return list(self.solution_order) or [p for p in self.topological_params if p in self.necessary]
+
     def distance_to_query(self) -> dict[Param, int]:
         """Shortest number of dependency edges from each necessary parameter to the query (query: 0)."""
         dist = {self.query: 0}

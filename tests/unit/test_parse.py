@@ -73,3 +73,17 @@ def test_constant_out_of_range_is_refused():
     if bad != text:
         with pytest.raises(ParseError, match="0..22"):
             parse_problem(bad)
+
+
+@pytest.mark.parametrize("op", [2, 5, 9])
+def test_a_parsed_problem_has_a_reference_order_that_solves_it(op):
+    """Problems parsed from text (or rebuilt from records) carry no ``solution_order``; their ``reference_order``
+    is then the necessary parameters in a dependency order, which a reference solution may follow; a generated
+    problem's is the order its own reference solution used."""
+    problem, _ = draw_problem(GenerationConfig("med", op=op, seed=3), 0)
+    assert problem.solution_order and problem.reference_order == problem.solution_order
+    parsed = parse_problem(prompt_text(problem, "pq"))
+    names = [parsed.name(p) for p in parsed.reference_order]  # parsed item indices follow the text, so by name
+    assert parsed.solution_order == [] and sorted(names) == sorted(problem.name(p) for p in problem.necessary)
+    assert names[-1] == problem.name(problem.query)
+    assert check_solution(parsed, solution_text(parsed, parsed.reference_order, iter(SYMBOLS))).correct
