@@ -63,6 +63,7 @@ import json
 import sys
 
 from probekit.configs import comma_choices
+from probekit.probe.packing import BATCHES
 from probekit.probe.readout import READOUT
 from probekit.probe.runs import MODELS as MODEL_CHOICES
 
@@ -117,6 +118,13 @@ def register(subparsers) -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="examples per forward (gradient accumulation; default: batch on CUDA, 32 on CPU)",
+    )
+    p.add_argument(
+        "--batches",
+        choices=BATCHES,
+        default="examples",
+        help="how rank > 0 training batches are drawn: random examples (the paper's, default) or problem by "
+        "problem, run packed (a problem's prompt once per step: several times faster, another batch order)",
     )
     p.add_argument("--n-train", type=int, default=1000, help="train problems (default 1000)")
     p.add_argument("--n-test", type=int, default=400, help="test problems (default 400)")
@@ -268,7 +276,7 @@ def build_spec(args):
         checkpoint=args.ckpt,
         models=models,
         **_named(args, "rank", "steps", "lr", "batch_size", "micro_batch_size", "n_train", "per_problem", "preset"),
-        **_named(args, "format", "op", "seed", "device", "compile", "amp", "skip_checks", "out"),
+        **_named(args, "format", "op", "seed", "device", "compile", "amp", "skip_checks", "out", "batches"),
         progress=not args.quiet,
     )
     tested = _named(args, "n_test", "test_op", "reask", "fresh")

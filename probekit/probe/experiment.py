@@ -172,6 +172,7 @@ def run_probe(spec: ProbeSpec) -> ProbeResult:
                 frame["steps"] = spec.steps
                 frame["batch_size"] = kwargs["batch_size"]
                 frame["amp"] = spec.amp
+                frame["batches"] = spec.batches
                 frame["seconds"] = round(seconds / len(frame), 3)
                 frame["checkpoint"] = str(spec.checkpoint)
                 frame["checks_skipped"] = spec.skip_checks

@@ -146,13 +146,16 @@ def _truncated_base(parts: ModelParts, n_blocks: int, keep_norm: bool) -> nn.Mod
 
 
 class HiddenReader:
-    """``reader(ids, embed_delta=None) -> (batch, seq, d)``: the hidden state at ``name``, differentiable.
+    """``reader(ids, embed_delta=None, allowed=None, position_ids=None) -> (batch, seq, d)``: the hidden state at
+    ``name``, differentiable.
 
-    Runs only the blocks up to the read layer. ``ids`` must be right-padded (or unpadded): no attention
-    mask is passed, so the causal mask alone keeps padding out of every real position.
+    Runs only the blocks up to the read layer. Without ``allowed`` ``ids`` must be right-padded (or unpadded): no
+    attention mask is passed, so the causal mask alone keeps padding out of every real position. ``allowed`` and
+    ``position_ids`` replace the causal mask and the positions (packed rows, as in :func:`hidden_states`).
     """
 
     def __init__(self, model, name: str):
+        self.model = model
         self.parts = model_parts(model)
         self.name = name
         self.n_blocks = stop_block(name, len(self.parts.layers))
@@ -162,11 +165,20 @@ class HiddenReader:
         x = self.parts.embed(ids)
         return x if embed_delta is None else x + embed_delta.to(x.dtype)
 
-    def __call__(self, ids: torch.Tensor, embed_delta: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(
+        self,
+        ids: torch.Tensor,
+        embed_delta: torch.Tensor | None = None,
+        allowed: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         x = self.embeddings(ids, embed_delta)
         if self.view is None:
             return x
-        return self.view(inputs_embeds=x, use_cache=False).last_hidden_state
+        mask = None if allowed is None else attention_bias(allowed, self.model)
+        return self.view(
+            inputs_embeds=x, attention_mask=mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state
 
 
 def _output_tensor(output):

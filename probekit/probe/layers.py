@@ -75,16 +75,16 @@ def collect_features(
     model.eval()
     for span in slot_budget_batches([len(row) for row in rows], budget):
         batch = rows[span.start : span.stop]
-        ids, positions, allowed = (t.to(device) for t in packing.row_inputs(batch, pad_id))
+        packed = packing.packed_batch(batch, pad_id, device)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            states = hooks.hidden_states(model, ids, names, allowed=allowed, position_ids=positions)
-        reads = [(b, i, j) for b, row in enumerate(batch) for i, j in row.reads]
-        rows_at, cols_at = (torch.tensor([r[k] for r in reads], device=device) for k in (0, 2))
-        index = torch.tensor([r[1] for r in reads])
+            states = hooks.hidden_states(
+                model, packed.ids, names, allowed=packed.allowed, position_ids=packed.positions
+            )
+        index = packed.example.cpu()
         for name in names:
-            out[name][index] = states[name][rows_at, cols_at].float().cpu()
+            out[name][index] = states[name][packed.at_row, packed.at_col].float().cpu()
         if progress is not None:
-            progress(len(reads))
+            progress(len(index))
     return out
 
 

@@ -13,9 +13,11 @@ after its longest common prefix with the context), with
 so the last token of every tail (and of the context) has exactly the hidden state of its example run alone.
 :func:`pack_rows` groups examples (lexicographic order puts a problem's examples side by side; an example joins
 the group when it shares at least half of its tokens with the group's first example) and lays out the rows;
-:func:`row_inputs` makes a batch's ids, positions and 4D mask. ``collect_features``
-(:mod:`probekit.probe.layers`) reads rank-0 probe features this way; ``tests/integration/test_probe.py``
-checks the features equal those of the unpacked examples.
+:func:`row_inputs` makes a batch's ids, positions and 4D mask, :func:`packed_batch` adds where each example is
+read. The argument holds for a V-probe's embedding update too (``E + U V^T`` is another frozen embedding for
+one forward), so ``collect_features`` (:mod:`probekit.probe.layers`) reads rank-0 probe features this way and
+:class:`~probekit.probe.vprobe.VProbe` its features and, with ``pack=True``, its training forwards;
+``tests/integration/test_probe.py`` checks both equal those of the unpacked examples.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ MIN_SHARED = 0.5
 its tokens (two problems share a few words, a problem's own examples most of their tokens)."""
 MAX_GROUP = 32
 """At most this many examples per row (bounds the row length)."""
+BATCHES = ("examples", "problems")
+"""How a V-probe's training batches are drawn (``VProbe(batches=...)``): random examples, or problem by problem
+so that a batch's examples share their prompts and run packed."""
 
 
 def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
@@ -121,3 +126,31 @@ def row_inputs(rows: list[Row], pad_id: int):
     allowed = (causal[None] & same & (segment[:, :, None] >= 0)) | in_context
     allowed |= np.eye(width, dtype=bool)[None]
     return torch.from_numpy(ids), torch.from_numpy(pos), torch.from_numpy(allowed[:, None])
+
+
+@dataclass
+class PackedBatch:
+    """Model inputs of a batch of rows (:func:`row_inputs`) and where each example is read: the hidden state
+    ``h[at_row[n], at_col[n]]`` belongs to example ``example[n]`` (an index into the sequences packed)."""
+
+    ids: object
+    positions: object
+    allowed: object
+    at_row: object
+    at_col: object
+    example: object
+
+
+def packed_batch(rows: list[Row], pad_id: int, device=None) -> PackedBatch:
+    """:func:`row_inputs` of ``rows`` and their reads, as tensors on ``device``."""
+    import torch
+
+    ids, positions, allowed = (t.to(device) for t in row_inputs(rows, pad_id))
+    reads = [(b, i, j) for b, row in enumerate(rows) for i, j in row.reads]
+    at_row, example, at_col = (torch.tensor([r[k] for r in reads], device=device) for k in range(3))
+    return PackedBatch(ids, positions, allowed, at_row, at_col, example)
+
+
+def problem_groups(seqs) -> list[list[int]]:
+    """The examples that :func:`pack_rows` puts in one row (a problem's examples, at most :data:`MAX_GROUP`)."""
+    return [[i for i, _ in row.reads] for row in pack_rows(seqs)]

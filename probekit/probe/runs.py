@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from probekit.configs import SettingError, check_at_least
+from probekit.probe.packing import BATCHES
 
 MODELS = ("pretrained", "random-init")
 """The models a probe job can probe: the checkpoint itself and the same architecture randomly initialised."""
@@ -46,6 +47,9 @@ class ProbeRun:
     """Examples per step (None: the paper's for the preset, :func:`probe_batch_size`)."""
     micro_batch_size: int | None = None
     """Examples per forward (gradient accumulation; None: the batch on CUDA, 32 on CPU)."""
+    batches: str = "examples"
+    """How a rank > 0 probe's training batches are drawn: ``examples`` (random, the paper's) or ``problems``
+    (a problem's examples together, run packed: several times faster; :class:`~probekit.probe.vprobe.VProbe`)."""
     n_train: int = 1000
     """Train-split problems of the probe data."""
     per_problem: int = 10
@@ -79,6 +83,8 @@ class ProbeRun:
             raise ValueError(f"unknown model {', '.join(bad) or 'none'}: use {', '.join(MODELS)}")
         check_at_least(self, 0, "rank")
         check_at_least(self, 1, "steps", "n_train", "batch_size")
+        if self.batches not in BATCHES:
+            raise ValueError(f"batches must be one of {', '.join(BATCHES)}, not {self.batches!r}")
 
     def probe_kwargs(self, device: str, preset: str | None = None) -> dict:
         """The :class:`~probekit.probe.vprobe.VProbe` settings of this run on problems of ``preset`` (which sets
@@ -92,6 +98,7 @@ class ProbeRun:
             "compile": self.compile,
             "micro_batch_size": self.micro_batch_size,
             "amp": self.amp,
+            "batches": self.batches,
         }
 
     def bar_label(self, text: str) -> str | bool:

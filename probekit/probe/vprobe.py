@@ -25,7 +25,12 @@ batch 256 examples, cross-entropy (2 classes; 24 for ``value``). Batches are dra
 permutations of the training set; a batch is split into ``micro_batch_size`` chunks (gradient accumulation,
 sorted by length to cut padding). Inputs are right-padded and run *without* an attention mask: causal
 attention keeps padding out of every real position, and position ids stay 0..n-1 (tests check that a padded
-batch equals the unpadded runs). The forward runs only the blocks up to the read layer, so the backward to
+batch equals the unpadded runs). With ``batches="problems"`` an epoch's order keeps each problem's examples
+together (problems in random order, each problem's examples in a random order), so a chunk holds few problems
+and runs *packed* (:mod:`probekit.probe.packing`: a problem's prompt once, each example's ``[START] A [END]``
+tail after it, a 4D mask): the same features and gradients as the unpacked examples at a fraction of the tokens
+(nece: about a tenth), in a different batch order. The no-grad passes (standardisation, predictions) always
+run packed with the ``hf`` back-end. The forward runs only the blocks up to the read layer, so the backward to
 the embedding update does too. On CUDA: bf16 autocast (``amp="auto"``) and optional ``torch.compile``.
 
 ``rank=0`` takes a cheap path: the frozen features are computed once, then only the head is trained.
@@ -69,7 +74,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from probekit.probe import hooks, stats
+from probekit.probe import hooks, packing, stats
 from probekit.probe.data import FreshData, ProbeData, check_task, n_classes
 from probekit.probe.estimator import Estimator, NotFittedError
 
@@ -174,6 +179,9 @@ class VProbe(Estimator):
         AdamW betas.
     progress : bool or str, default False
         Show a training progress bar (a string is its label).
+    batches : {"examples", "problems"}, default "examples"
+        How a rank > 0 probe's training batches are drawn: random examples (the paper's), or problem by problem
+        with packed forwards (module doc; several times faster, ``hf`` back-end only).
 
     Attributes
     ----------
@@ -224,12 +232,14 @@ class VProbe(Estimator):
         backend: str = "hf",
         betas: tuple[float, float] = (0.9, 0.98),
         progress: bool | str = False,
+        batches: str = "examples",
     ):
         self.task, self.rank, self.layer, self.steps, self.lr = task, rank, layer, steps, lr
         self.batch_size, self.weight_decay, self.seed = batch_size, weight_decay, seed
         self.device, self.amp, self.compile = device, amp, compile
         self.micro_batch_size, self.eval_batch_size = micro_batch_size, eval_batch_size
         self.standardize, self.backend, self.betas, self.progress = standardize, backend, betas, progress
+        self.batches = batches
 
     # ------------------------------------------------------------------ set-up
     def _validate_params(self):
@@ -243,6 +253,10 @@ class VProbe(Estimator):
             raise ValueError(f"rank must be an integer >= 0, not {self.rank!r}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be >= 1")
+        if self.batches not in packing.BATCHES:
+            raise ValueError(f"batches must be one of {', '.join(packing.BATCHES)}, not {self.batches!r}")
+        if self.batches == "problems" and self.backend != "hf":
+            raise ValueError("batches='problems' runs packed rows, which the 'hf' back-end reads; use backend='hf'")
 
     def _hparams(self) -> dict:
         """The parameters recorded by :meth:`save` (all but ``device`` and ``progress``)."""
@@ -294,14 +308,17 @@ class VProbe(Estimator):
         raise ValueError(f"amp must be 'auto', 'bf16' or None, not {self.amp!r}")
 
     def _features_fn(self):
-        """``fn(ids, end) -> (B, d)`` float32 hidden states at ``end`` (differentiable w.r.t. U and V)."""
+        """``fn(ids, at_row, at_col, allowed=None, position_ids=None) -> (n, d)``: float32 hidden states at
+        ``(at_row, at_col)`` of the rows ``ids`` (differentiable w.r.t. U and V); ``allowed`` and
+        ``position_ids`` for packed rows (:class:`probekit.probe.hooks.HiddenReader`)."""
         if self._reader is None:
             reader = hooks.make_reader(self.model_, self.layer_name_, self.backend)
             params = self.params_
 
-            def features(ids, end):
-                h = reader(ids, params.delta(ids))
-                return h[torch.arange(ids.shape[0], device=ids.device), end].float()
+            def features(ids, at_row, at_col, allowed=None, position_ids=None):
+                extra = {} if allowed is None else {"allowed": allowed, "position_ids": position_ids}
+                h = reader(ids, params.delta(ids), **extra)
+                return h[at_row, at_col].float()
 
             if self.compile and self.device_.type == "cuda":
                 features = torch.compile(features, dynamic=True)
@@ -502,7 +519,7 @@ class VProbe(Estimator):
         self.history_ = []
         with self._bar(self.steps, f"probe {self.task}") as bar:
             for _ in range(self.steps):
-                idx, order, pos = _next_batch(order, pos, self.batch_size, gen)
+                idx, order, pos = _next_batch(order, pos, self.batch_size, lambda: gen.permutation(len(y)))
                 idx_t = torch.as_tensor(idx, device=self.device_)
                 loss = F.cross_entropy(self.params_.logits(feats[idx_t]), y[idx_t])
                 opt.zero_grad(set_to_none=True)
@@ -521,30 +538,32 @@ class VProbe(Estimator):
         features = self._features_fn()
         opt, sched = self._optimizer()
         amp = self._amp_dtype()
-        pad_id, multiple, micro = _pad_id(self.model_), self._pad_multiple(), self._micro()
-        batches = _fresh_batches(data, self.batch_size, gen) if isinstance(data, FreshData) else None
+        micro = self._micro()
+        packed = self.batches == "problems"
+        shuffle = _problem_order if packed else _example_order
+        batches = _fresh_batches(data, self.batch_size, gen, shuffle) if isinstance(data, FreshData) else None
         if batches is None:
             lengths, y_all = data.lengths, torch.as_tensor(labels)
-            order, pos = gen.permutation(n), 0
+            order, pos = shuffle(data.ids, gen), 0
         self.history_ = []
         self.epochs_ = 1
         with self._bar(self.steps, f"probe {self.task} r={self.rank}") as bar:
             for _ in range(self.steps):
                 if batches is None:
-                    idx, order, pos = _next_batch(order, pos, self.batch_size, gen)
-                    ids_of, idx = data.ids, idx[np.argsort(lengths[idx], kind="stable")]
+                    idx, order, pos = _next_batch(order, pos, self.batch_size, lambda: shuffle(data.ids, gen))
+                    ids_of = data.ids
                 else:
                     epoch, ids_of, lengths, y_all, idx = next(batches)
                     self.epochs_ = epoch + 1
+                if not packed:  # packed chunks keep the problems together instead
                     idx = idx[np.argsort(lengths[idx], kind="stable")]
                 opt.zero_grad(set_to_none=True)
                 total = 0.0
                 for k in range(0, len(idx), micro):
                     chunk = idx[k : k + micro]
-                    ids, end = pad_batch([ids_of[i] for i in chunk], pad_id, multiple, self.device_)
-                    y = y_all[chunk].to(self.device_, non_blocking=True)
                     with torch.autocast(self.device_.type, dtype=amp, enabled=amp is not None):
-                        feats = features(ids, end)
+                        feats, chunk = self._chunk_features(features, [ids_of[i] for i in chunk], chunk, packed)
+                    y = y_all[chunk].to(self.device_, non_blocking=True)
                     loss = F.cross_entropy(self.params_.logits(feats), y, reduction="sum") / len(idx)
                     loss.backward()
                     total += float(loss.detach())
@@ -560,15 +579,26 @@ class VProbe(Estimator):
         """[END] features ``(N, d)`` float32 with the current embedding update, in data order."""
         features = self._features_fn()
         amp = self._amp_dtype()
-        pad_id, multiple, bs = _pad_id(self.model_), self._pad_multiple(), self._eval_batch()
-        order = np.argsort(data.lengths, kind="stable")
+        packed = self.backend == "hf"
+        bs = self._eval_batch()
+        order = np.concatenate(_problem_order(data.ids)) if packed else np.argsort(data.lengths, kind="stable")
         out = torch.empty(len(data), self.model_.config.hidden_size, dtype=torch.float32, device=self.device_)
         for k in range(0, len(order), bs):
             chunk = order[k : k + bs]
-            ids, end = pad_batch([data.ids[i] for i in chunk], pad_id, multiple, self.device_)
             with torch.autocast(self.device_.type, dtype=amp, enabled=amp is not None):
-                out[torch.as_tensor(chunk, device=self.device_)] = features(ids, end)
+                feats, chunk = self._chunk_features(features, [data.ids[i] for i in chunk], chunk, packed)
+            out[torch.as_tensor(chunk, device=self.device_)] = feats
         return out
+
+    def _chunk_features(self, features, seqs, chunk: np.ndarray, packed: bool):
+        """``(features, chunk)`` of the examples ``seqs`` (indices ``chunk``), run packed or right-padded; the
+        features come in the order of the returned indices."""
+        if not packed:
+            ids, end = pad_batch(seqs, _pad_id(self.model_), self._pad_multiple(), self.device_)
+            return features(ids, torch.arange(len(seqs), device=self.device_), end), chunk
+        batch = packing.packed_batch(packing.pack_rows(seqs), _pad_id(self.model_), self.device_)
+        feats = features(batch.ids, batch.at_row, batch.at_col, batch.allowed, batch.positions)
+        return feats, chunk[batch.example.cpu().numpy()]
 
     def _require_fit(self):
         if "params_" not in vars(self):
@@ -895,25 +925,39 @@ def _pad_id(model) -> int:
     return 0 if pad is None else int(pad)
 
 
-def _fresh_batches(data: FreshData, size: int, gen: np.random.Generator):
-    """Endless ``(epoch, ids, lengths, labels, batch indices)`` over the epochs of ``data``: each epoch in a random
-    order, ``size`` examples per batch; a batch never mixes epochs (an epoch's last, short batch is dropped,
-    unless the epoch is shorter than one batch)."""
+def _example_order(seqs, gen: np.random.Generator) -> np.ndarray:
+    """An epoch's order of the examples ``seqs``: a random permutation."""
+    return gen.permutation(len(seqs))
+
+
+def _problem_order(seqs, gen: np.random.Generator | None = None):
+    """An epoch's order that keeps each problem's examples together (:func:`probekit.probe.packing.problem_groups`):
+    the groups and the examples inside each in random order (``gen``), or as packed (None: a list of groups)."""
+    groups = packing.problem_groups(seqs)
+    if gen is None:
+        return [np.asarray(g) for g in groups]
+    return np.concatenate([gen.permutation(groups[g]) for g in gen.permutation(len(groups))])
+
+
+def _fresh_batches(data: FreshData, size: int, gen: np.random.Generator, shuffle=_example_order):
+    """Endless ``(epoch, ids, lengths, labels, batch indices)`` over the epochs of ``data``: each epoch in the
+    order ``shuffle(ids, gen)`` draws, ``size`` examples per batch; a batch never mixes epochs (an epoch's last,
+    short batch is dropped, unless the epoch is shorter than one batch)."""
     epoch = 0
     while True:
         part = data.epoch(epoch)
         if not len(part):
             raise ValueError(f"epoch {epoch} of the fresh training data has no {data.task_name or ''} example")
         ids, lengths, labels = part.ids, part.lengths, torch.as_tensor(np.asarray(part.labels, dtype=np.int64))
-        order = gen.permutation(len(part))
+        order = shuffle(ids, gen)
         stop = max(len(order) - size + 1, 1)
         for pos in range(0, stop, size):
             yield epoch, ids, lengths, labels, order[pos : pos + size]
         epoch += 1
 
 
-def _next_batch(order: np.ndarray, pos: int, size: int, gen: np.random.Generator):
-    """The next ``size`` indices of an endless sequence of random permutations."""
+def _next_batch(order: np.ndarray, pos: int, size: int, shuffle):
+    """The next ``size`` indices of an endless sequence of epoch orders (``shuffle()`` draws the next one)."""
     out = []
     while size:
         take = order[pos : pos + size]
@@ -921,7 +965,7 @@ def _next_batch(order: np.ndarray, pos: int, size: int, gen: np.random.Generator
         size -= len(take)
         pos += len(take)
         if pos >= len(order):
-            order, pos = gen.permutation(len(order)), 0
+            order, pos = shuffle(), 0
     return np.concatenate(out), order, pos
 
 

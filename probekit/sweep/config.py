@@ -125,6 +125,9 @@ class ProbeSettings:
     format: Literal["pq", "qp"] = "pq"
     amp: Literal["auto", "bf16", "fp32"] = "auto"
     """Autocast of the frozen model (``probekit probe --amp``): auto = bf16 on CUDA, fp32 on CPU."""
+    batches: Literal["examples", "problems"] = "examples"
+    """How rank > 0 probes draw training batches (``probekit probe --batches``): random examples, or problem by
+    problem, run packed (several times faster)."""
 
 
 @dataclass

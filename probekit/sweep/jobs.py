@@ -207,6 +207,7 @@ class Job:
                 batch_size=p["batch_size"],
                 micro_batch_size=o.get("micro_batch_size"),
                 amp=p.get("amp"),
+                batches=p.get("batches"),
             )
             if self.kind == "probe":
                 args += [
@@ -368,8 +369,10 @@ def _accuracy_jobs(section, label: str, source: dict, preset: str | None) -> lis
 def _probe_params(section: ProbeSettings) -> dict:
     keys = ("n_train", "n_test", "per_problem", "steps", "lr", "batch_size", "op", "preset", "format")
     params = {k: getattr(section, k) for k in keys}
-    if section.amp != "auto":  # the default stays out of the job id (ids of earlier stores are unchanged)
+    if section.amp != "auto":  # the defaults stay out of the job id (ids of earlier stores are unchanged)
         params["amp"] = section.amp
+    if section.batches != "examples":
+        params["batches"] = section.batches
     return params
 
 

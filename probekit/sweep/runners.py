@@ -105,6 +105,7 @@ def job_spec(job: Job, checkpoint: str | Path | None, out: str | Path, device: s
         **_pick(p, "rank", "seed", "n_train", "per_problem", "steps", "lr", "batch_size", "format", "op", "preset"),
         micro_batch_size=o.get("micro_batch_size"),
         amp=p.get("amp", "auto"),
+        batches=p.get("batches", "examples"),
         device=device,
         out=str(out),
         progress=False,

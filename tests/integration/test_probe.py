@@ -19,7 +19,7 @@ from probekit.igsm.labels import UNKNOWN_VALUE, compute_labels  # noqa: E402
 from probekit.igsm.problem import ABSTRACT, INSTANCE  # noqa: E402
 from probekit.igsm.render import prompt_text, statements_text  # noqa: E402
 from probekit.modeling import build_model, load_model_config  # noqa: E402
-from probekit.probe import hooks  # noqa: E402
+from probekit.probe import hooks, vprobe  # noqa: E402
 from probekit.probe.data import (  # noqa: E402
     TASKS,
     ProbeBuilder,
@@ -480,6 +480,35 @@ def test_packed_features_equal_each_example_run_alone(tmp_path, tok, gpt2, tiny_
         alone = hooks.hidden_states(model, torch.as_tensor(data.ids[i])[None], names)
         for name in names:
             torch.testing.assert_close(packed[name][i], alone[name][0, -1], atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("task", ["nece", "can_next"])
+def test_problem_batches_train_on_packed_rows_with_the_unpacked_gradients(gpt2, task):
+    """``batches="problems"`` keeps a problem's examples together and runs them packed: with an embedding update
+    in place, the packed features and their gradients w.r.t. U, V equal those of the examples run alone."""
+    data = _small_data(4, tasks=task)
+    probe = VProbe(task, rank=2, layer=1, steps=1, batches="problems").fit(gpt2, data)
+    with torch.no_grad():
+        probe.params_.U.normal_(0, 0.5)  # a real update, so the prompt's tokens change too
+    order = vprobe._problem_order(data.ids, np.random.default_rng(0))
+    problems = [data.meta["problem"][i] for i in order]
+    assert sorted(order) == list(range(len(data)))
+    assert sum(a != b for a, b in zip(problems, problems[1:])) == len(set(problems)) - 1  # contiguous problems
+    features, chunk = probe._features_fn(), order[:9]  # a chunk that splits a problem
+    runs = {}
+    for packed in (True, False):
+        probe.params_.zero_grad()
+        feats, at = probe._chunk_features(features, [data.ids[i] for i in chunk], chunk, packed)
+        (feats * torch.linspace(-1, 1, feats.shape[1])).sum(1).mul(torch.as_tensor(at) + 1.0).sum().backward()
+        runs[packed] = feats[np.argsort(at)], probe.params_.U.grad.clone(), probe.params_.V.grad.clone()
+    for a, b in zip(runs[True], runs[False]):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4)
+    trained = VProbe(task, rank=2, layer=1, steps=20, batch_size=16, batches="problems").fit(gpt2, data)
+    assert trained.history_[-1] < trained.history_[0]
+    with pytest.raises(ValueError, match="batches"):
+        VProbe(task, batches="rows").fit(gpt2, data)
+    with pytest.raises(ValueError, match="'hf' back-end"):
+        VProbe(task, batches="problems", backend="bridge").fit(gpt2, data)
 
 
 def test_random_init_baseline_has_the_same_shape_and_new_weights(gpt2):

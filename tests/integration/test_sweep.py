@@ -155,6 +155,12 @@ def test_grid_expansion_and_stable_ids(tmp_path, tiny_ckpt):
     assert not {j.job_id for j in bf16} & {j.job_id for j in jobs if j.kind == "probe"}
     argv = bf16[0].argv(tiny_ckpt, tmp_path / "w")
     assert argv[argv.index("--amp") + 1] == "bf16"
+    grouped = [
+        j for j in expand(parse_sweep({**data, "probe": {**data["probe"], "batches": "problems"}})) if j.kind == "probe"
+    ]
+    assert not {j.job_id for j in grouped} & {j.job_id for j in jobs if j.kind == "probe"} and "--batches" not in argv
+    argv = grouped[0].argv(tiny_ckpt, tmp_path / "w")
+    assert argv[argv.index("--batches") + 1] == "problems"
 
 
 def test_dry_run_json_lists_jobs_with_stable_ids(tmp_path, tiny_ckpt, capsys):
@@ -277,7 +283,7 @@ def test_every_job_runs_the_spec_its_command_line_parses_into(tmp_path, tiny_ckp
             "bootstrap": 0,
         },
         mistakes={"sets": ["2", "r3"], "n_eval": 3, "max_new_tokens": 30, "models": ["random-init"]},
-        depth={"ranks": [0, 2], "test_sets": ["r4"]},
+        depth={"ranks": [0, 2], "test_sets": ["r4"], "batches": "problems"},
         patch={"pair_kinds": ["value", "query"], "ops": [2], "n": 3, "components": ["resid_post", "mlp_out"],
                "roles": ["changed", "all"], "generate": False, "batch_size": 8, "direction": "noise"},
         intervene={"layers": ["ln_final", 1], "modes": ["ablate", "steer"], "strength": -2.0, "n_random": 3,
@@ -295,6 +301,10 @@ def test_every_job_runs_the_spec_its_command_line_parses_into(tmp_path, tiny_ckp
         (token, decoding) for token in ("1", "r2", "h1") for decoding in ("greedy", "beam-sample")
     }
     assert {job_spec(j, tmp_path / "ckpt", tmp_path).pair_pool for j in jobs if j.kind == "probe"} == {"slots"}
+    assert {job_spec(j, tmp_path / "ckpt", tmp_path).batches for j in jobs if j.kind in ("probe", "depth")} == {
+        "examples",
+        "problems",
+    }
     commands = {
         "train": train_command,
         "eval": eval_command,
