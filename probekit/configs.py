@@ -77,6 +77,9 @@ def type_name(tp) -> str:
         return "a list of " + ", ".join(type_name(a) for a in typing.get_args(tp))
     if origin is list:
         return f"a list of ({type_name(typing.get_args(tp)[0])})"
+    if origin is dict:
+        key, value = typing.get_args(tp)
+        return f"a mapping of ({type_name(key)}) to ({type_name(value)})"
     if tp is type(None):
         return "null"
     return {bool: "a bool", int: "an int", float: "a float", str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
@@ -106,6 +109,11 @@ def coerce(value, tp):
         (arg,) = typing.get_args(tp)
         items = value if isinstance(value, (list, tuple)) else [value]
         return [coerce(v, arg) for v in items]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise Mismatch
+        key_type, value_type = typing.get_args(tp)
+        return {coerce(k, key_type): coerce(v, value_type) for k, v in value.items()}
     if tp is type(None):
         if value is None:
             return None

@@ -1,7 +1,7 @@
 """V-probe figures from ``kind == "probe"`` rows: fig7a, fig7b, fig12 (Physics of LMs 2.1, Figs. 7 and 12).
 
-Per (checkpoint, model) one read-out and one rank are shown: the options ``layer`` (a layer label or a hook name)
-/ ``rank`` when given, else the largest rank and then the deepest read-out present (``ln_final.hook_out``, after
+Per (checkpoint, model) one read-out and per task one rank are shown: the options ``layer`` (a layer label or a hook
+name) / ``rank`` when given, else each task's largest rank and then the deepest read-out present (``ln_final.hook_out``, after
 the final norm, the probes' default, before any block's resid_post; by the ``hook`` column, else ``layer``). The
 caption names the hook read. Rows left (probe seeds) are averaged (:func:`~.registry.seed_mean`): the bar is the
 mean accuracy over seeds and the whisker the mean of the seeds' own 95% intervals, the bootstrap over test
@@ -83,10 +83,11 @@ def _at_layer(rows: pd.DataFrame, layer: int | str) -> pd.Series:
 
 
 def select_probes(rows: pd.DataFrame, layer: int | str | None = None, rank: int | None = None) -> pd.DataFrame:
-    """The probe rows at ``rank`` (default: the largest per checkpoint and model) and read-out ``layer`` (a layer
-    label or a hook name; default: the deepest read-out present, ``ln_final.hook_out`` first)."""
+    """The probe rows at ``rank`` (default: the largest per checkpoint, model and task: a sweep may run a V-probe
+    for some tasks beside linear probes for all) and read-out ``layer`` (a layer label or a hook name; default:
+    the deepest read-out present, ``ln_final.hook_out`` first)."""
     keys = ["checkpoint", "model"]
-    rows = with_hook(last_per_group(rows, keys, "rank", rank))
+    rows = with_hook(last_per_group(rows, [*keys, "task"], "rank", rank))
     if layer is not None:
         picked = rows[_at_layer(rows, layer)]
         if picked.empty:
@@ -199,13 +200,18 @@ def _probe_figure(table: pd.DataFrame, categories, *, majority: bool, ylabel: st
 
 
 def _notes(table: pd.DataFrame) -> list[str]:
-    """The caption line naming the read-out (hook) and rank shown per checkpoint and model."""
-    picks = table.drop_duplicates(["checkpoint", "model"])
-    shown = [
-        f"{r.checkpoint} {r.model}: read-out {readout_text(r.hook)}, rank {integer(r.rank)}"
-        + (" (linear probe, not the paper's V-probe)" if integer(r.rank) == "0" else "")
-        for r in picks.itertuples()
-    ]
+    """The caption line naming the read-out (hook) and the rank(s) shown per checkpoint and model (with the
+    tasks of each rank when they differ)."""
+    shown = []
+    for (ckpt, model), g in table.groupby(["checkpoint", "model"], sort=False):
+        by_rank = g.groupby("rank", sort=True)["task"].unique()
+        ranks = [
+            f"rank {integer(rank)}"
+            + (" (linear probe, not the paper's V-probe)" if integer(rank) == "0" else "")
+            + ("" if len(by_rank) == 1 else f" for {', '.join(tasks)}")
+            for rank, tasks in by_rank.items()
+        ]
+        shown.append(f"{ckpt} {model}: read-out {readout_text(g['hook'].iloc[0])}, {' and '.join(ranks)}")
     return ["Probes shown: " + "; ".join(shown) + "."]
 
 

@@ -13,7 +13,8 @@
     accuracy:   {sets: [id, "20", r20, h1], n: 64, seeds: [0], samples: 0, temperature: 0.7,
                  decodings: [greedy, beam-sample]}
     probe:      {tasks: [nece, dep], layers: [ln_final], ranks: [8], seeds: [0], models: [pretrained, random-init],
-                 test_sets: [id], n_train: 200, n_test: 100, steps: 200, pair_pool: problem}
+                 test_sets: [id], n_train: 200, n_test: 100, steps: 200, pair_pool: problem,
+                 tasks_by_rank: {8: [nece]}}   # optional: a rank that runs only some of the tasks
     mistakes:   {sets: [ood, reask], n_eval: 256, layers: [ln_final], ...}
     depth:      {layers: all, ranks: [8], ...}
     patch:      {pair_kinds: [value, dependency, query], ops: [3], n: 40, components: [resid_post], ...}
@@ -132,9 +133,13 @@ class ProbeSettings:
 
 @dataclass
 class ProbeSection(ProbeSettings):
-    """V-probe accuracy: one job per checkpoint x model x task x layer x rank x seed x test set."""
+    """V-probe accuracy: one job per checkpoint x model x task x layer x rank x seed x test set (less the
+    ``tasks_by_rank`` leaves out)."""
 
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    tasks_by_rank: dict[int, list[str]] = field(default_factory=dict)
+    """Ranks that run only some of ``tasks`` (``{8: [nece]}``: rank-8 V-probes for nece alone, every other rank
+    for every task); a rank not named runs every task."""
     layers: list[int | str] = field(default_factory=lambda: ["ln_final"])
     test_sets: list[str] = field(default_factory=lambda: ["id"])
     controls: bool = True
@@ -401,6 +406,12 @@ def _check_values(cfg: SweepConfig, where: str, require_jobs: bool) -> None:
         _allowed(section.models, MODELS, f"{where}: {key}.models")
         if isinstance(section, ProbeSection):
             _allowed(section.tasks, TASKS, f"{where}: probe.tasks")
+            ranks = [str(r) for r in section.ranks]
+            _allowed(
+                [str(r) for r in section.tasks_by_rank], ranks, f"{where}: probe.tasks_by_rank (keys: probe.ranks)"
+            )
+            for rank, tasks in section.tasks_by_rank.items():
+                _allowed(tasks, section.tasks, f"{where}: probe.tasks_by_rank.{rank} (tasks of probe.tasks)")
         for test_set in getattr(section, "test_sets", []):
             if not _TEST_SET.match(test_set):
                 raise ConfigError(f"{where}: {key}.test_sets: {test_set!r} is not id, K (op = K) or rK (reask op = K)")

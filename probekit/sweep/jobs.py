@@ -376,13 +376,16 @@ def _probe_params(section: ProbeSettings) -> dict:
     return params
 
 
-def _analysis_jobs(kind: str, section, label: str, source: dict, axes: dict, fixed: dict) -> list[Job]:
+def _analysis_jobs(kind: str, section, label: str, source: dict, axes: dict, fixed: dict, keep=None) -> list[Job]:
     """One ``kind`` job per point of the grid ``axes`` (param -> the section's values, the first varying
-    slowest), with the params ``fixed`` and the probe settings of ``section``."""
+    slowest) that ``keep(point as a dict)`` accepts (default: every one), with the params ``fixed`` and the probe
+    settings of ``section``."""
     fixed = {**fixed, **_probe_params(section)}
+    points = [dict(zip(axes, point)) for point in itertools.product(*axes.values())]
     return [
-        Job(kind, label, source, {**dict(zip(axes, point)), **fixed}, {"micro_batch_size": section.micro_batch_size})
-        for point in itertools.product(*axes.values())
+        Job(kind, label, source, {**point, **fixed}, {"micro_batch_size": section.micro_batch_size})
+        for point in points
+        if keep is None or keep(point)
     ]
 
 
@@ -400,7 +403,10 @@ def _probe_jobs(section, label: str, source: dict, preset: str | None) -> list[J
         fixed["pair_pool"] = section.pair_pool
     if section.fresh:
         fixed["fresh"] = True
-    return _analysis_jobs("probe", section, label, source, axes, fixed)
+    only = section.tasks_by_rank
+    return _analysis_jobs(
+        "probe", section, label, source, axes, fixed, lambda p: p["rank"] not in only or p["task"] in only[p["rank"]]
+    )
 
 
 def _mistakes_jobs(section: MistakesSection, label: str, source: dict, preset: str | None) -> list[Job]:

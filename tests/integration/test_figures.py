@@ -468,6 +468,21 @@ def test_probe_pooling_rebuilds_pos_neg_counts(store):
         probe_table(store, layer=99)
 
 
+def test_each_task_is_shown_at_its_largest_rank(store):
+    """A sweep may run rank-8 V-probes for some tasks beside linear probes for all (``probe.tasks_by_rank``): each
+    task is shown at its own largest rank, and the caption says which rank shows which tasks."""
+    from probekit.figures.probing import _notes, probe_table
+
+    probes = store[store["kind"] == "probe"]
+    linear = probes.assign(rank=0, accuracy=probes["accuracy"] - 0.1)
+    mixed = pd.concat([store[(store["kind"] != "probe") | (store["task"] == "nece")], linear])
+    rows, table = probe_table(mixed)
+    assert set(zip(rows["task"], rows["rank"])) == {("nece", 8), *((t, 0) for t in TASKS if t != "nece")}
+    note = _notes(table)[0]
+    assert "rank 8 for nece" in note and "rank 0 (linear probe, not the paper's V-probe) for dep, " in note
+    assert "rank 8 (" not in _notes(probe_table(store)[1])[0] and " for nece" not in _notes(probe_table(store)[1])[0]
+
+
 def test_missing_kinds_are_skipped_with_a_reason(tmp_path, store):
     only_accuracy = store[store["kind"] == "accuracy"].drop(columns=["pass_at_n", "pass_at_1"])
     names = ["fig3", "fig7a", "fig12", "fig8b", "fig10", "stability"]

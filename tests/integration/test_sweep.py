@@ -80,6 +80,12 @@ def _sweep(tmp_path, ckpt, **sections) -> Path:
         ({"accuracy": {"sets": ["oops"]}}, "unknown evaluation set 'oops'"),
         ({"accuracy": {"n": 0}}, "accuracy.n must be >= 1"),
         ({"depth": {"ranks": [-1]}}, "depth.ranks must be >= 0"),
+        (
+            {"probe": {"ranks": [0], "tasks_by_rank": {8: ["nece"]}}},
+            "tasks_by_rank (keys: probe.ranks): unknown value '8'",
+        ),
+        ({"probe": {"tasks": ["nece"], "ranks": [8], "tasks_by_rank": {8: ["dep"]}}}, "tasks_by_rank.8 (tasks of"),
+        ({"probe": {"tasks_by_rank": {"eight": ["nece"]}}}, "probe.tasks_by_rank expects a mapping of (an int)"),
         ({"device": "tpu"}, "device expects 'auto' | 'cpu' | 'cuda'"),
     ],
 )
@@ -88,6 +94,14 @@ def test_bad_config_names_the_key_and_allowed_values(data, message):
     with pytest.raises(ConfigError) as err:
         parse_sweep({**base, **data})
     assert message in str(err.value)
+
+
+def test_tasks_by_rank_runs_a_rank_for_some_tasks_only(tmp_path, tiny_ckpt):
+    probe = {"tasks": ["nece", "dep"], "ranks": [0, 8], "models": ["pretrained"], "tasks_by_rank": {8: ["nece"]}}
+    jobs = [j for j in expand(load_sweep(_sweep(tmp_path, tiny_ckpt, probe=probe))) if j.kind == "probe"]
+    assert sorted((j.params["task"], j.params["rank"]) for j in jobs) == [("dep", 0), ("nece", 0), ("nece", 8)]
+    every = expand(load_sweep(_sweep(tmp_path, tiny_ckpt, probe={**probe, "tasks_by_rank": {}})))
+    assert {j.job_id for j in jobs} < {j.job_id for j in every if j.kind == "probe"}  # the same jobs, fewer
 
 
 def test_missing_checkpoint_and_bad_training_config_are_refused_before_running(tmp_path, capsys):
