@@ -8,6 +8,7 @@ naming the key, the allowed keys or values, and the value given. No torch here.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import types
 import typing
@@ -143,6 +144,10 @@ def coerce(value, tp):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
         raise Mismatch
+    if dataclasses.is_dataclass(tp):  # a nested section: its keys are checked by fill
+        if isinstance(value, dict):
+            return fill(tp(), value, type_name(tp))
+        raise Mismatch
     if tp is dict:
         if isinstance(value, dict):
             return value
@@ -179,6 +184,8 @@ def set_coerced(obj, key: str, value, hint, where: str, detail: str = "") -> Non
         setattr(obj, key, coerce(value, hint))
     except Mismatch:
         raise ConfigError(f"{where} expects {type_name(hint)}, got {value!r}{detail}") from None
+    except ConfigError as err:  # inside a nested section
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def read_yaml(path, what: str = "config") -> dict:

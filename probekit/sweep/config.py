@@ -14,7 +14,7 @@
                  decodings: [greedy, beam-sample]}
     probe:      {tasks: [nece, dep], layers: [ln_final], ranks: [8], seeds: [0], models: [pretrained, random-init],
                  test_sets: [id], n_train: 200, n_test: 100, steps: 200, pair_pool: problem,
-                 tasks_by_rank: {8: [nece]}}   # optional: a rank that runs only some of the tasks
+                 by_rank: {8: {tasks: [nece], steps: 100}}}   # optional: a rank's own tasks and settings
     mistakes:   {sets: [ood, reask], n_eval: 256, layers: [ln_final], ...}
     depth:      {layers: all, ranks: [8], ...}
     patch:      {pair_kinds: [value, dependency, query], ops: [3], n: 40, components: [resid_post], ...}
@@ -131,15 +131,37 @@ class ProbeSettings:
     problem, run packed (several times faster)."""
 
 
+COUNTS = ("steps", "batch_size")
+"""The settings of a :class:`RankSettings` that must be >= 1."""
+
+
+@dataclass
+class RankSettings:
+    """What one rank of a probe section does differently (``probe.by_rank``); None keeps the section's value."""
+
+    tasks: list[str] | None = None
+    """The tasks this rank probes (a subset of the section's)."""
+    steps: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    amp: Literal["auto", "bf16", "fp32"] | None = None
+    """Autocast of this rank's probes (bf16 on a CPU: about 1.5x the examples/s of a rank-8 V-probe)."""
+
+    def overrides(self) -> dict:
+        """The job params this rank sets (its settings that are not None)."""
+        return {k: v for k in ("steps", "lr", "batch_size", "amp") if (v := getattr(self, k)) is not None}
+
+
 @dataclass
 class ProbeSection(ProbeSettings):
-    """V-probe accuracy: one job per checkpoint x model x task x layer x rank x seed x test set (less the
-    ``tasks_by_rank`` leaves out)."""
+    """V-probe accuracy: one job per checkpoint x model x task x layer x rank x seed x test set (less the tasks
+    ``by_rank`` leaves out)."""
 
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
-    tasks_by_rank: dict[int, list[str]] = field(default_factory=dict)
-    """Ranks that run only some of ``tasks`` (``{8: [nece]}``: rank-8 V-probes for nece alone, every other rank
-    for every task); a rank not named runs every task."""
+    by_rank: dict[int, RankSettings] = field(default_factory=dict)
+    """Ranks with their own tasks or training settings (``{8: {tasks: [nece], steps: 100, batch_size: 64}}``:
+    rank-8 V-probes for nece alone, with a budget of their own, beside linear probes of every task); a rank not
+    named runs every task with the section's settings."""
     layers: list[int | str] = field(default_factory=lambda: ["ln_final"])
     test_sets: list[str] = field(default_factory=lambda: ["id"])
     controls: bool = True
@@ -407,11 +429,10 @@ def _check_values(cfg: SweepConfig, where: str, require_jobs: bool) -> None:
         if isinstance(section, ProbeSection):
             _allowed(section.tasks, TASKS, f"{where}: probe.tasks")
             ranks = [str(r) for r in section.ranks]
-            _allowed(
-                [str(r) for r in section.tasks_by_rank], ranks, f"{where}: probe.tasks_by_rank (keys: probe.ranks)"
-            )
-            for rank, tasks in section.tasks_by_rank.items():
-                _allowed(tasks, section.tasks, f"{where}: probe.tasks_by_rank.{rank} (tasks of probe.tasks)")
+            _allowed([str(r) for r in section.by_rank], ranks, f"{where}: probe.by_rank (keys: probe.ranks)")
+            for rank, own in section.by_rank.items():
+                _allowed(own.tasks or [], section.tasks, f"{where}: probe.by_rank.{rank}.tasks (tasks of probe.tasks)")
+                _positive(where, f"probe.by_rank.{rank}", **{k: v for k, v in own.overrides().items() if k in COUNTS})
         for test_set in getattr(section, "test_sets", []):
             if not _TEST_SET.match(test_set):
                 raise ConfigError(f"{where}: {key}.test_sets: {test_set!r} is not id, K (op = K) or rK (reask op = K)")

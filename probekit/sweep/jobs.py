@@ -25,11 +25,18 @@ import hashlib
 import itertools
 import json
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from probekit.configs import ConfigError
-from probekit.sweep.config import InterveneSection, MistakesSection, PatchSection, ProbeSettings, SweepConfig
+from probekit.sweep.config import (
+    InterveneSection,
+    MistakesSection,
+    PatchSection,
+    ProbeSettings,
+    RankSettings,
+    SweepConfig,
+)
 
 INIT_FROM, TRAINED = "model.init_from", "train:"
 ADDED_KEYS = (("model", "grow_after"), ("run", "attention"), ("data", "unpack"))
@@ -376,16 +383,13 @@ def _probe_params(section: ProbeSettings) -> dict:
     return params
 
 
-def _analysis_jobs(kind: str, section, label: str, source: dict, axes: dict, fixed: dict, keep=None) -> list[Job]:
+def _analysis_jobs(kind: str, section, label: str, source: dict, axes: dict, fixed: dict) -> list[Job]:
     """One ``kind`` job per point of the grid ``axes`` (param -> the section's values, the first varying
-    slowest) that ``keep(point as a dict)`` accepts (default: every one), with the params ``fixed`` and the probe
-    settings of ``section``."""
+    slowest), with the params ``fixed`` and the probe settings of ``section``."""
     fixed = {**fixed, **_probe_params(section)}
-    points = [dict(zip(axes, point)) for point in itertools.product(*axes.values())]
     return [
-        Job(kind, label, source, {**point, **fixed}, {"micro_batch_size": section.micro_batch_size})
-        for point in points
-        if keep is None or keep(point)
+        Job(kind, label, source, {**dict(zip(axes, point)), **fixed}, {"micro_batch_size": section.micro_batch_size})
+        for point in itertools.product(*axes.values())
     ]
 
 
@@ -403,10 +407,15 @@ def _probe_jobs(section, label: str, source: dict, preset: str | None) -> list[J
         fixed["pair_pool"] = section.pair_pool
     if section.fresh:
         fixed["fresh"] = True
-    only = section.tasks_by_rank
-    return _analysis_jobs(
-        "probe", section, label, source, axes, fixed, lambda p: p["rank"] not in only or p["task"] in only[p["rank"]]
-    )
+    if not section.by_rank:
+        return _analysis_jobs("probe", section, label, source, axes, fixed)
+    jobs = []
+    for rank in section.ranks:  # a rank of by_rank: its own tasks and settings
+        own = section.by_rank.get(rank) or RankSettings()
+        tasks = [t for t in section.tasks if own.tasks is None or t in own.tasks]
+        ranked = _analysis_jobs("probe", section, label, source, {**axes, "task": tasks, "rank": [rank]}, fixed)
+        jobs += [replace(j, params={**j.params, **own.overrides()}) for j in ranked]
+    return jobs
 
 
 def _mistakes_jobs(section: MistakesSection, label: str, source: dict, preset: str | None) -> list[Job]:

@@ -469,7 +469,7 @@ def test_probe_pooling_rebuilds_pos_neg_counts(store):
 
 
 def test_each_task_is_shown_at_its_largest_rank(store):
-    """A sweep may run rank-8 V-probes for some tasks beside linear probes for all (``probe.tasks_by_rank``): each
+    """A sweep may run rank-8 V-probes for some tasks beside linear probes for all (``probe.by_rank``): each
     task is shown at its own largest rank, and the caption says which rank shows which tasks."""
     from probekit.figures.probing import _notes, probe_table
 

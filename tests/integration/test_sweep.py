@@ -81,11 +81,13 @@ def _sweep(tmp_path, ckpt, **sections) -> Path:
         ({"accuracy": {"n": 0}}, "accuracy.n must be >= 1"),
         ({"depth": {"ranks": [-1]}}, "depth.ranks must be >= 0"),
         (
-            {"probe": {"ranks": [0], "tasks_by_rank": {8: ["nece"]}}},
-            "tasks_by_rank (keys: probe.ranks): unknown value '8'",
+            {"probe": {"ranks": [0], "by_rank": {8: {"tasks": ["nece"]}}}},
+            "by_rank (keys: probe.ranks): unknown value '8'",
         ),
-        ({"probe": {"tasks": ["nece"], "ranks": [8], "tasks_by_rank": {8: ["dep"]}}}, "tasks_by_rank.8 (tasks of"),
-        ({"probe": {"tasks_by_rank": {"eight": ["nece"]}}}, "probe.tasks_by_rank expects a mapping of (an int)"),
+        ({"probe": {"tasks": ["nece"], "ranks": [8], "by_rank": {8: {"tasks": ["dep"]}}}}, "by_rank.8.tasks (tasks of"),
+        ({"probe": {"by_rank": {"eight": {}}}}, "probe.by_rank expects a mapping of (an int)"),
+        ({"probe": {"ranks": [8], "by_rank": {8: {"stepz": 5}}}}, "probe.by_rank: RankSettings: unknown key 'stepz'"),
+        ({"probe": {"ranks": [8], "by_rank": {8: {"steps": 0}}}}, "probe.by_rank.8.steps must be >= 1"),
         ({"device": "tpu"}, "device expects 'auto' | 'cpu' | 'cuda'"),
     ],
 )
@@ -96,12 +98,20 @@ def test_bad_config_names_the_key_and_allowed_values(data, message):
     assert message in str(err.value)
 
 
-def test_tasks_by_rank_runs_a_rank_for_some_tasks_only(tmp_path, tiny_ckpt):
-    probe = {"tasks": ["nece", "dep"], "ranks": [0, 8], "models": ["pretrained"], "tasks_by_rank": {8: ["nece"]}}
+def test_by_rank_gives_a_rank_its_own_tasks_and_budget(tmp_path, tiny_ckpt):
+    own = {"tasks": ["nece"], "steps": 7, "batch_size": 4, "lr": 0.005, "amp": "bf16"}
+    probe = {"tasks": ["nece", "dep"], "ranks": [0, 8], "models": ["pretrained"], "steps": 5, "batch_size": 16}
+    probe["by_rank"] = {8: own}
     jobs = [j for j in expand(load_sweep(_sweep(tmp_path, tiny_ckpt, probe=probe))) if j.kind == "probe"]
-    assert sorted((j.params["task"], j.params["rank"]) for j in jobs) == [("dep", 0), ("nece", 0), ("nece", 8)]
-    every = expand(load_sweep(_sweep(tmp_path, tiny_ckpt, probe={**probe, "tasks_by_rank": {}})))
-    assert {j.job_id for j in jobs} < {j.job_id for j in every if j.kind == "probe"}  # the same jobs, fewer
+    got = sorted((j.params["task"], j.params["rank"], j.params["steps"], j.params["batch_size"]) for j in jobs)
+    assert got == [("dep", 0, 5, 16), ("nece", 0, 5, 16), ("nece", 8, 7, 4)]
+    every = expand(load_sweep(_sweep(tmp_path, tiny_ckpt, probe={**probe, "by_rank": {}})))
+    linear = {j.job_id for j in jobs if j.params["rank"] == 0}
+    assert linear < {j.job_id for j in every if j.kind == "probe"}  # the other ranks' jobs are unchanged
+    ranked = next(j for j in jobs if j.params["rank"] == 8)
+    argv = ranked.argv(tiny_ckpt, tmp_path / "w")
+    assert argv[argv.index("--steps") + 1] == "7" and argv[argv.index("--lr") + 1] == "0.005"
+    assert argv[argv.index("--amp") + 1] == "bf16"
 
 
 def test_missing_checkpoint_and_bad_training_config_are_refused_before_running(tmp_path, capsys):
