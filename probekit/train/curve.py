@@ -119,7 +119,8 @@ def on_parent_axis(records: list[dict], parent: dict | None = None) -> list[dict
     that checkpoint). ``parent`` (:func:`probekit.train.plan.training_position` of that folder, or a chain of them
     added with :func:`position_after`) stands for it in the first leg, for logs written before it was recorded or
     whose parent did not record its own. A resumed leg keeps its shift (a log that begins with a resumed leg takes
-    the position its start record carries); a fresh start resets it. Other records are returned unchanged."""
+    ``parent``, else the position its start record carries); a fresh start resets it. Other records are returned
+    unchanged."""
     shift: dict = {}
     out = []
     for r in records:
@@ -129,8 +130,9 @@ def on_parent_axis(records: list[dict], parent: dict | None = None) -> list[dict
                 position = (parent or recorded) if r.get("init_from") else None
                 shift = {k: position.get(k) or 0 for k in SHIFTED_KEYS} if position else {}
                 parent = None  # an explicit parent stands for the first leg only
-            elif not shift and recorded:
-                shift = {k: recorded.get(k) or 0 for k in SHIFTED_KEYS}
+            elif not shift and (parent or recorded):
+                shift = {k: (parent or recorded).get(k) or 0 for k in SHIFTED_KEYS}
+                parent = None
         elif shift and ("loss" in r or r.get("event") == "eval"):
             r = {**r, **{k: r[k] + shift[k] for k in SHIFTED_KEYS if r.get(k) is not None}}
         out.append(r)

@@ -847,6 +847,10 @@ def test_an_init_from_leg_is_placed_after_its_parent(tmp_path, tiny_llama):
     trained = [r for r in placed if "loss" in r]
     assert [r for r in on_parent_axis(bare, position) if "loss" in r] == trained
     # a fresh start resets the shift; a folder without provenance has no position
+    # a log that begins resumed, from a checkpoint that did not record its parent: the explicit one places it
+    resumed = [{"event": "start", "resumed_from": "ckpt", "init_from": "p", "init_from_position": None}]
+    resumed.append({"step": 3, "loss": 1.0, "tokens": 30})
+    assert on_parent_axis(resumed, {"step": 10, "tokens": 100})[-1] == {"step": 13, "loss": 1.0, "tokens": 130}
     fresh = [{"event": "start", "resumed_from": None, "init_from": None}, {"step": 1, "loss": 1.0, "tokens": 1024}]
     assert on_parent_axis(placed + fresh)[-1] == fresh[-1]
     tiny_llama(tmp_path / "llama", 1024)
