@@ -208,7 +208,7 @@ def _notes(table: pd.DataFrame) -> list[str]:
         ranks = [
             f"rank {integer(rank)}"
             + (" (linear probe, not the paper's V-probe)" if integer(rank) == "0" else "")
-            + ("" if len(by_rank) == 1 else f" for {', '.join(tasks)}")
+            + ("" if len(by_rank) == 1 else f" for {', '.join(sorted(tasks, key=list(TASKS).index))}")
             for rank, tasks in by_rank.items()
         ]
         shown.append(f"{ckpt} {model}: read-out {readout_text(g['hook'].iloc[0])}, {' and '.join(ranks)}")
