@@ -23,8 +23,12 @@ one forward), so ``collect_features`` (:mod:`probekit.probe.layers`) reads rank-
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 MIN_SHARED = 0.5
 """An example joins a group when its common prefix with the group's first example is at least this share of
@@ -133,12 +137,12 @@ class PackedBatch:
     """Model inputs of a batch of rows (:func:`row_inputs`) and where each example is read: the hidden state
     ``h[at_row[n], at_col[n]]`` belongs to example ``example[n]`` (an index into the sequences packed)."""
 
-    ids: object
-    positions: object
-    allowed: object
-    at_row: object
-    at_col: object
-    example: object
+    ids: torch.Tensor
+    positions: torch.Tensor
+    allowed: torch.Tensor
+    at_row: torch.Tensor
+    at_col: torch.Tensor
+    example: torch.Tensor
 
 
 def packed_batch(rows: list[Row], pad_id: int, device=None) -> PackedBatch:

@@ -130,8 +130,8 @@ def on_parent_axis(records: list[dict], parent: dict | None = None) -> list[dict
                 position = (parent or recorded) if r.get("init_from") else None
                 shift = {k: position.get(k) or 0 for k in SHIFTED_KEYS} if position else {}
                 parent = None  # an explicit parent stands for the first leg only
-            elif not shift and (parent or recorded):
-                shift = {k: (parent or recorded).get(k) or 0 for k in SHIFTED_KEYS}
+            elif not shift and (start := parent or recorded):
+                shift = {k: start.get(k) or 0 for k in SHIFTED_KEYS}
                 parent = None
         elif shift and ("loss" in r or r.get("event") == "eval"):
             r = {**r, **{k: r[k] + shift[k] for k in SHIFTED_KEYS if r.get(k) is not None}}
