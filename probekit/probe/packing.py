@@ -35,9 +35,6 @@ MIN_SHARED = 0.5
 its tokens (two problems share a few words, a problem's own examples most of their tokens)."""
 MAX_GROUP = 32
 """At most this many examples per row (bounds the row length)."""
-BATCHES = ("examples", "problems")
-"""How a V-probe's training batches are drawn (``VProbe(batches=...)``): random examples, or problem by problem
-so that a batch's examples share their prompts and run packed."""
 
 
 def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
