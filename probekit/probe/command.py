@@ -63,8 +63,8 @@ import json
 import sys
 
 from probekit.configs import comma_choices
+from probekit.probe.packing import BATCHES
 from probekit.probe.readout import READOUT
-from probekit.probe.runs import BATCHES
 from probekit.probe.runs import MODELS as MODEL_CHOICES
 
 TASK_CHOICES = ("nece", "dep", "known", "value", "can_next", "nece_next", "all")

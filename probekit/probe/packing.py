@@ -25,9 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy and torch load when a function runs, so BATCHES reads light (``probekit probe --help``)
+    import numpy as np
     import torch
 
 MIN_SHARED = 0.5
@@ -35,10 +34,15 @@ MIN_SHARED = 0.5
 its tokens (two problems share a few words, a problem's own examples most of their tokens)."""
 MAX_GROUP = 32
 """At most this many examples per row (bounds the row length)."""
+BATCHES = ("examples", "problems")
+"""How a V-probe's training batches are drawn (``VProbe(batches=...)``): random examples, or problem by problem
+so that a batch's examples share their prompts and run packed."""
 
 
 def common_prefix(a: np.ndarray, b: np.ndarray) -> int:
     """Length of the longest common prefix of two token arrays."""
+    import numpy as np
+
     m = min(len(a), len(b))
     differ = np.flatnonzero(a[:m] != b[:m])
     return int(differ[0]) if len(differ) else m
@@ -62,6 +66,8 @@ class Row:
 
 def _row(seqs, members: list[int]) -> Row:
     """Lay out one group: the context is the member sharing the most tokens with the others."""
+    import numpy as np
+
     arrays = [np.asarray(seqs[i]) for i in members]
     if len(members) > 1:
         shared = np.array([[common_prefix(a, b) for b in arrays] for a in arrays])
@@ -90,6 +96,8 @@ def _row(seqs, members: list[int]) -> Row:
 
 def pack_rows(seqs) -> list[Row]:
     """Rows of shared-prefix packed examples (module doc); every example is read in exactly one row."""
+    import numpy as np
+
     order = sorted(range(len(seqs)), key=lambda i: tuple(seqs[i]))
     rows: list[Row] = []
     group: list[int] = []
@@ -110,6 +118,7 @@ def row_inputs(rows: list[Row], pad_id: int):
     """``(ids, positions, allowed)`` of a batch of rows, right-padded: int64 ``(B, L)``, int64 ``(B, L)`` and
     a boolean ``(B, 1, L, L)`` attention mask (True: the query token may attend to the key token). A padding
     token sees only itself."""
+    import numpy as np
     import torch
 
     width = max(len(r) for r in rows)

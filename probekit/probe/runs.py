@@ -17,11 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from probekit.configs import SettingError, check_at_least
-
-BATCHES = ("examples", "problems")
-"""How a V-probe's training batches are drawn (``VProbe(batches=...)``): random examples, or problem by problem
-so that a batch's examples share their prompts and run packed (:mod:`probekit.probe.packing`). Here, not in the
-packing module, so that ``probekit probe --help`` imports no numpy."""
+from probekit.probe.packing import BATCHES
 
 MODELS = ("pretrained", "random-init")
 """The models a probe job can probe: the checkpoint itself and the same architecture randomly initialised."""

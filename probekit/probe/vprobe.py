@@ -77,7 +77,6 @@ from torch import nn
 from probekit.probe import hooks, packing, stats
 from probekit.probe.data import FreshData, ProbeData, check_task, n_classes
 from probekit.probe.estimator import Estimator, NotFittedError
-from probekit.probe.runs import BATCHES
 
 PROBE_WEIGHTS = "probe.safetensors"
 PROBE_CONFIG = "probe.json"
@@ -254,8 +253,8 @@ class VProbe(Estimator):
             raise ValueError(f"rank must be an integer >= 0, not {self.rank!r}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be >= 1")
-        if self.batches not in BATCHES:
-            raise ValueError(f"batches must be one of {', '.join(BATCHES)}, not {self.batches!r}")
+        if self.batches not in packing.BATCHES:
+            raise ValueError(f"batches must be one of {', '.join(packing.BATCHES)}, not {self.batches!r}")
         if self.batches == "problems" and self.backend != "hf":
             raise ValueError("batches='problems' runs packed rows, which the 'hf' back-end reads; use backend='hf'")
 
