@@ -43,10 +43,10 @@ def step_times(probe: VProbe, model, data, steps: int, batch_size: int, seed: in
     amp = probe._amp_dtype()
     micro = probe._micro()
     packed = probe.batches == "problems"
-    order = vprobe._problem_order(data.ids, rng)
+    order = vprobe._problem_order(data.ids, rng) if packed else None
     out = []
     for step in range(steps):
-        if packed:
+        if order is not None:
             start = step * batch_size % max(1, len(order) - batch_size)
             idx = order[start : start + batch_size]
         else:

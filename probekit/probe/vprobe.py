@@ -581,7 +581,7 @@ class VProbe(Estimator):
         amp = self._amp_dtype()
         packed = self.backend == "hf"
         bs = self._eval_batch()
-        order = np.concatenate(_problem_order(data.ids)) if packed else np.argsort(data.lengths, kind="stable")
+        order = np.concatenate(packing.problem_groups(data.ids)) if packed else np.argsort(data.lengths, kind="stable")
         out = torch.empty(len(data), self.model_.config.hidden_size, dtype=torch.float32, device=self.device_)
         for k in range(0, len(order), bs):
             chunk = order[k : k + bs]
@@ -930,12 +930,10 @@ def _example_order(seqs, gen: np.random.Generator) -> np.ndarray:
     return gen.permutation(len(seqs))
 
 
-def _problem_order(seqs, gen: np.random.Generator | None = None):
+def _problem_order(seqs, gen: np.random.Generator) -> np.ndarray:
     """An epoch's order that keeps each problem's examples together (:func:`probekit.probe.packing.problem_groups`):
-    the groups and the examples inside each in random order (``gen``), or as packed (None: a list of groups)."""
+    the groups and the examples inside each in random order."""
     groups = packing.problem_groups(seqs)
-    if gen is None:
-        return [np.asarray(g) for g in groups]
     return np.concatenate([gen.permutation(groups[g]) for g in gen.permutation(len(groups))])
 
 
