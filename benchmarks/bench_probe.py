@@ -43,7 +43,7 @@ def step_times(probe: VProbe, model, data, steps: int, batch_size: int, seed: in
     amp = probe._amp_dtype()
     micro = probe._micro()
     packed = probe.batches == "problems"
-    order = vprobe._problem_order(data.ids, rng) if packed else None
+    order = vprobe._epoch_orders(data.ids, packed=True)(rng) if packed else None
     out = []
     for step in range(steps):
         if order is not None:

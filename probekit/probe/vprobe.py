@@ -540,17 +540,17 @@ class VProbe(Estimator):
         amp = self._amp_dtype()
         micro = self._micro()
         packed = self.batches == "problems"
-        shuffle = _problem_order if packed else _example_order
-        batches = _fresh_batches(data, self.batch_size, gen, shuffle) if isinstance(data, FreshData) else None
+        batches = _fresh_batches(data, self.batch_size, gen, packed) if isinstance(data, FreshData) else None
         if batches is None:
             lengths, y_all = data.lengths, torch.as_tensor(labels)
-            order, pos = shuffle(data.ids, gen), 0
+            draw = _epoch_orders(data.ids, packed)  # the problem groups are found once, not every epoch
+            order, pos = draw(gen), 0
         self.history_ = []
         self.epochs_ = 1
         with self._bar(self.steps, f"probe {self.task} r={self.rank}") as bar:
             for _ in range(self.steps):
                 if batches is None:
-                    idx, order, pos = _next_batch(order, pos, self.batch_size, lambda: shuffle(data.ids, gen))
+                    idx, order, pos = _next_batch(order, pos, self.batch_size, lambda: draw(gen))
                     ids_of = data.ids
                 else:
                     epoch, ids_of, lengths, y_all, idx = next(batches)
@@ -925,21 +925,19 @@ def _pad_id(model) -> int:
     return 0 if pad is None else int(pad)
 
 
-def _example_order(seqs, gen: np.random.Generator) -> np.ndarray:
-    """An epoch's order of the examples ``seqs``: a random permutation."""
-    return gen.permutation(len(seqs))
-
-
-def _problem_order(seqs, gen: np.random.Generator) -> np.ndarray:
-    """An epoch's order that keeps each problem's examples together (:func:`probekit.probe.packing.problem_groups`):
-    the groups and the examples inside each in random order."""
+def _epoch_orders(seqs, packed: bool):
+    """``draw(gen) -> order``: an epoch's order of the examples ``seqs``, a random permutation, or with ``packed``
+    one that keeps each problem's examples together (:func:`probekit.probe.packing.problem_groups`, found once
+    here): the groups and the examples inside each in random order."""
+    if not packed:
+        return lambda gen: gen.permutation(len(seqs))
     groups = packing.problem_groups(seqs)
-    return np.concatenate([gen.permutation(groups[g]) for g in gen.permutation(len(groups))])
+    return lambda gen: np.concatenate([gen.permutation(groups[g]) for g in gen.permutation(len(groups))])
 
 
-def _fresh_batches(data: FreshData, size: int, gen: np.random.Generator, shuffle=_example_order):
-    """Endless ``(epoch, ids, lengths, labels, batch indices)`` over the epochs of ``data``: each epoch in the
-    order ``shuffle(ids, gen)`` draws, ``size`` examples per batch; a batch never mixes epochs (an epoch's last,
+def _fresh_batches(data: FreshData, size: int, gen: np.random.Generator, packed: bool = False):
+    """Endless ``(epoch, ids, lengths, labels, batch indices)`` over the epochs of ``data``: each epoch in an
+    order of :func:`_epoch_orders`, ``size`` examples per batch; a batch never mixes epochs (an epoch's last,
     short batch is dropped, unless the epoch is shorter than one batch)."""
     epoch = 0
     while True:
@@ -947,7 +945,7 @@ def _fresh_batches(data: FreshData, size: int, gen: np.random.Generator, shuffle
         if not len(part):
             raise ValueError(f"epoch {epoch} of the fresh training data has no {data.task_name or ''} example")
         ids, lengths, labels = part.ids, part.lengths, torch.as_tensor(np.asarray(part.labels, dtype=np.int64))
-        order = shuffle(ids, gen)
+        order = _epoch_orders(ids, packed)(gen)
         stop = max(len(order) - size + 1, 1)
         for pos in range(0, stop, size):
             yield epoch, ids, lengths, labels, order[pos : pos + size]

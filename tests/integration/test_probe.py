@@ -490,7 +490,7 @@ def test_problem_batches_train_on_packed_rows_with_the_unpacked_gradients(gpt2, 
     probe = VProbe(task, rank=2, layer=1, steps=1, batches="problems").fit(gpt2, data)
     with torch.no_grad():
         probe.params_.U.normal_(0, 0.5)  # a real update, so the prompt's tokens change too
-    order = vprobe._problem_order(data.ids, np.random.default_rng(0))
+    order = vprobe._epoch_orders(data.ids, packed=True)(np.random.default_rng(0))
     problems = [data.meta["problem"][i] for i in order]
     assert sorted(order) == list(range(len(data)))
     assert sum(a != b for a, b in zip(problems, problems[1:])) == len(set(problems)) - 1  # contiguous problems
