@@ -16,7 +16,7 @@ the group when it shares at least half of its tokens with the group's first exam
 :func:`row_inputs` makes a batch's ids, positions and 4D mask, :func:`packed_batch` adds where each example is
 read. The argument holds for a V-probe's embedding update too (``E + U V^T`` is another frozen embedding for
 one forward), so ``collect_features`` (:mod:`probekit.probe.layers`) reads rank-0 probe features this way and
-:class:`~probekit.probe.vprobe.VProbe` its features and, with ``pack=True``, its training forwards;
+:class:`~probekit.probe.vprobe.VProbe` its features and, with ``batches="problems"``, its training forwards;
 ``tests/integration/test_probe.py`` checks both equal those of the unpacked examples.
 """
 
@@ -37,6 +37,12 @@ MAX_GROUP = 32
 BATCHES = ("examples", "problems")
 """How a V-probe's training batches are drawn (``VProbe(batches=...)``): random examples, or problem by problem
 so that a batch's examples share their prompts and run packed."""
+
+
+def check_batches(batches: str) -> None:
+    """Raise ``ValueError`` unless ``batches`` is one of :data:`BATCHES`."""
+    if batches not in BATCHES:
+        raise ValueError(f"batches must be one of {', '.join(BATCHES)}, not {batches!r}")
 
 
 def common_prefix(a: np.ndarray, b: np.ndarray) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from probekit.configs import SettingError, check_at_least
-from probekit.probe.packing import BATCHES
+from probekit.probe.packing import check_batches
 
 MODELS = ("pretrained", "random-init")
 """The models a probe job can probe: the checkpoint itself and the same architecture randomly initialised."""
@@ -83,8 +83,7 @@ class ProbeRun:
             raise ValueError(f"unknown model {', '.join(bad) or 'none'}: use {', '.join(MODELS)}")
         check_at_least(self, 0, "rank")
         check_at_least(self, 1, "steps", "n_train", "batch_size")
-        if self.batches not in BATCHES:
-            raise ValueError(f"batches must be one of {', '.join(BATCHES)}, not {self.batches!r}")
+        check_batches(self.batches)
 
     def probe_kwargs(self, device: str, preset: str | None = None) -> dict:
         """The :class:`~probekit.probe.vprobe.VProbe` settings of this run on problems of ``preset`` (which sets

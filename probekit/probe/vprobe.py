@@ -253,8 +253,7 @@ class VProbe(Estimator):
             raise ValueError(f"rank must be an integer >= 0, not {self.rank!r}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be >= 1")
-        if self.batches not in packing.BATCHES:
-            raise ValueError(f"batches must be one of {', '.join(packing.BATCHES)}, not {self.batches!r}")
+        packing.check_batches(self.batches)
         if self.batches == "problems" and self.backend != "hf":
             raise ValueError("batches='problems' runs packed rows, which the 'hf' back-end reads; use backend='hf'")
 
