@@ -19,7 +19,7 @@ from probekit.checkpoint import read_provenance, resolve_checkpoint
 from probekit.igsm.presets import Preset
 from probekit.tokenizer import IGSMTokenizer, default_tokenizer
 from probekit.train.checkpointing import ResumePoint, TrainerState, resume_point
-from probekit.train.config import ConfigError, Layout, TrainConfig, required, resolve
+from probekit.train.config import RESUME_KEPT, ConfigError, Layout, TrainConfig, required, resolve
 from probekit.train.curve import position_after
 from probekit.train.data import check_context, training_preset
 from probekit.train.distributed import DistEnv, training_device
@@ -100,7 +100,9 @@ def plan_run(
 
     point = resume_point(cfg, Path(cfg.run.out), resume, resume_from)
     if point is not None:
-        cfg.model.init_from = point.state.config["model"].get("init_from")  # RESUME_KEPT
+        for key in RESUME_KEPT:  # the saved value, whatever this config says
+            section, name = key.split(".")
+            setattr(getattr(cfg, section), name, point.state.config[section].get(name))
         env.say(
             f"probekit train: resuming from {point.checkpoint}"
             + (f" with changed settings: {'; '.join(point.changed)}" if point.changed else "")
