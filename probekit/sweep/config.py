@@ -6,7 +6,7 @@
     results: out/smoke           # the results store (``probekit run --results DIR`` overrides it)
     device: auto                 # auto | cpu | cuda
     checkpoints:                 # label -> checkpoint folder (relative to the current directory)
-      reasoner: models/igsm-med-op4-ip12-gpt2-8-2-reasoner-op4w-b64
+      reasoner: models/igsm-med-op4-ip12-gpt2-8-2-reasoner-op4w-b128
     train:                       # label -> a training run; its final checkpoint joins the checkpoints
       tiny: {config: experiments/train/cpu-tiny.yaml, overrides: [schedule.steps=50], seeds: [0, 1],
              grid: {data.n_problems: [1000, null]}}
