@@ -78,8 +78,7 @@ def compute_labels(problem: Problem, solution: str | None = None) -> Labels:
 def _sentence_params(problem: Problem, solution: str | None) -> list[Param | None]:
     """Per sentence, the problem parameter it defines (``None`` where it defines none)."""
     if solution is None:
-        order: list[Param | None] = list(problem.reference_order)
-        return order
+        return list(problem.reference_order)
     by_name = {problem.name(p): p for p in problem.params}
     return [by_name.get(n) if n is not None else None for n in defined_names(solution)]
 

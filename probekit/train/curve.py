@@ -121,17 +121,20 @@ def on_parent_axis(records: list[dict], parent: dict | None = None) -> list[dict
     whose parent did not record its own. A resumed leg keeps its shift (a log that begins with a resumed leg takes
     ``parent``, else the position its start record carries); a fresh start resets it. Other records are returned
     unchanged."""
+
+    def shift_to(position: dict | None) -> dict:
+        return {k: position.get(k) or 0 for k in SHIFTED_KEYS} if position else {}
+
     shift: dict = {}
     out = []
     for r in records:
         if r.get("event") == "start":
             recorded = r.get("init_from_position")
             if r.get("resumed_from") is None:
-                position = (parent or recorded) if r.get("init_from") else None
-                shift = {k: position.get(k) or 0 for k in SHIFTED_KEYS} if position else {}
+                shift = shift_to((parent or recorded) if r.get("init_from") else None)
                 parent = None  # an explicit parent stands for the first leg only
-            elif not shift and (start := parent or recorded):
-                shift = {k: start.get(k) or 0 for k in SHIFTED_KEYS}
+            elif not shift:
+                shift = shift_to(parent or recorded)
                 parent = None
         elif shift and ("loss" in r or r.get("event") == "eval"):
             r = {**r, **{k: r[k] + shift[k] for k in SHIFTED_KEYS if r.get(k) is not None}}
