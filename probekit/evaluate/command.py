@@ -36,7 +36,11 @@ def register(subparsers) -> argparse.ArgumentParser:
         metavar="CKPT",
         help="checkpoint folder (config.json, model.safetensors, tokenizer, probekit.json)",
     )
-    p.add_argument("--preset", choices=["med", "hard"], help="problem family (default: the checkpoint's, else med)")
+    p.add_argument(
+        "--preset",
+        help="problem family: med, hard, or a restriction of one such as med-op4-ip12 (op <= 4, at most 12 "
+        "instance parameters) (default: the checkpoint's, else med)",
+    )
     p.add_argument("--format", choices=["pq", "qp"], help="problem/question order (default: the checkpoint's, else pq)")
     p.add_argument("--op", type=int, help="force op=K (default: unforced, op <= the preset's max)")
     p.add_argument("--reask", action="store_true", help="re-ask a new query of each op=K problem (needs --op)")

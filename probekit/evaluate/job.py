@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from probekit.configs import SettingError, check_at_least
 from probekit.evaluate.run import EvalReport, evaluate_checkpoint
 from probekit.evaluate.sets import DECODINGS, DEFAULT_N, TOKENS_PER_OP, EvalSet
+from probekit.igsm.presets import resolve_preset
 
 
 @dataclass
@@ -29,7 +30,8 @@ class EvalSpec:
     reask: bool = False
     """Re-ask a new query of each op = K problem (needs ``op``)."""
     preset: str | None = None
-    """Problem family (None: the checkpoint's training family, else med)."""
+    """Problem family: ``med``, ``hard`` or a restriction such as ``med-op4`` or ``med-op4-ip12`` (None: the checkpoint's
+    training family, else med)."""
     format: str | None = None
     """Problem / question order (None: the checkpoint's, else pq)."""
     n: int = DEFAULT_N
@@ -66,6 +68,11 @@ class EvalSpec:
 
         checkpoint_folder(self.checkpoint)
         check_at_least(self, 0, "n", "samples")
+        if self.preset is not None:
+            try:
+                resolve_preset(self.preset)
+            except ValueError as err:
+                raise SettingError("preset", f"names no family the generator can draw: {err}") from None
         if self.decoding not in DECODINGS:
             raise SettingError("decoding", f"must be one of {', '.join(DECODINGS)}, got {self.decoding!r}")
         if self.samples and self.temperature <= 0:

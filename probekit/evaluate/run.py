@@ -21,7 +21,8 @@ with fewer, as many and more sentences than the reference: ``{shorter, same, lon
 their first mistake (:mod:`.errors`, paper Fig. 5: ``errors_calculation``, ``errors_reasoning``,
 ``errors_format``, and ``error_share_calculation`` = calculation / (calculation + reasoning), NaN when both are
 0), ``always_zero_accuracy`` (the accuracy of always answering 0: the trivial baseline a weak model must
-beat), ``accuracy_by_op`` (``{op: [n, correct]}``), the single-step fit over the set's op bins
+beat), ``accuracy_by_op`` (``{op: [n, correct]}``), ``accuracy_by_ip`` (the same by the problem's size, its number
+of instance parameters, ``{ip: [n, correct]}``; accuracy falls with it at a fixed op), the single-step fit over the set's op bins
 (``step_accuracy`` with its interval, the fit's chi-square, p-value and R^2, and ``step_fit_bins``: per op bin
 ``{op, n, correct, accuracy, predicted, residual}`` with ``predicted = step_accuracy ** op`` and
 ``residual`` the standardised residual, :meth:`.metrics.StepFit.bin_table`) and, with a sampler,
@@ -115,8 +116,13 @@ def summarize(
     ops: list[int],
     completions: list[tuple] | None = None,
     sampled: list[list[dict]] | None = None,
+    ips: list[int] | None = None,
 ) -> dict:
-    """The summary row of one set from its judgements (see the module docstring for the keys)."""
+    """The summary row of one set from its judgements (see the module docstring for the keys).
+
+    ``ops`` and ``ips`` hold each problem's number of operations and instance parameters (without ``ips`` the row
+    has no ``accuracy_by_ip``).
+    """
     correct = [j["correct"] for j in judged]
     verdicts = [j["verdict"] for j in judged]
     row = {**eval_set.to_dict(), **metrics.proportion(correct)}
@@ -144,7 +150,9 @@ def summarize(
         sum(v["expected_answer"] == 0 for v in verdicts) / len(verdicts) if verdicts else math.nan
     )
     steps, n, k = metrics.counts_by_steps(ops, correct)
-    row["accuracy_by_op"] = {int(s): [int(a), int(b)] for s, a, b in zip(steps, n, k)}
+    row["accuracy_by_op"] = _count_table(steps, n, k)
+    if ips is not None:
+        row["accuracy_by_ip"] = _count_table(*metrics.counts_by_steps(ips, correct))
     fit = metrics.fit_step_accuracy(steps, n, k)
     row.update(_fit_columns(fit, "step_accuracy"))
     row["step_fit_bins"] = fit.bin_table()
@@ -156,6 +164,10 @@ def summarize(
         fit = metrics.fit_step_accuracy(*metrics.counts_by_steps(ops, counts, trials))
         row.update(_fit_columns(fit, "step_accuracy_sampled", short=True))
     return row
+
+
+def _count_table(keys, n, k) -> dict[int, list[int]]:
+    return {int(key): [int(a), int(b)] for key, a, b in zip(keys, n, k)}
 
 
 def _fit_columns(fit: metrics.StepFit, prefix: str, short: bool = False) -> dict:
@@ -211,7 +223,7 @@ def evaluate_set(
             raise RuntimeError("the sampler returned different numbers of samples per prompt")
 
     ops = [p.op_count() for p, _ in drawn]
-    row = summarize(eval_set, judged, ops, completions, sampled)
+    row = summarize(eval_set, judged, ops, completions, sampled, ips=[len(p.edges) for p, _ in drawn])
     row.update(set_health(drawn))
     if sample is not None:
         row["temperature"] = getattr(sample, "temperature", None)

@@ -29,6 +29,10 @@ class Preset:
 PRESETS: Mapping[str, Preset] = MappingProxyType({"med": Preset("med", 15, 20), "hard": Preset("hard", 21, 28)})
 """The paper's families by name (read-only)."""
 
+MIN_MAX_EDGE = 12
+"""The smallest instance-parameter bound the generator can draw under: its structure graphs need room for
+(depth - 1) * width = 3 * 4 edges (:func:`~probekit.igsm.generate.draw_problem`)."""
+
 _DERIVED = re.compile(r"(?P<base>[a-z]+)(?:-op(?P<max_op>[1-9][0-9]*))?(?:-ip(?P<max_edge>[1-9][0-9]*))?")
 
 
@@ -46,7 +50,8 @@ def preset_name(base: str, max_op: int | None = None, max_edge: int | None = Non
 def resolve_preset(name: str) -> Preset:
     """The family ``name`` denotes: a base preset (``med``) or a restriction of one (``med-op4-ip12``).
 
-    Raises ``ValueError`` for any other name (an unknown base, a bound below 1, a non-canonical spelling).
+    Raises ``ValueError`` for any other name (an unknown base, a bound below 1, a non-canonical spelling) and for
+    an edge bound below :data:`MIN_MAX_EDGE`.
     """
     match = _DERIVED.fullmatch(name) if isinstance(name, str) else None
     base = PRESETS.get(match["base"]) if match else None
@@ -57,6 +62,11 @@ def resolve_preset(name: str) -> Preset:
     if name == base.name:
         return base
     max_op, max_edge = match["max_op"], match["max_edge"]
+    if max_edge is not None and int(max_edge) < MIN_MAX_EDGE:
+        raise ValueError(
+            f"preset {name!r} bounds the instance parameters at {max_edge}; the generator needs at least "
+            f"{MIN_MAX_EDGE} (room for its smallest structure graphs)"
+        )
     return Preset(
         name,
         int(max_op) if max_op is not None else base.max_op,

@@ -49,13 +49,12 @@ from probekit.configs import (
     type_fields,
 )
 from probekit.igsm.generate import HELDOUT_SEED_BASE
-from probekit.igsm.presets import preset_name
+from probekit.igsm.presets import MIN_MAX_EDGE, preset_name
 
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
     "med": {"context": 768, "batch_size": 512, "steps": 100_000, "weight_decay": 0.05},
     "hard": {"context": 1024, "batch_size": 256, "steps": 200_000, "weight_decay": 0.03},
 }
-MIN_MAX_EDGE = 12  # the generator needs room for (depth - 1) * min width = 3 * 4 structure edges
 
 _T = TypeVar("_T")
 

@@ -535,6 +535,24 @@ def test_sampling_metrics_with_fake_sampler_and_suite_fit():
     json.dumps(report.json_rows(), allow_nan=False)
 
 
+def test_accuracy_by_ip_counts_each_problem_size():
+    drawn = _drawn("med", 3)
+    sizes = [len(problem.edges) for problem, _ in drawn]
+    cut = sorted(sizes)[len(sizes) // 2]
+    right = _reference_generator(drawn)
+    from probekit.igsm.render import prompt_text
+
+    small = {prompt_text(p, "pq") for p, _ in drawn if len(p.edges) <= cut}
+
+    def generate(prompts):  # right on problems with at most `cut` instance parameters, a wrong answer above
+        return [pair if prompt in small else (pair[0], "-1") for prompt, pair in zip(prompts, right(prompts))]
+
+    row = evaluate_set(EvalSet("med", 3, n=6, seed=5), drawn, generate).row
+    expected = {ip: [sizes.count(ip), sizes.count(ip) if ip <= cut else 0] for ip in set(sizes)}
+    assert row["accuracy_by_ip"] == expected
+    assert sum(n for n, _ in expected.values()) == 6 and row["correct"] == sum(k for _, k in expected.values())
+
+
 def test_summary_file(tmp_path):
     drawn = _drawn("med", 3)
     row = evaluate_set(EvalSet("med", 3, n=6, seed=5), drawn, _reference_generator(drawn)).row
@@ -735,6 +753,23 @@ def test_eval_decoding_option_reaches_the_rows(tmp_path, tiny_models):
     assert json.loads((tmp_path / "out" / "eval.json").read_text())["decoding"] == "beam-sample"
     status, stdout = _run_eval(argv)
     assert status == 0 and json.loads(stdout)[0]["decoding"] == "greedy"
+
+
+@needs_torch
+def test_eval_preset_option_takes_a_restricted_family(tmp_path, tiny_models):
+    """``--preset med-op3-ip12`` evaluates on that family whatever the checkpoint was trained on (med): every problem
+    has at most 12 instance parameters and op <= 3, and the rows count them in ``accuracy_by_ip``."""
+    ckpt = save_checkpoint(tiny_models["gpt2-tiny"], TOK, tmp_path / "ckpt", {"data": {"preset": "med"}})
+    argv = [str(ckpt), "--preset", "med-op3-ip12", "--sets", "2,unforced", "--n", "4", "--max-new-tokens", "8"]
+    status, stdout = _run_eval([*argv, "--json", "--quiet", "--workers", "1", "--out", str(tmp_path / "out")])
+    assert status == 0
+    rows = json.loads(stdout)
+    assert [(r["preset"], r["op"]) for r in rows] == [("med-op3-ip12", 2), ("med-op3-ip12", None)]
+    records = [json.loads(line) for line in (tmp_path / "out" / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 8 and all(r["op"] <= 3 and r["ip"] <= 12 for r in records)
+    for row in rows:
+        assert sum(n for n, _ in row["accuracy_by_ip"].values()) == 4
+        assert max(int(ip) for ip in row["accuracy_by_ip"]) <= 12
 
 
 def _run_eval(argv: list[str]) -> tuple[int, str]:

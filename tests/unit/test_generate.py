@@ -184,7 +184,7 @@ def test_derived_presets_are_values_resolved_from_their_names():
     assert dict(PRESETS) == before == {"med": Preset("med", 15, 20), "hard": Preset("hard", 21, 28)}  # untouched
     with pytest.raises(TypeError):
         PRESETS["med-op4"] = restricted  # read-only
-    for bad in ("easy", "med-op0", "med-op04", "med-ip12-op4", "med-op4-", "medium-op4"):
+    for bad in ("easy", "med-op0", "med-op04", "med-ip12-op4", "med-op4-", "medium-op4", "med-op4-ip11"):
         with pytest.raises(ValueError, match="preset"):
             resolve_preset(bad)
     with pytest.raises(ValueError, match="preset"):
