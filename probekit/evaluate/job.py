@@ -30,8 +30,8 @@ class EvalSpec:
     reask: bool = False
     """Re-ask a new query of each op = K problem (needs ``op``)."""
     preset: str | None = None
-    """Problem family: ``med``, ``hard`` or a restriction such as ``med-op4`` or ``med-op4-ip12`` (None: the checkpoint's
-    training family, else med)."""
+    """Problem family: ``med``, ``hard`` or a restriction such as ``med-op4-ip12`` (None: the checkpoint's training
+    family, else med)."""
     format: str | None = None
     """Problem / question order (None: the checkpoint's, else pq)."""
     n: int = DEFAULT_N

@@ -21,9 +21,9 @@ with fewer, as many and more sentences than the reference: ``{shorter, same, lon
 their first mistake (:mod:`.errors`, paper Fig. 5: ``errors_calculation``, ``errors_reasoning``,
 ``errors_format``, and ``error_share_calculation`` = calculation / (calculation + reasoning), NaN when both are
 0), ``always_zero_accuracy`` (the accuracy of always answering 0: the trivial baseline a weak model must
-beat), ``accuracy_by_op`` (``{op: [n, correct]}``), ``accuracy_by_ip`` (the same by the problem's size, its number
-of instance parameters, ``{ip: [n, correct]}``; accuracy falls with it at a fixed op), the single-step fit over the set's op bins
-(``step_accuracy`` with its interval, the fit's chi-square, p-value and R^2, and ``step_fit_bins``: per op bin
+beat), ``accuracy_by_op`` (``{op: [n, correct]}``), ``accuracy_by_ip`` (the same by the problem's number of
+instance parameters, ``{ip: [n, correct]}``), the single-step fit over the set's op bins (``step_accuracy``
+with its interval, the fit's chi-square, p-value and R^2, and ``step_fit_bins``: per op bin
 ``{op, n, correct, accuracy, predicted, residual}`` with ``predicted = step_accuracy ** op`` and
 ``residual`` the standardised residual, :meth:`.metrics.StepFit.bin_table`) and, with a sampler,
 ``samples``, ``pass_at_1`` (greedy), ``pass_at_n``, ``pass_ratio_at_n`` with intervals and
