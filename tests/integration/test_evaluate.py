@@ -33,6 +33,7 @@ from probekit.evaluate.sets import EvalSet, default_suite, draw_set, parse_sets,
 from probekit.igsm.check import MISTAKE_KINDS, check_solution, parse_solution
 from probekit.igsm.generate import HELDOUT_SEED_BASE
 from probekit.igsm.jobs import check_record
+from probekit.igsm.render import prompt_text
 
 Z2 = metrics.Z95**2
 
@@ -353,8 +354,6 @@ def _drawn(preset: str, op: int | None, n: int = 6, reask: bool = False):
 
 def _reference_generator(drawn):
     by_prompt = {}
-    from probekit.igsm.render import prompt_text
-
     for problem, reference in drawn:
         by_prompt[prompt_text(problem, "pq")] = (reference, str(problem.answer))
     return lambda prompts: [by_prompt[p] for p in prompts]
@@ -540,8 +539,6 @@ def test_accuracy_by_ip_counts_each_problem_size():
     sizes = [len(problem.edges) for problem, _ in drawn]
     cut = sorted(sizes)[len(sizes) // 2]
     right = _reference_generator(drawn)
-    from probekit.igsm.render import prompt_text
-
     small = {prompt_text(p, "pq") for p, _ in drawn if len(p.edges) <= cut}
 
     def generate(prompts):  # right on problems with at most `cut` instance parameters, a wrong answer above
@@ -678,8 +675,6 @@ def tiny_models():
 
 
 def _prompts(k=3):
-    from probekit.igsm.render import prompt_text
-
     return [prompt_text(p, "pq") for p, _ in _drawn("med", 3, n=k)] + [
         prompt_text(p, "pq") for p, _ in _drawn("med", 8, n=1)
     ]
