@@ -662,6 +662,9 @@ if __name__ == "__main__":
     result = train(load_config(None, overrides))
     rank = int(os.environ["RANK"])
     torch.save({k: v.detach().cpu() for k, v in result.model.state_dict().items()}, os.path.join(out, f"rank{rank}.pt"))
+    if os.path.isdir("/proc/self/task"):  # the OS threads left once train() has returned
+        names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+        open(os.path.join(out, f"threads{rank}.txt"), "w").write(" ".join(names))
 """
 
 
@@ -704,6 +707,10 @@ def test_ddp_two_processes_match_one(tmp_path):
     s1 = single.model.state_dict()
     for key in r0:
         torch.testing.assert_close(r0[key], s1[key], rtol=1e-4, atol=1e-5)
+    for rank in (0, 1):  # the gloo group is gone, not kept alive into interpreter exit (where it can abort a rank)
+        threads = tmp_path / f"threads{rank}.txt"
+        if threads.exists():
+            assert "pt_gloo_runloop" not in threads.read_text().split(), threads.read_text()
 
 
 @pytest.mark.slow
