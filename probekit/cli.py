@@ -15,6 +15,8 @@ import sys
 import time
 from collections import Counter
 
+from probekit.igsm.presets import FAMILY_HELP, resolve_preset
+
 
 def _progress(total: int | None, desc: str, quiet: bool):
     from tqdm import tqdm
@@ -38,6 +40,14 @@ def _print_summary(title: str, rows: dict, as_json: bool, stdout_free: bool) -> 
 
 
 # ---------------------------------------------------------------------------- generate
+def _family(name: str) -> str:
+    """``--preset``: a family the generator can draw (:func:`~probekit.igsm.presets.resolve_preset`)."""
+    try:
+        return resolve_preset(name).name
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def generate_command(args) -> int:
     from probekit.igsm.generate import GenerationConfig
     from probekit.igsm.jobs import generate_records
@@ -139,7 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
 
     g = sub.add_parser("generate", help="generate iGSM problems with reference solutions (JSONL)")
-    g.add_argument("--preset", choices=["med", "hard"], default="med", help="med: op<=15, ip<=20; hard: op<=21, ip<=28")
+    g.add_argument(
+        "--preset",
+        type=_family,
+        default="med",
+        help=f"{FAMILY_HELP} (med: op <= 15, ip <= 20; hard: op <= 21, ip <= 28; default med)",
+    )
     g.add_argument(
         "--op",
         type=int,

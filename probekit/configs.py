@@ -15,6 +15,8 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 
+from probekit.igsm.presets import resolve_preset
+
 
 class ConfigError(ValueError):
     """A configuration that cannot run; the message says which key and why."""
@@ -42,6 +44,17 @@ def check_at_least(spec, minimum: float, *names: str) -> None:
         value = getattr(spec, name)
         if value is not None and value < minimum:
             raise SettingError(name, f"must be >= {minimum}, got {value}")
+
+
+def check_preset(spec) -> None:
+    """Raise :class:`SettingError` when ``spec.preset`` names no family the generator can draw (None passes:
+    the checkpoint's family, chosen later)."""
+    if spec.preset is None:
+        return
+    try:
+        resolve_preset(spec.preset)
+    except ValueError as err:
+        raise SettingError("preset", f"names no family the generator can draw: {err}") from None
 
 
 def comma_choices(choices):

@@ -14,6 +14,8 @@ import json
 import os
 import sys
 
+from probekit.igsm.presets import FAMILY_HELP
+
 SET_HELP = (
     "evaluation sets, a comma list: 'default' (the paper's suite: op<=max unforced, op=max, the OOD ops "
     "med 20..23 / hard 28..32, and reask versions of the OOD ops), 'id', 'ood', 'reask', 'unforced', "
@@ -38,8 +40,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--preset",
-        help="problem family: med, hard, or a restriction of one such as med-op4-ip12 (op <= 4, at most 12 "
-        "instance parameters) (default: the checkpoint's, else med)",
+        help=f"{FAMILY_HELP} (default: the checkpoint's, else med)",
     )
     p.add_argument("--format", choices=["pq", "qp"], help="problem/question order (default: the checkpoint's, else pq)")
     p.add_argument("--op", type=int, help="force op=K (default: unforced, op <= the preset's max)")

@@ -10,10 +10,9 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from probekit.configs import SettingError, check_at_least
+from probekit.configs import SettingError, check_at_least, check_preset
 from probekit.evaluate.run import EvalReport, evaluate_checkpoint
 from probekit.evaluate.sets import DECODINGS, DEFAULT_N, TOKENS_PER_OP, EvalSet
-from probekit.igsm.presets import resolve_preset
 
 
 @dataclass
@@ -68,11 +67,7 @@ class EvalSpec:
 
         checkpoint_folder(self.checkpoint)
         check_at_least(self, 0, "n", "samples")
-        if self.preset is not None:
-            try:
-                resolve_preset(self.preset)
-            except ValueError as err:
-                raise SettingError("preset", f"names no family the generator can draw: {err}") from None
+        check_preset(self)
         if self.decoding not in DECODINGS:
             raise SettingError("decoding", f"must be one of {', '.join(DECODINGS)}, got {self.decoding!r}")
         if self.samples and self.temperature <= 0:

@@ -25,6 +25,11 @@ class Preset:
     max_op: int
     max_edge: int
 
+    @property
+    def base(self) -> str:
+        """The paper's family this one restricts (``med`` for ``med-op4-ip12``; its own name for a base)."""
+        return self.name.split("-", 1)[0]
+
 
 PRESETS: Mapping[str, Preset] = MappingProxyType({"med": Preset("med", 15, 20), "hard": Preset("hard", 21, 28)})
 """The paper's families by name (read-only)."""
@@ -32,6 +37,11 @@ PRESETS: Mapping[str, Preset] = MappingProxyType({"med": Preset("med", 15, 20), 
 MIN_MAX_EDGE = 12
 """The smallest instance-parameter bound the generator can draw under: its structure graphs need room for
 (depth - 1) * width = 3 * 4 edges (:func:`~probekit.igsm.generate.draw_problem`)."""
+
+FAMILY_HELP = (
+    "problem family: med, hard, or a restriction of one such as med-op4-ip12 (op <= 4, at most 12 instance parameters)"
+)
+"""What a command's ``--preset`` takes (its help text, before the command's default)."""
 
 _DERIVED = re.compile(r"(?P<base>[a-z]+)(?:-op(?P<max_op>[1-9][0-9]*))?(?:-ip(?P<max_edge>[1-9][0-9]*))?")
 

@@ -63,6 +63,7 @@ import json
 import sys
 
 from probekit.configs import comma_choices
+from probekit.igsm.presets import FAMILY_HELP
 from probekit.probe.packing import BATCHES
 from probekit.probe.readout import READOUT
 from probekit.probe.runs import MODELS as MODEL_CHOICES
@@ -144,9 +145,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--preset",
-        choices=("med", "hard"),
         default=None,
-        help="iGSM preset (default: the checkpoint's training data preset, else med)",
+        help=f"{FAMILY_HELP} (default: the checkpoint's training family, else med)",
     )
     p.add_argument("--format", choices=("pq", "qp"), default="pq", help="problem format (default pq)")
     p.add_argument("--op", type=int, default=None, help="force the op of every problem")

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from probekit.configs import SettingError, check_at_least
+from probekit.configs import SettingError, check_at_least, check_preset
+from probekit.igsm.presets import resolve_preset
 from probekit.probe.packing import check_batches
 
 MODELS = ("pretrained", "random-init")
@@ -27,8 +28,9 @@ PROBE_BATCH_SIZE = {"med": 256, "hard": 128}
 
 
 def probe_batch_size(preset: str | None) -> int:
-    """The paper's probe batch size for ``preset`` (App. F.2: 256 for med, 128 for hard; 256 otherwise)."""
-    return PROBE_BATCH_SIZE.get(preset or "med", PROBE_BATCH_SIZE["med"])
+    """The paper's probe batch size for ``preset`` (App. F.2: 256 for med, 128 for hard), a restricted family
+    (``hard-op4``) taking its base's (None: med's)."""
+    return PROBE_BATCH_SIZE[resolve_preset(preset or "med").base]
 
 
 @dataclass
@@ -55,7 +57,8 @@ class ProbeRun:
     per_problem: int = 10
     """Examples per problem and task."""
     preset: str | None = None
-    """iGSM preset (None: the checkpoint's training family, else med)."""
+    """iGSM family: med, hard or a restriction such as med-op4-ip12 (None: the checkpoint's training family,
+    else med)."""
     format: str = "pq"
     op: int | None = None
     """Force the op of every problem."""
@@ -84,6 +87,7 @@ class ProbeRun:
         check_at_least(self, 0, "rank")
         check_at_least(self, 1, "steps", "n_train", "batch_size")
         check_batches(self.batches)
+        check_preset(self)
 
     def probe_kwargs(self, device: str, preset: str | None = None) -> dict:
         """The :class:`~probekit.probe.vprobe.VProbe` settings of this run on problems of ``preset`` (which sets

@@ -28,7 +28,7 @@ from probekit.igsm.generate import (
     draw_problem,
     generate_record,
 )
-from probekit.igsm.presets import PRESETS
+from probekit.igsm.presets import PRESETS, resolve_preset
 from probekit.igsm.render import SPLIT_BINS, template_bin
 from probekit.records import atomic_output, dumps
 
@@ -125,12 +125,12 @@ def test_generate_is_deterministic_across_runs_workers_and_start(tmp_path, ref_p
     assert [r["problem"] for r in other] != [json.loads(x)["problem"] for x in lines]
 
 
-@pytest.mark.parametrize("preset,op", [("med", 3), ("med", 15), ("hard", 20)])
+@pytest.mark.parametrize("preset,op", [("med", 3), ("med", 15), ("hard", 20), ("med-op4-ip12", 4)])
 def test_generate_op_forces_the_op_count(tmp_path, preset, op):
     records = records_of(generate(tmp_path / "op.jsonl", "--preset", preset, "--op", op, n=4))
     assert len(records) == 4
     assert all(r["op"] == op and r["preset"] == preset for r in records)
-    assert all(r["ip"] <= PRESETS[preset].max_edge for r in records)
+    assert all(r["ip"] <= resolve_preset(preset).max_edge for r in records)
 
 
 def test_generate_format_qp_puts_the_question_first(tmp_path, ref_records):
@@ -206,6 +206,7 @@ def test_generate_json_without_out_keeps_stdout_for_records(capsys):
         ["--n", "2", "--op", "0"],
         ["--n", "2", "--op", "53"],
         ["--n", "2", "--preset", "easy"],
+        ["--n", "2", "--preset", "med-op4-ip6"],
         ["--n", "2", "--format", "xy"],
         ["--n", "2", "--split", "dev"],
         [],

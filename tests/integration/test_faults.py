@@ -291,6 +291,7 @@ def test_overrides_may_follow_flags_and_unknown_flags_are_still_refused(capsys):
         (["eval", str(REASONER), "--n", "-1"], "--n must be >= 0, got -1"),
         (["eval", str(REASONER), "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
         (["eval", str(REASONER), "--preset", "med-op4-ip6"], "--preset names no family the generator can draw"),
+        (["probe", str(REASONER), "--preset", "hard-op0"], "--preset names no family the generator can draw"),
     ],
 )
 def test_a_setting_out_of_range_names_its_flag(argv, message):

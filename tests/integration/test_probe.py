@@ -577,6 +577,9 @@ def test_probe_defaults_follow_the_paper():
     assert spec.models == ("pretrained", "random-init") and spec.batch_size is None
     assert spec.probe_kwargs("cpu", "med")["batch_size"] == 256
     assert spec.probe_kwargs("cpu", "hard")["batch_size"] == 128
+    assert spec.probe_kwargs("cpu", "hard-op4-ip12")["batch_size"] == 128  # a restricted family: its base's
+    assert spec.probe_kwargs("cpu", "med-op4-ip12")["batch_size"] == spec.probe_kwargs("cpu", None)["batch_size"] == 256
+    assert build_spec(parser.parse_args(["probe", "ckpt", "--preset", "hard-op4"])).preset == "hard-op4"
     assert (
         build_spec(parser.parse_args(["probe", "ckpt", "--batch-size", "64"])).probe_kwargs("cpu", "hard")["batch_size"]
         == 64
