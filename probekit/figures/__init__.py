@@ -15,6 +15,8 @@ Physics of Language Models, Part 2.1 (iGSM)
 - ``fig9``  -- depth vs width: accuracy table, checkpoints by (layers, width) x evaluation sets;
 - ``fig10`` -- nece probe accuracy by layer and distance to the query (heat map per checkpoint);
 - ``fig12`` -- dep and nece_next probe accuracy on positive and negative labels;
+- ``by_size`` -- accuracy against the problem's number of instance parameters, per evaluation set (not in the
+  paper: at a fixed op, how accuracy falls with the problem's size);
 
 Xwin-Math (arXiv 2403.04706)
 

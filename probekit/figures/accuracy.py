@@ -1,4 +1,4 @@
-"""Generation-accuracy figures from ``kind == "accuracy"`` rows: fig3, fig4, fig9, stability, step_fit.
+"""Generation-accuracy figures from ``kind == "accuracy"`` rows: fig3, fig4, fig9, stability, step_fit, by_size.
 
 Rows are pooled over evaluation seeds per (checkpoint, preset, format, set): counts are summed and the
 Wilson 95% interval is recomputed from the pooled counts; means (unnecessary parameters per correct
@@ -16,6 +16,8 @@ solution, the always-0 baseline) are weighted by the rows' counts.
   with the single-step model ``step_accuracy ** op`` refitted on the pooled counts by
   :func:`probekit.evaluate.metrics.fit_step_accuracy` over all bins (solid) and over the first four bins
   (dashed, the paper's dashed curve); options ``weighting`` (``counts`` | ``bins``) and ``first_bins``.
+- **by_size**: accuracy against the problem's number of instance parameters, one line per non-reask evaluation
+  set (so at a fixed op for the ``op=K`` sets), one panel per checkpoint, from the rows' ``accuracy_by_ip`` counts.
 """
 
 from __future__ import annotations
@@ -329,25 +331,50 @@ def stability(results: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------------------------- step fit
-def pooled_by_op(rows: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per checkpoint, ``(ops, n, correct)`` summed from ``accuracy_by_op`` over its non-reask rows."""
+def pooled_counts(rows: pd.DataFrame, table: str, by: str | list[str]) -> dict:
+    """``{key: (values, n, correct)}``: the count tables ``{value: [n, correct]}`` of column ``table`` (a dict or
+    its JSON) summed over the non-reask ``rows`` of each key of column(s) ``by`` (a tuple for several); NoData
+    when no such row has one."""
     rows = rows[floats(column(rows, "reask")) != 1]
-    counts: dict[str, dict[int, list[int]]] = {}
-    for ckpt, raw in zip(rows["checkpoint"], rows["accuracy_by_op"]):
-        if not isinstance(raw, str):
+    keys = zip(*(rows[c] for c in by)) if isinstance(by, list) else rows[by]
+    counts: dict = {}
+    for key, raw in zip(keys, column(rows, table)):
+        cells = json.loads(raw) if isinstance(raw, str) else raw
+        if not isinstance(cells, dict):
             continue
-        bins = counts.setdefault(ckpt, {})
-        for op, (n, k) in json.loads(raw).items():
-            cell = bins.setdefault(int(op), [0, 0])
+        bins = counts.setdefault(key, {})
+        for value, (n, k) in cells.items():
+            cell = bins.setdefault(int(value), [0, 0])
             cell[0] += int(n)
             cell[1] += int(k)
+    if not counts:
+        raise NoData(f"no non-reask accuracy rows with {table} counts")
     out = {}
-    for ckpt, bins in counts.items():
-        ops = np.array(sorted(bins), dtype=int)
-        out[ckpt] = (ops, np.array([bins[o][0] for o in ops]), np.array([bins[o][1] for o in ops]))
-    if not out:
-        raise NoData("no non-reask accuracy rows with accuracy_by_op counts")
+    for key, bins in counts.items():
+        values = np.array(sorted(bins), dtype=int)
+        out[key] = (values, np.array([bins[v][0] for v in values]), np.array([bins[v][1] for v in values]))
     return out
+
+
+def pooled_by_op(rows: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per checkpoint, ``(ops, n, correct)`` summed from ``accuracy_by_op`` over its non-reask rows."""
+    return pooled_counts(rows, "accuracy_by_op", "checkpoint")
+
+
+def _measured(ax, x: np.ndarray, n: np.ndarray, k: np.ndarray, color: str, label: str, fmt: str = "o") -> None:
+    """Accuracy ``k / n`` at ``x`` with Wilson 95% whiskers."""
+    acc = k / n
+    bounds = np.array([wilson_interval(ki, ni) for ki, ni in zip(k, n)])
+    ax.errorbar(
+        x,
+        acc,
+        yerr=np.clip([acc - bounds[:, 0], bounds[:, 1] - acc], 0, None),
+        fmt=fmt,
+        ms=3,
+        color=color,
+        capsize=2,
+        label=label,
+    )
 
 
 def step_fits(
@@ -396,18 +423,7 @@ def step_fit(
     notes = []
     for ckpt in checkpoint_order(rows):
         (ops, n, k), fit = fits[ckpt]
-        acc = k / n
-        bounds = np.array([wilson_interval(ki, ni) for ki, ni in zip(k, n)])
-        ax.errorbar(
-            ops,
-            acc,
-            yerr=np.clip([acc - bounds[:, 0], bounds[:, 1] - acc], 0, None),
-            fmt="o",
-            ms=3,
-            color=colors[ckpt],
-            capsize=2,
-            label=f"{ckpt} (measured)",
-        )
+        _measured(ax, ops, n, k, colors[ckpt], f"{ckpt} (measured)")
         _draw_fit(ax, ops, fit, colors[ckpt], "-", f"{ckpt}: {fit.step_accuracy:.4f}^op")
         notes.append(_fit_line(ckpt, fit))
         if len(ops) > first_bins:
@@ -441,3 +457,45 @@ def step_fit(
         notes,
     )
     return save_figure(fig, Path(out_dir) / "step_fit", text)
+
+
+# ---------------------------------------------------------------------------------------------- by size
+def by_size(results: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Accuracy against the problem's size (its number of instance parameters): one panel per checkpoint, one
+    line per non-reask evaluation set, Wilson 95% intervals; counts pooled over seeds from ``accuracy_by_ip``
+    (rows of ``probekit eval`` since it records them)."""
+    rows = rows_of(results, "accuracy", ("checkpoint", "set"))
+    if column(rows, "accuracy_by_ip").isna().all():
+        raise NoData(
+            "the 'accuracy' rows have no accuracy_by_ip counts (rows written before probekit eval counted problems "
+            "by size: delete their job files under the results store's jobs/ and run the sweep again)"
+        )
+    pooled = pooled_counts(rows, "accuracy_by_ip", ["checkpoint", "set"])
+    rows = rows[[key in pooled for key in zip(rows["checkpoint"], rows["set"])]]
+    ckpts = checkpoint_order(rows)
+    sets = sorted_sets(rows["set"])
+    colors = dict(zip(sets, CYCLE * (len(sets) // len(CYCLE) + 1)))
+    fig, axes = grid(len(ckpts), ncols=min(3, len(ckpts)), width=4.2, height=3.2)
+    notes = []
+    for ax, ckpt in zip(axes, ckpts):
+        for name in sets:
+            if (ckpt, name) not in pooled:
+                continue
+            ips, n, k = pooled[(ckpt, name)]
+            _measured(ax, ips, n, k, colors[name], name, fmt="o-")
+            cells = ", ".join(f"{ip}: {ki}/{ni}" for ip, ni, ki in zip(ips, n, k))
+            notes.append(f"{ckpt}, {name}: correct/n by instance parameters {cells}.")
+        ax.set(xlabel="instance parameters in the problem", ylabel="full-solution accuracy", ylim=(0, 1.05), title=ckpt)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    legend_below(fig, axes)
+    text = caption(
+        "Accuracy by problem size: full-solution accuracy against the problem's number of instance parameters.",
+        "points = accuracy of the problems with that many instance parameters, Wilson 95% intervals, one line per "
+        "non-reask evaluation set (an op=K set holds the op fixed), one panel per checkpoint; counts pooled over "
+        "evaluation seeds (accuracy_by_ip of probekit eval's rows).",
+        ACCURACY_LABEL + "; x: instance parameters of the problem",
+        count_range(np.concatenate([n for _, n, _ in pooled.values()]), "problems per point"),
+        rows,
+        notes,
+    )
+    return save_figure(fig, Path(out_dir) / "by_size", text)

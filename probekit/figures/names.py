@@ -27,6 +27,7 @@ SOURCES: dict[str, Source] = {
     "fig12": Source("probing", "probe"),
     "stability": Source("accuracy", "accuracy"),
     "step_fit": Source("accuracy", "accuracy"),
+    "by_size": Source("accuracy", "accuracy"),
     "scaling_accuracy": Source("scaling", "accuracy"),
     "scaling_stability": Source("scaling", "accuracy"),
     "scaling_steps": Source("scaling", "accuracy"),

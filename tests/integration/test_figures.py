@@ -54,6 +54,7 @@ def _accuracy_rows(rng) -> list[dict]:
                 by_op = {str(o): [int(n), int(rng.binomial(n, 0.97**o))] for o in ops for n in [rng.integers(20, 60)]}
                 n = sum(v[0] for v in by_op.values())
                 k = sum(v[1] for v in by_op.values())
+                by_ip = {"3": [n // 2, k // 2], "7": [n - n // 2, k - k // 2]}
                 low, high = wilson_interval(k, n)
                 samples = 8 if seed == 0 else math.nan
                 rows.append(
@@ -73,6 +74,7 @@ def _accuracy_rows(rng) -> list[dict]:
                         "unnecessary_per_correct": 0.5 if reask else 0.02,
                         "first_error_position": 0.6,
                         "accuracy_by_op": json.dumps(by_op),
+                        "accuracy_by_ip": json.dumps(by_ip),
                         "always_zero_accuracy": 0.05,
                         "kind_wrong_value": n - k,
                         "samples": samples,
@@ -381,6 +383,27 @@ def test_step_fit_reports_the_refit_on_pooled_counts(rendered, store):
             assert (
                 f"{ckpt} (weighted by bin counts, the first 4 op bins): step accuracy {part.step_accuracy:.4f}" in text
             )
+
+
+def test_by_size_pools_each_sets_counts_over_seeds(rendered, store, tmp_path):
+    from probekit.figures.accuracy import by_size
+
+    out, _ = rendered
+    text = (out / "by_size.txt").read_text()
+    rows = store[(store["kind"] == "accuracy") & ~store["reask"].astype(bool)]
+    for ckpt in CHECKPOINTS:
+        for name in ("op<=15", "op=15", "op=20"):
+            cells = [
+                json.loads(raw)
+                for raw in rows.loc[(rows["checkpoint"] == ckpt) & (rows["set"] == name), "accuracy_by_ip"]
+            ]
+            assert len(cells) == 2  # two seeds, summed
+            n3, k3 = (sum(c["3"][i] for c in cells) for i in (0, 1))
+            n7, k7 = (sum(c["7"][i] for c in cells) for i in (0, 1))
+            assert f"{ckpt}, {name}: correct/n by instance parameters 3: {k3}/{n3}, 7: {k7}/{n7}." in text
+        assert f"{ckpt}, reask op=20:" not in text  # re-asked sets are left out, as in step_fit
+    with pytest.raises(NoData, match="accuracy_by_ip"):  # rows from before eval counted by size
+        by_size(store.drop(columns="accuracy_by_ip"), tmp_path)
 
 
 def test_step_fit_unweighted_over_bin_means(store, tmp_path):
