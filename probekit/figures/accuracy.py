@@ -470,29 +470,33 @@ def by_size(results: pd.DataFrame, out_dir: Path) -> list[Path]:
             "the 'accuracy' rows have no accuracy_by_ip counts (rows written before probekit eval counted problems "
             "by size: delete their job files under the results store's jobs/ and run the sweep again)"
         )
-    pooled = pooled_counts(rows, "accuracy_by_ip", ["checkpoint", "set"])
-    rows = rows[[key in pooled for key in zip(rows["checkpoint"], rows["set"])]]
+    keys = ["checkpoint", "preset", "format", "set"]
+    rows = rows.assign(**{c: column(rows, c).fillna("-") for c in ("preset", "format")})
+    pooled = pooled_counts(rows, "accuracy_by_ip", keys)
+    rows = rows[[key in pooled for key in zip(*(rows[c] for c in keys))]]
     ckpts = checkpoint_order(rows)
-    sets = sorted_sets(rows["set"])
-    colors = dict(zip(sets, CYCLE * (len(sets) // len(CYCLE) + 1)))
+    families = sorted({key[1:3] for key in pooled})
+    lines = [(family, name) for family in families for name in sorted_sets(rows["set"])]
+    colors = dict(zip(lines, CYCLE * (len(lines) // len(CYCLE) + 1)))
     fig, axes = grid(len(ckpts), ncols=min(3, len(ckpts)), width=4.2, height=3.2)
     notes = []
     for ax, ckpt in zip(axes, ckpts):
-        for name in sets:
-            if (ckpt, name) not in pooled:
+        for family, name in lines:
+            if (ckpt, *family, name) not in pooled:
                 continue
-            ips, n, k = pooled[(ckpt, name)]
-            _measured(ax, ips, n, k, colors[name], name, fmt="o-")
+            ips, n, k = pooled[(ckpt, *family, name)]
+            label = name if len(families) == 1 else f"{name} ({' '.join(family)})"
+            _measured(ax, ips, n, k, colors[(family, name)], label, fmt="o-")
             cells = ", ".join(f"{ip}: {ki}/{ni}" for ip, ni, ki in zip(ips, n, k))
-            notes.append(f"{ckpt}, {name}: correct/n by instance parameters {cells}.")
+            notes.append(f"{ckpt}, {label}: correct/n by instance parameters {cells}.")
         ax.set(xlabel="instance parameters in the problem", ylabel="full-solution accuracy", ylim=(0, 1.05), title=ckpt)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     legend_below(fig, axes)
     text = caption(
         "Accuracy by problem size: full-solution accuracy against the problem's number of instance parameters.",
         "points = accuracy of the problems with that many instance parameters, Wilson 95% intervals, one line per "
-        "non-reask evaluation set (an op=K set holds the op fixed), one panel per checkpoint; counts pooled over "
-        "evaluation seeds (accuracy_by_ip of probekit eval's rows).",
+        "non-reask evaluation set (an op=K set holds the op fixed; per preset and format when there are several), one "
+        "panel per checkpoint; counts pooled over evaluation seeds (accuracy_by_ip of probekit eval's rows).",
         ACCURACY_LABEL + "; x: instance parameters of the problem",
         count_range(np.concatenate([n for _, n, _ in pooled.values()]), "problems per point"),
         rows,

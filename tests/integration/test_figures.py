@@ -404,6 +404,11 @@ def test_by_size_pools_each_sets_counts_over_seeds(rendered, store, tmp_path):
         assert f"{ckpt}, reask op=20:" not in text  # re-asked sets are left out, as in step_fit
     with pytest.raises(NoData, match="accuracy_by_ip"):  # rows from before eval counted by size
         by_size(store.drop(columns="accuracy_by_ip"), tmp_path)
+    qp = store[store["kind"] == "accuracy"].assign(format="qp", accuracy_by_ip=json.dumps({"5": [10, 4]}))
+    by_size(pd.concat([store, qp]), tmp_path)  # two formats: a line each, not one pooled line
+    text = (tmp_path / "by_size.txt").read_text()
+    assert "gpt2-4-2-cpu, op=15 (med qp): correct/n by instance parameters 5: 8/20." in text
+    assert "gpt2-4-2-cpu, op=15 (med pq): correct/n by instance parameters 3: " in text
 
 
 def test_step_fit_unweighted_over_bin_means(store, tmp_path):
