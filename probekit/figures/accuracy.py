@@ -52,11 +52,13 @@ from probekit.figures.registry import (
     sorted_sets,
     weighted_mean,
 )
-from probekit.figures.style import COLORS, CYCLE, new_figure, save_figure
+from probekit.figures.style import COLORS, CYCLE, new_figure, save_figure, styled
 
 ACCURACY_COLUMNS = ("checkpoint", "preset", "format", "set", "n", "correct")
 PANEL_KEYS = ["preset", "format"]
 ACCURACY_LABEL = "accuracy (fraction of problems; greedy decoding unless stated)"
+ACCURACY_AXIS = "full-solution accuracy"
+"""The y-axis label of the accuracy panels (their captions give the units, :data:`ACCURACY_LABEL`)."""
 SET_LABEL = "evaluation set"
 
 
@@ -151,11 +153,12 @@ def _checkpoint_bars(results, table, value, ylabel, *, low=None, high=None, base
     return fig
 
 
+@styled
 def fig3(results: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Paper Fig. 3: accuracy by evaluation set, bars per checkpoint with Wilson 95% CIs and the always-0 baseline."""
     rows, table = accuracy_table(results)
     fig = _checkpoint_bars(
-        results, table, "accuracy", ACCURACY_LABEL, low="ci_low", high="ci_high", baseline="always_zero", ylim=(0, 1.05)
+        results, table, "accuracy", ACCURACY_AXIS, low="ci_low", high="ci_high", baseline="always_zero", ylim=(0, 1.05)
     )
     text = caption(
         "Figure 3 (Physics of LMs 2.1, Fig. 3): generation accuracy by evaluation set.",
@@ -169,6 +172,7 @@ def fig3(results: pd.DataFrame, out_dir: Path) -> list[Path]:
     return save_figure(fig, Path(out_dir) / "fig3", text)
 
 
+@styled
 def fig4(results: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Paper Fig. 4: mean number of unnecessary parameters per fully-correct solution, by evaluation set."""
     rows, table = accuracy_table(results, "unnecessary_per_correct")
@@ -212,6 +216,7 @@ def best_of_table(rows: pd.DataFrame) -> pd.DataFrame:
     return best.reset_index(drop=True)
 
 
+@styled
 def fig9(results: pd.DataFrame, out_dir: Path, *, best_of: bool = True) -> list[Path]:
     """Paper Fig. 9: depth vs width: accuracy table, rows = model shapes by (n_layer, d_model), columns = sets.
 
@@ -287,6 +292,7 @@ def _distinct_numbers(values) -> list[float]:
     return sorted({float(v) for v in floats(values) if not np.isnan(v)})
 
 
+@styled
 def stability(results: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Xwin-Math Fig. 3 analogue: Pass@1, Pass@N and PassRatio@N per evaluation set with 95% intervals (rows of
     greedy evaluations: Pass@1 is the greedy accuracy; beam-sample rows are left out)."""
@@ -314,7 +320,7 @@ def stability(results: pd.DataFrame, out_dir: Path) -> list[Path]:
             Series(label, CYCLE[i], *_aligned(panel, sets, v, lo, hi)) for i, (v, lo, hi, label) in enumerate(metrics)
         ]
         grouped_bars(ax, sets, series)
-        ax.set(title=title, xlabel=SET_LABEL, ylabel=ACCURACY_LABEL, ylim=(0, 1.05))
+        ax.set(title=title, xlabel=SET_LABEL, ylabel=ACCURACY_AXIS, ylim=(0, 1.05))
     legend_below(fig, axes)
     text = caption(
         "Stability (Xwin-Math, Fig. 3 analogue): single-answer vs best-of-N accuracy.",
@@ -404,6 +410,7 @@ def _draw_fit(ax, ops: np.ndarray, fit: StepFit, color: str, linestyle: str, lab
     ax.plot(grid_ops, fit.step_accuracy**grid_ops, color=color, linestyle=linestyle, label=label)
 
 
+@styled
 def step_fit(
     results: pd.DataFrame, out_dir: Path, *, weighting: str = "counts", first_bins: int = FIRST_BINS
 ) -> list[Path]:
@@ -434,7 +441,7 @@ def step_fit(
             notes.append(_fit_line(ckpt, part))
     ax.set(
         xlabel="op (number of operations)",
-        ylabel=ACCURACY_LABEL,
+        ylabel=ACCURACY_AXIS,
         ylim=(0, 1.05),
         title="single-step model: accuracy = step_accuracy^op",
     )
@@ -460,6 +467,7 @@ def step_fit(
 
 
 # ---------------------------------------------------------------------------------------------- by size
+@styled
 def by_size(results: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Accuracy against the problem's size (its number of instance parameters): one panel per checkpoint, one
     line per non-reask evaluation set, Wilson 95% intervals; counts pooled over seeds from ``accuracy_by_ip``
@@ -489,7 +497,7 @@ def by_size(results: pd.DataFrame, out_dir: Path) -> list[Path]:
             _measured(ax, ips, n, k, colors[(family, name)], label, fmt="o-")
             cells = ", ".join(f"{ip}: {ki}/{ni}" for ip, ni, ki in zip(ips, n, k))
             notes.append(f"{ckpt}, {label}: correct/n by instance parameters {cells}.")
-        ax.set(xlabel="instance parameters in the problem", ylabel="full-solution accuracy", ylim=(0, 1.05), title=ckpt)
+        ax.set(xlabel="instance parameters in the problem", ylabel=ACCURACY_AXIS, ylim=(0, 1.05), title=ckpt)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     legend_below(fig, axes)
     text = caption(

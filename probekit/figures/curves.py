@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from probekit.figures.registry import NoData, caption, rows_of
-from probekit.figures.style import CYCLE, new_figure, save_figure
+from probekit.figures.style import CYCLE, new_figure, save_figure, styled
 
 
 def curves(results: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
@@ -50,6 +50,7 @@ def _final(evals: pd.DataFrame) -> str:
     )
 
 
+@styled
 def learning_curves(results: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Solution-token loss and full-solution accuracy of each training run, against tokens and minutes."""
     runs = curves(results)

@@ -31,7 +31,7 @@ from probekit.figures.registry import (
     set_label,
     set_sort_key,
 )
-from probekit.figures.style import save_figure
+from probekit.figures.style import save_figure, styled
 from probekit.probe.readout import readout_text
 
 DEPTH_COLUMNS = ("checkpoint", "layer", "distance", "n", "n_correct")
@@ -134,6 +134,7 @@ def _notes(rows: pd.DataFrame, table: pd.DataFrame) -> list[str]:
     return lines
 
 
+@styled
 def fig10(results: pd.DataFrame, out_dir: Path, *, rank: int | None = None) -> list[Path]:
     """Paper Fig. 10: nece probe accuracy on necessary parameters by layer (y) and distance to the query (x), beside
     the accuracy on nece = false parameters."""
@@ -148,7 +149,7 @@ def fig10(results: pd.DataFrame, out_dir: Path, *, rank: int | None = None) -> l
     for ax, (title, panel) in zip(axes, panels):
         matrix, xlabels, layers = _matrix(panel)
         image = heatmap(ax, matrix, xlabels, layers, lower_origin=True)
-        ax.set(title=title, xlabel=f"distance t to the query (edges); '{NEGATIVE}' = nece false", ylabel="layer")
+        ax.set(title=title, xlabel=f"distance to the query (edges)\n{NEGATIVE}: nece = false", ylabel="layer")
     fig.colorbar(image, ax=axes, label="accuracy (fraction)")
     text = caption(
         "Figure 10 (Physics of LMs 2.1, Figs. 10 / 14): layer-by-layer backward planning.",

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from probekit.figures.registry import NoData, caption, column, count_range, floats, grid, legend_below, rows_of
-from probekit.figures.style import COLORS, save_figure
+from probekit.figures.style import COLORS, save_figure, styled
 from probekit.probe.readout import readout_text
 
 #: metric -> (its interval columns, axis label)
@@ -132,6 +132,7 @@ def _panel(ax, settings, metric: str) -> None:
     ax.set_title(metric.replace("_", " "))
 
 
+@styled
 def intervention_effects(
     results: pd.DataFrame,
     out_dir: Path,

@@ -42,7 +42,7 @@ from probekit.figures.registry import (
     set_label,
     sorted_sets,
 )
-from probekit.figures.style import COLORS, save_figure
+from probekit.figures.style import COLORS, save_figure, styled
 from probekit.probe.readout import readout_text
 
 MISTAKE_COLUMNS = ("checkpoint", "analysis", "task", "set", "group", "n")
@@ -200,11 +200,13 @@ def _readout_note(rows: pd.DataFrame) -> str:
     return f"Probe read-out: {hooks}."
 
 
+@styled
 def fig8a(results: pd.DataFrame, out_dir: Path, *, layer: int | None = None) -> list[Path]:
     """Paper Fig. 8(a): nece probe's P(necessary) for written vs unwritten unnecessary (and necessary) parameters."""
     return _render(results, out_dir, "fig8a", layer)
 
 
+@styled
 def fig8b(results: pd.DataFrame, out_dir: Path, *, layer: int | None = None) -> list[Path]:
     """Paper Fig. 8(b): can_next / nece_next probe accuracy on first wrong parameters vs background and correct steps."""
     return _render(results, out_dir, "fig8b", layer)

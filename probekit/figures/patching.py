@@ -19,7 +19,7 @@ import pandas as pd
 
 from probekit.causal.roles import ROLE_CHOICES
 from probekit.figures.registry import NoData, caption, count_range, floats, grid
-from probekit.figures.style import save_figure
+from probekit.figures.style import save_figure, styled
 
 PATCH_COLUMNS = ("pair_kind", "point", "role", "restored")
 PANEL_KEYS = ["checkpoint", "pair_kind", "component", "direction"]
@@ -133,6 +133,7 @@ def _panels(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return [(f"{kind} pairs, {comp}, {direction}\n{ck}", g) for (ck, kind, comp, direction), g in groups]
 
 
+@styled
 def patch_heatmap(results: pd.DataFrame, out_dir: Path, *, n_boot: int = 1000) -> list[Path]:
     """Activation patching: mean restored fraction by hook point (y) and position role (x), one panel per
     checkpoint, pair kind, component and direction; the 95% intervals over pairs are in the caption file."""

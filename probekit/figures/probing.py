@@ -44,7 +44,7 @@ from probekit.figures.registry import (
     set_label,
     sorted_sets,
 )
-from probekit.figures.style import COLORS, new_figure, save_figure
+from probekit.figures.style import COLORS, new_figure, save_figure, styled
 from probekit.probe.readout import readout_text
 
 TASKS = ("nece", "dep", "known", "value", "can_next", "nece_next")
@@ -246,6 +246,7 @@ def _render(
     return save_figure(fig, Path(out_dir) / name, text)
 
 
+@styled
 def fig7a(
     results: pd.DataFrame, out_dir: Path, *, layer: int | str | None = None, rank: int | None = None
 ) -> list[Path]:
@@ -268,6 +269,7 @@ def fig7a(
     )
 
 
+@styled
 def fig7b(
     results: pd.DataFrame, out_dir: Path, *, layer: int | str | None = None, rank: int | None = None
 ) -> list[Path]:
@@ -288,6 +290,7 @@ def fig7b(
     )
 
 
+@styled
 def fig12(
     results: pd.DataFrame, out_dir: Path, *, layer: int | str | None = None, rank: int | None = None
 ) -> list[Path]:

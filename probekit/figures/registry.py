@@ -135,7 +135,7 @@ def fig1(results: pd.DataFrame, out_dir: Path, *, op: int = 6, seed: int = 0) ->
             raise
         raise NoData("needs probekit.figures.graphs.draw_problem_graphs, which this checkout lacks") from err
     from probekit import __version__
-    from probekit.figures.style import save_figure
+    from probekit.figures.style import save_figure, styled
     from probekit.igsm.generate import GenerationConfig, draw_problem
 
     problem, _solution = draw_problem(GenerationConfig("med", op=op, seed=seed), index=0)
@@ -144,7 +144,7 @@ def fig1(results: pd.DataFrame, out_dir: Path, *, op: int = 6, seed: int = 0) ->
         f"generated problem.\nProblem: iGSM-med, op={op} (number of operations), seed {seed}, index 0, train split "
         f"(generated, not read from the results store).\nRevision: probekit {__version__}."
     )
-    return save_figure(draw_problem_graphs(problem), Path(out_dir) / "fig1", caption)
+    return save_figure(styled(draw_problem_graphs)(problem), Path(out_dir) / "fig1", caption)
 
 
 # ---------------------------------------------------------------------------------------------- rows

@@ -31,6 +31,7 @@ from matplotlib.ticker import MaxNLocator, NullLocator
 
 from probekit.evaluate.metrics import StepFit, wilson_interval
 from probekit.figures.accuracy import (
+    ACCURACY_AXIS,
     ACCURACY_COLUMNS,
     ACCURACY_LABEL,
     STABILITY_COLUMNS,
@@ -48,7 +49,7 @@ from probekit.figures.registry import (
     set_label,
     sorted_sets,
 )
-from probekit.figures.style import COLORS, CYCLE, save_figure
+from probekit.figures.style import COLORS, CYCLE, save_figure, styled
 from probekit.figures.tables import (
     as_cells,
     cells_of,
@@ -175,6 +176,7 @@ def _by_cell(panel: pd.DataFrame, cells: pd.DataFrame, run: str, *columns: str) 
 
 
 # ---------------------------------------------------------------------------------------------- scaling_accuracy
+@styled
 def scaling_accuracy(results: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Xwin-Math Fig. 1 analogue: accuracy against the number of distinct training problems, one line per run."""
     rows, cells, table = scaling_table(results)
@@ -212,7 +214,7 @@ def scaling_accuracy(results: pd.DataFrame, out_dir: Path) -> list[Path]:
                     label=f"{run}: Pass@{n_label}",
                 )
         size_axis(ax, positions)
-        ax.set(title=title, ylabel=ACCURACY_LABEL, ylim=(0, 1.05))
+        ax.set(title=title, ylabel=ACCURACY_AXIS, ylim=(0, 1.05))
     legend_below(fig, axes)
     sampled = table["pass_at_n"].notna().any()
     text = caption(
@@ -236,6 +238,7 @@ def scaling_accuracy(results: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------------------------- scaling_stability
+@styled
 def scaling_stability(results: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Xwin-Math Fig. 3 analogue: Pass@N stays high while PassRatio@N and Pass@1 rise with the data size."""
     rows = scaling_rows(results, ACCURACY_COLUMNS)
@@ -273,7 +276,7 @@ def scaling_stability(results: pd.DataFrame, out_dir: Path) -> list[Path]:
                     label=label,
                 )
         size_axis(ax, positions)
-        ax.set(title=title, ylabel=ACCURACY_LABEL, ylim=(0, 1.05))
+        ax.set(title=title, ylabel=ACCURACY_AXIS, ylim=(0, 1.05))
     if len(runs) == 1:
         legend_below(fig, axes)
     else:  # colour = metric, line style and marker = run
@@ -387,6 +390,7 @@ def _steps_caption_table(cells: pd.DataFrame, fits: dict) -> list[str]:
     return ["Table (Xwin-Math Table 4 analogue):", *markdown_table(headers, rows).splitlines()]
 
 
+@styled
 def scaling_steps(results: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Xwin-Math Fig. 4 / Table 4 analogue: accuracy against op per data size with ``step_accuracy ** op`` fits,
     and length resampling vs none at one data size."""
@@ -426,7 +430,7 @@ def scaling_steps(results: pd.DataFrame, out_dir: Path) -> list[Path]:
                     label=size_label(c["data_size"], short=True),
                     offset=0.08 * (i - (len(panel) - 1) / 2),
                 )
-        ax.set(title=title, xlabel="op (number of operations)", ylabel=ACCURACY_LABEL, ylim=(0, 1.05))
+        ax.set(title=title, xlabel="op (number of operations)", ylabel=ACCURACY_AXIS, ylim=(0, 1.05))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(loc="best", title=None if comparing else "training problems", fontsize=7)
     pair_text = "; ".join(f"{c['run']} at {size_text(c['data_size'])}" for c in pairs.to_dict("records"))
@@ -455,6 +459,7 @@ def scaling_steps(results: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------------------------- scaling_errors
+@styled
 def scaling_errors(results: pd.DataFrame, out_dir: Path, *, set: str | None = None) -> list[Path]:
     """Xwin-Math Fig. 5 analogue: share of calculation vs reasoning errors among wrong solutions, per data size.
 

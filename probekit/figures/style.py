@@ -1,14 +1,16 @@
 """One look for every probekit figure: matplotlib settings, colours, and the writer of PNG + PDF + caption.
 
-Every figure function builds a ``matplotlib.figure.Figure`` with :func:`new_figure` and hands it to
-:func:`save_figure`, which writes ``STEM.png``, ``STEM.pdf`` and ``STEM.txt`` (the caption: what is plotted and
+Every figure function is decorated with :func:`styled` (it draws under :data:`RC`), builds a
+``matplotlib.figure.Figure`` with :func:`new_figure` and hands it to :func:`save_figure`, which writes ``STEM.png``, ``STEM.pdf`` and ``STEM.txt`` (the caption: what is plotted and
 which runs produced it). The Agg back-end is used, so figures render without a display (CI, notebooks, servers).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import matplotlib
 
@@ -20,6 +22,9 @@ from probekit.records import atomic_output, write_atomic  # noqa: E402
 
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: colours by role, used by every figure (colour-blind safe, Okabe-Ito)
 COLORS = {
@@ -47,6 +52,18 @@ RC: dict[RcKeyType, Any] = {
     "grid.alpha": 0.3,
     "axes.prop_cycle": cycler(color=list(CYCLE)),
 }
+
+
+def styled(draw: Callable[P, R]) -> Callable[P, R]:
+    """A figure function drawn entirely under :data:`RC`: text is sized when it is created (axis labels, titles,
+    legends), so the style must hold while the function draws, not only while the axes are made and saved."""
+
+    @functools.wraps(draw)
+    def drawn(*args: P.args, **kwargs: P.kwargs) -> R:
+        with plt.rc_context(RC):
+            return draw(*args, **kwargs)
+
+    return drawn
 
 
 def new_figure(ncols: int = 1, nrows: int = 1, width: float = 3.6, height: float = 2.8, **kwargs):

@@ -563,6 +563,28 @@ def test_unknown_names_and_options_are_rejected(tmp_path, store):
     assert not list(tmp_path.iterdir())
 
 
+def test_figure_text_is_sized_by_the_style():
+    """Text is sized when it is created, so a figure function must draw under the style, not only make its axes
+    and save under it: every figure function is wrapped by ``styled``, and a label drawn in one gets the style's
+    size (outside it, matplotlib's default)."""
+    from matplotlib.lines import Line2D
+
+    from probekit.figures.registry import FIGURES
+    from probekit.figures.style import RC, new_figure, styled
+
+    def draw():
+        fig, axes = new_figure()
+        ax = axes[0, 0]
+        ax.set_ylabel("accuracy")
+        legend = ax.legend(handles=[Line2D([], [], label="a series")])
+        return ax.yaxis.label.get_size(), legend.get_texts()[0].get_size()
+
+    assert styled(draw)() == (RC["axes.labelsize"], RC["legend.fontsize"])
+    assert draw() != styled(draw)()  # matplotlib's defaults (10 pt) without it
+    unwrapped = [name for name, function in FIGURES.items() if name != "fig1" and not hasattr(function, "__wrapped__")]
+    assert unwrapped == []
+
+
 def test_fig1_draws_a_generated_problem(tmp_path):
     pytest.importorskip("probekit.figures.graphs")
     (fr,) = render(pd.DataFrame({"kind": []}), ["fig1"], tmp_path, {"fig1": {"op": 4}})
