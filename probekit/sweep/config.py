@@ -42,6 +42,7 @@ from typing import Literal
 from probekit.causal.patching import COMPONENT_CHOICES, PAIR_KINDS
 from probekit.causal.roles import ROLE_CHOICES
 from probekit.configs import ConfigError, fill, read_yaml, suggest
+from probekit.igsm.presets import resolve_preset
 from probekit.probe.runs import MODELS
 
 TASKS = ("nece", "dep", "known", "value", "can_next", "nece_next")
@@ -97,7 +98,8 @@ class AccuracySection:
     temperature: float = 0.7
     max_new_tokens: int | None = None
     batch_size: int | None = None
-    preset: Literal["med", "hard"] | None = None
+    preset: str | None = None
+    """Problem family: med, hard or a restriction such as med-op4-ip12 (None: the checkpoint's training family)."""
     format: Literal["pq", "qp"] | None = None
     decodings: list[str] = field(default_factory=lambda: ["greedy"])
     """Decoding modes, one job each: greedy and/or the paper's beam-sample (beam 4 with sampling; Fig. 9 takes
@@ -122,7 +124,8 @@ class ProbeSettings:
     """Probe batch (None: the paper's by preset, 256 for med and 128 for hard)."""
     micro_batch_size: int | None = None
     op: int | None = None
-    preset: Literal["med", "hard"] | None = None
+    preset: str | None = None
+    """Problem family: med, hard or a restriction such as med-op4-ip12 (None: the checkpoint's training family)."""
     format: Literal["pq", "qp"] = "pq"
     amp: Literal["auto", "bf16", "fp32"] = "auto"
     """Autocast of the frozen model (``probekit probe --amp``): auto = bf16 on CUDA, fp32 on CPU."""
@@ -221,8 +224,9 @@ class PatchSection:
     direction: Literal["denoise", "noise"] = "denoise"
     generate: bool = True
     """Greedy decoding under each patch (answers restored); False: the logit difference only."""
-    preset: Literal["med", "hard"] | None = None
-    """Preset of the generated problems (None: the checkpoint's training family)."""
+    preset: str | None = None
+    """Family of the generated problems: med, hard or a restriction such as med-op4-ip12 (None: the checkpoint's
+    training family)."""
     format: Literal["pq", "qp"] = "pq"
     batch_size: int | None = None
     """Patched runs per forward (execution only; None: probekit patch's default)."""
@@ -406,6 +410,12 @@ def _check_values(cfg: SweepConfig, where: str, require_jobs: bool) -> None:
     labels = list(cfg.checkpoints) + list(cfg.train)
     for key in cfg.analyses():
         _allowed(getattr(cfg, key).checkpoints or [], labels, f"{where}: {key}.checkpoints")
+        preset = getattr(getattr(cfg, key), "preset", None)
+        if preset is not None:
+            try:
+                resolve_preset(preset)
+            except ValueError as err:
+                raise ConfigError(f"{where}: {key}.preset: {err}") from None
     acc = cfg.accuracy
     if acc is not None:
         for token in acc.sets:

@@ -89,6 +89,8 @@ def _sweep(tmp_path, ckpt, **sections) -> Path:
         ({"probe": {"ranks": [8], "by_rank": {8: {"stepz": 5}}}}, "probe.by_rank: RankSettings: unknown key 'stepz'"),
         ({"probe": {"ranks": [8], "by_rank": {8: {"steps": 0}}}}, "probe.by_rank.8.steps must be >= 1"),
         ({"device": "tpu"}, "device expects 'auto' | 'cpu' | 'cuda'"),
+        ({"accuracy": {"preset": "med-op4-ip6"}}, "accuracy.preset: preset 'med-op4-ip6' bounds the instance"),
+        ({"probe": {"preset": "easy"}}, "probe.preset: preset must be one of med, hard or a restriction"),
     ],
 )
 def test_bad_config_names_the_key_and_allowed_values(data, message):
@@ -96,6 +98,18 @@ def test_bad_config_names_the_key_and_allowed_values(data, message):
     with pytest.raises(ConfigError) as err:
         parse_sweep({**base, **data})
     assert message in str(err.value)
+
+
+def test_a_restricted_family_is_a_preset_of_the_jobs(tmp_path, tiny_ckpt):
+    """``preset: med-op4-ip12`` (as ``probekit eval`` / ``probe --preset``): its sets and the jobs' flags."""
+    probe = {"tasks": ["nece"], "ranks": [0], "models": ["pretrained"], "steps": 5, "preset": "med-op4-ip12"}
+    accuracy = {"sets": ["id"], "n": 4, "preset": "med-op4-ip12"}
+    jobs = expand(load_sweep(_sweep(tmp_path, tiny_ckpt, probe=probe, accuracy=accuracy)))
+    acc = [j for j in jobs if j.kind == "accuracy"]
+    assert sorted(j.params["set"] for j in acc) == ["4", "unforced"]  # id: op = the family's max op (med: 15)
+    for job in [*acc, next(j for j in jobs if j.kind == "probe")]:
+        argv = job.argv(tiny_ckpt, tmp_path / "w")
+        assert argv[argv.index("--preset") + 1] == "med-op4-ip12"
 
 
 def test_by_rank_gives_a_rank_its_own_tasks_and_budget(tmp_path, tiny_ckpt):
