@@ -1,8 +1,9 @@
 """One look for every probekit figure: matplotlib settings, colours, and the writer of PNG + PDF + caption.
 
 Every figure function is decorated with :func:`styled` (it draws under :data:`RC`), builds a
-``matplotlib.figure.Figure`` with :func:`new_figure` and hands it to :func:`save_figure`, which writes ``STEM.png``, ``STEM.pdf`` and ``STEM.txt`` (the caption: what is plotted and
-which runs produced it). The Agg back-end is used, so figures render without a display (CI, notebooks, servers).
+``matplotlib.figure.Figure`` with :func:`new_figure` and hands it to :func:`save_figure`, which writes
+``STEM.png``, ``STEM.pdf`` and ``STEM.txt`` (the caption: what is plotted and which runs produced it). The Agg
+back-end is used, so figures render without a display (CI, notebooks, servers).
 """
 
 from __future__ import annotations
