@@ -367,8 +367,10 @@ def pooled_by_op(rows: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray, 
     return pooled_counts(rows, "accuracy_by_op", "checkpoint")
 
 
-def _measured(ax, x: np.ndarray, n: np.ndarray, k: np.ndarray, color: str, label: str, fmt: str = "o") -> None:
-    """Accuracy ``k / n`` at ``x`` with Wilson 95% whiskers."""
+def wilson_points(
+    ax, x: np.ndarray, n: np.ndarray, k: np.ndarray, color: str, label: str | None = None, fmt: str = "o", **style
+) -> None:
+    """Accuracy ``k / n`` at ``x`` with Wilson 95% whiskers (``style``: more ``errorbar`` settings)."""
     acc = k / n
     bounds = np.array([wilson_interval(ki, ni) for ki, ni in zip(k, n)])
     ax.errorbar(
@@ -380,6 +382,7 @@ def _measured(ax, x: np.ndarray, n: np.ndarray, k: np.ndarray, color: str, label
         color=color,
         capsize=2,
         label=label,
+        **style,
     )
 
 
@@ -430,7 +433,7 @@ def step_fit(
     notes = []
     for ckpt in checkpoint_order(rows):
         (ops, n, k), fit = fits[ckpt]
-        _measured(ax, ops, n, k, colors[ckpt], f"{ckpt} (measured)")
+        wilson_points(ax, ops, n, k, colors[ckpt], f"{ckpt} (measured)")
         _draw_fit(ax, ops, fit, colors[ckpt], "-", f"{ckpt}: {fit.step_accuracy:.4f}^op")
         notes.append(_fit_line(ckpt, fit))
         if len(ops) > first_bins:
@@ -494,7 +497,7 @@ def by_size(results: pd.DataFrame, out_dir: Path) -> list[Path]:
                 continue
             ips, n, k = pooled[(ckpt, *family, name)]
             label = name if len(families) == 1 else f"{name} ({' '.join(family)})"
-            _measured(ax, ips, n, k, colors[(family, name)], label, fmt="o-")
+            wilson_points(ax, ips, n, k, colors[(family, name)], label, fmt="o-")
             cells = ", ".join(f"{ip}: {ki}/{ni}" for ip, ni, ki in zip(ips, n, k))
             notes.append(f"{ckpt}, {label}: correct/n by instance parameters {cells}.")
         ax.set(xlabel="instance parameters in the problem", ylabel=ACCURACY_AXIS, ylim=(0, 1.05), title=ckpt)

@@ -29,13 +29,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import MaxNLocator, NullLocator
 
-from probekit.evaluate.metrics import StepFit, wilson_interval
+from probekit.evaluate.metrics import StepFit
 from probekit.figures.accuracy import (
     ACCURACY_AXIS,
     ACCURACY_COLUMNS,
     ACCURACY_LABEL,
     STABILITY_COLUMNS,
     pooled_stability,
+    wilson_points,
 )
 from probekit.figures.registry import (
     NoData,
@@ -329,18 +330,7 @@ def resampling_pairs(cells: pd.DataFrame) -> pd.DataFrame:
 def _op_points(ax, bins, fit: StepFit, *, color, label, linestyle="--", marker="o", offset=0.0) -> None:
     """Measured accuracy per op (Wilson whiskers) and the fitted curve ``step_accuracy ** op``."""
     ops, n, k = bins
-    acc = k / n
-    bounds = np.array([wilson_interval(ki, ni) for ki, ni in zip(k, n)])
-    ax.errorbar(
-        ops + offset,
-        acc,
-        yerr=np.clip([acc - bounds[:, 0], bounds[:, 1] - acc], 0, None),
-        fmt=marker,
-        ms=3,
-        color=color,
-        capsize=2,
-        elinewidth=0.8,
-    )
+    wilson_points(ax, ops + offset, n, k, color, fmt=marker, elinewidth=0.8)
     grid_ops = np.linspace(ops.min(), ops.max(), 100)
     ax.plot(
         grid_ops,
