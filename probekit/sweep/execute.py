@@ -172,7 +172,8 @@ def _log_rows(rows: list[dict]) -> None:
 
 def checkpoint_info(folder: str) -> dict:
     """``checkpoint_path``, ``checkpoint_sha256`` (of model.safetensors), ``arch``, ``n_layer``, ``d_model``,
-    ``n_params`` (from the safetensors header) and what it was trained on (``train_preset``, ``train_max_op``,
+    ``n_params`` (from the safetensors header) and what it was trained on (``train_preset``: the family as
+    training names it, e.g. ``med-op4-ip12``, None when its provenance names none; ``train_max_op``,
     ``train_n_problems`` (None: unlimited fresh problems), ``train_resample``, ``train_init_from``,
     ``train_tokens``), read from its ``probekit.json``; read again when one of those files changed."""
     path = Path(folder)
@@ -188,14 +189,19 @@ def checkpoint_info(folder: str) -> dict:
 
 @lru_cache(maxsize=256)
 def _checkpoint_info(folder: str, stamp: tuple) -> dict:
-    from probekit.checkpoint import provenance_value, read_provenance
-    from probekit.igsm.presets import PRESETS
+    from probekit.checkpoint import provenance_value, read_provenance, training_family
+    from probekit.igsm.presets import PRESETS, resolve_preset
 
     path = Path(folder)
     weights = path / "model.safetensors"
     config = json.loads((path / "config.json").read_text())
     provenance = read_provenance(path)
     data = (provenance.get("training_config") or {}).get("data") or {}
+    family = (
+        resolve_preset(training_family(provenance)[0])
+        if provenance_value(provenance, "preset", tuple(PRESETS))
+        else None
+    )
     return {
         "checkpoint_path": str(path),
         "checkpoint_sha256": file_sha256(weights),
@@ -203,8 +209,8 @@ def _checkpoint_info(folder: str, stamp: tuple) -> dict:
         "n_layer": config.get("num_hidden_layers"),
         "d_model": config.get("hidden_size"),
         "n_params": _n_params(weights),
-        "train_preset": provenance_value(provenance, "preset", tuple(PRESETS)),
-        "train_max_op": (provenance.get("data_preset") or {}).get("max_op"),
+        "train_preset": family.name if family else None,
+        "train_max_op": family.max_op if family else None,
         "train_n_problems": data.get("n_problems"),
         "train_resample": data.get("resample", "none"),
         "train_init_from": provenance.get("init_from"),

@@ -29,9 +29,10 @@ Every row carries: ``job_id``, ``kind``, ``sweep``, ``checkpoint`` (label), ``ch
 ``checkpoint_sha256`` (of ``model.safetensors``), ``inputs_sha256`` (the fingerprint of the job's inputs),
 ``replaces`` (JSON, or None: the rows of earlier inputs these replaced), ``revision`` (package version + git
 revision), ``job_config`` (the job's settings as JSON), ``model`` (pretrained | random-init), the checkpoint's shape
-(``arch``, ``n_layer``, ``d_model``, ``n_params``) and training data (``train_preset``, ``train_max_op``,
-``train_n_problems``, ``train_resample``, ``train_init_from``, ``train_tokens``), then the columns of the job's
-own result (see :mod:`probekit.sweep.runners`). Nested values are stored as JSON strings.
+(``arch``, ``n_layer``, ``d_model``, ``n_params``) and training data (``train_preset``: the family, e.g.
+``med-op4-ip12``; ``train_max_op``, ``train_n_problems``, ``train_resample``, ``train_init_from``,
+``train_tokens``), then the columns of the job's own result (see :mod:`probekit.sweep.runners`). Nested values are
+stored as JSON strings.
 """
 
 from __future__ import annotations

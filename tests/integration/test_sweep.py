@@ -438,6 +438,22 @@ def _expected_rows(store: ResultsStore, jobs) -> None:
     assert sorted(p.stem for p in store.jobs_dir.glob("*.parquet")) == sorted(j.job_id for j in jobs)
 
 
+def test_rows_name_the_family_the_checkpoint_was_trained_on(tmp_path, tiny_ckpt):
+    """``train_preset`` is the family as training names it (``med-op4-ip12``), not only its base."""
+    import shutil
+
+    from probekit.sweep.execute import checkpoint_info
+
+    assert checkpoint_info(str(tiny_ckpt))["train_preset"] == "med"
+    restricted = tmp_path / "restricted"
+    shutil.copytree(tiny_ckpt, restricted)
+    data = {"preset": "med", "max_op": 4, "max_edge": 12}
+    (restricted / "probekit.json").write_text(json.dumps({"training_config": {"data": data}}))
+    info = checkpoint_info(str(restricted))
+    assert (info["train_preset"], info["train_max_op"]) == ("med-op4-ip12", 4)
+    assert checkpoint_info(str(REPO / SHIPPED))["train_preset"] == "med-op4-ip12"
+
+
 @pytest.mark.slow
 def test_sweep_runs_stores_rows_with_provenance_and_skips_finished_jobs(tmp_path, tiny_ckpt, capsys):
     path = _sweep(tmp_path, tiny_ckpt)
