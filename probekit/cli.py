@@ -127,9 +127,13 @@ def check_command(args) -> int:
 
 
 def labels_command(args) -> int:
-    from probekit.igsm.jobs import labels_record
+    from probekit.igsm.jobs import LabelsSummary, labels_record
 
-    return _run_records(args, labels_record, lambda message: {"error": message})
+    summary = LabelsSummary()
+    status = _run_records(args, labels_record, lambda message: {"error": message}, summary.add)
+    if status == 0:
+        _print_summary("labels", summary.to_dict(), args.json, stdout_free=args.out is not None)
+    return status
 
 
 # ---------------------------------------------------------------------------- parser
@@ -143,10 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def common(p, results=True):
+    def common(p):
         p.add_argument("--quiet", action="store_true", help="no progress bar")
-        if results:
-            p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+        p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
 
     g = sub.add_parser("generate", help="generate iGSM problems with reference solutions (JSONL)")
     g.add_argument(
@@ -184,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab = sub.add_parser("labels", help="compute the six probe labels along each solution")
     lab.add_argument("--input", required=True, help="JSONL with 'problem', optional 'solution' and 'categories'")
     lab.add_argument("--out", help="labels JSONL, one line per input line (default: stdout)")
-    common(lab, results=False)
+    common(lab)
     lab.set_defaults(func=labels_command)
 
     from probekit.causal.intervene_command import register as register_intervene

@@ -95,6 +95,31 @@ class CheckSummary:
 
 
 # ---------------------------------------------------------------------------- labels
+@dataclass
+class LabelsSummary:
+    """Running totals over label records, for the summary the ``labels`` command prints."""
+
+    n: int = 0
+    errors: int = 0
+    positions: int = 0  # solution positions t = 0..T over the labelled records
+    first_error: str | None = None
+
+    def add(self, result: dict) -> None:
+        self.n += 1
+        if "error" in result:
+            self.errors += 1
+            self.first_error = self.first_error or result["error"]
+        else:
+            self.positions += len(result["steps"])
+
+    def to_dict(self) -> dict:
+        summary: dict = {"n": self.n, "labelled": self.n - self.errors, "errors": self.errors}
+        summary["solution_positions"] = self.positions
+        if self.first_error:
+            summary["first_error"] = self.first_error
+        return summary
+
+
 def labels_record(record: dict) -> dict:
     """The six probe labels along ``record["solution"]`` (the reference order when it has none)."""
     try:

@@ -465,15 +465,25 @@ def test_labels_follow_each_solution(tmp_path, ref_path, ref_records, capsys):
         assert set(lab["nece"]) == set(steps[-1]["known"])  # the reference solution defines exactly nece
 
 
-def test_labels_bad_lines_give_error_lines_in_place(tmp_path, ref_records):
+def test_labels_bad_lines_give_error_lines_in_place(tmp_path, ref_records, capsys):
     good = ref_records[0]
     no_solution = {k: v for k, v in good.items() if k != "solution"}
     lines = [good, "{oops", [1], "", {"solution": "x"}, dict(good, solution=7), dict(good, problem="?"), no_solution]
     inp, out = write_jsonl(tmp_path / "mixed.jsonl", lines), tmp_path / "labels.jsonl"
-    assert main(["labels", "--input", str(inp), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["labels", "--input", str(inp), "--out", str(out), "--quiet", "--json"]) == 0
     labels = records_of(out)
     assert len(labels) == len(lines)
     assert set(labels[0]) >= LABEL_KEYS
+    summary = json.loads(capsys.readouterr().out)  # the errors are counted, not only written in place
+    positions = len(labels[0]["steps"]) + len(labels[-1]["steps"])
+    assert summary == {
+        "n": 8,
+        "labelled": 2,
+        "errors": 6,
+        "solution_positions": positions,
+        "first_error": labels[1]["error"],
+    }
     for number in range(2, 8):
         lab = labels[number - 1]
         assert set(lab) == {"error"} and isinstance(lab["error"], str) and lab["error"], (number, lab)
