@@ -7,7 +7,7 @@ checkpoints, and reports the steps after the warm-up (which holds torch.compile'
     python benchmarks/bench_train.py                     # CUDA: gpt2-12-12, context 768, micro-batch 32
                                                          # CPU:  gpt2-4-2, context 256, micro-batch 8
     python benchmarks/bench_train.py --model gpt2-8-15 --context 768 --micro-batch 64 --json
-    python benchmarks/bench_train.py --micro-batch 64 model.n_layer=8 model.n_head=8   # gpu-fast-med's model
+    python benchmarks/bench_train.py --micro-batch 64 model.n_layer=12 model.n_head=4   # gpu-fast-med's model
 
 MFU = flops_per_token * tokens/s / peak, flops_per_token = 6 N + 12 L d T (see probekit/train/flops.py);
 the peak is --peak-tflops or the GPU's dense bf16 peak (H100: 989); on CPU MFU is not reported.
