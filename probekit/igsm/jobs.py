@@ -113,8 +113,12 @@ class LabelsSummary:
             self.positions += len(result["steps"])
 
     def to_dict(self) -> dict:
-        summary: dict = {"n": self.n, "labelled": self.n - self.errors, "errors": self.errors}
-        summary["solution_positions"] = self.positions
+        summary: dict = {
+            "n": self.n,
+            "labelled": self.n - self.errors,
+            "errors": self.errors,
+            "solution_positions": self.positions,
+        }
         if self.first_error:
             summary["first_error"] = self.first_error
         return summary
