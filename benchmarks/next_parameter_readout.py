@@ -6,7 +6,7 @@ The can_next and nece_next probes ask, at a solution position t (after t referen
 parameter A can be computed next (and is necessary). Here the model answers with its own behaviour instead: at
 each position t = 0..T-1 of test-split problems of its own family (``training_family``; the probes' test data,
 :func:`probekit.probe.data.split_configs`), it writes its next sentence greedily from the reference prefix, and
-the parameter that sentence defines (``Define NAME as``) is its guess. Read as a classifier over every parameter
+the parameter that sentence defines (``Define NAME as``, read by the checker's parser) is its guess. Read as a classifier over every parameter
 of the probe pool at that position ("A is next" iff A is the parameter it writes), it is scored on the same labels
 as the probes: accuracy, accuracy on positive labels, majority guess.
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections import defaultdict
 
@@ -28,9 +27,8 @@ import torch
 
 from probekit.checkpoint import load_checkpoint, read_provenance, training_family
 from probekit.evaluate.generation import ModelGenerator
+from probekit.igsm.check import parse_solution
 from probekit.probe.data import ProbeBuilder, problems_from_config, split_configs
-
-DEFINED = re.compile(r"Define (.+?) as ")
 
 
 def positions(ckpt: str, n: int, seed: int) -> list[dict]:
@@ -41,8 +39,8 @@ def positions(ckpt: str, n: int, seed: int) -> list[dict]:
     rows, prefixes = [], []
     for item in problems_from_config(test_cfg, n):
         builder = ProbeBuilder(item, loaded.tokenizer)
+        step = builder.labels.steps
         for t in range(builder.n_steps):
-            step = builder.labels.steps
             rows.append(
                 {
                     "t": t,
@@ -56,8 +54,8 @@ def positions(ckpt: str, n: int, seed: int) -> list[dict]:
             prefixes.append(builder.prefix(builder.position("nece_next", t)))
     generator = ModelGenerator(loaded.model, loaded.tokenizer, batch_size=32, progress=False)
     for row, ids in zip(rows, generator.generate_ids(prefixes, max_new_tokens=24)):
-        match = DEFINED.search(loaded.tokenizer.decode(ids))
-        row["written"] = match.group(1) if match else None
+        sentences = parse_solution(loaded.tokenizer.decode(ids))
+        row["written"] = sentences[0].name if sentences else None
     return rows
 
 
@@ -87,7 +85,7 @@ def summary(rows: list[dict]) -> dict:
         by_op[row["op"]].append(row)
     return {
         "positions": k,
-        "written_is_reference_next": sum(bool(r["written"] in r["reference_next"]) for r in rows) / k,
+        "written_is_reference_next": sum(r["written"] in r["reference_next"] for r in rows) / k,
         "written_in_nece_next": sum(r["written"] in r["nece_next"] for r in rows) / k,
         "written_in_can_next": sum(r["written"] in r["can_next"] for r in rows) / k,
         "no_definition": sum(r["written"] is None for r in rows) / k,
