@@ -49,7 +49,7 @@ def main(argv=None) -> int:
 
     from probekit.train.config import load_config
     from probekit.train.loop import train
-    from probekit.train.metrics import read_log
+    from probekit.train.metrics import loss_windows, read_log, throughput
 
     total = args.warmup + args.steps
     with tempfile.TemporaryDirectory(prefix="bench_train.") as out:
@@ -87,11 +87,10 @@ def main(argv=None) -> int:
         records = read_log(out)
 
     start = records[0]
-    timed = [r for r in records if "loss" in r and r["step"] > args.warmup]
+    timed = loss_windows(records, args.warmup)
     seconds = sum(r["window_seconds"] for r in timed)
-    tokens = sum(r["window_steps"] for r in timed) * start["tokens_per_step"]
     wait = sum(r["data_wait_fraction"] * r["window_seconds"] for r in timed)
-    tokens_per_s = tokens / seconds
+    tokens_per_s = throughput(timed, start["tokens_per_step"])
     peak = start["peak_tflops"]
     last = timed[-1]
     result = {

@@ -19,6 +19,10 @@ A lent GPU gives one command at most 10 minutes and a session 15 minutes of devi
 
 It stops with a message when a step fails or the parts would not come back (more than 8 files in all). Extra
 ``KEY=VALUE`` arguments override the config in both runs, e.g. ``data.max_op=4 data.max_edge=12``.
+
+It uses the standard library only and reaches probekit through ``python -m probekit`` child processes: on the
+device the working tree is copied but not installed, and ``python3 benchmarks/gpu_session.py`` puts
+``benchmarks/``, not the repository root, on its own import path.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ class Session:
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    # not probekit.train.metrics.read_log / throughput: this script imports no probekit (see below)
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 

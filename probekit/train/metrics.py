@@ -3,7 +3,8 @@
 No host synchronisation inside a step: :class:`Metrics` sums the loss on the device and reads it (``.item()``)
 every ``run.log_every`` steps only, together with the data-wait time, tokens/s and MFU (:class:`ModelFlops`,
 :mod:`probekit.train.flops`). Time spent in learning-curve evaluations is left out of tokens/s and of the
-run's ``train_seconds`` (:class:`TrainClock`). :func:`read_log` reads a run's records back.
+run's ``train_seconds`` (:class:`TrainClock`). :func:`read_log` reads a run's records back,
+:func:`throughput` the tokens/s of its later windows.
 """
 
 from __future__ import annotations
@@ -84,6 +85,17 @@ def read_log(out: str | os.PathLike, name: str = LOG_FILE) -> list[dict]:
     (start, loss windows, evaluations, checkpoints, end)."""
     path = Path(out) / name
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def loss_windows(records: list[dict], after_step: int = 0) -> list[dict]:
+    """The loss windows of a run's records (:func:`read_log`) that end after step ``after_step``: leave out the
+    first steps to time a run without its compile and warm-up."""
+    return [r for r in records if "loss" in r and r["step"] > after_step]
+
+
+def throughput(windows: list[dict], tokens_per_step: int) -> float:
+    """Tokens per second over ``windows`` (:func:`loss_windows`) of a run with ``tokens_per_step``."""
+    return sum(r["window_steps"] for r in windows) * tokens_per_step / sum(r["window_seconds"] for r in windows)
 
 
 @dataclass(frozen=True)

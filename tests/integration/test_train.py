@@ -32,7 +32,7 @@ from probekit.train.config import ConfigError, ScheduleSection, load_config, res
 from probekit.train.curve import on_parent_axis, position_after
 from probekit.train.distributed import DistEnv
 from probekit.train.flops import flops_per_token, matmul_params
-from probekit.train.metrics import read_log
+from probekit.train.metrics import loss_windows, read_log, throughput
 from probekit.train.model import OUTPUT_PROJECTIONS, grow_depth, init_model, model_config
 from probekit.train.objective import CausalLMLoss
 from probekit.train.optim import param_groups
@@ -127,6 +127,11 @@ def test_loss_falls_on_small_problems(trained):
     assert step["mfu"] is None  # no peak on CPU
     assert 0 <= step["data_wait_fraction"] <= 1
     assert step["tokens"] == step["step"] * 4 * 256
+    later = loss_windows(records, 100)  # what the benchmarks time: the windows after the warm-up
+    assert later and all(r["step"] > 100 for r in later) and later[-1] == step
+    assert throughput([step], start["tokens_per_step"]) == pytest.approx(step["tokens_per_s"])
+    rates = [r["tokens_per_s"] for r in later]
+    assert min(rates) <= throughput(later, start["tokens_per_step"]) <= max(rates)
 
 
 def test_checkpoint_round_trip_identical_logits(trained):
